@@ -1,0 +1,3 @@
+from orch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The `orch` command line: a lean dispatcher.
+
+Starting a container must cost tens of milliseconds, so this module imports almost nothing:
+it looks at the first word and imports only the module that serves that command. Each command
+module has `main(prog, argv) -> int` and builds its own argparse parser.
+
+Errors: an `OrchError` is printed as one line, `orch: <message>`, with its exit code. Anything
+else is a bug; it is printed as one line too (set ORCH_DEBUG=1 for the traceback).
+"""
+
+import os
+import sys
+
+# command -> "module:function". The module is imported only when its command runs.
+COMMANDS = {
+    # stacks (docker compose's grammar)
+    "compose": "orch.cli.compose:main",
+    "up": "orch.cli.compose:up_shortcut",
+    "down": "orch.cli.compose:down_shortcut",
+    # containers (docker's grammar)
+    "run": "orch.cli.container:run",
+    "create": "orch.cli.container:create",
+    "ps": "orch.cli.container:ps",
+    "logs": "orch.cli.container:logs",
+    "top": "orch.cli.container:top",
+    "exec": "orch.cli.container:exec_",
+    "start": "orch.cli.container:start",
+    "stop": "orch.cli.container:stop",
+    "restart": "orch.cli.container:restart",
+    "kill": "orch.cli.container:kill",
+    "pause": "orch.cli.container:pause",
+    "unpause": "orch.cli.container:unpause",
+    "rm": "orch.cli.container:rm",
+    "inspect": "orch.cli.container:inspect",
+    "wait": "orch.cli.container:wait",
+    "container": "orch.cli.container:container_group",
+    # images
+    "images": "orch.cli.image:images",
+    "rmi": "orch.cli.image:rmi",
+    "image": "orch.cli.image:image_group",
+    "load": "orch.cli.image:load",
+    "save": "orch.cli.image:save",
+    "tag": "orch.cli.image:tag",
+    "build": "orch.cli.image:build",
+    "commit": "orch.cli.image:commit",
+    "pull": "orch.cli.image:pull",
+    "push": "orch.cli.image:push",
+    # node
+    "system": "orch.cli.system:system_group",
+    "agent": "orch.cli.system:agent",
+    "bootstrap": "orch.cli.system:bootstrap",
+}
+
+USAGE = """usage: orch COMMAND [ARGS...]
+
+A declarative multi-container orchestrator on real Linux containers.
+
+Stacks:      compose (config, graph, up, down, ps, logs, ...), up, down
+Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause, unpause,
+             rm, inspect, wait, container
+Images:      images, image, rmi, load, save, tag, build, commit, pull, push
+Node:        system (df, prune), agent, bootstrap
+
+Run 'orch COMMAND --help' for more on a command."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("-v", "--version", "version"):
+        from orch import __version__
+
+        print(f"orch version {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    target = COMMANDS.get(name)
+    if target is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "; run 'orch --help' for the list"
+        print(f"orch: unknown command '{name}'{hint}", file=sys.stderr)
+        return 2
+    return run_command(f"orch {name}", target, rest)
+
+
+def run_command(prog: str, target: str, argv: list[str]) -> int:
+    from orch.errors import OrchError
+
+    module_name, func_name = target.split(":")
+    try:
+        module = __import__(module_name, fromlist=[func_name])
+        func = getattr(module, func_name)
+        return int(func(prog, argv) or 0)
+    except OrchError as err:
+        print(f"orch: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `orch ps | head`: the reader left; that is not an error worth a message.
+        try:
+            sys.stdout = None
+        finally:
+            return 0
+    except (ImportError, AttributeError) as err:
+        if os.environ.get("ORCH_DEBUG"):
+            raise
+        print(f"orch: '{prog}' is not available in this build ({err})", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: one line, the traceback on request
+        if os.environ.get("ORCH_DEBUG"):
+            raise
+        print(f"orch: internal error in '{prog}': {type(err).__name__}: {err} (set ORCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 70
