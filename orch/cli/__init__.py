@@ -48,7 +48,7 @@ COMMANDS = {
     # node
     "system": "orch.cli.system:system_group",
     "agent": "orch.cli.system:agent",
-    "bootstrap": "orch.cli.system:bootstrap",
+    "bootstrap": "orch.cli.image:bootstrap",
 }
 
 USAGE = """usage: orch COMMAND [ARGS...]
