@@ -188,8 +188,24 @@ def _compile(pattern: str, exception: bool) -> Pattern:
                 kind = _REGEXP
             else:
                 regex += "\\\\"
-        elif ch in "[]":
-            regex += ch
+        elif ch == "[":
+            # A class, already checked by _syntax_problem: rebuilt item by item with each
+            # character escaped, so that Python reads exactly the set that Go reads.
+            negate = pattern.startswith("^", pos)
+            pos += negate
+            items = []
+            while not (pattern[pos] == "]" and items):
+                low, pos, _ = _class_char(pattern, pos)
+                if pattern[pos] == "-":
+                    high, pos, _ = _class_char(pattern, pos + 1)
+                    items.append(f"{re.escape(low)}-{re.escape(high)}")
+                else:
+                    items.append(re.escape(low))
+            pos += 1
+            regex += "[" + ("^" if negate else "") + "".join(items) + "]"
+            kind = _REGEXP
+        elif ch == "]":
+            regex += "\\]"
             kind = _REGEXP
         else:
             # Everything else is literal in a regular expression, `^` aside: docker leaves it

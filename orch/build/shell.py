@@ -273,10 +273,10 @@ class _Scan:
             ch = self.next()
             modifier += ch or ""
         elif ch not in "+-?#%":
-            raise _Failure(f"unsupported modifier ({modifier}) in substitution")
+            raise _Failure(f"unsupported modifier ({_shown(modifier)}) in substitution")
         patterns = ch in ("#", "%")
         if null_is_unset and patterns:
-            raise _Failure(f"unsupported modifier ({modifier}) in substitution")
+            raise _Failure(f"unsupported modifier ({_shown(modifier)}) in substitution")
         word = self.until_brace("}", patterns)
         value, found = self.lookup(name)
         if self.lexer.skip_unset and not found:
@@ -288,13 +288,13 @@ class _Scan:
             return "" if empty else word
         if ch == "?":
             if not found:
-                raise _Failure(f"{name}: {word or 'is not allowed to be unset'}")
+                raise _Failure(f"{name}: {_shown(word) or 'is not allowed to be unset'}")
             if null_is_unset and value == "":
-                raise _Failure(f"{name}: {word or 'is not allowed to be empty'}")
+                raise _Failure(f"{name}: {_shown(word) or 'is not allowed to be empty'}")
             return value
         if not patterns:
             # `${NAME:=word}`, `${NAME:word}`: sh's assignment and substring forms.
-            raise _Failure(f"unsupported modifier ({modifier}) in substitution")
+            raise _Failure(f"unsupported modifier ({_shown(modifier)}) in substitution")
         # '#' trims a prefix, '%' a suffix; doubled, the longest match.
         greedy = word.startswith(ch)
         if greedy:
@@ -358,7 +358,7 @@ def _pattern_to_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Patte
             escaped = pattern[i] if i < len(pattern) else ""
             i += 1
             if escaped not in ("*", "?", "\\") or not escaped:
-                raise _Failure(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'")
+                raise _Failure(f"invalid pattern ({_shown(pattern)}) in substitution: invalid escape '\\{_shown(escaped)}'")
             out.append("\\" + escaped)
         else:
             out.append(re.escape(ch))
@@ -424,6 +424,12 @@ def _go_expand(template: str, match: re.Match) -> str:
         if name.isdigit() and int(name) == 0:
             out.append(match.group(0))
     return "".join(out)
+
+
+def _shown(text: str) -> str:
+    """User text inside a message: as is when it is printable, else Go-quoted, so that the
+    message stays on one line."""
+    return text if text.isprintable() else _go_quote(text)
 
 
 def _go_quote(text: str) -> str:

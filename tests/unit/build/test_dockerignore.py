@@ -57,6 +57,10 @@ SINGLE = [
     ("a(b)c/def", "a(b)c/def", True),
     ("a.|)$(}+{bc", "a.|)$(}+{bc", True),
     ("dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", True),
+    ("a[[]b", "a[b", True),
+    ("x[&~|]*", "x&&", True),
+    ("x[\\]]y", "x]y", True),
+    ("x]y*", "x]yz", True),
     # A pattern that matches a directory excludes what is inside it.
     ("build", "build/out/x.o", True),
     ("build/", "build/out/x.o", True),
