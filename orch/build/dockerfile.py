@@ -84,7 +84,7 @@ DIRECTIVES = ("syntax", "escape", "check")
 
 # Go's regexp classes are ASCII; Python's \s and \d are Unicode, hence the explicit sets.
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
-_DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\v\f\r ]*=[\t\n\v\f\r ]*(.+?)[\t\n\v\f\r ]*\Z", re.S)
+_DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z", re.S)
 _HEREDOC = re.compile(r"([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)\Z", re.S)
 
 
@@ -165,8 +165,13 @@ def _split_lines(text: str) -> list[str]:
     return result
 
 
-def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
-    """Parse a Dockerfile. Raise DockerfileError naming `filename` and the line."""
+def parse(text: str | bytes, *, filename: str = "Dockerfile") -> Dockerfile:
+    """Parse a Dockerfile. Raise DockerfileError naming `filename` and the line.
+
+    Bytes that are not UTF-8 are kept as surrogate escapes (buildkit passes them through):
+    write heredoc bodies back with `.encode("utf-8", "surrogateescape")`."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
     d = _Directives()
     lines = _split_lines(text)
     if lines:

@@ -445,6 +445,8 @@ def _go_quote(text: str) -> str:
             out.append(ch)
         elif code < 0x80:
             out.append(f"\\x{code:02x}")
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")  # a byte that was not UTF-8 (surrogateescape)
         elif code <= 0xFFFF:
             out.append(f"\\u{code:04x}")
         else:

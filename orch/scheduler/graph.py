@@ -63,7 +63,10 @@ def compute_graph(services: Mapping[str, ServiceLike]) -> networkx.DiGraph:
 def _references(service: ServiceLike) -> Iterable[tuple[str, str, str, bool, bool]]:
     """Yield (target, kind, condition, required, restart) for each service that `service`
     names."""
-    for target, dep in (getattr(service, "depends_on", None) or {}).items():
+    depends_on = getattr(service, "depends_on", None) or {}
+    if isinstance(depends_on, (list, tuple)):
+        depends_on = dict.fromkeys(depends_on)  # the short syntax: names, default conditions
+    for target, dep in depends_on.items():
         condition = getattr(dep, "condition", None) or SERVICE_STARTED
         required = getattr(dep, "required", True)
         restart = bool(getattr(dep, "restart", False))

@@ -165,3 +165,9 @@ def test_errors(text, message):
     with pytest.raises(DockerfileError) as err:
         parse(text)
     assert str(err.value) == message
+
+
+def test_bytes_that_are_not_utf8_pass_through():
+    parsed = parse(b"FROM a\nRUN echo \xff\xfe ok\n")
+    assert dump(parsed) == '(from "a")\n(run "echo \\xff\\xfe ok")\n'
+    assert parsed.instructions[1].args[0].encode("utf-8", "surrogateescape") == b"echo \xff\xfe ok"

@@ -65,6 +65,12 @@ GRAPH_CASES = [
         [["db"], ["migrate"], ["web"]],
     ),
     (
+        "depends_on as a plain list",
+        {"web": Svc(depends_on=["db"]), "db": Svc()},
+        [("web", "db", "service_started", ("depends_on",))],
+        [["db"], ["web"]],
+    ),
+    (
         "links with and without alias",
         {"web": Svc(links=["db:database", "cache"]), "db": Svc(), "cache": Svc()},
         [("web", "cache", "service_started", ("links",)), ("web", "db", "service_started", ("links",))],
