@@ -18,6 +18,10 @@ follows, tested against buildkit's own `envVarTest` table):
 
 Anything else after `${NAME` (`:=`, a bare `:`) is an error, as in buildkit.
 
+One deliberate difference: buildkit's ProcessWords shares one word buffer between a word and
+the `${NAME:-word}` inside it, so in `ab${X:-y}` it can lose the `ab`; here each level keeps its
+own buffer. ProcessWord (one string), which the envVarTest table checks, is not affected.
+
 Knobs that the Dockerfile parser needs (buildkit's Lex fields): `raw_quotes` keeps the quote
 characters in the result, `raw_escapes` keeps the escape characters, `skip_unset` leaves a
 reference to an unset variable as it was written.

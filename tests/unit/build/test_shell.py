@@ -122,3 +122,7 @@ def test_raw_lexer_keeps_the_source():
 
 def test_backtick_escape():
     assert process_word("a`$PWD`\\b", ENV, escape="`") == "a$PWD\\b"
+
+
+def test_words_keep_text_before_a_nested_expansion():
+    assert process_words("ab${X:-y z}c d", {}) == ["aby", "zc", "d"]
