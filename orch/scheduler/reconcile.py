@@ -168,8 +168,6 @@ class _Pass:
         if self.options.no_deps:
             return DependencyStatus("ok")
         for name, dep in sorted(svc.depends_on.items()):
-            if name in self.acted:
-                return DependencyStatus("wait", f"dependency {name} is being updated")
             status = classify_dependency(
                 name, dep, self.desired, self.by_service.get(name, []), now=self.now, replicas=self.replicas
             )
@@ -177,6 +175,10 @@ class _Pass:
                 return DependencyStatus("failed", f"dependency {name} cannot start: {self.blocked[name]}")
             if status.state != "ok":
                 return status
+            # The dependency meets its condition now, but its own actions in this plan may
+            # stop or replace the containers that meet it: wait for the next pass.
+            if name in self.acted:
+                return DependencyStatus("wait", f"dependency {name} is being updated")
         return DependencyStatus("ok")
 
     def plan(self) -> Plan:

@@ -157,7 +157,8 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
         if svc.update.order == "start-first":
             _create(sp, out, _take_free(used), f"{change}; start-first update of {c.name}", source)
         else:
-            _recreate(sp, out, c, f"{change}; stop-first update, batch of {size}", source)
+            batch = f"; stop-first update, batch of {size}" if svc.update.parallelism else ""
+            _recreate(sp, out, c, change + batch, source)
     return handled
 
 
