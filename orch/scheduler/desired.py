@@ -90,10 +90,24 @@ def _replicas(service: Any, deploy: Any) -> int:
 
 
 def _depends_on(service: Any) -> dict[str, Dependency]:
+    """depends_on, plus the services that links, network_mode and volumes_from name.
+
+    Those need the other service's container to exist, so they order like service_started,
+    as in compose (and in orch.scheduler.graph).
+    """
+    implied: dict[str, Dependency] = {}
+    for link in getattr(service, "links", None) or ():
+        implied[str(link).split(":")[0]] = Dependency()
+    mode = getattr(service, "network_mode", None)
+    if isinstance(mode, str) and mode.startswith("service:"):
+        implied[mode.removeprefix("service:")] = Dependency()
+    for source in getattr(service, "volumes_from", None) or ():
+        if not str(source).startswith("container:"):
+            implied[str(source).split(":")[0]] = Dependency()
     deps = getattr(service, "depends_on", None) or {}
     if not isinstance(deps, Mapping):  # The short form, a list of names.
-        return {name: Dependency() for name in deps}
-    return {
+        return implied | {name: Dependency() for name in deps}
+    return implied | {
         name: Dependency(
             condition=getattr(d, "condition", None) or "service_started",
             required=getattr(d, "required", True) is not False,

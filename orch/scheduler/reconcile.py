@@ -171,8 +171,9 @@ class _Pass:
             status = classify_dependency(
                 name, dep, self.desired, self.by_service.get(name, []), now=self.now, replicas=self.replicas
             )
-            if status.state != "ok" and name in self.blocked:
-                return DependencyStatus("failed", f"dependency {name} cannot start: {self.blocked[name]}")
+            if status.state == "wait" and name in self.blocked:
+                # Waiting for it would never end: it is stuck on a failure of its own.
+                return DependencyStatus("failed", f"dependency {name} failed: {self.blocked[name]}")
             if status.state != "ok":
                 return status
             # The dependency meets its condition now, but its own actions in this plan may
@@ -249,6 +250,9 @@ class _Pass:
             return
         decision = classify_exit(svc.restart, c, now=self.now, after_boot=self.options.after_boot)
         if decision.gave_up:
+            self.wait(svc.name, f"{c.name} {decision.reason}", failed=True)
+        elif not decision.restart and c.exit_code not in (0, None) and not c.stopped_by_user:
+            # Nothing will start it again: say so, rather than call the stack up to date.
             self.wait(svc.name, f"{c.name} {decision.reason}", failed=True)
         elif decision.restart and decision.due_at is not None and decision.due_at > self.now:
             left = decision.due_at - self.now

@@ -61,6 +61,9 @@ class Service:
     scale: int | None = None
     healthcheck: Healthcheck | None = None
     build: object = None
+    links: list[str] | None = None
+    network_mode: str | None = None
+    volumes_from: list[str] | None = None
 
 
 @dataclass
@@ -158,3 +161,14 @@ def test_the_hash_reads_pydantic_models():
 def test_a_service_without_an_image_id():
     with pytest.raises(NotFound, match="^service web of stack shop has no resolved image; pull or build it first$"):
         desired_from_project(Project("shop", {"web": Service()}), image_ids={})
+
+
+def test_links_network_mode_and_volumes_from_order_like_depends_on():
+    svc = desired(
+        web=Service(links=["db:database"], network_mode="service:vpn", volumes_from=["data:ro", "container:abc"],
+                    depends_on={"cache": DependsOn("service_healthy")}),
+    ).services["web"]
+    assert svc.depends_on == {
+        "db": Dependency(), "vpn": Dependency(), "data": Dependency(), "cache": Dependency("service_healthy"),
+    }
+    assert desired(web=Service(depends_on=["db"])).services["web"].depends_on == {"db": Dependency()}
