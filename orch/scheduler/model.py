@@ -129,7 +129,7 @@ class ObservedState:
 
     `rolled_back` maps a service to the config hash whose rollout was rolled back; the
     executor records it when it performs a `rollback` action, so the next pass does not roll
-    the same failing change out again.
+    the same failing change out again, and clears it when the user runs `up --force-recreate`.
     """
 
     project: str
@@ -166,6 +166,13 @@ class Action:
     configuration a new container gets; when `clone_from` is set (a rollback), the executor
     copies the configuration of that container instead. Actions with a lower `stage` finish
     before actions with a higher one start; within a stage they may run in parallel.
+
+    The kinds, for the executor: `create` creates and starts a container; `start` starts a
+    stopped one and resets its restart counters, as `docker start` does; `restart` stops it if
+    it runs, starts it, and stores `attempt` and `streak` (when given) as its restart_count and
+    backoff_streak; `stop` stops it; `remove` stops and removes it; `recreate` removes it and
+    creates its replacement under the same name; `rollback` records that the service's
+    `config_hash` was rolled back (ObservedState.rolled_back).
     """
 
     kind: ActionKind

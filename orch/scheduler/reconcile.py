@@ -129,7 +129,7 @@ class _Pass:
         self.actions: list[Action] = []
         self.waiting: list[Waiting] = []
         self.checks: list[float] = []
-        self.acted: set[str] = set()  # Services with actions in this plan.
+        self.acted: dict[str, set[str]] = {}  # Services with actions in this plan: their kinds.
         self.blocked: dict[str, str] = {}  # Services that cannot start, with the failure.
         self.warnings: list[str] = []
         self.by_service: dict[str, list[ObservedContainer]] = {}
@@ -151,7 +151,7 @@ class _Pass:
                 self.wait(svc.name, gate.reason, failed=gate.state == "failed")
                 return False
         self.actions.append(replace(action, stage=self.levels.get(svc.name, 0)))
-        self.acted.add(svc.name)
+        self.acted.setdefault(svc.name, set()).add(action.kind)
         return True
 
     def wait(self, service: str, reason: str, *, failed: bool = False, until: float | None = None) -> None:
@@ -179,7 +179,8 @@ class _Pass:
             # The dependency meets its condition now, but its own actions in this plan may
             # stop or replace the containers that meet it: wait for the next pass.
             if name in self.acted:
-                return DependencyStatus("wait", f"dependency {name} is being updated")
+                doing = "starting" if self.acted[name] <= {"create", "start"} else "being updated"
+                return DependencyStatus("wait", f"dependency {name} is {doing}")
         return DependencyStatus("ok")
 
     def plan(self) -> Plan:
@@ -218,7 +219,7 @@ class _Pass:
             now=self.now,
             forced=forced,
             up_since=self.options.up_since,
-            rolled_back=self.observed.rolled_back.get(svc.name) == svc.config_hash and not forced,
+            rolled_back=self.observed.rolled_back.get(svc.name) == svc.config_hash,
         )
         handled = plan_update(sp, self)
         for c in containers:
