@@ -136,6 +136,9 @@ class _Pass:
         for c in sorted(observed.containers, key=lambda c: c.number):
             if not c.one_off:
                 self.by_service.setdefault(c.service, []).append(c)
+        unknown = sorted(set(options.scale) - set(desired.services))
+        if unknown:
+            raise InvalidArgument(f"cannot scale {unknown[0]}: no such service in stack {desired.project}")
         self.replicas = {name: options.scale.get(name, svc.replicas) for name, svc in desired.services.items()}
         for name, n in self.replicas.items():
             if n < 0:
@@ -143,10 +146,10 @@ class _Pass:
 
     # Emitting.
 
-    def add(self, svc: DesiredService, action: Action, gate: DependencyStatus | None = None) -> bool:
+    def add(self, svc: DesiredService, action: Action) -> bool:
         """Add `action` unless it starts a container and a dependency holds it back."""
         if action.kind in STARTING_KINDS:
-            gate = gate or self.gate(svc)
+            gate = self.gate(svc)
             if gate.state != "ok":
                 self.wait(svc.name, gate.reason, failed=gate.state == "failed")
                 return False

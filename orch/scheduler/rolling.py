@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from orch.scheduler.model import Action, DesiredService, ObservedContainer, Waiting, short_hash
+from orch.scheduler.model import Action, DesiredService, ObservedContainer, short_hash
 
 ReplicaStatus = Literal["ready", "starting", "failed", "stopped"]
 
@@ -53,7 +53,6 @@ class Emitter(Protocol):
     def wait(self, service: str, reason: str, *, failed: bool = False, until: float | None = None) -> None: ...
 
     warnings: list[str]
-    waiting: list[Waiting]
 
 
 def is_outdated(sp: ServicePass, c: ObservedContainer) -> bool:

@@ -391,8 +391,9 @@ def test_inputs_are_not_mutated():
          "services of stack s depend on each other in a cycle: "),
         (DB_WEB, ReconcileOptions(services=("nope",)), "no such service in stack s: nope"),
         (DB_WEB, ReconcileOptions(scale={"web": -1}), "scale of service web must be 0 or more, not -1"),
+        (DB_WEB, ReconcileOptions(scale={"wbe": 2}), "cannot scale wbe: no such service in stack s"),
     ],
-    ids=["cycle", "unknown service", "negative scale"],
+    ids=["cycle", "unknown service", "negative scale", "scale of an unknown service"],
 )
 def test_bad_input_is_one_line(desired, options, message):
     with pytest.raises(InvalidArgument) as err:

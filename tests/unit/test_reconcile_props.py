@@ -113,7 +113,7 @@ def test_a_converged_node_gives_an_empty_plan(generated, up_since):
     assert plan.summary() == "stack s is up to date"
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(scenarios())
 def test_nothing_starts_before_its_dependencies_meet_their_conditions(scenario):
     desired, observed, now, options = scenario
@@ -131,7 +131,7 @@ def test_nothing_starts_before_its_dependencies_meet_their_conditions(scenario):
             assert dep not in acted, plan.explain()
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(scenarios())
 def test_wanted_replicas_are_only_removed_when_surplus(scenario):
     desired, observed, now, options = scenario
@@ -146,7 +146,7 @@ def test_wanted_replicas_are_only_removed_when_surplus(scenario):
             assert options.remove_orphans
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(scenarios())
 def test_one_action_per_container_and_no_name_taken_twice(scenario):
     desired, observed, now, options = scenario
