@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import threading
 from pathlib import Path
@@ -24,6 +25,7 @@ from orch.errors import AlreadyExists, SystemFailure
 
 _MS_BIND = 0x1000
 _MNT_DETACH = 0x2
+_NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: its CLONE_NEW* type
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p)
@@ -70,17 +72,15 @@ def remove(path: str | Path) -> None:
 
 
 def is_namespace(path: str | Path) -> bool:
-    """True when `path` is a pinned network namespace (a nsfs mount), not a plain file."""
+    """True when `path` is a pinned network namespace (a nsfs bind mount), not a plain file."""
     try:
-        return os.stat(path).st_dev != os.stat(Path(path).parent).st_dev and _is_nsfs(path)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
-
-
-def _is_nsfs(path: str | Path) -> bool:
-    # A bind-mounted namespace file reads as a link to "net:[inode]" through /proc/self/fd.
-    fd = os.open(path, os.O_RDONLY)
     try:
-        return os.readlink(f"/proc/self/fd/{fd}").startswith("net:[")
+        # Namespace files all live on the one nsfs device; NS_GET_NSTYPE says which kind.
+        if os.fstat(fd).st_dev != os.stat("/proc/self/ns/net").st_dev:
+            return False
+        return fcntl.ioctl(fd, _NS_GET_NSTYPE) == os.CLONE_NEWNET
     finally:
         os.close(fd)
