@@ -13,12 +13,15 @@ after a crash, or a retried one, always completes.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import subprocess
 from pathlib import Path
 from typing import Protocol
 
 from orch.errors import SystemFailure
 from orch.net import netns
+
+_NETLINK_ROUTE = 0
 
 
 class Kernel(Protocol):
@@ -51,8 +54,11 @@ class RealKernel:
     def _ipr(self, netns_path: str | None = None):
         from pyroute2 import IPRoute  # imported here: the pure modules import this package
 
-        # flags=0: join an existing namespace file and never create one by accident.
-        return IPRoute(netns=netns_path, flags=0) if netns_path else IPRoute()
+        if not netns_path:
+            return IPRoute()
+        # A netlink socket made inside the namespace (see netns.socket_in: no fork).
+        sock = netns.socket_in(netns_path, socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+        return IPRoute(fileno=sock.detach())
 
     @staticmethod
     def _index(ipr, name: str) -> int | None:

@@ -18,6 +18,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -69,6 +70,34 @@ def remove(path: str | Path) -> None:
         if err not in (errno.EINVAL, errno.ENOENT):
             raise SystemFailure(f"remove network namespace {path}: umount2(MNT_DETACH): {os.strerror(err)}")
     path.unlink(missing_ok=True)
+
+
+def socket_in(path: str | Path, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the namespace pinned at `path`.
+
+    A socket stays in the namespace it was made in, so a short-lived thread joins the
+    namespace (setns affects only that thread), makes the socket and ends. pyroute2 would fork
+    a child for this, which is unsafe in a multi-threaded process such as the agent.
+    """
+    result: list = []
+
+    def make() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.setns(fd, os.CLONE_NEWNET)
+            finally:
+                os.close(fd)
+            result.append(socket.socket(family, kind, proto))
+        except BaseException as err:  # reported in the caller's thread below
+            result.append(err)
+
+    worker = threading.Thread(target=make, name="orch-netns-socket")
+    worker.start()
+    worker.join()
+    if isinstance(result[0], BaseException):
+        raise SystemFailure(f"open a socket in network namespace {path}: setns(CLONE_NEWNET): {result[0]}")
+    return result[0]
 
 
 def is_namespace(path: str | Path) -> bool:
