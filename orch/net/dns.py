@@ -42,7 +42,7 @@ def host_upstreams(resolv_conf: str | Path = "/etc/resolv.conf") -> list[tuple[s
     return [(ns, 53) for ns in parse_resolv_conf(text).nameservers if ":" not in ns]
 
 
-class _Quiet(DNSLogger):
+class QuietLogger(DNSLogger):
     """dnslib logs every query to stdout by default; orch's agent has its own log."""
 
     def __init__(self):
@@ -102,7 +102,7 @@ class DnsService:
                 for cls in (UDPServer, TCPServer):
                     server = cls((address, self.port), DNSHandler)
                     server.resolver = _Resolver(self, network)
-                    server.logger = _Quiet()
+                    server.logger = QuietLogger()
                     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                               name=f"orch-dns-{network}", daemon=True)
                     thread.start()

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, OrchError
 from orch.net import bridge as bridges
 from orch.net import endpoint as endpoints
 from orch.net import ipam
@@ -70,6 +70,7 @@ class Networks:
         self.host_resolv = host_resolv or ResolvConf()
         self.ports = PortReservations()
         self.state = NetState()
+        self.warnings: list[str] = []
         self._lock = threading.RLock()
 
     # Networks.
@@ -238,7 +239,13 @@ class Networks:
                 e.container_id == p.container_id and e.network == p.network for e in alive))
             for net in state.networks.values():
                 bridges.create_bridge(self.kernel, net)
-            self.ports.reserve([p.mapping for p in pubs])
+            for pub in pubs:
+                try:
+                    self.ports.reserve([pub.mapping])
+                except OrchError as err:
+                    # The rule still forwards the port; only the guard against other programs
+                    # is missing. Refusing to start the agent would be worse.
+                    self.warnings.append(f"restore published port of container {pub.container_id}: {err}")
             new_state = NetState(dict(state.networks), alive, pubs, new_ipam)
             self._sync(new_state, start_dns=list(state.networks.values()))
             self.state = new_state

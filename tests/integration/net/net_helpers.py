@@ -23,7 +23,7 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A
 from dnslib.server import DNSServer
 
-from orch.net.dns import DnsService
+from orch.net.dns import DnsService, QuietLogger
 from orch.net.kernel import RealKernel
 from orch.net.manager import Networks
 
@@ -46,9 +46,7 @@ class _FakeUpstream:
 
 @pytest.fixture
 def fake_upstream():
-    from orch.net.dns import _Quiet
-
-    server = DNSServer(_FakeUpstream(), address="127.0.0.1", port=0, logger=_Quiet())
+    server = DNSServer(_FakeUpstream(), address="127.0.0.1", port=0, logger=QuietLogger())
     server.start_thread()
     try:
         yield server.server.server_address

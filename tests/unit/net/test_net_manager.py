@@ -166,3 +166,22 @@ def test_pure_modules_import_nothing_effectful(module):
             if node.module.startswith("orch.net."):
                 assert node.module.split(".")[2] + ".py" in PURE, f"{module} imports {node.module}"
     assert not imported & FORBIDDEN
+
+
+def test_restore_keeps_a_publication_whose_port_was_taken_meanwhile(nets, tmp_path):
+    import socket
+
+    nets.create_network("front")
+    nets.connect("front", "c1", nets.create_netns("c1"), publish=[PortMapping(80, 0, host_ip="127.0.0.1")])
+    saved = nets.state
+    port = saved.publications[0].mapping.host_port
+    kernel = nets.kernel
+    nets.close()
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", port))
+        again = Networks(kernel, run_dir=tmp_path, bridge_prefix="orchX")
+        again.restore(saved)
+        assert again.state.publications == saved.publications
+        assert f"dnat to 10.89.1.2:80" in kernel.nft[-1]
+        assert len(again.warnings) == 1 and "is already in use" in again.warnings[0]
+        again.close()
