@@ -124,10 +124,17 @@ class DnsService:
             self.stop(network)
 
     def forward(self, request: DNSRecord, *, tcp: bool) -> DNSRecord:
-        """Ask each upstream in turn; SERVFAIL when none answers."""
+        """Ask each upstream in turn over UDP; SERVFAIL when none answers.
+
+        A truncated UDP answer is asked again over TCP when the client came by TCP (a UDP
+        client gets the truncated answer and retries over TCP itself, as resolvers do).
+        """
         for host, port in self.upstreams:
             try:
-                return DNSRecord.parse(request.send(host, port, tcp=tcp, timeout=self.timeout))
+                reply = DNSRecord.parse(request.send(host, port, timeout=self.timeout))
+                if tcp and reply.header.tc:
+                    reply = DNSRecord.parse(request.send(host, port, tcp=True, timeout=self.timeout))
+                return reply
             except Exception:  # a timeout, a refused connection, garbage: try the next one
                 continue
         reply = request.reply()

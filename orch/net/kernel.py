@@ -104,6 +104,9 @@ class RealKernel:
                 ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, "mtu": mtu}, mtu=mtu)
                 index = self._index(ipr, host_name)
                 ipr.link("set", index=index, master=self._index(ipr, bridge))
+                # Hairpin: with br_netfilter a container's packet to its own published port
+                # is DNATed on the bridge and must go back out the port it came in by.
+                ipr.brport("set", index=index, mode=1)
                 ipr.link("set", index=index, state="up")
         except Exception as err:
             raise _fail(f"create veth pair {host_name}/{peer_name} on bridge {bridge}", err) from None

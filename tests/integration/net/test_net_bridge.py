@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
-from net_helpers import (FAKE_UPSTREAM_ADDRESS, RESOLVE, TCP_CLIENT, TCP_SERVER)
+from net_helpers import FAKE_UPSTREAM_ADDRESS, RESOLVE, TCP_CLIENT, TCP_SERVER, tcp_from_host
 from orch.errors import Conflict
 from orch.net import netns
 from orch.net.manager import NetState
+from orch.net.model import PortMapping
 
 pytestmark = pytest.mark.privileged
 
@@ -31,6 +32,23 @@ def test_container_gets_eth0_address_route_mtu_and_lo(env):
     net = env.networks.get("front")
     assert _ip("route", "show", "default", netns_path=path).startswith(f"default via {net.gateway} dev eth0")
     assert f"master {net.bridge}" in _ip("-o", "link", "show", ep.host_ifname)
+    port = subprocess.run(["bridge", "-d", "link", "show", "dev", ep.host_ifname], capture_output=True, text=True).stdout
+    assert "hairpin on" in port
+
+
+def test_fixed_address_and_dns_over_tcp(env):
+    env.networks.create_network("front", subnet="10.89.200.0/24", gateway="10.89.200.254")
+    db = env.container("front", "db1", names=("db",), ipv4_address="10.89.200.10")
+    env.container("front", "cli", names=("cli",))
+    assert db.address == "10.89.200.10"
+    out = env.run("cli", """
+        from dnslib import DNSRecord
+        server = open("/etc/resolv.conf").read().split()[1]
+        for name in ("db", "upstream.example.test"):
+            reply = DNSRecord.parse(DNSRecord.question(name).send(server, 53, tcp=True, timeout=3))
+            print(server, name, " ".join(str(rr.rdata) for rr in reply.rr))
+    """).stdout.splitlines()
+    assert out == ["10.89.200.254 db 10.89.200.10", f"10.89.200.254 upstream.example.test {FAKE_UPSTREAM_ADDRESS}"]
 
 
 def test_two_containers_talk_by_ip_and_by_name(env):
@@ -130,9 +148,9 @@ def test_remove_network_leaves_nothing(env):
     assert f"{net.gateway}:53" not in sockets
 
 
-def test_restore_after_restart_brings_back_dns_and_drops_dead_containers(env):
+def test_restore_after_restart_brings_back_dns_ports_and_drops_dead_containers(env):
     env.networks.create_network("front")
-    env.container("front", "c1", names=("c1",))
+    env.container("front", "c1", names=("c1",), publish=[PortMapping(7000, 0)])
     env.container("front", "c2", names=("c2",))
     saved = json.loads(json.dumps(env.networks.state.to_json()))
     # The agent dies: its DNS threads and held ports go; meanwhile container c2 dies too.
@@ -143,3 +161,7 @@ def test_restore_after_restart_brings_back_dns_and_drops_dead_containers(env):
     assert [e.container_id for e in env.networks.state.endpoints] == ["c1"]
     assert env.run("c1", RESOLVE.format(name="c1")).stdout.split() == [env.networks.endpoints_of("c1")[0].address]
     assert env.run("c1", RESOLVE.format(name="c2")).stdout.startswith("FAILED")
+    env.start("c1", TCP_SERVER.format(port=7000, name="c1"))
+    port = env.networks.publications_of("c1")[0].mapping.host_port
+    assert tcp_from_host("127.0.0.1", port).startswith("c1 ")
+    assert env.networks.ports.held() == [("tcp", "", port)]

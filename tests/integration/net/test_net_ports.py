@@ -40,6 +40,9 @@ def test_published_tcp_port_answers_on_loopback_host_address_and_hairpin(env):
     out = env.run("neigh", TCP_CLIENT.format(host=host, port=port, timeout=3)).stdout
     assert out.split() == ["web1", front.gateway], out
     assert neighbour.address != front.gateway
+    # Hairpin to itself: the container reaches its own published port through the host.
+    out = env.run("web1", TCP_CLIENT.format(host=host, port=port, timeout=3)).stdout
+    assert out.split() == ["web1", front.gateway], out
     # From a container on another network: a published port is open to everyone.
     out = env.run("other", TCP_CLIENT.format(host=host, port=port, timeout=3)).stdout
     assert out.split()[0] == "web1", out
