@@ -83,9 +83,13 @@ class RealKernel:
         try:
             with self._ipr() as ipr:
                 ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-                index = self._index(ipr, name)
-                ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
-                ipr.link("set", index=index, state="up")
+                try:
+                    index = self._index(ipr, name)
+                    ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+                    ipr.link("set", index=index, state="up")
+                except Exception:
+                    ipr.link("del", index=self._index(ipr, name))
+                    raise
         except Exception as err:
             raise _fail(f"create bridge {name} ({address}/{prefixlen}, mtu {mtu})", err) from None
 

@@ -13,6 +13,7 @@ state. A failure half-way undoes what the operation did.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,8 @@ from orch.net.model import Endpoint, Network, PortMapping, Publication
 from orch.net.names import compute_name_table
 
 MTU_OPTION = "com.docker.network.driver.mtu"
+# Docker's rule for object names.
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class Networks:
                        internal: bool = False, mtu: int = 1500, options: dict[str, str] | None = None,
                        labels: dict[str, str] | None = None, bridge: str | None = None) -> Network:
         with self._lock:
+            if not _NAME.fullmatch(name):
+                raise InvalidArgument(f"invalid network name {name!r}: use letters, digits, '_', '.', '-', "
+                                      "starting with a letter or digit")
             if name in self.state.networks:
                 raise AlreadyExists(f"network {name!r} already exists")
             mtu = _mtu(options or {}, mtu)
@@ -88,8 +94,9 @@ class Networks:
             sub = new_ipam.networks[name]
             network = Network(name, net_id, bridge or bridges.bridge_name(net_id, self.bridge_prefix),
                               sub.subnet, sub.gateway, mtu, internal, dict(labels or {}))
-            if any(n.bridge == network.bridge for n in self.state.networks.values()):
-                raise AlreadyExists(f"bridge {network.bridge} is already used by another network")
+            if self.kernel.link_exists(network.bridge):
+                raise AlreadyExists(f"interface {network.bridge} already exists on this host; "
+                                    f"choose another bridge name for network {name!r}")
             bridges.create_bridge(self.kernel, network)
             new_state = replace(self.state, networks={**self.state.networks, name: network}, ipam=new_ipam)
             try:

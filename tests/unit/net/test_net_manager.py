@@ -185,3 +185,15 @@ def test_restore_keeps_a_publication_whose_port_was_taken_meanwhile(nets, tmp_pa
         assert f"dnat to 10.89.1.2:80" in kernel.nft[-1]
         assert len(again.warnings) == 1 and "is already in use" in again.warnings[0]
         again.close()
+
+
+@pytest.mark.parametrize("name, bridge, error, message", [
+    ("bad name", None, InvalidArgument, "invalid network name 'bad name'"),
+    ("-x", None, InvalidArgument, "invalid network name"),
+    ("ok", "eth0", AlreadyExists, "interface eth0 already exists on this host"),
+])
+def test_create_network_refuses_bad_names_and_foreign_interfaces(nets, name, bridge, error, message):
+    nets.kernel.links.add("eth0")
+    with pytest.raises(error, match=message):
+        nets.create_network(name, bridge=bridge)
+    assert nets.kernel.calls == [] and nets.state == NetState()
