@@ -13,6 +13,7 @@ after a crash, or a retried one, always completes.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -42,7 +43,9 @@ class Kernel(Protocol):
 
 
 def _fail(op: str, err: Exception) -> SystemFailure:
-    return SystemFailure(f"{op}: {err}")
+    # pyroute2's NetlinkError carries the kernel's errno as `code`; say it as strerror does.
+    code = getattr(err, "code", None) or getattr(err, "errno", None)
+    return SystemFailure(f"{op}: {os.strerror(code) if isinstance(code, int) else err}")
 
 
 class RealKernel:

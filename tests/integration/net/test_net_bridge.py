@@ -32,6 +32,8 @@ def test_container_gets_eth0_address_route_mtu_and_lo(env):
     net = env.networks.get("front")
     assert _ip("route", "show", "default", netns_path=path).startswith(f"default via {net.gateway} dev eth0")
     assert f"master {net.bridge}" in _ip("-o", "link", "show", ep.host_ifname)
+    assert "mtu 1400" in _ip("-o", "link", "show", ep.host_ifname)
+    assert "mtu 1400" in _ip("-o", "link", "show", net.bridge)
     port = subprocess.run(["bridge", "-d", "link", "show", "dev", ep.host_ifname], capture_output=True, text=True).stdout
     assert "hairpin on" in port
 
@@ -165,3 +167,23 @@ def test_restore_after_restart_brings_back_dns_ports_and_drops_dead_containers(e
     port = env.networks.publications_of("c1")[0].mapping.host_port
     assert tcp_from_host("127.0.0.1", port).startswith("c1 ")
     assert env.networks.ports.held() == [("tcp", "", port)]
+
+
+def test_connect_and_disconnect_a_running_container(env):
+    env.networks.create_network("front")
+    env.networks.create_network("back")
+    env.container("front", "app", names=("app",))
+    env.container("back", "db1", names=("db",))
+    path = env.networks.netns_path("app")
+    server = env.start("app", TCP_SERVER.format(port=7000, name="app"))
+
+    second = env.networks.connect("back", "app", path, names=("app",))
+    assert second.ifname == "eth1" and "eth1" in _ip("-o", "link", netns_path=path)
+    assert env.run("db1", TCP_CLIENT.format(host="app", port=7000, timeout=3)).stdout.startswith("app ")
+
+    env.networks.disconnect("back", "app")
+    assert "eth1" not in _ip("-o", "link", netns_path=path)
+    assert second.host_ifname not in _ip("-o", "link")
+    assert env.run("db1", RESOLVE.format(name="app")).stdout.startswith("FAILED gaierror")
+    assert second.address not in env.networks.state.ipam.networks["back"].allocated
+    assert server.poll() is None, "the container's process lives on"
