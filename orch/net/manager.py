@@ -122,6 +122,21 @@ class Networks:
             bridges.remove_bridge(self.kernel, network)
             self.state = new_state
 
+    def prune(self, keep: set[str] = frozenset()) -> list[str]:
+        """Remove every network without endpoints except those in `keep` (the default bridge)."""
+        with self._lock:
+            used = {e.network for e in self.state.endpoints}
+            gone = sorted(n for n in self.state.networks if n not in used and n not in keep)
+            for name in gone:
+                self.remove_network(name)
+            return gone
+
+    def endpoints_on(self, network: str) -> list[Endpoint]:
+        """The endpoints of one network (for `orch network inspect`)."""
+        with self._lock:
+            self._network(network)
+            return [e for e in self.state.endpoints if e.network == network]
+
     def get(self, name: str) -> Network:
         with self._lock:
             return self._network(name)

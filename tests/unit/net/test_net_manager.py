@@ -197,3 +197,14 @@ def test_create_network_refuses_bad_names_and_foreign_interfaces(nets, name, bri
     with pytest.raises(error, match=message):
         nets.create_network(name, bridge=bridge)
     assert nets.kernel.calls == [] and nets.state == NetState()
+
+
+def test_prune_removes_unused_networks_but_kept_ones(nets):
+    for name in ("bridge", "used", "idle1", "idle2"):
+        nets.create_network(name)
+    nets.connect("used", "c1", nets.create_netns("c1"))
+    assert nets.prune(keep={"bridge"}) == ["idle1", "idle2"]
+    assert [n.name for n in nets.list()] == ["bridge", "used"]
+    assert [e.container_id for e in nets.endpoints_on("used")] == ["c1"]
+    with pytest.raises(NotFound):
+        nets.endpoints_on("idle1")
