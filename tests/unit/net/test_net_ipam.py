@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from orch.net import ipam
@@ -131,3 +133,40 @@ def test_release_is_idempotent_and_keeps_the_gateway():
     assert ipam.release_address(s, "a", "10.89.0.77") == s
     assert ipam.release_address(s, "zzz", "10.89.0.77") == s
     assert "a" not in ipam.release_network(s, "a").networks
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("alloc"), st.integers(0, 9)),
+    st.tuples(st.just("fixed"), st.integers(2, 14)),
+    st.tuples(st.just("release"), st.integers(0, 20)),
+    st.just(("restart", 0)),
+), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPS)
+def test_property_no_address_is_ever_held_twice(ops):
+    """Whatever the order of allocations, releases and restarts, holders never share an address."""
+    s = state_with(("a", "10.89.0.0/28"))  # 13 usable addresses after the gateway
+    held: dict[str, str] = {}  # address -> owner, as the callers see it
+    for i, (op, arg) in enumerate(ops):
+        try:
+            if op == "alloc":
+                s, addr = ipam.allocate_address(s, "a", f"c{i}")
+            elif op == "fixed":
+                s, addr = ipam.allocate_address(s, "a", f"c{i}", f"10.89.0.{arg}")
+            elif op == "release":
+                if held:
+                    addr = sorted(held)[arg % len(held)]
+                    s = ipam.release_address(s, "a", addr)
+                    del held[addr]
+                continue
+            else:
+                s = IpamState.from_json(json.loads(json.dumps(s.to_json())))
+                continue
+        except Conflict:
+            assert len(held) == 13 or op == "fixed"
+            continue
+        assert addr not in held and addr != "10.89.0.1"
+        held[addr] = f"c{i}"
+        assert {a: o for a, o in s.networks["a"].allocated.items() if o} == held
