@@ -74,6 +74,7 @@ class Networks:
         self.ports = PortReservations()
         self.state = NetState()
         self.warnings: list[str] = []
+        self._rules: str | None = None  # the nft text loaded last (None: load on next sync)
         self._lock = threading.RLock()
 
     # Networks.
@@ -269,6 +270,7 @@ class Networks:
                     # is missing. Refusing to start the agent would be worse.
                     self.warnings.append(f"restore published port of container {pub.container_id}: {err}")
             new_state = NetState(dict(state.networks), alive, pubs, new_ipam)
+            self._rules = None  # the kernel's table may be anything after a restart: load it
             self._sync(new_state, start_dns=list(state.networks.values()))
             self.state = new_state
 
@@ -288,7 +290,7 @@ class Networks:
 
     def _sync(self, state: NetState, start_dns: list[Network] = ()) -> None:
         nets = sorted(state.networks.values(), key=lambda n: n.name)
-        apply_rules(self.kernel, nets, list(state.publications), table=self.table)
+        self._rules = apply_rules(self.kernel, nets, list(state.publications), table=self.table, last=self._rules)
         if self.dns is not None:
             internal = frozenset(n.name for n in nets if n.internal)
             self.dns.set_table(compute_name_table(list(state.endpoints), internal))

@@ -10,7 +10,7 @@ import pytest
 
 import orch.net
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from orch.net.endpoint import veth_names
+from orch.net.endpoint import veth_name
 from orch.net.kernel import RecordingKernel
 from orch.net.manager import Networks, NetState
 from orch.net.model import PortMapping
@@ -59,13 +59,12 @@ def test_connect_steps_in_order(nets):
     path = nets.create_netns("c1")
     nets.kernel.calls.clear()
     ep = nets.connect("front", "c1", path, names=("web",))
-    host, peer = veth_names("c1", "front")
-    assert nets.kernel.calls[:5] == [
+    host = veth_name("c1", "front")
+    # No rule changes for an endpoint without published ports, so nft is not run again.
+    assert nets.kernel.calls == [
         ("delete_link", host),
-        ("create_veth", host, peer, 1500, net.bridge),
-        ("move_to_netns", peer, path),
-        ("configure_in_netns", path, peer, "eth0", "10.89.1.2", 24, "10.89.1.1", 1500, True),
-        ("write_sysctl", "net.ipv4.ip_forward", "1"),
+        ("create_veth", host, net.bridge, 1500, path, "eth0"),
+        ("configure_in_netns", path, "eth0", "10.89.1.2", 24, "10.89.1.1", True),
     ]
     assert (ep.ifname, ep.host_ifname, ep.address) == ("eth0", host, "10.89.1.2")
 
@@ -78,7 +77,7 @@ def test_second_network_is_eth1_without_default_route(nets):
     nets.kernel.calls.clear()
     ep = nets.connect("back", "c1", path)
     configure = [c for c in nets.kernel.calls if c[0] == "configure_in_netns"]
-    assert ep.ifname == "eth1" and configure[0][3] == "eth1" and configure[0][-1] is False
+    assert ep.ifname == "eth1" and configure[0][2] == "eth1" and configure[0][-1] is False
     with pytest.raises(AlreadyExists, match="already connected"):
         nets.connect("back", "c1", path)
 
@@ -94,7 +93,7 @@ def test_connect_failure_rolls_back(nets):
     before = nets.state
     with pytest.raises(OSError):
         nets.connect("front", "c1", path, publish=[PortMapping(80, 0, host_ip="127.0.0.1")])
-    host, _ = veth_names("c1", "front")
+    host = veth_name("c1", "front")
     assert nets.kernel.calls[-1] == ("delete_link", host)
     assert nets.state == before and nets.ports.held() == []
 
@@ -208,3 +207,14 @@ def test_prune_removes_unused_networks_but_kept_ones(nets):
     assert [e.container_id for e in nets.endpoints_on("used")] == ["c1"]
     with pytest.raises(NotFound):
         nets.endpoints_on("idle1")
+
+
+def test_rules_are_loaded_only_when_they_change(nets):
+    nets.create_network("front")
+    loads = len(nets.kernel.nft)
+    nets.connect("front", "c1", nets.create_netns("c1"))
+    assert len(nets.kernel.nft) == loads
+    nets.connect("front", "c2", nets.create_netns("c2"), publish=[PortMapping(80, 0, host_ip="127.0.0.1")])
+    assert len(nets.kernel.nft) == loads + 1 and "dnat to 10.89.1.3:80" in nets.kernel.nft[-1]
+    nets.disconnect("front", "c2")
+    assert len(nets.kernel.nft) == loads + 2 and "dnat to" not in nets.kernel.nft[-1]
