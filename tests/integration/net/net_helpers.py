@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,9 @@ class _FakeUpstream:
 @pytest.fixture
 def fake_upstream():
     server = DNSServer(_FakeUpstream(), address="127.0.0.1", port=0, logger=QuietLogger())
-    server.start_thread()
+    # serve_forever's default poll of 0.5 s would make every shutdown wait that long.
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
     try:
         yield server.server.server_address
     finally:
