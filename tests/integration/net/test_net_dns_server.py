@@ -1,4 +1,4 @@
-"""The DNS server on loopback (no root needed): answers, rotation, forwarding, failures."""
+"""The DNS server on loopback sockets (no root needed): answers, rotation, forwarding, failures."""
 
 from __future__ import annotations
 
