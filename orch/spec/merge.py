@@ -1,0 +1,205 @@
+"""Merging stack files (`-f a.yml -f b.yml`) and `extends`, as compose-spec 13-merge.md says.
+
+Mappings merge key by key; sequences append; scalars are replaced. The exceptions:
+`command`, `entrypoint` and `healthcheck.test` are replaced whole; `ports`, `volumes`,
+`secrets` and `configs` are sequences of unique resources, so an entry whose unique key
+(ports: host ip, target, published, protocol; the others: target) is already there replaces it
+in place. Keys that are either a list or a mapping (environment, labels, depends_on, networks,
+...) are made mappings first, so `[A=1]` and `{A: 2}` merge. `!reset` removes a value,
+`!override` replaces it without merging.
+
+This works on the raw `Map` / `Seq` trees, so every value keeps the mark of the file and line
+it came from, which is what an error about the merged stack must name.
+"""
+
+from orch.spec import syntax
+from orch.spec.yamltree import Map, Seq
+
+REPLACED = {("command",), ("entrypoint",), ("healthcheck", "test")}
+UNIQUE = {"ports", "volumes", "secrets", "configs"}
+# Keys written either `[KEY=VALUE]` or `{KEY: VALUE}` (separator), merged as mappings.
+LIST_OR_DICT = {
+    ("environment",): "=",
+    ("labels",): "=",
+    ("annotations",): "=",
+    ("sysctls",): "=",
+    ("build", "args"): "=",
+    ("build", "labels"): "=",
+    ("deploy", "labels"): "=",
+}
+# Keys written either as a list of names or a mapping of name -> options.
+NAMES_OR_DICT = {("depends_on",), ("networks",)}
+STRING_OR_LIST = {("dns",), ("dns_search",), ("tmpfs",), ("env_file",), ("expose",)}
+
+
+def merge_files(trees: list[Map]) -> Map:
+    """Merge whole stack files in order; later files win."""
+    result = trees[0]
+    for tree in trees[1:]:
+        result = _merge_top(result, tree)
+    return strip_reset(result)
+
+
+def _merge_top(base: Map, over: Map) -> Map:
+    out = _copy(base)
+    for key, value in over.items():
+        tag = over.tags.get(key)
+        if tag == "!reset":
+            out.pop(key, None)
+            continue
+        if key == "services" and isinstance(value, Map) and isinstance(out.get(key), Map) and tag != "!override":
+            services = _copy(out[key])
+            for name, service in value.items():
+                if isinstance(service, Map) and isinstance(services.get(name), Map) and value.tags.get(name) != "!override":
+                    _put(services, value, name, merge_service(services[name], service))
+                elif value.tags.get(name) == "!reset":
+                    services.pop(name, None)
+                else:
+                    _put(services, value, name, service)
+            _put(out, over, key, services)
+        elif key in out and tag != "!override":
+            _put(out, over, key, _merge_value(out[key], value, ("*top*", key)))
+        else:
+            _put(out, over, key, value)
+    return out
+
+
+def merge_service(base: Map, over: Map) -> Map:
+    """`over` laid on `base`: one service in two files, or a service and what it extends."""
+    return _merge_map(base, over, ())
+
+
+def _merge_map(base: Map, over: Map, path: tuple) -> Map:
+    out = _copy(base)
+    for key, value in over.items():
+        tag = over.tags.get(key)
+        sub = path + (key,)
+        if tag == "!reset":
+            out.pop(key, None)
+        elif tag == "!override" or key not in out or sub in REPLACED:
+            _put(out, over, key, value)
+        else:
+            _put(out, over, key, _merge_value(out[key], value, sub))
+    return out
+
+
+def _merge_value(base, over, path: tuple):
+    if path in LIST_OR_DICT:
+        base, over = _as_map(base, LIST_OR_DICT[path]), _as_map(over, LIST_OR_DICT[path])
+    elif path in NAMES_OR_DICT:
+        base, over = _names_as_map(base, path), _names_as_map(over, path)
+    elif path in STRING_OR_LIST:
+        base, over = _as_seq(base), _as_seq(over)
+    if isinstance(base, Map) and isinstance(over, Map):
+        return _merge_map(base, over, path)
+    if isinstance(base, Seq) and isinstance(over, Seq):
+        if len(path) == 1 and path[0] in UNIQUE:
+            return _merge_unique(base, over, path[0])
+        return _append(base, over)
+    return over
+
+
+def _merge_unique(base: Seq, over: Seq, key: str) -> Seq:
+    out = Seq(base, mark=base.mark, marks=base.marks)
+    index = {_unique_key(item, key): i for i, item in enumerate(out)}
+    for item, mark in zip(over, over.marks):
+        ident = _unique_key(item, key)
+        if ident is not None and ident in index:
+            out[index[ident]] = item
+            out.marks[index[ident]] = mark
+        else:
+            index[ident] = len(out)
+            out.add(item, mark)
+    return out
+
+
+def _unique_key(item, key: str):
+    """The identity of a ports / volumes / secrets / configs entry, or None if unreadable."""
+    try:
+        if key == "ports":
+            entries = syntax.parse_ports(item) if isinstance(item, (str, int)) else [item]
+            if len(entries) != 1 or not isinstance(entries[0], dict):
+                return repr(item)
+            e = entries[0]
+            return ("port", e.get("host_ip"), str(e.get("target")), str(e.get("published")), e.get("protocol", "tcp"))
+        if key == "volumes":
+            if isinstance(item, str):
+                parts = item.split(":")
+                return parts[1] if len(parts) > 1 else parts[0]
+            return item.get("target") if isinstance(item, dict) else repr(item)
+        if isinstance(item, str):
+            return item
+        if isinstance(item, dict):
+            return item.get("target") or item.get("source")
+    except (ValueError, TypeError):
+        pass
+    return repr(item)
+
+
+def _append(base: Seq, over: Seq) -> Seq:
+    out = Seq(base, mark=base.mark, marks=base.marks)
+    for item, mark in zip(over, over.marks):
+        out.add(item, mark)
+    return out
+
+
+def _as_map(value, sep: str):
+    if not isinstance(value, Seq):
+        return value
+    out = Map(mark=value.mark)
+    for item, mark in zip(value, value.marks):
+        if isinstance(item, (Map, Seq)) or item is None:
+            return value  # not a KEY=VALUE list; validation will say so
+        key, has_sep, rest = syntax.scalar_text(item).partition(sep)
+        out.put(key, rest if has_sep else None, mark, mark)
+    return out
+
+
+def _names_as_map(value, path: tuple):
+    if not isinstance(value, Seq):
+        return value
+    out = Map(mark=value.mark)
+    for item, mark in zip(value, value.marks):
+        if not isinstance(item, str):
+            return value
+        # A listed dependency means "started, required"; a listed network has no options.
+        entry = Map({"condition": "service_started", "required": True}, mark=mark) if path == ("depends_on",) else None
+        out.put(item, entry, mark, mark)
+    return out
+
+
+def _as_seq(value):
+    if isinstance(value, (str, int, Map)) and not isinstance(value, bool):
+        return Seq([value], mark=getattr(value, "mark", None))
+    return value
+
+
+def _copy(tree: Map) -> Map:
+    out = Map(tree, mark=tree.mark)
+    out.key_marks = dict(tree.key_marks)
+    out.marks = dict(tree.marks)
+    out.tags = dict(tree.tags)
+    return out
+
+
+def _put(out: Map, source: Map, key: str, value) -> None:
+    out[key] = value
+    if key in source.marks:
+        out.marks[key] = source.marks[key]
+    if key in source.key_marks:
+        out.key_marks[key] = source.key_marks[key]
+    out.tags.pop(key, None)
+
+
+def strip_reset(tree):
+    """Remove values tagged `!reset` that had nothing under them to reset (a single file)."""
+    if isinstance(tree, Map):
+        for key in [k for k, tag in tree.tags.items() if tag == "!reset"]:
+            tree.pop(key, None)
+        tree.tags.clear()
+        for value in tree.values():
+            strip_reset(value)
+    elif isinstance(tree, Seq):
+        for value in tree:
+            strip_reset(value)
+    return tree
