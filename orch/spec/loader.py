@@ -30,7 +30,7 @@ from orch.spec.merge import merge_files
 from orch.spec.models import Service
 from orch.spec.project import Project, StackFile
 from orch.spec.validate import report_validation
-from orch.spec.yamltree import Map, Seq, load_yaml
+from orch.spec.yamltree import Map, Seq, load_yaml, to_plain
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -80,7 +80,7 @@ def load_project(
     environ = dict(os.environ if environ is None else environ)
     base = Path(project_dir).absolute() if project_dir else Path.cwd()
     if files:
-        files = [Path(f) if Path(f).is_absolute() else base / f for f in files] if project_dir else [Path(f).absolute() for f in files]
+        files = [Path(f).absolute() for f in files]  # relative to the working directory, as compose has it
     elif environ.get("COMPOSE_FILE"):
         sep = environ.get("COMPOSE_PATH_SEPARATOR", os.pathsep)
         files = [base / f for f in environ["COMPOSE_FILE"].split(sep) if f]
@@ -174,7 +174,7 @@ def _validate(tree: Map, project_dir: Path, problems: Problems, invalid: set[str
     of every service are reported, and the services that are valid still get their
     references checked (a project with problems is never returned, though)."""
     context = {"project_dir": project_dir}
-    top = {key: value for key, value in tree.items() if key != "services"}
+    top = {key: to_plain(value) for key, value in tree.items() if key != "services"}
     try:
         model = StackFile.model_validate(top, context=context)
     except ValidationError as err:
@@ -192,7 +192,7 @@ def _validate(tree: Map, project_dir: Path, problems: Problems, invalid: set[str
             invalid.add(name)
             continue
         try:
-            model.services[name] = Service.model_validate({} if raw is None else raw, context=context)
+            model.services[name] = Service.model_validate({} if raw is None else to_plain(raw), context=context)
         except ValidationError as err:
             report_validation(err, tree, Service, problems, prefix=("services", name))
             invalid.add(name)

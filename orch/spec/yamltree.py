@@ -75,6 +75,15 @@ def mark_in(container, key) -> Mark | None:
     return None
 
 
+def to_plain(tree):
+    """The tree as plain dicts and lists (the models and the YAML writer want those)."""
+    if isinstance(tree, dict):
+        return {key: to_plain(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [to_plain(value) for value in tree]
+    return tree
+
+
 class _CoreResolver(BaseResolver):
     """The YAML 1.2 core schema: what go-yaml v3, and so docker compose, resolves."""
 
