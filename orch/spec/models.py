@@ -199,6 +199,14 @@ class DependsOn(Spec):
     restart: bool = False
     required: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _required_is_shown(cls, data):
+        # `docker compose config` always prints `required`; make it part of what was set.
+        if isinstance(data, dict) and "required" not in data:
+            data = {**data, "required": True}
+        return data
+
 
 def _depends_on(value):
     if isinstance(value, list):

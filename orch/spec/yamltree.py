@@ -91,7 +91,7 @@ class _CoreResolver(BaseResolver):
 
 
 _CoreResolver.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_CoreResolver.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_CoreResolver.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0[0-7_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)$"), list("-+0123456789"))
 _CoreResolver.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
@@ -181,16 +181,13 @@ class _Builder:
         if tag == "tag:yaml.org,2002:bool":
             return text.lower() == "true"
         if tag == "tag:yaml.org,2002:int":
-            body = text.lstrip("+-")
+            # As Go's strconv.ParseInt(s, 0, 64), which go-yaml v3 uses: 0o17, 017 (octal, as
+            # file modes are written), 0x1f, 0b101.
+            body = text.lstrip("+-").replace("_", "")
             sign = -1 if text.startswith("-") else 1
-            if body.startswith("0o"):
-                return sign * int(body[2:], 8)
-            if body.startswith("0x"):
-                return sign * int(body[2:], 16)
-            try:
-                return sign * int(body.replace("_", ""), 10)
-            except ValueError:
-                self.fail(node, f"invalid integer {text!r}")
+            if body[:2] in ("0o", "0x", "0b"):
+                return sign * int(body, 0)
+            return sign * (int(body, 8) if body.startswith("0") and len(body) > 1 else int(body, 10))
         if tag == "tag:yaml.org,2002:float":
             low = text.lower()
             if low.endswith(".inf"):
