@@ -56,6 +56,7 @@ class Problems:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.warnings: list[str] = []  # not errors: an unset variable, an obsolete key
+        self.files: list[str] = []  # the files in the order they were read, to sort by
 
     def add(self, mark: Mark | None, path: Iterable[object], message: str) -> None:
         where = f"{mark}: " if mark else ""
@@ -70,22 +71,22 @@ class Problems:
 
     def check(self) -> None:
         if self.lines:
-            raise StackError(sort_lines(self.lines))
+            raise StackError(sort_lines(self.lines, self.files))
 
 
 _WHERE = re.compile(r"^(.+?):(\d+):(\d+): ")
 
 
-def sort_lines(lines: list[str]) -> list[str]:
+def sort_lines(lines: list[str], files: list[str] = ()) -> list[str]:
     """Lines in file order (files in the order they first appear), then line and column, so
     the output reads top to bottom like the file; lines without a position come last."""
-    files: dict[str, int] = {}
+    order: dict[str, int] = {name: i for i, name in enumerate(dict.fromkeys(files))}
     keyed = []
     for index, line in enumerate(lines):
         match = _WHERE.match(line)
         if match:
-            order = files.setdefault(match.group(1), len(files))
-            keyed.append(((0, order, int(match.group(2)), int(match.group(3)), index), line))
+            rank = order.setdefault(match.group(1), len(order))
+            keyed.append(((0, rank, int(match.group(2)), int(match.group(3)), index), line))
         else:
             keyed.append(((1, 0, 0, 0, index), line))
     return [line for _, line in sorted(keyed)]

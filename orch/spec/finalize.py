@@ -82,12 +82,12 @@ class _References:
             return None
         if target in self.disabled:
             profiles = ", ".join(self.disabled[target].profiles)
-            return f"service '{target}' is disabled by its profiles ({profiles}); enable one with --profile"
+            return f"'{target}', which is disabled by its profiles ({profiles}); enable one with --profile"
         return f"undefined service '{target}'{suggest(target, [*self.active, *self.stack.invalid])}"
 
     def check(self, sname: str, service: Service) -> None:
         model = self.stack.model
-        if service.image is None and service.build is None:
+        if service.image is None and service.build is None and sname not in self.stack.invalid:
             self.add(sname, (), "has neither an image nor a build context; add 'image:' or 'build:'")
         for dep, spec in list(service.depends_on.items()):
             if dep == sname:
@@ -119,15 +119,20 @@ class _References:
                 self.add(sname, ("network_mode",), "network_mode and networks cannot be used together; keep one")
         for net in service.networks:
             if net != "default" and net not in model.networks:
-                self.add(sname, ("networks", net), f"undefined network '{net}'{suggest(net, model.networks)}; declare it under the top-level 'networks:'")
+                self.add(sname, ("networks", net), _undefined("network", net, model.networks))
         for index, mount in enumerate(service.volumes):
             if mount.type == "volume" and mount.source and mount.source not in model.volumes:
-                self.add(sname, ("volumes", index), f"undefined volume '{mount.source}'{suggest(mount.source, model.volumes)}; declare it under the top-level 'volumes:'")
+                self.add(sname, ("volumes", index), _undefined("volume", mount.source, model.volumes))
         for section in ("secrets", "configs"):
             declared = getattr(model, section)
             for index, ref in enumerate(getattr(service, section) or []):
                 if ref.source not in declared:
-                    self.add(sname, (section, index), f"undefined {section[:-1]} '{ref.source}'{suggest(ref.source, declared)}; declare it under the top-level '{section}:'")
+                    self.add(sname, (section, index), _undefined(section[:-1], ref.source, declared))
+
+
+def _undefined(kind: str, name: str, declared) -> str:
+    hint = suggest(name, declared)
+    return f"undefined {kind} '{name}'" + (hint or f"; declare it under the top-level '{kind}s:'")
 
 
 def _read_env_files(sname: str, service: Service, raw: Map | None, variables: dict, problems: Problems) -> None:

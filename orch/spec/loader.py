@@ -63,7 +63,11 @@ class _Stack:
         self.tree = tree
         self.project_dir = project_dir
         # service name -> its raw tree, for the marks of later errors (included services too).
-        self.raw_services: dict[str, Map] = dict(tree.get("services") or {}) if isinstance(tree.get("services"), Map) else {}
+        services = tree.get("services")
+        self.raw_services: dict[str, Map] = {}
+        if isinstance(services, Map):
+            for name, raw in services.items():
+                self.raw_services[name] = raw if isinstance(raw, Map) else Map(mark=services.key_marks.get(name))
         # Services that failed validation: references to them are not reported again.
         self.invalid: set[str] = set()
 
@@ -134,6 +138,7 @@ def _project_name(explicit: str | None, variables: dict, top_level: str | None, 
 
 def _load_file(path: Path, variables: dict, problems: Problems) -> Map | None:
     """One file: parsed, interpolated and with its extends resolved."""
+    problems.files.append(str(path))
     try:
         tree = load_yaml(path)
     except StackError as err:
@@ -191,11 +196,20 @@ def _validate(tree: Map, project_dir: Path, problems: Problems, invalid: set[str
             problems.add(services.key_marks.get(name), ("services", name), "invalid service name; use letters, digits, '.', '_' and '-'")
             invalid.add(name)
             continue
+        data = {} if raw is None else to_plain(raw)
         try:
-            model.services[name] = Service.model_validate({} if raw is None else to_plain(raw), context=context)
+            model.services[name] = Service.model_validate(data, context=context)
         except ValidationError as err:
             report_validation(err, tree, Service, problems, prefix=("services", name))
             invalid.add(name)
+            # Without the keys that failed, the rest of the service can still have its
+            # references checked, so those problems are reported in the same run.
+            bad = {error["loc"][0] for error in err.errors() if error["loc"]}
+            if isinstance(data, dict):
+                try:
+                    model.services[name] = Service.model_validate({k: v for k, v in data.items() if k not in bad}, context=context)
+                except ValidationError:
+                    pass
     return model
 
 

@@ -31,6 +31,11 @@ def locate(tree, loc: Iterable, *, key: bool = False) -> Mark | None:
         elif isinstance(node, Seq) and isinstance(part, int) and 0 <= part < len(node):
             mark = node.marks[part] or mark
             node = node[part]
+        elif isinstance(node, Seq) and isinstance(part, str) and part in node:
+            # A name that the model keys by but the file lists (`depends_on: [db]`).
+            index = node.index(part)
+            mark = node.marks[index] or mark
+            node = node[index]
         else:
             break
     return mark

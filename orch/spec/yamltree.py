@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import yaml
+import yaml.reader
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -256,21 +257,29 @@ def read_text(path: Path) -> str:
 
 def parse_yaml(text: str, file: str):
     """Every document of `text` as Map/Seq/scalars, merged in order when there are several."""
-    loader = _Loader(text)
     docs = []
+    loader = None
     try:
+        loader = _Loader(text)
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
                 merge_tags: dict[int, str] = {}
                 _strip_merge_tags(loader, node, merge_tags, set())
                 docs.append(_Builder(file, loader, merge_tags).build(node))
+    except yaml.reader.ReaderError as err:
+        # The reader reports a character offset, not a mark: count the lines ourselves.
+        line = text.count("\n", 0, err.position) + 1
+        col = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        char = ord(err.character) if isinstance(err.character, str) else err.character
+        raise StackError([f"{file}:{line}:{col}: invalid YAML: unacceptable character #x{char:04x}: {err.reason}"]) from None
     except yaml.YAMLError as err:
         raise StackError([_yaml_error_line(file, err)]) from None
     except RecursionError:
         raise StackError([f"{file}: the YAML is nested too deeply"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
 
 
