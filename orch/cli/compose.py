@@ -86,7 +86,7 @@ def split_global(argv: list[str]) -> tuple[list[str], list[str]]:
         name = word.split("=", 1)[0]
         if name in _GLOBAL_OPTIONS and "=" not in word:
             i += 2
-        elif name in _GLOBAL_OPTIONS or (word.startswith("-f") and len(word) > 2 and not word.startswith("--")):
+        elif name in _GLOBAL_OPTIONS or (word[:2] in ("-f", "-p") and len(word) > 2):
             i += 1
         else:
             break

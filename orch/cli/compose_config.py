@@ -52,7 +52,7 @@ def main(prog: str, argv: list[str]) -> int:
             for name in names:
                 print(name)
         return 0
-    stack = project.to_dict()
+    stack = project.to_dict(escape_dollars=True)
     if opts.format == "json":
         print(json.dumps(stack, indent=2))
     else:

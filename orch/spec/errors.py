@@ -29,18 +29,29 @@ class StackError(UserError):
     """One or more problems in stack files; `lines` holds them, `str()` joins them."""
 
     def __init__(self, lines: Iterable[str]):
-        self.lines = list(dict.fromkeys(lines))  # the same problem found twice is said once
+        # The same problem found twice is said once; a line never breaks, whatever the file
+        # held (a key with a newline in it).
+        self.lines = list(dict.fromkeys(_one_line(line) for line in lines))
         super().__init__("\n".join(self.lines))
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+_PLAIN_KEY = re.compile(r"^[\w.\-/@:+ ]+$")
+
+
 def format_path(path: Iterable[object]) -> str:
-    """('services', 'web', 'ports', 0) -> 'services.web.ports[0]'."""
+    """('services', 'web', 'ports', 0) -> 'services.web.ports[0]'; an odd key is quoted."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
+        elif _PLAIN_KEY.match(str(part)):
             out += ("." if out else "") + str(part)
+        else:
+            out += f"[{str(part)!r}]"
     return out
 
 

@@ -105,6 +105,16 @@ class StackFile(Spec):
     models: Any = None
 
 
+def _escape(value):
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {key: _escape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escape(item) for item in value]
+    return value
+
+
 class Project:
     """A loaded stack: its name, directory, active services and resources."""
 
@@ -143,8 +153,11 @@ class Project:
         names = {p for svc in (*self.services.values(), *self.disabled.values()) for p in svc.profiles}
         return sorted(names)
 
-    def to_dict(self) -> dict:
-        """The normalized stack as `docker compose config` prints it (JSON-compatible values)."""
+    def to_dict(self, *, escape_dollars: bool = False) -> dict:
+        """The normalized stack as `docker compose config` prints it (JSON-compatible values).
+
+        With escape_dollars, every `$` in a value is written `$$`, so the output is a stack
+        file that means the same thing when it is read (and interpolated) again."""
 
         def dump(items: dict) -> dict:
             return {key: value.model_dump(mode="json", exclude_unset=True) for key, value in sorted(items.items())}
@@ -155,7 +168,7 @@ class Project:
             if items:
                 out[section] = dump(items)
         out.update(self.extensions)
-        return out
+        return _escape(out) if escape_dollars else out
 
     def unsupported(self) -> list[str]:
         """Key paths present in this stack that orch accepts but does not act on."""

@@ -249,6 +249,8 @@ def read_text(path: Path) -> str:
         raise StackError([f"{path}: cannot read the stack file: permission denied"]) from None
     except OSError as err:
         raise StackError([f"{path}: cannot read the stack file: {err.strerror or err}"]) from None
+    except ValueError:  # a NUL byte in the name
+        raise StackError([f"{str(path)!r}: invalid file name"]) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

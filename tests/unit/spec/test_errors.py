@@ -43,7 +43,7 @@ ERRORS = [
     ("services: {web: {image: x}}\nservice: {}\n", ["compose.yaml:2:1: service: unknown key 'service' in the top level; did you mean 'services'?"]),
     ("services: [web]\n", ["compose.yaml:1:11: services: expected a mapping of service names to services"]),
     ("services:\n  web:\n", ["compose.yaml:2:3: services.web: has neither an image nor a build context; add 'image:' or 'build:'"]),
-    ("services:\n  web: {image: x}\n  'bad name!': {image: x}\n", ["compose.yaml:3:3: services.bad name!: invalid service name; use letters, digits, '.', '_' and '-'"]),
+    ("services:\n  web: {image: x}\n  'bad name!': {image: x}\n", ["compose.yaml:3:3: services['bad name!']: invalid service name; use letters, digits, '.', '_' and '-'"]),
     ("services:\n  web: {image: x, network_mode: host, networks: [n]}\nnetworks: {n: {}}\n", ["compose.yaml:2:33: services.web.network_mode: network_mode and networks cannot be used together; keep one"]),
     ("services:\n  web: {image: x, network_mode: 'service:db'}\n", ["compose.yaml:2:33: services.web.network_mode: shares the network of undefined service 'db'"]),
     ("services:\n  web: {image: x, volumes_from: [db], links: ['dbx:alias']}\n  db: {image: x}\n", ["compose.yaml:2:47: services.web.links[0]: links to undefined service 'dbx'; did you mean 'db'?"]),
@@ -104,3 +104,17 @@ def test_errors_in_several_files_are_all_reported(load_errors):
         "compose.yaml:1:28: services.web.prots: unknown key 'prots' in services.web; did you mean 'ports'?",
         "b.yaml:1:27: services.web.restart: invalid restart policy 'never'; use no, always, on-failure[:N] or unless-stopped",
     ]
+
+
+def test_a_file_orch_may_not_read(project_dir, monkeypatch):
+    # As root every file is readable, so the kernel's EACCES is played by a fake read.
+    path = project_dir / "compose.yaml"
+    path.write_text("services: {}\n")
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(StackError) as info:
+        load_project([path], environ={})
+    assert info.value.lines == [f"{path}: cannot read the stack file: permission denied"]
