@@ -89,6 +89,9 @@ class _References:
         model = self.stack.model
         if service.image is None and service.build is None and sname not in self.stack.invalid:
             self.add(sname, (), "has neither an image nor a build context; add 'image:' or 'build:'")
+        replicas = service.deploy.replicas if service.deploy else None
+        if service.scale is not None and replicas is not None and service.scale != replicas:
+            self.add(sname, ("scale",), f"scale ({service.scale}) and deploy.replicas ({replicas}) differ; keep one")
         for dep, spec in list(service.depends_on.items()):
             if dep == sname:
                 self.add(sname, ("depends_on", dep), "a service cannot depend on itself")

@@ -163,6 +163,8 @@ def _load_stack(files: list[Path], project_dir: Path, variables: dict, problems:
     if len(trees) != len(files):
         return None
     merged = merge_files(trees)
+    if "version" in merged:
+        problems.warnings.append("the top-level 'version' is obsolete and ignored; remove it")
     invalid: set[str] = set()
     model = _validate(merged, project_dir, problems, invalid)
     stack = _Stack(model, merged, project_dir)

@@ -181,6 +181,12 @@ class VolumeMount(Spec):
             raise ValueError(f"the container path {value!r} must be absolute")
         return value
 
+    @model_validator(mode="after")
+    def _bind_needs_source(self):
+        if self.type == "bind" and not self.source:
+            raise ValueError("a bind mount needs a 'source' (the host path)")
+        return self
+
 
 class ServiceNetwork(Spec):
     aliases: list[str] | None = None
