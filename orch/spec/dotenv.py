@@ -1,8 +1,8 @@
 """`.env` files and service `env_file`s, in compose's dotenv dialect.
 
 One `KEY=VALUE` a line, optionally prefixed by `export`. `#` starts a comment at the start of
-a line or, in an unquoted value, after a space. Single quotes keep their text as it is; double
-quotes understand `\\n`, `\\t`, `\\"`, `\\\\` and may span lines. Unquoted and double-quoted
+a line or, in an unquoted value, after a space. Single quotes keep their text as it is (but `\\'`);
+double quotes understand `\\n`, `\\t`, `\\"`, `\\\\`; both may span lines. Unquoted and double-quoted
 values are interpolated (`${OTHER}`) from the variables read so far and then the lookup the
 caller gives, as compose does. A bare `KEY` means "take KEY from the environment" and reads as
 None.
@@ -15,7 +15,7 @@ from orch.spec.errors import StackError
 from orch.spec.interpolate import InterpolationError, Lookup, substitute
 from orch.spec.yamltree import read_text
 
-_KEY = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.\-]*)\s*(=|$)")
+_KEY = re.compile(r"^(?:export\s+)?([A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*(=|$)")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$$"}
 
 
@@ -46,12 +46,10 @@ def parse_env_text(text: str, file: str, lookup: Lookup | None = None) -> dict[s
         rest = line[match.end() :].lstrip()
         try:
             if rest[:1] == "'":
-                end = rest.find("'", 1)
-                if end < 0:
-                    raise ValueError("unterminated single quote")
-                values[key] = rest[1:end]
+                body, i = _quoted(rest[1:], "'", {"'": "'"}, lines, i)
+                values[key] = body
             elif rest[:1] == '"':
-                body, i = _double_quoted(rest[1:], lines, i)
+                body, i = _quoted(rest[1:], '"', _ESCAPES, lines, i)
                 values[key] = substitute(body, chained)
             else:
                 body = re.split(r"\s+#", rest, maxsplit=1)[0].strip()
@@ -63,23 +61,24 @@ def parse_env_text(text: str, file: str, lookup: Lookup | None = None) -> dict[s
     return values
 
 
-def _double_quoted(first: str, lines: list[str], i: int) -> tuple[str, int]:
-    """The body of a double-quoted value that may continue on the next lines."""
+def _quoted(first: str, quote: str, escapes: dict[str, str], lines: list[str], i: int) -> tuple[str, int]:
+    """The body of a quoted value, which may continue on the next lines. Single quotes keep
+    everything but `\\'`; double quotes understand the usual backslash escapes."""
     text = first
     while True:
         out, pos = [], 0
         while pos < len(text):
             char = text[pos]
-            if char == "\\" and pos + 1 < len(text):
-                out.append(_ESCAPES.get(text[pos + 1], "\\" + text[pos + 1]))
+            if char == "\\" and pos + 1 < len(text) and text[pos + 1] in escapes:
+                out.append(escapes[text[pos + 1]])
                 pos += 2
                 continue
-            if char == '"':
+            if char == quote:
                 return "".join(out), i
             out.append(char)
             pos += 1
         if i >= len(lines):
-            raise ValueError("unterminated double quote")
+            raise ValueError(f"unterminated {'single' if quote == "'" else 'double'} quote")
         text += "\n" + lines[i]
         i += 1
 

@@ -43,8 +43,6 @@ def substitute(text: str, lookup: Lookup, unset: set[str] | None = None) -> str:
         elif nxt == "{":
             value, i = _braced(text, i, lookup, unset)
             out.append(value)
-        elif nxt == "}":
-            raise InterpolationError(f"invalid interpolation format in {text!r} at '$}}'; write a literal $ as $$")
         else:
             match = _NAME.match(text, i + 1)
             if match is None:
@@ -96,17 +94,13 @@ def _braced(text: str, start: int, lookup: Lookup, unset: set[str] | None) -> tu
 
 
 def _closing_brace(text: str, pos: int) -> int:
-    """The index of the `}` that closes the expression, skipping nested `${...}` and `$$`."""
+    """The index of the `}` that closes the expression. Every `{` opens a level, not only
+    `${`, as compose-go counts them: `${X:-{"json":1}}` has the default `{"json":1}`."""
     depth = 0
     while pos < len(text):
-        if text.startswith("$$", pos):
-            pos += 2
-            continue
-        if text.startswith("${", pos):
+        if text[pos] == "{":
             depth += 1
-            pos += 2
-            continue
-        if text[pos] == "}":
+        elif text[pos] == "}":
             if depth == 0:
                 return pos
             depth -= 1

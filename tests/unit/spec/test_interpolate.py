@@ -4,7 +4,7 @@ import pytest
 
 from orch.spec.interpolate import InterpolationError, substitute
 
-ENV = {"FOO": "first", "BAR": "", "NUM": "3", "NESTED": "${FOO}"}
+ENV = {"FOO": "first", "BAR": "", "NUM": "3", "NESTED": "${FOO}", "JSON": '{"json":2}'}
 
 CASES = [
     # plain variables
@@ -23,6 +23,8 @@ CASES = [
     ("cost: 5$", "cost: 5$"),
     ("$1", "$1"),
     ("$-", "$-"),
+    ("$}", "$}"),
+    ("$", "$"),
     # defaults: ':-' for unset or empty, '-' for unset only
     ("${UNSET:-default}", "default"),
     ("${UNSET-default}", "default"),
@@ -52,6 +54,20 @@ CASES = [
     ("${FOO:+${NUM}x}", "3x"),
     ("${UNSET:-$${FOO}}", "${FOO}"),
     ("${UNSET:-a}}", "a}"),
+    # from compose-go's template tests
+    ("ok ${BAR:-/non:-alphanumeric}", "ok /non:-alphanumeric"),
+    ("${A:+${A},}B", "B"),
+    ("+ok ${UNSET:-${BAR-defaultValue}}", "+ok "),
+    (":?ok ${BAR:-defaultValue}", ":?ok defaultValue"),
+    ("ok ${UNSET_VAR-${FOO} ${FOO}}", "ok first first"),
+    ("ok ${BAR+$FOO ${FOO:+second}}", "ok first second"),
+    ("${UNSET_VAR-myerror?msg}", "myerror?msg"),
+    ("${UNSET_VAR?bar-baz}".replace("UNSET_VAR", "FOO"), "first"),
+    ('ok ${missing:-{"json":1}}', 'ok {"json":1}'),
+    ('ok ${missing-{"json":1}}', 'ok {"json":1}'),
+    ('ok ${JSON:-{"json":1}}', 'ok {"json":2}'),
+    ('ok ${JSON-{"json":1}}', 'ok {"json":2}'),
+    ("ok ${SUBDOMAIN:-redis}.${FOO:?}", "ok redis.first"),
     # values are not re-interpolated
     ("$NESTED", "${FOO}"),
     # lower-case and underscore names
@@ -64,7 +80,7 @@ def test_substitute(template, expected):
     assert substitute(template, ENV.get) == expected
 
 
-@pytest.mark.parametrize("template", ["${", "$}", "${}", "${ }", "${ foo}", "${foo }", "${foo!}", "${FOO:-", "${1abc}", "${FOO:x}"])
+@pytest.mark.parametrize("template", ["${", "${}", "${ }", "${ foo}", "${foo }", "${foo!}", "${FOO:-", "${1abc}", "${FOO:x}"])
 def test_invalid_templates(template):
     with pytest.raises(InterpolationError, match="invalid interpolation format"):
         substitute(template, ENV.get)
