@@ -13,7 +13,25 @@ Importing this package is cheap: pydantic and yaml are imported on the first `lo
 
 from orch.spec.errors import Mark, StackError
 
-__all__ = ["Mark", "StackError", "load_project"]
+__all__ = ["Mark", "StackError", "load_project", "Project", "Service", "DependsOn", "PortSpec", "VolumeMount"]
+
+# The models are imported when first named (`from orch.spec import Service`), not before.
+_LAZY = {
+    "Project": "orch.spec.project",
+    "Service": "orch.spec.models",
+    "DependsOn": "orch.spec.models",
+    "PortSpec": "orch.spec.models",
+    "VolumeMount": "orch.spec.models",
+    "Healthcheck": "orch.spec.models",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'orch.spec' has no attribute {name!r}")
 
 
 def load_project(files=None, **kwargs):

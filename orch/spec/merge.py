@@ -84,6 +84,12 @@ def _merge_map(base: Map, over: Map, path: tuple) -> Map:
 
 
 def _merge_value(base, over, path: tuple):
+    if path == ("build",):
+        base, over = _build_as_map(base), _build_as_map(over)
+    elif path == ("extra_hosts",):
+        return _merge_extra_hosts(base, over)
+    elif len(path) == 2 and path[0] == "ulimits":
+        return over  # one limit is replaced whole, as compose-go does
     if path in LIST_OR_DICT:
         base, over = _as_map(base, LIST_OR_DICT[path]), _as_map(over, LIST_OR_DICT[path])
     elif path in NAMES_OR_DICT:
@@ -97,6 +103,32 @@ def _merge_value(base, over, path: tuple):
             return _merge_unique(base, over, path[0])
         return _append(base, over)
     return over
+
+
+def _build_as_map(value):
+    return Map({"context": value}, mark=None) if isinstance(value, str) else value
+
+
+def _merge_extra_hosts(base, over):
+    """extra_hosts as 'host=ip' sequences, without repeating an entry (compose-go's rule)."""
+
+    def entries(value) -> Seq:
+        if isinstance(value, Map):
+            out = Seq(mark=value.mark, marks=[])
+            for host, ips in value.items():
+                for ip in ips if isinstance(ips, list) else [ips]:
+                    out.add(f"{host}={ip}", value.mark_of(host))
+            return out
+        return _as_seq(value) if not isinstance(value, Seq) else value
+
+    left, right = entries(base), entries(over)
+    if not isinstance(left, Seq) or not isinstance(right, Seq):
+        return over
+    out = Seq(left, mark=left.mark, marks=left.marks)
+    for item, mark in zip(right, right.marks):
+        if item not in out:
+            out.add(item, mark)
+    return out
 
 
 def _merge_unique(base: Seq, over: Seq, key: str) -> Seq:

@@ -8,6 +8,7 @@ BASE = """
 services:
   web:
     image: web:1
+    build: ./src
     command: [serve, --port, "80"]
     environment: {A: "1", B: "2"}
     labels: [tier=front]
@@ -17,6 +18,8 @@ services:
     depends_on: [db]
     healthcheck: {test: [CMD, base], interval: 10s}
     secrets: [s1]
+    extra_hosts: ['a=10.0.0.1', base=10.0.0.9]
+    ulimits: {nofile: 100, nproc: 5}
   db:
     image: postgres
 volumes: {data: {}}
@@ -67,6 +70,11 @@ MERGES = [
     ),
     # secrets are unique by target
     ("services: {web: {secrets: [s1, s2]}}", "secrets", [{"source": "s1"}, {"source": "s2"}]),
+    # build: a string is the context, merged with the mapping form
+    ("services: {web: {build: {dockerfile: Dockerfile.dev}}}", "build", None),
+    # extra_hosts are a union; a ulimit is replaced whole
+    ("services: {web: {extra_hosts: ['a=10.0.0.1', 'b:10.0.0.2']}}", "extra_hosts", {"a": ["10.0.0.1"], "b": ["10.0.0.2"], "base": ["10.0.0.9"]}),
+    ("services: {web: {ulimits: {nofile: {soft: 10, hard: 20}}}}", "ulimits", {"nofile": {"soft": 10, "hard": 20}, "nproc": {"soft": 5, "hard": 5}}),
     # !reset removes, !override replaces without merging
     ("services: {web: {ports: !reset []}}", "ports", None),
     ("services: {web: {environment: {A: !reset null}}}", "environment", {"B": "2"}),
@@ -78,6 +86,8 @@ MERGES = [
 @pytest.mark.parametrize("override, key, expected", MERGES)
 def test_merge_files(load, project_dir, override, key, expected):
     web = merged(load, override)
+    if key == "build":
+        expected = {"context": str(project_dir / "src"), "dockerfile": "Dockerfile.dev"}
     if key == "volumes":
         expected = [{k: (v.replace("<dir>", str(project_dir)) if isinstance(v, str) else v) for k, v in item.items()} for item in expected]
     assert web.get(key) == expected
