@@ -61,6 +61,7 @@ def finalize(stack, name: str, profiles: list[str], variables: dict, problems: P
         extensions=model.extensions,
         files=files,
         warnings=problems.warnings,
+        models=model.models,
     )
 
 
@@ -87,7 +88,8 @@ class _References:
 
     def check(self, sname: str, service: Service) -> None:
         model = self.stack.model
-        if service.image is None and service.build is None and sname not in self.stack.invalid:
+        # A `provider` service is run by a plugin, not from an image.
+        if service.image is None and service.build is None and service.provider is None and sname not in self.stack.invalid:
             self.add(sname, (), "has neither an image nor a build context; add 'image:' or 'build:'")
         replicas = service.deploy.replicas if service.deploy else None
         if service.scale is not None and replicas is not None and service.scale != replicas:

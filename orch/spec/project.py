@@ -132,6 +132,7 @@ class Project:
         extensions: dict[str, Any] | None = None,
         files: list[Path] | None = None,
         warnings: list[str] | None = None,
+        models: Any = None,
     ):
         self.name = name
         self.project_dir = project_dir
@@ -144,6 +145,7 @@ class Project:
         self.extensions = extensions or {}
         self.files = files or []
         self.warnings = warnings or []
+        self.models = models  # top-level `models:` (AI models), kept as written
 
     def __repr__(self) -> str:
         return f"Project(name={self.name!r}, services={sorted(self.services)})"
@@ -167,6 +169,8 @@ class Project:
             items = getattr(self, section)
             if items:
                 out[section] = dump(items)
+        if self.models is not None:
+            out["models"] = self.models
         out.update(self.extensions)
         return _escape(out) if escape_dollars else out
 

@@ -140,3 +140,25 @@ def test_keys_are_not_interpolated(load):
 def test_unset_variable_warns_once(load):
     project = load({"compose.yaml": "services:\n  web:\n    image: ${IMG}x\n    hostname: ${IMG}\n"})
     assert project.warnings == ['the "IMG" variable is not set; defaulting to a blank string']
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TEMPLATE_TEXT = st.text(alphabet=st.sampled_from(list("${}:-+?_ABCxyz01 ")), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEMPLATE_TEXT)
+def test_substitute_returns_text_or_an_interpolation_error(text):
+    try:
+        assert isinstance(substitute(text, ENV.get), str)
+    except InterpolationError as err:
+        assert str(err) and "\n" not in str(err)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_escaped_text_comes_back_unchanged(text):
+    # `$$` is a literal `$`, so escaping every `$` makes any text a template of itself.
+    assert substitute(text.replace("$", "$$"), ENV.get) == text

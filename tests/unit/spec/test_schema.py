@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from orch.spec import load_project
 from orch.spec.units import parse_duration
@@ -31,6 +32,24 @@ def validate(stack: dict) -> None:
 
 EXAMPLES = sorted((ROOT / "examples" / "stacks").glob("**/*.y*ml"))
 REALWORLD = sorted((DATA / "realworld").glob("*/compose.yaml"))
+
+
+KITCHEN_SINK = DATA / "kitchen-sink" / "compose.yaml"
+
+
+def test_every_service_key_of_the_schema_is_accepted_with_a_valid_value():
+    raw = yaml.safe_load(KITCHEN_SINK.read_text())
+    validate(raw)  # the test file itself is a valid compose file
+    used = {key for service in raw["services"].values() for key in service}
+    assert used >= set(SCHEMA["definitions"]["service"]["properties"])
+    project = load_project([KITCHEN_SINK], environ={}, profiles=["all"])
+    stack = project.to_dict()
+    validate(stack)
+    assert stack["services"]["everything"]["x-extra"] == "kept"
+    assert stack["models"] == {"llm": {"model": "ai/smollm2"}}
+    unsupported = project.unsupported()
+    assert "services.everything.cpu_shares" in unsupported and "models" in unsupported
+    assert not any(path.endswith((".image", ".ports", ".healthcheck", ".depends_on")) for path in unsupported)
 
 
 def test_there_are_stacks_to_check():
