@@ -25,7 +25,7 @@ from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
-from orch.spec.errors import Mark, StackError
+from orch.spec.errors import Mark, StackError, sort_lines
 
 # A file that expands to more values than this is an alias bomb, not a stack.
 MAX_VALUES = 200_000
@@ -125,6 +125,8 @@ class _Builder:
         self.merge_tags = merge_tags
         self.count = 0
         self.active: set[int] = set()
+        # Problems that do not stop the build (duplicate keys), reported together at the end.
+        self.problems: list[str] = []
 
     def fail(self, node, message: str):
         raise StackError([f"{_mark(self.file, node)}: {message}"])
@@ -154,8 +156,10 @@ class _Builder:
         for key_node, _ in node.value:
             if isinstance(key_node, ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 if key_node.value in seen:
-                    self.fail(key_node, f"duplicate key '{key_node.value}' (first at line {seen[key_node.value]})")
-                seen[key_node.value] = key_node.start_mark.line + 1
+                    mark = _mark(self.file, key_node)
+                    self.problems.append(f"{mark}: duplicate key '{key_node.value}' (first at line {seen[key_node.value]})")
+                else:
+                    seen[key_node.value] = key_node.start_mark.line + 1
         try:
             self.loader.flatten_mapping(node)
         except yaml.YAMLError as err:
@@ -268,7 +272,10 @@ def parse_yaml(text: str, file: str):
             if node is not None:
                 merge_tags: dict[int, str] = {}
                 _strip_merge_tags(loader, node, merge_tags, set())
-                docs.append(_Builder(file, loader, merge_tags).build(node))
+                builder = _Builder(file, loader, merge_tags)
+                docs.append(builder.build(node))
+                if builder.problems:
+                    raise StackError(sort_lines(builder.problems))
     except yaml.reader.ReaderError as err:
         # The reader reports a character offset, not a mark: count the lines ourselves.
         line = text.count("\n", 0, err.position) + 1

@@ -80,7 +80,6 @@ def test_several_documents_are_read_in_order():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("a: 1\na: 2\n", "f.yml:2:1: duplicate key 'a' (first at line 1)"),
         ("? [a]\n: 1\n", "f.yml:1:3: a mapping key must be a plain string, not a list or mapping"),
         ("~: 1\n", "f.yml:1:1: a mapping key must be a string, not '~'"),
         ("a: *nope\n", "f.yml:1:4: invalid YAML: found undefined alias 'nope'"),
@@ -92,3 +91,9 @@ def test_problems(text, message):
     with pytest.raises(StackError) as info:
         parse_yaml(text, "f.yml")
     assert info.value.lines == [message]
+
+
+def test_every_duplicate_key_is_reported():
+    with pytest.raises(StackError) as info:
+        parse_yaml("a: 1\nb: {x: 1, x: 2}\na: 3\n", "f.yml")
+    assert info.value.lines == ["f.yml:2:12: duplicate key 'x' (first at line 2)", "f.yml:3:1: duplicate key 'a' (first at line 1)"]
