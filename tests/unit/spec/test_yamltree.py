@@ -96,4 +96,4 @@ def test_problems(text, message):
 def test_every_duplicate_key_is_reported():
     with pytest.raises(StackError) as info:
         parse_yaml("a: 1\nb: {x: 1, x: 2}\na: 3\n", "f.yml")
-    assert info.value.lines == ["f.yml:2:12: duplicate key 'x' (first at line 2)", "f.yml:3:1: duplicate key 'a' (first at line 1)"]
+    assert info.value.lines == ["f.yml:2:11: duplicate key 'x' (first at line 2)", "f.yml:3:1: duplicate key 'a' (first at line 1)"]
