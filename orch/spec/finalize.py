@@ -3,7 +3,7 @@
 Profiles (compose-spec 15-profiles.md): a service with `profiles` is active only when one of
 them is enabled (`--profile`, COMPOSE_PROFILES, `*` for all). A reference from an active
 service to a disabled one is an error, except a `depends_on` with `required: false`, which is
-dropped, as compose does.
+dropped, as compose-go's consistency check does (an undefined service is an error either way).
 
 Then every reference is checked (depends_on, links, volumes_from, `network_mode: service:X`,
 networks, named volumes, secrets, configs), `env_file`s are read into `environment`, and
@@ -74,7 +74,9 @@ class _References:
 
     def add(self, sname: str, path: tuple, message: str) -> None:
         raw = self.stack.raw_services.get(sname)
-        mark = locate(raw, path) if raw is not None else None
+        # A depends_on or networks entry is named by its key: point at the name.
+        by_key = len(path) == 2 and path[0] in ("depends_on", "networks")
+        mark = locate(raw, path, key=by_key) if raw is not None else None
         self.problems.add(mark, ("services", sname) + path, message)
 
     def service_problem(self, target: str) -> str | None:
@@ -99,10 +101,10 @@ class _References:
                 self.add(sname, ("depends_on", dep), "a service cannot depend on itself")
                 continue
             why = self.service_problem(dep)
-            if why and spec.required:
-                self.add(sname, ("depends_on", dep), f"depends on {why}")
+            if why and dep in self.disabled and not spec.required:
+                del service.depends_on[dep]  # an optional dependency that profiles disabled: dropped, as compose-go does
             elif why:
-                del service.depends_on[dep]  # required: false: compose drops it
+                self.add(sname, ("depends_on", dep), f"depends on {why}")
         for index, link in enumerate(service.links):
             why = self.service_problem(link.split(":", 1)[0])
             if why:

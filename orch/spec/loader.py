@@ -97,9 +97,7 @@ def load_project(
     stack = _load_stack(files, project_dir, variables, problems, chain=())
     if stack is None:
         problems.check()
-    name = _project_name(project_name, variables, stack.model.name if stack else None, project_dir, problems)
-    if stack is None:
-        problems.check()
+    name = _project_name(project_name, variables, stack, project_dir, problems)
     if profiles is None:
         profiles = [p for p in variables.get("COMPOSE_PROFILES", "").split(",") if p]
     project = finalize(stack, name, profiles, variables, problems, files)
@@ -115,7 +113,7 @@ def _variables(environ: dict, project_dir: Path, env_files: list[Path] | None, p
         if not env_files and not path.is_file():
             continue
         try:
-            for key, value in read_env_file(path, lambda n: environ.get(n) or values.get(n)).items():
+            for key, value in read_env_file(path, lambda n: environ[n] if n in environ else values.get(n)).items():
                 if value is not None:
                     values[key] = value
         except StackError as err:
@@ -124,11 +122,15 @@ def _variables(environ: dict, project_dir: Path, env_files: list[Path] | None, p
     return values
 
 
-def _project_name(explicit: str | None, variables: dict, top_level: str | None, project_dir: Path, problems: Problems) -> str:
-    for source, value in (("-p", explicit), ("COMPOSE_PROJECT_NAME", variables.get("COMPOSE_PROJECT_NAME")), ("name", top_level)):
+def _project_name(explicit: str | None, variables: dict, stack: "_Stack", project_dir: Path, problems: Problems) -> str:
+    """-p, then COMPOSE_PROJECT_NAME, then the top-level `name:`, then the directory's name."""
+    sources = (("-p", explicit), ("COMPOSE_PROJECT_NAME", variables.get("COMPOSE_PROJECT_NAME")), ("name", stack.model.name))
+    for source, value in sources:
         if value:
             if not _PROJECT_NAME.match(value):
-                problems.add(None, (), f"invalid project name {value!r} (from {source}): use lower-case letters, digits, '-' and '_', starting with a letter or digit")
+                mark = stack.tree.mark_of("name") if source == "name" else None
+                path = ("name",) if source == "name" else ()
+                problems.add(mark, path, f"invalid project name {value!r} (from {source}): use lower-case letters, digits, '-' and '_', starting with a letter or digit")
             return value
     name = normalize_project_name(project_dir.name)
     if not name:

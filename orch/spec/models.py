@@ -45,7 +45,7 @@ def project_dir(info: ValidationInfo) -> Path:
 class Spec(BaseModel):
     """Base of every stack-file model: unknown keys are errors, `x-*` keys are extensions."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid")
 
     extensions: dict[str, Any] = Field(default_factory=dict, exclude=True)
 

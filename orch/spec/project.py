@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
 from orch.spec import syntax
-from orch.spec.models import EnvMap, LabelMap, Service, Spec
+from orch.spec.models import LabelMap, Service, Spec
 from orch.spec.supported import unsupported_paths
 
 

@@ -277,9 +277,12 @@ def test_a_dependency_disabled_by_profiles_is_an_error(load_errors):
     ]
 
 
-def test_an_optional_dependency_disabled_by_profiles_is_dropped(load):
+def test_an_optional_dependency_disabled_by_profiles_is_dropped(load, load_errors):
     project = load({"compose.yaml": PROFILES.replace("  zot:", "  # zot:")}, profiles=["debug"])
     assert project.services["opt"].depends_on == {}
+    # An optional dependency on a service that does not exist at all is still a mistake.
+    text = "services:\n  a:\n    image: x\n    depends_on: {nope: {condition: service_started, required: false}}\n"
+    assert load_errors({"compose.yaml": text}) == ["compose.yaml:4:18: services.a.depends_on.nope: depends on undefined service 'nope'"]
 
 
 @pytest.mark.parametrize(
