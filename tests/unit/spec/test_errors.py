@@ -118,3 +118,8 @@ def test_a_file_orch_may_not_read(project_dir, monkeypatch):
     with pytest.raises(StackError) as info:
         load_project([path], environ={})
     assert info.value.lines == [f"{path}: cannot read the stack file: permission denied"]
+
+
+def test_a_missing_env_file_option_is_one_line(load_errors, project_dir):
+    lines = load_errors({"compose.yaml": "services: {web: {image: x}}\n"}, env_files=[project_dir / "nope.env"])
+    assert lines == ["env file not found: nope.env"]
