@@ -13,6 +13,21 @@ import sys
 from orch.cli.compose import add_common_options, load_from_options
 
 
+def dump_yaml(stack: dict) -> str:
+    """YAML as people write it: keys in the model's order, multi-line text as `|` blocks."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value: str):
+        style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(stack, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Validate the stack and print it in its normalized form.")
     add_common_options(parser)
@@ -56,7 +71,5 @@ def main(prog: str, argv: list[str]) -> int:
     if opts.format == "json":
         print(json.dumps(stack, indent=2))
     else:
-        import yaml
-
-        sys.stdout.write(yaml.safe_dump(stack, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000))
+        sys.stdout.write(dump_yaml(stack))
     return 0

@@ -150,3 +150,16 @@ def test_help_lists_the_subcommands():
     assert result.returncode == 0 and "config" in result.stdout and "graph" in result.stdout
     result = orch("compose", "config", "--help")
     assert result.returncode == 0 and "--unsupported" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["monitoring", "traefik", "django"])
+def test_printed_yaml_is_a_stack_that_prints_the_same(tmp_path, capsys, monkeypatch, name):
+    from orch.cli.compose_config import main
+
+    stack = DATA / "realworld" / name
+    monkeypatch.setenv("TAG", "dev")
+    assert main("orch compose config", ["-f", str(stack / "compose.yaml")]) == 0
+    first = capsys.readouterr().out
+    (tmp_path / "out.yaml").write_text(first)
+    assert main("orch compose config", ["-f", str(tmp_path / "out.yaml"), "--project-directory", str(stack)]) == 0
+    assert capsys.readouterr().out == first
