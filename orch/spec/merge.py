@@ -2,9 +2,9 @@
 
 Mappings merge key by key; sequences append; scalars are replaced. The exceptions:
 `command`, `entrypoint` and `healthcheck.test` are replaced whole; `ports`, `volumes`,
-`secrets` and `configs` are sequences of unique resources, so an entry whose unique key
-(ports: host ip, target, published, protocol; the others: target) is already there replaces it
-in place. Keys that are either a list or a mapping (environment, labels, depends_on, networks,
+`secrets`, `configs` (and, as compose-go has it, cap_add, dns, expose, links, ... see UNIQUE)
+are sequences of unique entries, so an entry whose unique key (ports: host ip, target,
+published, protocol; volumes, secrets, configs: target) is already there replaces it in place. Keys that are either a list or a mapping (environment, labels, depends_on, networks,
 ...) are made mappings first, so `[A=1]` and `{A: 2}` merge. `!reset` removes a value,
 `!override` replaces it without merging.
 
@@ -16,7 +16,26 @@ from orch.spec import syntax
 from orch.spec.yamltree import Map, Seq
 
 REPLACED = {("command",), ("entrypoint",), ("healthcheck", "test")}
-UNIQUE = {"ports", "volumes", "secrets", "configs"}
+# Sequences whose entries are unique by a key (compose-go's override/uncity.go): an entry
+# whose key is already there replaces it in place instead of being appended.
+UNIQUE = {
+    ("ports",): "ports",
+    ("volumes",): "target",
+    ("devices",): "target",
+    ("secrets",): "target",
+    ("configs",): "target",
+    ("env_file",): "path",
+    ("cap_add",): "value",
+    ("cap_drop",): "value",
+    ("dns",): "value",
+    ("dns_opt",): "value",
+    ("dns_search",): "value",
+    ("expose",): "value",
+    ("links",): "value",
+    ("profiles",): "value",
+    ("tmpfs",): "value",
+    ("build", "tags"): "value",
+}
 # Keys written either `[KEY=VALUE]` or `{KEY: VALUE}` (separator), merged as mappings.
 LIST_OR_DICT = {
     ("environment",): "=",
@@ -99,8 +118,10 @@ def _merge_value(base, over, path: tuple):
     if isinstance(base, Map) and isinstance(over, Map):
         return _merge_map(base, over, path)
     if isinstance(base, Seq) and isinstance(over, Seq):
-        if len(path) == 1 and path[0] in UNIQUE:
-            return _merge_unique(base, over, path[0])
+        if path in UNIQUE:
+            return _merge_unique(base, over, UNIQUE[path])
+        if len(path) == 3 and path[0] == "networks" and path[2] in ("aliases", "link_local_ips"):
+            return _merge_unique(base, over, "value")
         return _append(base, over)
     return over
 
@@ -145,24 +166,26 @@ def _merge_unique(base: Seq, over: Seq, key: str) -> Seq:
     return out
 
 
-def _unique_key(item, key: str):
-    """The identity of a ports / volumes / secrets / configs entry, or None if unreadable."""
+def _unique_key(item, kind: str):
+    """The identity of a sequence entry by its kind of key; an unreadable entry is its own
+    identity (validation reports it later)."""
     try:
-        if key == "ports":
+        if kind == "ports":
             entries = syntax.parse_ports(item) if isinstance(item, (str, int)) else [item]
             if len(entries) != 1 or not isinstance(entries[0], dict):
                 return repr(item)
             e = entries[0]
             return ("port", e.get("host_ip"), str(e.get("target")), str(e.get("published")), e.get("protocol", "tcp"))
-        if key == "volumes":
-            if isinstance(item, str):
+        if kind == "target":
+            if isinstance(item, str):  # 'source:target[:mode]' or a bare target
                 parts = item.split(":")
                 return parts[1] if len(parts) > 1 else parts[0]
-            return item.get("target") if isinstance(item, dict) else repr(item)
-        if isinstance(item, str):
-            return item
-        if isinstance(item, dict):
-            return item.get("target") or item.get("source")
+            if isinstance(item, dict):
+                return item.get("target") or item.get("source")
+        if kind == "path":
+            return item.get("path") if isinstance(item, dict) else item
+        if kind == "value" and isinstance(item, (str, int)):
+            return str(item).split("=", 1)[0]
     except (ValueError, TypeError):
         pass
     return repr(item)

@@ -19,10 +19,13 @@ services:
     healthcheck: {test: [CMD, base], interval: 10s}
     secrets: [s1]
     extra_hosts: ['a=10.0.0.1', base=10.0.0.9]
+    cap_add: [NET_ADMIN]
+    networks: {front: {aliases: [a, b]}}
     ulimits: {nofile: 100, nproc: 5}
   db:
     image: postgres
 volumes: {data: {}}
+networks: {front: {}}
 secrets: {s1: {file: ./s1}, s2: {file: ./s2}}
 """
 
@@ -75,6 +78,10 @@ MERGES = [
     # extra_hosts are a union; a ulimit is replaced whole
     ("services: {web: {extra_hosts: ['a=10.0.0.1', 'b:10.0.0.2']}}", "extra_hosts", {"a": ["10.0.0.1"], "b": ["10.0.0.2"], "base": ["10.0.0.9"]}),
     ("services: {web: {ulimits: {nofile: {soft: 10, hard: 20}}}}", "ulimits", {"nofile": {"soft": 10, "hard": 20}, "nproc": {"soft": 5, "hard": 5}}),
+    # other sequences that compose-go keeps unique
+    ("services: {web: {dns: [1.1.1.1, 8.8.8.8], cap_add: [NET_ADMIN, SYS_TIME]}}", "dns", ["1.1.1.1", "8.8.8.8"]),
+    ("services: {web: {cap_add: [SYS_TIME, NET_ADMIN]}}", "cap_add", ["NET_ADMIN", "SYS_TIME"]),
+    ("services: {web: {networks: {front: {aliases: [a, c]}}}}\nnetworks: {front: {}}", "networks", {"front": {"aliases": ["a", "b", "c"]}}),
     # !reset removes, !override replaces without merging
     ("services: {web: {ports: !reset []}}", "ports", None),
     ("services: {web: {environment: {A: !reset null}}}", "environment", {"B": "2"}),
