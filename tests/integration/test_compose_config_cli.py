@@ -128,9 +128,16 @@ def test_unset_variables_are_warned_about_on_stderr(tmp_path):
 def test_unknown_and_unavailable_subcommands():
     result = orch("compose", "confgi")
     assert (result.returncode, result.stderr.strip()) == (2, "orch: unknown command 'orch compose confgi'; did you mean 'config'?")
-    result = orch("compose", "-f", str(HELLO), "graph")
-    if result.returncode == 2:  # until engineer B's compose_graph lands
-        assert result.stderr.strip() == "orch: 'orch compose graph' is not available yet"
+
+
+def test_graph_of_the_webapp_example_shows_its_dependencies():
+    webapp = HELLO.parents[1] / "webapp" / "compose.yaml"
+    result = orch("compose", "-f", str(webapp), "graph")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("flowchart")
+    for name in ("web", "worker", "redis"):
+        assert name in result.stdout
+    assert "service_healthy" in result.stdout
 
 
 def test_up_shortcut_takes_the_stack_file_as_a_plain_argument():
