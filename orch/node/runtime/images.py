@@ -398,3 +398,56 @@ def _normalized_or_none(ref: str) -> str | None:
         return reference.normalize(ref)
     except InvalidArgument:
         return None
+
+
+# -- docker's shapes ---------------------------------------------------------------------------
+
+CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty", "OpenStdin",
+               "StdinOnce", "Env", "Cmd", "Healthcheck", "Image", "Volumes", "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal")
+_CONFIG_DEFAULTS = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
+                    "Tty": False, "OpenStdin": False, "StdinOnce": False, "Image": "", "WorkingDir": ""}
+
+
+def inspect_json(image: Image) -> dict:
+    """`docker image inspect`'s JSON for one image (the fields orch knows; the rest docker's defaults)."""
+    cfg = image.config.get("config") or {}
+    config = {}
+    for key in CONFIG_KEYS:
+        if key in cfg:
+            config[key] = cfg[key]
+        elif key in _CONFIG_DEFAULTS:
+            config[key] = _CONFIG_DEFAULTS[key]
+        elif key not in ("ExposedPorts", "Healthcheck", "StopSignal"):
+            config[key] = None  # docker prints these as null when unset and omits the others
+    history = image.config.get("history") or []
+    return {
+        "Id": image.id,
+        "RepoTags": list(image.repo_tags),
+        "RepoDigests": list(image.repo_digests),
+        "Parent": "",
+        "Comment": image.config.get("comment") or (history[-1].get("comment", "") if history else ""),
+        "Created": image.created,
+        "DockerVersion": "",
+        "Author": image.config.get("author", ""),
+        "Config": config,
+        "Architecture": image.config.get("architecture", ""),
+        "Os": image.config.get("os", ""),
+        "Size": image.size,
+        "GraphDriver": {"Name": "overlay", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+        "Metadata": {"LastTagTime": rfc3339(image.tagged_at) if image.tagged_at else "0001-01-01T00:00:00Z"},
+    }
+
+
+def summary_json(image: Image) -> dict:
+    """One entry of docker's GET /images/json."""
+    return {
+        "Id": image.id,
+        "ParentId": "",
+        "RepoTags": list(image.repo_tags),
+        "RepoDigests": list(image.repo_digests),
+        "Created": int(parse_time(image.created)),
+        "Size": image.size,
+        "Labels": (image.config.get("config") or {}).get("Labels") or {},
+        "Containers": -1,
+    }
