@@ -451,3 +451,76 @@ def summary_json(image: Image) -> dict:
         "Labels": (image.config.get("config") or {}).get("Labels") or {},
         "Containers": -1,
     }
+
+
+# -- `--change` instructions (docker import -c / commit -c) ------------------------------------
+
+CHANGEABLE = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
+
+
+def _words_or_json(arg: str, shell: bool) -> list[str]:
+    text = arg.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return value
+        except json.JSONDecodeError:
+            pass
+    return ["/bin/sh", "-c", text] if shell else text.split()
+
+
+def _pairs(arg: str, instruction: str) -> list[tuple[str, str]]:
+    import shlex
+
+    words = shlex.split(arg)
+    if words and "=" not in words[0]:
+        if len(words) < 2:
+            raise InvalidArgument(f"--change '{instruction} {arg}': want KEY=VALUE or KEY VALUE")
+        return [(words[0], arg.strip()[len(words[0]) :].strip())]
+    out = []
+    for w in words:
+        k, eq, v = w.partition("=")
+        if not eq or not k:
+            raise InvalidArgument(f"--change '{instruction} {arg}': '{w}' is not KEY=VALUE")
+        out.append((k, v))
+    return out
+
+
+def apply_changes(config: dict, changes: list[str]) -> dict:
+    """Apply Dockerfile-style instructions (`CMD ["sh"]`, `ENV A=1`, ...) to an image's container config."""
+    config = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+    for line in changes:
+        word, _, arg = line.strip().partition(" ")
+        instr = word.upper()
+        if instr not in CHANGEABLE:
+            raise InvalidArgument(f"--change '{line}': {word or 'an empty line'} is not one of {', '.join(CHANGEABLE)}")
+        if instr == "CMD":
+            config["Cmd"] = _words_or_json(arg, shell=True)
+        elif instr == "ENTRYPOINT":
+            config["Entrypoint"] = _words_or_json(arg, shell=True)
+        elif instr == "ENV":
+            env = [e for e in config.get("Env") or []]
+            for k, v in _pairs(arg, instr):
+                env = [e for e in env if e.split("=", 1)[0] != k] + [f"{k}={v}"]
+            config["Env"] = env
+        elif instr == "LABEL":
+            labels = dict(config.get("Labels") or {})
+            labels.update(_pairs(arg, instr))
+            config["Labels"] = labels
+        elif instr == "EXPOSE":
+            ports = dict(config.get("ExposedPorts") or {})
+            for p in arg.split():
+                ports[p if "/" in p else f"{p}/tcp"] = {}
+            config["ExposedPorts"] = ports
+        elif instr == "VOLUME":
+            vols = dict(config.get("Volumes") or {})
+            for v in _words_or_json(arg, shell=False):
+                vols[v] = {}
+            config["Volumes"] = vols
+        elif instr == "ONBUILD":
+            config["OnBuild"] = list(config.get("OnBuild") or []) + [arg.strip()]
+        else:
+            key = {"STOPSIGNAL": "StopSignal", "USER": "User", "WORKDIR": "WorkingDir"}[instr]
+            config[key] = arg.strip()
+    return config

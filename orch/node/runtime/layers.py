@@ -31,6 +31,7 @@ import os
 import shutil
 import stat
 import tarfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -136,14 +137,16 @@ def apply_layer(blob: BinaryIO, dest: Path, *, label: str = "layer") -> tuple[st
     try:
         tar = tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape")
     except tarfile.TarError as err:
-        raise LayerError(f"{label}: not a tar archive ({err})") from None
+        raise LayerError(f"{label}: not a tar archive ({err}); refusing to unpack") from None
+    except (EOFError, OSError) as err:
+        raise LayerError(f"{label}: truncated or corrupt layer ({err}); refusing to unpack") from None
     try:
         for member in tar:
             _apply_entry(tar, member, dest, unpacked, dir_times, label)
         reader.drain()
     except tarfile.TarError as err:
         raise LayerError(f"{label}: broken tar archive ({err}); refusing to unpack") from None
-    except (EOFError, gzip.BadGzipFile) as err:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise LayerError(f"{label}: truncated or corrupt layer ({err}); refusing to unpack") from None
     # Directory times last: creating their children changed them.
     for path, mtime in reversed(dir_times):
