@@ -102,8 +102,8 @@ class Snapshotter:
         d = self._active(key)
         if d.exists():
             raise AlreadyExists(f"snapshot '{key}' already exists; remove it first")
-        if parent is not None:
-            self.chain(parent)  # every ancestor must be there
+        if parent is not None and not self.exists(parent):
+            raise NotFound(f"no such committed snapshot: {parent}; the image's layers are missing, load or import it again")
         # Build in a temporary directory and rename: a crash leaves no half-made snapshot.
         tmp = self.tmp_dir / f"prepare-{key}-{uuid.uuid4().hex[:8]}"
         (tmp / "fs").mkdir(parents=True)
