@@ -247,7 +247,12 @@ class RegistryClient:
                 if failures > RETRIES:
                     raise err
                 # Resume where the registry says it is: a chunk may have landed before the error.
-                location, have = self.upload_status(repo, location)
+                # distribution refuses (and cancels) a session whose state token is older than
+                # its data, which is what a lost answer leaves us with: then start over.
+                try:
+                    location, have = self.upload_status(repo, location)
+                except (NotFound, SystemFailure, UserError):
+                    location, have = self.start_upload(repo), 0
                 if have != offset:
                     progress(have - offset)
                 offset = have
@@ -258,8 +263,12 @@ class RegistryClient:
 
 
 def _range_end(value: str | None) -> int:
-    """The last byte of a `Range: 0-<end>` header; -1 when the registry has nothing yet."""
-    if not value:
+    """The last byte of a `Range: 0-<end>` header; -1 when the registry has nothing yet.
+
+    distribution writes "0-0" for an empty upload too; taking it as empty is the safe reading
+    (at worst one byte is sent again, and the registry checks the digest at the end).
+    """
+    if not value or value.replace("bytes=", "") == "0-0":
         return -1
     _, _, end = value.replace("bytes=", "").partition("-")
     try:
