@@ -108,6 +108,9 @@ class RegistryClient:
     def ping(self) -> None:
         """GET /v2/: check that the registry speaks the API and that our credentials work."""
         resp = self._send("GET", "/v2/", "")
+        if resp.status_code in (401, 403):
+            who = f"user '{self.auth.credentials[0]}'" if self.auth.credentials else "anonymous access"
+            raise UserError(f"login to {self.what}: the registry refused {who} (HTTP {resp.status_code}); check the user name and password")
         if resp.status_code != 200:
             raise self._fail(resp, "login")
 

@@ -76,7 +76,7 @@ def registry_server(tmp_path):
             if not shutil.which("htpasswd"):
                 pytest.skip("needs htpasswd (apt-get install apache2-utils)")
             htpasswd = base / "htpasswd"
-            out = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(["htpasswd", "-Bbn", "-C", "4", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
             htpasswd.write_text(out)
             config["auth"] = {"htpasswd": {"realm": "orch-test", "path": str(htpasswd)}}
         cfg = base / "config.yml"
