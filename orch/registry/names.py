@@ -26,6 +26,7 @@ class Location:
     ref: Reference
     host: str  # the host[:port] that serves the API
     scheme: str  # "https" or "http"
+    defaulted_tag: bool = False  # the user gave no tag: ":latest" was added
 
     @property
     def repository(self) -> str:
@@ -59,7 +60,8 @@ def locate(ref: str, insecure: str = "") -> Location:
     """Parse a reference (docker's defaults) and say where its registry is."""
     parsed = reference.parse(ref)
     host = api_host(parsed.domain)
-    return Location(parsed, host, scheme_for(host, insecure))
+    bare = reference.parse(ref, default_tag=False)
+    return Location(parsed, host, scheme_for(host, insecure), bare.tag is None and bare.digest is None)
 
 
 def credentials_key(server: str | None) -> str:

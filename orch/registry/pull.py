@@ -52,7 +52,9 @@ def pull(store, ref: str, *, events: Events = ignore, lookup=credentials.lookup,
 def _pull(store, client: RegistryClient, loc: names.Location, events: Events, parallel: int):
     ref, repo = loc.ref, loc.repository
     target = ref.digest or ref.tag
-    events({"status": f"{target if ref.tag and not ref.digest else ref.digest}: Pulling from {ref.familiar_name if loc.is_docker_hub else repo}"})
+    if loc.defaulted_tag:
+        events({"status": f"Using default tag: {ref.tag}"})
+    events({"status": f"{target}: Pulling from {repo}"})
     media, doc, _raw, top_digest = client.get_manifest(repo, target)
     if media in mf.INDEXES:
         desc = mf.pick_platform(doc, f"{ref.familiar()}")
