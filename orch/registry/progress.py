@@ -83,21 +83,29 @@ class BarRenderer:
         id_, status = event.get("id"), event["status"]
         with self.lock:
             if not id_:
-                self.tqdm.write(status, file=self.out)
+                # A line of its own ("Digest: ...") comes after the layers: the bars are final.
+                self._close_bars()
+                print(status, file=self.out, flush=True)
                 return
             detail = event.get("progressDetail")
             bar = self._bar(id_, status, detail.get("total") if detail else None)
             bar.set_description_str(f"{id_}: {status}", refresh=False)
             if detail:
+                if bar.total != detail.get("total"):
+                    bar.total = detail.get("total")  # the bar may have started before the size was known
                 bar.update(detail["current"] - bar.n)
             else:
                 bar.refresh()
 
+    def _close_bars(self) -> None:
+        # Close bottom-up so that each bar is drawn in its final place before the cursor moves.
+        for bar in reversed(list(self.bars.values())):
+            bar.close()
+        self.bars.clear()
+
     def close(self) -> None:
         with self.lock:
-            for bar in self.bars.values():
-                bar.close()
-            self.bars.clear()
+            self._close_bars()
 
 
 def renderer(out=None):
