@@ -66,9 +66,10 @@ def scope_for(repository: str, actions: str) -> str:
 class Authenticator:
     """Authorization headers for one registry: learns the scheme from the first 401."""
 
-    def __init__(self, http, host: str, credentials: tuple[str, str] | None):
+    def __init__(self, http, host: str, credentials: tuple[str, str] | None, login_command: str | None = None):
         self.http = http
         self.host = host
+        self.login_command = login_command or f"orch login {host}"
         self.credentials = credentials
         self.scheme: str | None = None
         self.bearer: dict = {}
@@ -94,7 +95,7 @@ class Authenticator:
             return "Bearer " + self._token(by_scheme["bearer"], scope)
         if "basic" in by_scheme:
             if not self.credentials:
-                raise UserError(f"registry {self.host} wants a user name and password: run 'orch login {self.host}'")
+                raise UserError(f"registry {self.host} wants a user name and password: run '{self.login_command}'")
             with self._lock:
                 self.scheme = "basic"
             return basic_header(*self.credentials)
@@ -118,7 +119,7 @@ class Authenticator:
             raise Unavailable(f"cannot reach the token server {realm} of registry {self.host}: {err}") from None
         if resp.status_code in (401, 403):
             who = f"as {self.credentials[0]}" if self.credentials else "anonymously"
-            raise UserError(f"registry {self.host}: the token server refused access {who} to {', '.join(scopes)}; check 'orch login {self.host}'")
+            raise UserError(f"registry {self.host}: the token server refused access {who} to {', '.join(scopes)}; check '{self.login_command}'")
         if resp.status_code != 200:
             raise SystemFailure(f"registry {self.host}: the token server {realm} answered {resp.status_code}")
         try:

@@ -44,7 +44,7 @@ class RegistryClient:
         self.chunk_size = chunk_size
         self.http = httpx.Client(transport=transport, follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0),
                                  headers={"User-Agent": "orch"})
-        self.auth = Authenticator(self.http, host, credentials)
+        self.auth = Authenticator(self.http, host, credentials, "orch login" if host == DOCKER_HUB_API else f"orch login {host}")
         self.requests: list[tuple[str, str]] = []
         self._count_lock = threading.Lock()
 
@@ -65,7 +65,7 @@ class RegistryClient:
     def _unreachable(self, err: Exception) -> Unavailable:
         if self.host == DOCKER_HUB_API:
             return Unavailable(f"cannot reach Docker Hub ({self.host}): {err}; this machine has no route to Docker Hub, "
-                               f"so pull from a registry it can reach (e.g. 'orch pull localhost:5000/NAME')")
+                               f"so use a registry it can reach (e.g. localhost:5000/NAME)")
         return Unavailable(f"cannot reach registry {self.what}: {err}; is it running, and is the address right?")
 
     def _send(self, method: str, path: str, scope: str, *, stream: bool = False, **kw) -> httpx.Response:
@@ -102,7 +102,7 @@ class RegistryClient:
         if resp.status_code == 404:
             return NotFound(f"{what}: not found on {self.what} ({detail})")
         if resp.status_code in (401, 403):
-            return UserError(f"{what}: access denied by {self.what} ({detail}); run 'orch login {self.host}' with an account that may do this")
+            return UserError(f"{what}: access denied by {self.what} ({detail}); run '{self.auth.login_command}' with an account that may do this")
         return SystemFailure(f"{what}: registry {self.what} answered {resp.status_code} ({detail})")
 
     def ping(self) -> None:
@@ -131,6 +131,14 @@ class RegistryClient:
             raise SystemFailure(f"{what}: the registry says its digest is {claimed} but the bytes hash to {digest}; refused")
         media, doc = mf.parse_document(raw, resp.headers.get("content-type", ""), what)
         return media, doc, raw, digest
+
+    def head_manifest(self, repo: str, ref: str) -> str | None:
+        """The digest a tag points to (Docker-Content-Digest of a HEAD), or None if not said."""
+        resp = self._send("HEAD", f"/v2/{repo}/manifests/{ref}", scope_for(repo, "pull"), headers={"Accept": mf.ACCEPT})
+        if resp.status_code != 200:
+            return None  # a HEAD answer has no body to explain itself: the GET will say why
+        digest = resp.headers.get("docker-content-digest", "")
+        return digest if digest.startswith("sha256:") and len(digest) == 71 else None
 
     def put_manifest(self, repo: str, ref: str, media: str, raw: bytes) -> str:
         resp = self._send("PUT", f"/v2/{repo}/manifests/{ref}", scope_for(repo, "pull,push"),

@@ -55,6 +55,17 @@ def _pull(store, client: RegistryClient, loc: names.Location, events: Events, pa
     if loc.defaulted_tag:
         events({"status": f"Using default tag: {ref.tag}"})
     events({"status": f"{target}: Pulling from {repo}"})
+    shown = ref.familiar() if loc.is_docker_hub else str(ref)
+    if not ref.digest:
+        # A HEAD says where the tag points; if this node has that already, nothing is fetched.
+        known = client.head_manifest(repo, target)
+        if known and store.exists(f"{ref.name}@{known}"):
+            image = store.resolve(f"{ref.name}@{known}")
+            store.tag(image.id, str(ref))
+            events({"status": f"Digest: {known}"})
+            events({"status": f"Status: Image is up to date for {shown}"})
+            events({"status": str(ref)})
+            return store.resolve(image.id)
     media, doc, _raw, top_digest = client.get_manifest(repo, target)
     if media in mf.INDEXES:
         desc = mf.pick_platform(doc, f"{ref.familiar()}")
@@ -109,7 +120,9 @@ def _pull(store, client: RegistryClient, loc: names.Location, events: Events, pa
                 for fut in as_completed(futures):
                     blobs[futures[fut]] = fut.result()
             except BaseException:
-                cancel.set()
+                cancel.set()  # downloads under way stop at their next chunk
+                for fut in futures:
+                    fut.cancel()  # and those not started never start
                 raise
         ordered = [blobs[i] for i in range(len(layer_descs))]
         for digest, _ in ordered:
@@ -119,12 +132,11 @@ def _pull(store, client: RegistryClient, loc: names.Location, events: Events, pa
         image, _notes = store.add_image(config_bytes, ordered, tags)
         store_hooks.add_repo_digest(store, f"{ref.name}@{top_digest}", image.id)
     except BaseException:
-        store_hooks.discard_unreferenced(store, fresh, diff_ids)
+        store_hooks.discard_unreferenced(store, fresh + [config_desc["digest"]], diff_ids)
         raise
     for desc in layer_descs:
         events({"status": "Pull complete", "id": short(desc["digest"])})
     events({"status": f"Digest: {top_digest}"})
-    shown = ref.familiar() if loc.is_docker_hub else str(ref)
     if existed and not fresh:
         events({"status": f"Status: Image is up to date for {shown}"})
     else:

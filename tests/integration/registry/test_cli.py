@@ -24,7 +24,7 @@ def test_push_and_pull_print_dockers_lines(registry_server, tmp_path, monkeypatc
     assert sum(1 for line in out if re.fullmatch(r"[0-9a-f]{12}: Pushed", line)) == 2
     assert re.fullmatch(r"v1: digest: sha256:[0-9a-f]{64} size: \d+", out[-1])
 
-    store.remove(ref)
+    store.remove(image.id, force=True)  # the tag and the RepoDigest the push recorded
     assert cli.pull("orch", [ref]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "v1: Pulling from cli/app"
