@@ -281,7 +281,7 @@ class ImageStore:
             names = sorted(n for n, i in db["refs"].items() if i == image_id)
             by_name = not reference.looks_like_id(ref) or _normalized_or_none(ref) in db["refs"]
             if by_name:
-                name = reference.normalize(ref) if "@" not in ref else str(reference.parse(ref))
+                name = _normalized_or_none(ref)
                 name = name if name in db["refs"] else (names[0] if names else None)
                 if len(names) > 1 and name is not None:
                     del db["refs"][name]

@@ -216,8 +216,13 @@ def _apply_entry(tar, member: tarfile.TarInfo, dest: Path, unpacked: set, dir_ti
     if base == OPAQUE:
         os.setxattr(target.parent, OPAQUE_XATTR, b"y")
         return
+    if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+        return  # other aufs metadata (.wh..wh.plnk, .wh..wh.aufs): meaningless to overlayfs, as docker skips them
     if base.startswith(WHITEOUT_PREFIX):
-        hidden = target.parent / base[len(WHITEOUT_PREFIX) :]
+        name = base[len(WHITEOUT_PREFIX) :]
+        if name in ("", ".", ".."):
+            raise _refuse(label, raw, "is a whiteout of no file")
+        hidden = target.parent / name
         _remove_existing(hidden, keep_dir=False)
         os.mknod(hidden, 0o600 | stat.S_IFCHR, os.makedev(0, 0))
         unpacked.add(str(hidden.relative_to(dest)))
