@@ -33,7 +33,7 @@ from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers, reference
 from orch.node.runtime.content import ContentStore
 from orch.node.runtime.mount import Mount
-from orch.node.runtime.snapshots import Snapshotter
+from orch.node.runtime.snapshots import UNPACK_PREFIX, Snapshotter
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -110,6 +110,7 @@ class ImageStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tmp = self.root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        _clean_old(self.tmp)
         self._db_path = self.dir / "db.json"
         self._lock = threading.RLock()
 
@@ -244,7 +245,7 @@ class ImageStore:
         for diff_id, blob in zip(diff_ids, blob_digests):
             chain = layers.chain_id(parent, diff_id)
             if not self.snapshots.exists(chain):
-                key = f"unpack-{uuid.uuid4().hex}"
+                key = f"{UNPACK_PREFIX}{uuid.uuid4().hex}"
                 self.snapshots.prepare(key, parent)
                 try:
                     with self.content.open(blob) as f:
@@ -383,6 +384,19 @@ class ImageStore:
         """Totals for `orch system df`: images, their layers' sizes, and what is unused."""
         db = self._read_db()
         return {"images": len(db["images"]), "size": sum(r.get("size", 0) for r in db["images"].values())}
+
+
+def _clean_old(directory: Path, age: float = 3600.0) -> None:
+    """Remove what a crashed bootstrap or save left in a scratch directory."""
+    import shutil
+
+    now = time.time()
+    for p in directory.iterdir():
+        try:
+            if now - p.lstat().st_mtime > age:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _users(in_use, image_id: str) -> list[str]:
