@@ -86,3 +86,11 @@ def test_errors_are_one_line(agent, tmp_path):
     assert p.returncode == 1 and p.stderr.decode().startswith("orch: no such file or directory")
     p = orch(agent, "image", "frobnicate", ok=False)
     assert p.returncode == 1 and "unknown command 'orch image frobnicate'" in p.stderr.decode()
+
+
+def test_bootstrap_busybox_then_it_is_cached(agent):
+    first = orch(agent, "bootstrap", "busybox").stdout.decode()
+    assert first.startswith("built busybox:latest (")
+    second = orch(agent, "bootstrap", "busybox").stdout.decode()
+    assert second.startswith("busybox:latest is already there (") and second.endswith("use --force to build it again\n")
+    assert orch(agent, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode() == "busybox:latest\n"

@@ -153,20 +153,6 @@ def test_prepare_rootfs_gives_an_overlay_that_mounts_and_keeps_changes(store, tm
     assert store.snapshots.list_active() == []
 
 
-def test_many_layers_give_one_lowerdir_entry_each(store, tmp_path):
-    diff_ids, blobs = [], []
-    for i in range(130):
-        d = store.content.write_bytes(tar_bytes(entry(f"f{i}", data=str(i).encode())))
-        diff_ids.append(d)
-        blobs.append((d, "application/vnd.oci.image.layer.v1.tar"))
-    cfg = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    image, _ = store.add_image(json.dumps(cfg).encode(), blobs, ["tall"])
-    [m] = store.prepare_rootfs(image, "tall")
-    lower = m.options[0].removeprefix("lowerdir=").split(":")
-    assert len(lower) == 130 and lower[0].endswith(layers.chain_ids(diff_ids)[-1][7:] + "/fs")
-    store.remove_snapshot("tall")
-
-
 def test_concurrent_imports_from_threads_and_processes_keep_every_name(store, tmp_path):
     src = rootfs(tmp_path)
     errors = []
@@ -190,3 +176,63 @@ def test_concurrent_imports_from_threads_and_processes_keep_every_name(store, tm
     assert names == {f"t{i}:latest" for i in range(8)} | {f"p{i}:latest" for i in range(8)}
     assert len(store.snapshots.list_committed()) == 1 and store.snapshots.list_active() == []
     assert list(store.tmp.iterdir()) == [] and list(store.content.ingest_dir.iterdir()) == []
+
+
+def mount_with_new_api(m, target):
+    """Mount an overlay Mount with fsopen/fsconfig(lowerdir+)/fsmount/move_mount, as the runtime does.
+
+    mount(2) takes one page of options, too few for ~120+ lower dirs; `lowerdir+` adds one at a
+    time (Linux 6.8+). The runtime's kernel module owns the real code; this proves the store's
+    Mount value carries what it needs.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+
+    def check(ret, what):
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+        return ret
+
+    fs = check(libc.syscall(430, b"overlay", 1), "fsopen")
+    try:
+        for opt in m.options:
+            key, _, value = opt.partition("=")
+            if key == "lowerdir":
+                for lower in value.split(":"):
+                    check(libc.syscall(431, fs, 1, b"lowerdir+", lower.encode(), 0), f"fsconfig lowerdir+ {lower}")
+            else:
+                check(libc.syscall(431, fs, 1, key.encode(), value.encode(), 0), f"fsconfig {key}")
+        check(libc.syscall(431, fs, 6, None, None, 0), "fsconfig create")
+        mnt = check(libc.syscall(432, fs, 1, 0), "fsmount")
+        try:
+            check(libc.syscall(429, mnt, b"", -100, str(target).encode(), 4), "move_mount")
+        finally:
+            os.close(mnt)
+    finally:
+        os.close(fs)
+
+
+def test_an_image_with_130_layers_mounts_with_the_new_mount_api(store, tmp_path):
+    diff_ids, blobs = [], []
+    for i in range(130):
+        d = store.content.write_bytes(tar_bytes(entry(f"f{i}", data=str(i).encode()), entry("top", data=str(i).encode())))
+        diff_ids.append(d)
+        blobs.append((d, "application/vnd.oci.image.layer.v1.tar"))
+    cfg = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    image, _ = store.add_image(json.dumps(cfg).encode(), blobs, ["tall"])
+    [m] = store.prepare_rootfs(image, "tall")
+    lower = m.options[0].removeprefix("lowerdir=").split(":")
+    assert len(lower) == 130 and lower[0].endswith(layers.chain_ids(diff_ids)[-1][7:] + "/fs")  # top first
+    assert len(m.options[0]) > 4096  # more than mount(2) can take
+    target = tmp_path / "rootfs"
+    target.mkdir()
+    mount_with_new_api(m, target)
+    try:
+        assert (target / "f0").read_text() == "0" and (target / "f129").read_text() == "129"
+        assert (target / "top").read_text() == "129"  # the top layer wins
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    store.remove_snapshot("tall")
