@@ -191,7 +191,7 @@ def _import(prog: str, argv: list[str]) -> int:
     if "://" in args.source:
         raise InvalidArgument(f"cannot import from a URL ({args.source}); download it first and give the file")
     if args.change:
-        from orch.node.runtime.images import apply_changes
+        from orch.node.runtime.imageconfig import apply_changes
 
         apply_changes({}, args.change)  # refuse a bad --change before any work
     temp = _stdin_to_file("orch-import-") if args.source == "-" else None

@@ -7,7 +7,6 @@ but runs in CI, once per session.
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

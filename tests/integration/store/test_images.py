@@ -10,7 +10,7 @@ import pytest
 
 from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers
-from orch.node.runtime.images import ImageStore, inspect_json, summary_json
+from orch.node.runtime.imageconfig import inspect_json, summary_json
 
 from .conftest import entry, tar_bytes
 
