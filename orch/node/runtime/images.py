@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 
 from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers, reference
-from orch.node.runtime.content import ContentStore
+from orch.node.runtime.content import ContentStore, check_digest
 from orch.node.runtime.imageconfig import parse_time, rfc3339
 from orch.node.runtime.mount import Mount
 from orch.node.runtime.snapshots import UNPACK_PREFIX, Snapshotter
@@ -188,9 +188,14 @@ class ImageStore:
         layers are unpacked (verifying each diff ID) before the image becomes visible.
         Returns the image and docker's messages about tags moved away from older images.
         """
+        try:
+            cfg = json.loads(config)
+            diff_ids = cfg.get("rootfs", {}).get("diff_ids", [])
+            for d in diff_ids:
+                check_digest(d)  # a diff ID names directories: it must be a plain digest
+        except (ValueError, AttributeError, TypeError) as err:
+            raise InvalidArgument(f"image config: not a valid OCI image config ({err})") from None
         image_id = self.content.write_bytes(config)
-        cfg = json.loads(config)
-        diff_ids = cfg.get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(blobs):
             raise InvalidArgument(f"image {image_id[:19]}: the config lists {len(diff_ids)} layers but {len(blobs)} layer blobs were given")
         size = self._unpack(diff_ids, [d for d, _ in blobs])

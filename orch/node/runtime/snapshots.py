@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from orch.node.runtime.content import check_digest
 from orch.node.runtime.mount import Mount
 
 UNPACK_PREFIX = "unpack-"  # keys of the active snapshots layers are unpacked in
@@ -36,7 +37,8 @@ _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def _hex(name: str) -> str:
-    return name.split(":", 1)[1] if name.startswith("sha256:") else name
+    """The directory name of a committed snapshot: its chain ID's hex digits, checked."""
+    return check_digest(name)
 
 
 class Snapshotter:
