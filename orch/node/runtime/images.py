@@ -363,10 +363,37 @@ class ImageStore:
     def upper_dir(self, key: str) -> Path:
         return self.snapshots.upper_dir(key)
 
-    def disk_usage(self) -> dict:
-        """Totals for `orch system df`: images, their layers' sizes, and what is unused."""
-        db = self._read_db()
-        return {"images": len(db["images"]), "size": sum(r.get("size", 0) for r in db["images"].values())}
+    def disk_usage(self, in_use: "set[str] | None" = None) -> dict:
+        """Totals for `orch system df` (docker's Images row): count, active, size, reclaimable.
+
+        Sizes count each unpacked layer once, however many images share it; an image is
+        active when a container uses it (`in_use`: image ids), and reclaimable is what removing
+        every inactive image would free.
+        """
+        in_use = in_use or set()
+        images = self.list()
+        size_of = {c: self.snapshots.size(c) for c in self.snapshots.list_committed()}
+        active_chains = {c for im in images if im.id in in_use for c in im.chain_ids}
+        total = sum(size_of.values())
+        kept = sum(size for c, size in size_of.items() if c in active_chains)
+        return {"images": len(images), "active": sum(1 for im in images if im.id in in_use), "size": total, "reclaimable": total - kept}
+
+    def prune(self, all_images: bool = False, in_use: "set[str] | Callable[[str], list[str]] | None" = None) -> tuple[list[str], int]:
+        """Remove dangling images (all unused ones with `all_images`), as `docker image prune`.
+
+        Returns docker's "Deleted:"/"Untagged:" lines and the bytes reclaimed.
+        """
+        before = sum(self.snapshots.size(c) for c in self.snapshots.list_committed())
+        lines: list[str] = []
+        for image in self.list():
+            if _users(in_use, image.id) or (image.repo_tags and not all_images):
+                continue
+            try:
+                lines += self.remove(image.id, force=True, in_use=in_use)
+            except NotFound:
+                continue  # removed meanwhile by someone else
+        after = sum(self.snapshots.size(c) for c in self.snapshots.list_committed())
+        return lines, before - after
 
 
 def _clean_old(directory: Path, age: float = 3600.0) -> None:

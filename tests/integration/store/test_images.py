@@ -236,3 +236,18 @@ def test_an_image_with_130_layers_mounts_with_the_new_mount_api(store, tmp_path)
     finally:
         subprocess.run(["umount", str(target)], check=True)
     store.remove_snapshot("tall")
+
+
+def test_prune_and_disk_usage(store, tmp_path):
+    old = store.import_rootfs(rootfs(tmp_path, "a", "one"), "app")
+    new = store.import_rootfs(rootfs(tmp_path, "b", "two"), "app")  # old is now dangling
+    other = store.import_rootfs(rootfs(tmp_path, "c", "three"), "other")
+    usage = store.disk_usage(in_use={other.id})
+    assert usage["images"] == 3 and usage["active"] == 1 and usage["size"] == old.size + new.size + other.size
+    assert usage["reclaimable"] == old.size + new.size
+
+    lines, reclaimed = store.prune()
+    assert lines == [f"Deleted: {old.id}", f"Deleted: {old.diff_ids[0]}"] and reclaimed == old.size
+    lines, _ = store.prune(all_images=True, in_use={other.id})
+    assert lines[:2] == ["Untagged: app:latest", f"Deleted: {new.id}"]
+    assert [im.id for im in store.list()] == [other.id]
