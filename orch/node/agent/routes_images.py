@@ -91,6 +91,16 @@ async def inspect_image(request: Request) -> JSONResponse:
     return JSONResponse(imageconfig.inspect_json(image))
 
 
+async def image_history(request: Request) -> JSONResponse:
+    store = _store(request)
+
+    def work():
+        image = store.resolve(request.path_params["ref"])
+        return imageconfig.history_json(image, store.layer_sizes(image))
+
+    return JSONResponse(await trio.to_thread.run_sync(work))
+
+
 async def remove_image(request: Request) -> JSONResponse:
     store = _store(request)
     force = request.query_params.get("force", "") in ("1", "true", "yes")
@@ -147,5 +157,6 @@ ROUTES = [
     Route("/images/save", save_images, methods=["POST"]),
     Route("/images/bootstrap", bootstrap_image, methods=["POST"]),
     Route("/images/{ref:path}/json", inspect_image, methods=["GET"]),
+    Route("/images/{ref:path}/history", image_history, methods=["GET"]),
     Route("/images/{ref:path}", remove_image, methods=["DELETE"]),
 ]

@@ -159,3 +159,27 @@ def apply_changes(config: dict, changes: list[str]) -> dict:
             key = {"STOPSIGNAL": "StopSignal", "USER": "User", "WORKDIR": "WorkingDir"}[instr]
             config[key] = arg.strip()
     return config
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def history_json(image, layer_sizes: list[int]) -> list[dict]:
+    """docker's GET /images/{name}/history: one entry per history item, newest first.
+
+    Items marked `empty_layer` (ENV, CMD ...) have size 0; the others take the image's layers
+    in order. Only the newest item carries the image id and tags; older ones are "<missing>",
+    as docker prints them for images it did not build itself.
+    """
+    sizes = iter(layer_sizes)
+    items = []
+    for h in image.config.get("history") or []:
+        size = 0 if h.get("empty_layer") else next(sizes, 0)
+        items.append({"Id": "<missing>", "Created": int(parse_time(h.get("created", ""))), "CreatedBy": h.get("created_by", ""),
+                      "Tags": None, "Size": size, "Comment": h.get("comment", "")})
+    if not items:
+        items.append({"Id": "<missing>", "Created": int(parse_time(image.created)), "CreatedBy": "", "Tags": None, "Size": sum(layer_sizes), "Comment": ""})
+    items.reverse()
+    items[0]["Id"] = image.id
+    items[0]["Tags"] = list(image.repo_tags) or None
+    return items

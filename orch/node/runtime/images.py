@@ -357,6 +357,46 @@ class ImageStore:
             return self.snapshots.mounts(key)
         return self.snapshots.prepare(key, image.top_layer)
 
+    def commit(self, key: str, image: Image, ref: str | None = None, *, changes: dict | None = None, comment: str = "",
+               author: str = "", created_by: str = "", epoch: int | None = None) -> Image:
+        """A new image: `image`'s layers plus container `key`'s changes as one more layer (docker commit).
+
+        The upper dir's overlay whiteouts become `.wh.` entries. `changes` replaces keys of the
+        container config (Cmd, Env, ...).
+        """
+        import copy
+
+        upper = self.snapshots.upper_dir(key)
+        if not upper.is_dir():
+            raise NotFound(f"no such snapshot: '{key}'")
+        with self.content.writer() as w:
+            diff_id, _ = layers.create_layer(upper, w, epoch=epoch if epoch is not None else layers.source_date_epoch())
+            blob = w.commit(diff_id)
+        sde = layers.source_date_epoch()
+        now = rfc3339(float(sde) if sde is not None else time.time())
+        config = copy.deepcopy(image.config)
+        config["config"] = {**(config.get("config") or {}), **(changes or {})}
+        config["created"] = now
+        config["rootfs"] = {"type": "layers", "diff_ids": image.diff_ids + [diff_id]}
+        config["history"] = list(config.get("history") or []) + [{"created": now, "created_by": created_by, "comment": comment, **({"author": author} if author else {})}]
+        if author:
+            config["author"] = author
+        blobs = [(l["digest"], l["mediaType"]) for l in image.layers] + [(blob, MEDIA_LAYER)]
+        new, _ = self.add_image(canonical_json(config), blobs, [ref] if ref else [])
+        return new
+
+    def changes(self, key: str) -> list[tuple[str, str]]:
+        """What container `key` changed, as `docker diff` prints it: ("A"|"C"|"D", path), sorted."""
+        upper = self.snapshots.upper_dir(key)
+        if not upper.is_dir():
+            raise NotFound(f"no such snapshot: '{key}'")
+        lowers = [self.snapshots.committed_path(c) for c in self.snapshots.chain(self.snapshots.active_parent(key))]
+        return layers.compute_changes(upper, lowers)
+
+    def layer_sizes(self, image: Image) -> list[int]:
+        """The uncompressed size of each of the image's layers, bottom first."""
+        return [self.snapshots.size(c) if self.snapshots.exists(c) else 0 for c in image.chain_ids]
+
     def remove_snapshot(self, key: str) -> None:
         self.snapshots.remove(key)
 

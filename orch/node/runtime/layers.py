@@ -400,3 +400,22 @@ def clamp_mtimes(root: Path, epoch: int) -> None:
         st = os.lstat(path)
         if st.st_mtime > epoch:
             os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def compute_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
+    """`docker diff` of an overlay upper dir over its lower dirs (top first): A, C and D lines.
+
+    A path in the upper dir is Added when no lower dir has it, Changed otherwise; a whiteout
+    is a Deletion. Directories holding changes show as Changed, as docker shows them.
+    """
+    out = []
+    for path in _walk_sorted(Path(upper)):
+        rel = str(path.relative_to(upper))
+        st = os.lstat(path)
+        in_lower = any(os.path.lexists(lower / rel) for lower in lowers)
+        if _is_whiteout(st):
+            if in_lower:
+                out.append(("D", "/" + rel))
+        else:
+            out.append(("C" if in_lower else "A", "/" + rel))
+    return out

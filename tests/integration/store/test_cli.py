@@ -94,3 +94,12 @@ def test_bootstrap_busybox_then_it_is_cached(agent):
     second = orch(agent, "bootstrap", "busybox").stdout.decode()
     assert second.startswith("busybox:latest is already there (") and second.endswith("use --force to build it again\n")
     assert orch(agent, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode() == "busybox:latest\n"
+
+
+def test_image_history(agent, tmp_path):
+    (tmp_path / "rootfs.tar").write_bytes(tar_bytes(entry("etc/motd", data=b"hi")))
+    image_id = orch(agent, "image", "import", "-m", "first import", str(tmp_path / "rootfs.tar"), "app").stdout.decode().strip()
+    lines = orch(agent, "image", "history", "app").stdout.decode().splitlines()
+    assert lines[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    assert lines[1].startswith(image_id[7:19] + "   ") and "orch image import" in lines[1] and lines[1].endswith("10.2kB    first import")
+    assert orch(agent, "image", "history", "-q", "--no-trunc", "app").stdout.decode() == image_id + "\n"

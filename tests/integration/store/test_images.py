@@ -251,3 +251,29 @@ def test_prune_and_disk_usage(store, tmp_path):
     lines, _ = store.prune(all_images=True, in_use={other.id})
     assert lines[:2] == ["Untagged: app:latest", f"Deleted: {new.id}"]
     assert [im.id for im in store.list()] == [other.id]
+
+
+def test_changes_and_commit_of_a_container_upper_dir(store, tmp_path, mounts):
+    (tmp_path / "base.tar").write_bytes(tar_bytes(entry("etc/motd", data=b"one"), entry("etc/old", data=b"x"), entry("usr/bin/tool", data=b"t")))
+    base = store.import_rootfs(tmp_path / "base.tar", "base", {"Cmd": ["sh"]})
+    [m] = store.prepare_rootfs(base, "c1")
+    root = mounts(m, tmp_path / "c1")
+    (root / "etc/motd").write_text("two")
+    (root / "etc/old").unlink()
+    (root / "srv").mkdir()
+    (root / "srv/new").write_text("new")
+    subprocess.run(["umount", str(root)], check=True)
+
+    assert store.changes("c1") == [("C", "/etc"), ("C", "/etc/motd"), ("D", "/etc/old"), ("A", "/srv"), ("A", "/srv/new")]
+    image = store.commit("c1", base, "mine:1", changes={"Cmd": ["cat", "/srv/new"]}, comment="by hand", created_by="orch commit")
+    assert image.diff_ids[:1] == base.diff_ids and len(image.diff_ids) == 2
+    assert image.config["config"] == {"Cmd": ["cat", "/srv/new"]}
+    assert image.config["history"][-1]["comment"] == "by hand"
+
+    [m2] = store.prepare_rootfs(image, "c2")
+    root2 = mounts(m2, tmp_path / "c2")
+    assert (root2 / "etc/motd").read_text() == "two" and (root2 / "srv/new").read_text() == "new"
+    assert not (root2 / "etc/old").exists() and (root2 / "usr/bin/tool").exists()
+    subprocess.run(["umount", str(root2)], check=True)
+    store.remove_snapshot("c1")
+    store.remove_snapshot("c2")
