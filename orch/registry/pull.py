@@ -81,52 +81,10 @@ def _pull(store, client: RegistryClient, loc: names.Location, events: Events, pa
     diff_ids = config["rootfs"]["diff_ids"]
 
     fresh: list[str] = []  # blobs this pull committed: removed again if it fails
-    fresh_lock = threading.Lock()
-    cancel = threading.Event()
-
-    def fetch(desc: dict) -> tuple[str, str]:
-        digest, size, media_type = desc["digest"], desc["size"], desc.get("mediaType", mf.LAYER_GZIP)
-        kind = mf.compression(media_type)
-        if store.content.has(digest):
-            events({"status": "Already exists", "id": short(digest)})
-            return digest, _oci_media(kind)
-        events({"status": "Pulling fs layer", "id": short(digest)})
-        throttle = Throttle(events, "Downloading", short(digest), size)
-
-        def progress(n: int) -> None:
-            if cancel.is_set():
-                raise Cancelled(f"pull of {ref.familiar()} cancelled")
-            throttle(n)
-
-        with store.content.writer() as w:
-            client.fetch_blob(repo, digest, size, w, progress)
-            events({"status": "Verifying Checksum", "id": short(digest)})
-            w.commit(digest)
-        with fresh_lock:
-            fresh.append(digest)
-        events({"status": "Download complete", "id": short(digest)})
-        if kind == "zstd":
-            plain = _decompress_zstd(store, digest, ref)
-            with fresh_lock:
-                fresh.append(plain)
-            return plain, mf.LAYER_TAR
-        return digest, _oci_media(kind)
-
     try:
-        blobs: dict[int, tuple[str, str]] = {}
-        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="pull") as pool:
-            futures = {pool.submit(fetch, d): i for i, d in enumerate(layer_descs)}
-            try:
-                for fut in as_completed(futures):
-                    blobs[futures[fut]] = fut.result()
-            except BaseException:
-                cancel.set()  # downloads under way stop at their next chunk
-                for fut in futures:
-                    fut.cancel()  # and those not started never start
-                raise
-        ordered = [blobs[i] for i in range(len(layer_descs))]
-        for digest, _ in ordered:
-            events({"status": "Extracting", "id": short(digest)})
+        ordered = _fetch_layers(store, client, ref, layer_descs, events, parallel, fresh)
+        for desc in layer_descs:
+            events({"status": "Extracting", "id": short(desc["digest"])})
         tags = [str(ref)] if ref.tag and not ref.digest else []
         existed = store.exists(config_desc["digest"])
         image, _notes = store.add_image(config_bytes, ordered, tags)
@@ -143,6 +101,60 @@ def _pull(store, client: RegistryClient, loc: names.Location, events: Events, pa
         events({"status": f"Status: Downloaded newer image for {shown}"})
     events({"status": str(ref)})
     return store.resolve(image.id)
+
+
+def _fetch_layers(store, client: RegistryClient, ref, descs: list[dict], events: Events, parallel: int, fresh: list[str]) -> list[tuple[str, str]]:
+    """Download the layers in parallel; return their (blob digest, media type) in order.
+
+    Every blob committed is appended to `fresh`, so the caller can remove them on failure.
+    The first failure stops the others: downloads under way at their next chunk, queued ones
+    before they start.
+    """
+    lock = threading.Lock()
+    cancel = threading.Event()
+
+    def committed(digest: str) -> None:
+        with lock:
+            fresh.append(digest)
+
+    def fetch(desc: dict) -> tuple[str, str]:
+        digest, size = desc["digest"], desc["size"]
+        kind = mf.compression(desc.get("mediaType", mf.LAYER_GZIP))
+        if store.content.has(digest):
+            events({"status": "Already exists", "id": short(digest)})
+            return digest, _oci_media(kind)
+        events({"status": "Pulling fs layer", "id": short(digest)})
+        throttle = Throttle(events, "Downloading", short(digest), size)
+
+        def progress(n: int) -> None:
+            if cancel.is_set():
+                raise Cancelled(f"pull of {ref.familiar()} cancelled")
+            throttle(n)
+
+        with store.content.writer() as w:
+            client.fetch_blob(ref.path, digest, size, w, progress)
+            events({"status": "Verifying Checksum", "id": short(digest)})
+            w.commit(digest)
+        committed(digest)
+        events({"status": "Download complete", "id": short(digest)})
+        if kind == "zstd":
+            plain = _decompress_zstd(store, digest, ref)
+            committed(plain)
+            return plain, mf.LAYER_TAR
+        return digest, _oci_media(kind)
+
+    results: dict[int, tuple[str, str]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="pull") as pool:
+        futures = {pool.submit(fetch, d): i for i, d in enumerate(descs)}
+        try:
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+        except BaseException:
+            cancel.set()
+            for fut in futures:
+                fut.cancel()
+            raise
+    return [results[i] for i in range(len(descs))]
 
 
 def _oci_media(kind: str) -> str:
