@@ -8,7 +8,7 @@ never the host's. Docker's rules, which this follows:
   the gid comes from passwd and the supplementary groups are every group that lists the user
   by name.
 - `additional_groups` (docker's --group-add: names or numbers) are added to the supplementary
-  groups in any case.
+  groups in any case; the primary gid is always the first supplementary group.
 
 Pure: it takes the files' text, so tests are tables.
 """
@@ -84,6 +84,7 @@ def resolve_user(spec: str, additional_groups, passwd: str | None, group: str | 
             number = int(row[2] or 0)
         supplementary.append(number)
 
-    # setgroups takes the list as is; a repeated gid is harmless but noisy in `id`.
-    unique = tuple(dict.fromkeys(supplementary))
+    # The primary gid leads the list, as docker's `id` shows (groups=0(root),10(wheel));
+    # a gid that appears twice is listed once.
+    unique = tuple(dict.fromkeys([gid, *supplementary]))
     return ExecUser(uid=uid, gid=gid, groups=unique, home=home)
