@@ -14,6 +14,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import signal
 import socket
 import stat as stat_module
 import struct
@@ -428,6 +429,17 @@ class LinuxSyscalls(Syscalls):
         os.closerange(keep_above_stdio + 1, 1 << 20)
 
     def execve(self, path, args, env):
+        # The program must not inherit the caller's signal dispositions: Python ignores
+        # SIGPIPE (and an ignored signal stays ignored across execve), and the supervisor
+        # blocks or handles others. Reset them all and unblock, as subprocess's
+        # restore_signals and runc do.
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.execve(path, list(args), dict(e.split("=", 1) for e in env if "=" in e))
 
 

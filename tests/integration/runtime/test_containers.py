@@ -42,6 +42,21 @@ def run(containers, config, stdin: int | None = None) -> tuple[int, str]:
     return containers.wait(pid), output
 
 
+def read_pty(master: int) -> str:
+    """Everything the pty shows until its last slave closes (then read fails with EIO)."""
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return out.decode().replace("\r", "")
+
+
 def sh(containers, script: str, **kwargs) -> tuple[int, str]:
     return run(containers, containers.config("sh", "-c", script, **kwargs))
 
@@ -93,6 +108,12 @@ def test_capabilities_and_no_new_privs_for_root(containers):
     assert code == 0
     assert fields == {"CapInh": "0000000000000000", "CapPrm": "00000000a80425fb", "CapEff": "00000000a80425fb",
                       "CapBnd": "00000000a80425fb", "NoNewPrivs": "1"}
+
+
+def test_signals_are_not_ignored_or_blocked(containers):
+    # Python ignores SIGPIPE; a container must not inherit that (`yes | head` would hang).
+    code, out = sh(containers, "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -n 1")
+    assert (code, out) == (0, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ny\n")
 
 
 def test_a_non_root_user_has_no_effective_capabilities(containers):
@@ -173,6 +194,25 @@ def test_exec_in_a_running_container(containers):
     assert lines[-2:] == ["/tmp", "1000"]
 
 
+def test_exec_with_a_terminal(containers, cgroups):
+    config = containers.config("sleep", "100")
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    process = config.process.__class__(args=("sh",), env=config.process.env, terminal=True)
+    exec_pid = spawn.exec_in(pid, config, process, spawn.Stdio(console_socket=theirs.fileno()))
+    theirs.close()
+    master = socket.recv_fds(ours, 16, 1)[1][0]
+    ours.close()
+    # The exec'd shell waits for input on its pty: it is in the container's cgroup.
+    assert sorted(cgroups.pids(config.cgroup_path)) == sorted([pid, exec_pid])
+    os.write(master, b"echo $((6*7)) $(ps -o pid= | wc -l); exit 5\n")
+    text = read_pty(master)
+    _, status = os.waitpid(exec_pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 5
+    # sleep, the exec'd sh, the command substitution's subshell, ps and wc.
+    assert "42 5\n" in text
+
+
 def test_exec_of_a_missing_program_fails_with_127(containers):
     config = containers.config("sleep", "100")
     pid = containers.track(spawn.start(config, spawn.Stdio()))
@@ -209,18 +249,8 @@ def test_pty_session_over_a_console_socket(containers):
     ours.close()
     master = fds[0]
     os.write(master, b"tty; echo hi $((40+2)); exit\n")
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the slave's last holder is gone
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    text = read_pty(master)
     assert containers.wait(pid) == 0
-    text = out.decode().replace("\r", "")
     assert "hi 42\n" in text and "/dev/pts/0\n" in text
 
 
