@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from orch.errors import OrchError
 from orch.node.runtime import init
 from orch.node.runtime.cgroups import Cgroups
-from orch.node.runtime.config import ContainerConfig, Process
+from orch.node.runtime.config import ContainerConfig, Process, check_sysctls
 from orch.node.runtime.init import ORDERED_NAMESPACES, StartError
 from orch.node.runtime.kernel import NS_FILES, LinuxSyscalls
 
@@ -64,6 +64,7 @@ def find_init_binary() -> str:
 
 def start(config: ContainerConfig, stdio: Stdio, cgroups: Cgroups | None = None) -> int:
     """Create and start the container; return the host pid of its pid 1 once execve succeeded."""
+    check_sysctls(config)
     cgroups = cgroups or Cgroups()
     init_binary = find_init_binary() if config.init else None
     cap = last_cap()
