@@ -248,7 +248,16 @@ class LinuxSyscalls(Syscalls):
                 self._syscall(SYS_FSCONFIG, ctypes.c_int(fs), ctypes.c_uint(cmd), key.encode(),
                               value.encode() if value is not None else None, ctypes.c_int(0),
                               what=f"{what}: fsconfig {key}={value}")
-            for lower in lowerdirs:
+            # Kernels before 6.8 know the new mount API but not `lowerdir+`: they say EINVAL
+            # to the first one, and the whole stack then goes through mount(2).
+            if lowerdirs:
+                first = self.libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fs), ctypes.c_uint(FSCONFIG_SET_STRING),
+                                          b"lowerdir+", lowerdirs[0].encode(), ctypes.c_int(0))
+                if first < 0:
+                    if ctypes.get_errno() != errno.EINVAL:
+                        self._check(first, f"{what}: fsconfig lowerdir+={lowerdirs[0]}")
+                    return self._mount_overlay_legacy(lowerdirs, upperdir, workdir, target, extra)
+            for lower in lowerdirs[1:]:
                 config("lowerdir+", lower)
             if upperdir:
                 config("upperdir", upperdir)
