@@ -219,7 +219,7 @@ class LinuxSyscalls(Syscalls):
     def _check(self, result: int, what: str) -> int:
         if result < 0:
             err = ctypes.get_errno()
-            raise SystemFailure(f"{what}: {os.strerror(err)}", ) from OSError(err, os.strerror(err))
+            raise SystemFailure(f"{what}: {os.strerror(err)}") from OSError(err, os.strerror(err))
         return result
 
     def _syscall(self, number: int, *args, what: str) -> int:

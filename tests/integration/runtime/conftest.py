@@ -94,7 +94,8 @@ class Containers:
         lowers = lowers or [str(self.rootfs)]
         overlay = Mount("overlay", "overlay", "/", (f"lowerdir={':'.join(lowers)}", f"upperdir={base}/upper", f"workdir={base}/work"))
         process_fields = {k: kwargs.pop(k) for k in list(kwargs) if k in Process.__dataclass_fields__}
-        process = Process(args=tuple(args), env=("PATH=/usr/sbin:/usr/bin:/sbin:/bin",), **process_fields)
+        process_fields.setdefault("env", ("PATH=/usr/sbin:/usr/bin:/sbin:/bin",))
+        process = Process(args=tuple(args), **process_fields)
         config = ContainerConfig(
             id=cid, hostname=kwargs.pop("hostname", cid), rootfs=str(base / "rootfs"), rootfs_mounts=(overlay,),
             mounts=tuple(kwargs.pop("mounts", ())), process=process, namespaces=namespaces,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orch.node.runtime import spawn
-from orch.node.runtime.config import Resources
+from orch.node.runtime.config import Process, Resources
 from orch.node.runtime.init import StartError
 from orch.node.runtime.mount import Mount
 
@@ -96,9 +96,9 @@ def test_user_and_groups(containers, user, groups, expected):
 
 
 def test_env_cwd_and_home(containers):
-    config = containers.config("sh", "-c", "echo $FOO; pwd; echo $HOME", cwd="/tmp/work", user="user")
-    config = config.__class__(**{**config.__dict__, "process": config.process.__class__(
-        **{**config.process.__dict__, "env": config.process.env + ("FOO=bar",)})})
+    # /tmp/work does not exist in the image: it is created, as docker does for -w.
+    config = containers.config("sh", "-c", "echo $FOO; pwd; echo $HOME", cwd="/tmp/work", user="user",
+                               env=("PATH=/bin", "FOO=bar"))
     assert run(containers, config) == (0, "bar\n/tmp/work\n/home/user\n")
 
 
@@ -181,8 +181,7 @@ def test_exec_in_a_running_container(containers):
     config = containers.config("sleep", "100", hostname="box")
     pid = containers.track(spawn.start(config, spawn.Stdio()))
     r, w = os.pipe()
-    process = config.process.__class__(args=("sh", "-c", "hostname; ps -o pid,comm; pwd; id -u"), env=config.process.env,
-                                       cwd="/tmp", user="1000")
+    process = Process(args=("sh", "-c", "hostname; ps -o pid,comm; pwd; id -u"), env=config.process.env, cwd="/tmp", user="1000")
     exec_pid = spawn.exec_in(pid, config, process, spawn.Stdio(stdout=w, stderr=w))
     os.close(w)
     out = read_all(r)
@@ -198,7 +197,7 @@ def test_exec_with_a_terminal(containers, cgroups):
     config = containers.config("sleep", "100")
     pid = containers.track(spawn.start(config, spawn.Stdio()))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    process = config.process.__class__(args=("sh",), env=config.process.env, terminal=True)
+    process = Process(args=("sh",), env=config.process.env, terminal=True)
     exec_pid = spawn.exec_in(pid, config, process, spawn.Stdio(console_socket=theirs.fileno()))
     theirs.close()
     master = socket.recv_fds(ours, 16, 1)[1][0]
@@ -216,7 +215,7 @@ def test_exec_with_a_terminal(containers, cgroups):
 def test_exec_of_a_missing_program_fails_with_127(containers):
     config = containers.config("sleep", "100")
     pid = containers.track(spawn.start(config, spawn.Stdio()))
-    process = config.process.__class__(args=("nosuch",), env=config.process.env)
+    process = Process(args=("nosuch",), env=config.process.env)
     with pytest.raises(StartError) as info:
         spawn.exec_in(pid, config, process, spawn.Stdio())
     assert info.value.exit_code == 127
