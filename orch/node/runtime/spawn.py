@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from orch.errors import OrchError
+from orch.errors import InvalidArgument, OrchError
 from orch.node.runtime import init
 from orch.node.runtime.cgroups import Cgroups
 from orch.node.runtime.config import ContainerConfig, Process, check_sysctls
@@ -80,6 +80,7 @@ def find_init_binary() -> str:
 def start(config: ContainerConfig, stdio: Stdio, cgroups: Cgroups | None = None) -> int:
     """Create and start the container; return the host pid of its pid 1 once execve succeeded."""
     check_sysctls(config)
+    _check_terminal(config.process, stdio)
     cgroups = cgroups or Cgroups()
     init_binary = find_init_binary() if config.init else None
     cap = last_cap()
@@ -97,6 +98,7 @@ def start(config: ContainerConfig, stdio: Stdio, cgroups: Cgroups | None = None)
 
 def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, cgroups: Cgroups | None = None) -> int:
     """Run `process` in the namespaces and cgroup of the container whose pid 1 is `pid1`."""
+    _check_terminal(process, stdio)
     cgroups = cgroups or Cgroups()
     cap = last_cap()
     namespaces = [ns for ns in ORDERED_NAMESPACES if ns in config.namespaces or (ns == "net" and config.netns_path)]
@@ -114,6 +116,11 @@ def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, 
     finally:
         for _, fd in ns_fds:
             os.close(fd)
+
+
+def _check_terminal(process: Process, stdio: Stdio) -> None:
+    if process.terminal and stdio.console_socket is None:
+        raise InvalidArgument("a terminal was requested but no console socket was given to receive the pty")
 
 
 def _fork_and_wait(child, stdio: Stdio, what: str) -> int:
@@ -144,7 +151,10 @@ def _fork_and_wait(child, stdio: Stdio, what: str) -> int:
         # One short write by the intermediate just before it exits; pid 1 holds a copy of
         # the write end until its execve, so this must not wait for EOF.
         pid_text = os.read(pid_r, 64)
-        _, status = os.waitpid(intermediate, 0)
+        try:
+            _, status = os.waitpid(intermediate, 0)
+        except ChildProcessError:
+            status = 0  # a SIGCHLD handler of the caller's reaped it first; the pipes still tell
         error = _read_all(error_r)
     finally:
         os.close(pid_r)

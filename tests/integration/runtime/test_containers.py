@@ -367,3 +367,12 @@ def test_a_host_sysctl_is_refused_before_anything_starts(containers, cgroups):
     with pytest.raises(InvalidArgument):
         spawn.start(config, spawn.Stdio())
     assert not any(d.exists() for d in cgroups.dirs(config.cgroup_path))
+
+
+def test_a_terminal_without_a_console_socket_is_refused_before_forking(containers, cgroups):
+    from orch.errors import InvalidArgument
+
+    config = containers.config("sh", terminal=True)
+    with pytest.raises(InvalidArgument, match="no console socket"):
+        spawn.start(config, spawn.Stdio())
+    assert not any(d.exists() for d in cgroups.dirs(config.cgroup_path))
