@@ -1,0 +1,453 @@
+"""The image store: OCI images on the content store and snapshots, and the names that point at them.
+
+An image is an OCI image config (its id is the config's sha256, as in docker) and an OCI
+manifest listing its layer blobs; both live in the content store. Layers are unpacked once,
+into committed snapshots keyed by chain ID, and shared read-only by every image and container
+that stands on them. References ("docker.io/library/busybox:latest" -> image id) and the list
+of known images live in one small JSON file, images/db.json, changed under a thread lock and
+an flock and replaced by an atomic rename, so the agent's threads, tests and other processes
+can use the same store, and `kill -9` at any moment leaves the old or the new file.
+
+Layout under the store's root (ORCH_ROOT):
+
+    content/     blobs (configs, manifests, layer tars)            see content.py
+    snapshots/   unpacked layers and containers' upper dirs         see snapshots.py
+    images/db.json, images/lock
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from orch.errors import Conflict, InvalidArgument, NotFound
+from orch.node.runtime import layers, reference
+from orch.node.runtime.content import ContentStore
+from orch.node.runtime.mount import Mount
+from orch.node.runtime.snapshots import Snapshotter
+
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def rfc3339(ts: float) -> str:
+    dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    frac = f"{dt.microsecond * 1000:09d}".rstrip("0")
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+def parse_time(value: str) -> float:
+    """RFC 3339 with up to nanoseconds (Python parses at most microseconds) -> epoch seconds."""
+    if not value:
+        return 0.0
+    v = value.replace("Z", "+00:00")
+    if "." in v:
+        head, rest = v.split(".", 1)
+        digits = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(digits) :]
+        v = f"{head}.{digits[:6].ljust(6, '0')}{tz}"
+    try:
+        return datetime.datetime.fromisoformat(v).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def canonical_json(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    config: dict
+    manifest_digest: str
+    layers: tuple[dict, ...]
+    size: int
+    tagged_at: float = 0.0
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list(self.config.get("rootfs", {}).get("diff_ids", []))
+
+    @property
+    def chain_ids(self) -> list[str]:
+        return layers.chain_ids(self.diff_ids)
+
+    @property
+    def top_layer(self) -> str | None:
+        chains = self.chain_ids
+        return chains[-1] if chains else None
+
+    @property
+    def created(self) -> str:
+        return self.config.get("created", "")
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[1][:12]
+
+
+class ImageStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.content = ContentStore(self.root / "content")
+        self.snapshots = Snapshotter(self.root / "snapshots")
+        self.dir = self.root / "images"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._db_path = self.dir / "db.json"
+        self._lock = threading.RLock()
+
+    # -- the references file ---------------------------------------------------------------
+
+    def _read_db(self) -> dict:
+        try:
+            return json.loads(self._db_path.read_text())
+        except FileNotFoundError:
+            return {"refs": {}, "images": {}}
+
+    @contextmanager
+    def _locked_db(self):
+        """Read-modify-write of db.json, exclusive between threads and processes."""
+        with self._lock:
+            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                db = self._read_db()
+                yield db
+                tmp = self.dir / f".db.{os.getpid()}.{threading.get_ident()}.tmp"
+                with open(tmp, "w") as f:
+                    json.dump(db, f, indent=1, sort_keys=True)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.rename(tmp, self._db_path)
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _image(self, image_id: str, db: dict) -> Image:
+        rec = db["images"][image_id]
+        manifest = json.loads(self.content.read_bytes(rec["manifest"]))
+        config = json.loads(self.content.read_bytes(image_id))
+        names = sorted(n for n, i in db["refs"].items() if i == image_id and "@" not in n)
+        digests = sorted(n for n, i in db["refs"].items() if i == image_id and "@" in n)
+        return Image(
+            id=image_id,
+            repo_tags=tuple(reference.familiar(n) for n in names),
+            repo_digests=tuple(reference.familiar(n) for n in digests),
+            config=config,
+            manifest_digest=rec["manifest"],
+            layers=tuple(manifest.get("layers", [])),
+            size=rec.get("size", 0),
+            tagged_at=rec.get("tagged_at", 0.0),
+        )
+
+    def list(self) -> list[Image]:
+        db = self._read_db()
+        images = [self._image(i, db) for i in db["images"]]
+        return sorted(images, key=lambda im: (parse_time(im.created), im.id), reverse=True)
+
+    def resolve(self, ref: str) -> Image:
+        db = self._read_db()
+        return self._image(self._resolve_id(ref, db), db)
+
+    def exists(self, ref: str) -> bool:
+        try:
+            self._resolve_id(ref, self._read_db())
+            return True
+        except NotFound:
+            return False
+
+    def _resolve_id(self, ref: str, db: dict) -> str:
+        missing = NotFound(f"no such image: {ref}; build it, pull it, or make a base with 'orch bootstrap busybox'")
+        try:
+            parsed = reference.parse(ref)
+        except InvalidArgument:
+            parsed = None
+        if parsed is not None:
+            if parsed.digest:
+                if str(parsed) in db["refs"]:
+                    return db["refs"][str(parsed)]
+                for image_id, rec in db["images"].items():
+                    if rec["manifest"] == parsed.digest or image_id == parsed.digest:
+                        return image_id
+            elif str(parsed) in db["refs"]:
+                return db["refs"][str(parsed)]
+        if reference.looks_like_id(ref):
+            want = ref if ref.startswith("sha256:") else "sha256:" + ref
+            hits = [i for i in db["images"] if i.startswith(want)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise InvalidArgument(f"image id prefix '{ref}' is ambiguous ({len(hits)} images); give more digits")
+        if parsed is None:
+            reference.parse(ref)  # raise the format error
+        raise missing
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add_image(self, config: bytes, blobs: list[tuple[str, str]], refs: Iterable[str] = ()) -> tuple[Image, list[str]]:
+        """Record an image whose config bytes and layer blobs are in (or go into) the store.
+
+        `blobs` are (blob digest, media type) already committed to the content store. The
+        layers are unpacked (verifying each diff ID) before the image becomes visible.
+        Returns the image and docker's messages about tags moved away from older images.
+        """
+        image_id = self.content.write_bytes(config)
+        cfg = json.loads(config)
+        diff_ids = cfg.get("rootfs", {}).get("diff_ids", [])
+        if len(diff_ids) != len(blobs):
+            raise InvalidArgument(f"image {image_id[:19]}: the config lists {len(diff_ids)} layers but {len(blobs)} layer blobs were given")
+        size = self._unpack(diff_ids, [d for d, _ in blobs])
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": image_id, "size": len(config)},
+            "layers": [{"mediaType": m, "digest": d, "size": self.content.size(d)} for d, m in blobs],
+        }
+        manifest_digest = self.content.write_bytes(canonical_json(manifest))
+        notes = []
+        with self._locked_db() as db:
+            rec = db["images"].setdefault(image_id, {})
+            rec.update(manifest=manifest_digest, size=size)
+            for ref in refs:
+                name = reference.normalize(ref)
+                old = db["refs"].get(name)
+                if old is not None and old != image_id:
+                    notes.append(f"The image {reference.familiar(name)} already exists, renaming the old one with ID {old} to empty string")
+                db["refs"][name] = image_id
+                rec["tagged_at"] = time.time()
+            # A layer a concurrent rmi collected while we unpacked is unpacked again here.
+            self._unpack(diff_ids, [d for d, _ in blobs])
+            image = self._image(image_id, db)
+        return image, notes
+
+    def _unpack(self, diff_ids: list[str], blob_digests: list[str]) -> int:
+        total = 0
+        parent = None
+        for diff_id, blob in zip(diff_ids, blob_digests):
+            chain = layers.chain_id(parent, diff_id)
+            if not self.snapshots.exists(chain):
+                key = f"unpack-{uuid.uuid4().hex}"
+                self.snapshots.prepare(key, parent)
+                try:
+                    with self.content.open(blob) as f:
+                        got, size = layers.apply_layer(f, self.snapshots.upper_dir(key), label=f"layer {layers.short(blob)}")
+                    if got != diff_id:
+                        raise InvalidArgument(f"layer {layers.short(blob)}: its content has diff ID {got}, but the image config says {diff_id}; the archive is corrupt")
+                    self.snapshots.commit(chain, key, size=size)
+                except BaseException:
+                    self.snapshots.remove(key)
+                    raise
+            total += self.snapshots.size(chain)
+            parent = chain
+        return total
+
+    def tag(self, src: str, dst: str) -> None:
+        with self._locked_db() as db:
+            image_id = self._resolve_id(src, db)
+            name = reference.parse(dst)
+            if name.digest:
+                raise InvalidArgument(f"cannot tag with a digest reference '{dst}'; use NAME[:TAG]")
+            db["refs"][str(name)] = image_id
+            db["images"][image_id]["tagged_at"] = time.time()
+
+    def remove(self, ref: str, force: bool = False, in_use: "set[str] | Callable[[str], list[str]] | None" = None) -> list[str]:
+        """Untag or delete an image as `docker rmi` does; return its "Untagged:"/"Deleted:" lines.
+
+        `in_use` is the set of image ids containers use, or a function image id -> container
+        names; an image in use is only untagged, and only with force.
+        """
+        out: list[str] = []
+        with self._locked_db() as db:
+            image_id = self._resolve_id(ref, db)
+            users = _users(in_use, image_id)
+            names = sorted(n for n, i in db["refs"].items() if i == image_id)
+            by_name = not reference.looks_like_id(ref) or _normalized_or_none(ref) in db["refs"]
+            if by_name:
+                name = reference.normalize(ref) if "@" not in ref else str(reference.parse(ref))
+                name = name if name in db["refs"] else (names[0] if names else None)
+                if len(names) > 1 and name is not None:
+                    del db["refs"][name]
+                    return [f"Untagged: {reference.familiar(name)}"]
+                if users and not force:
+                    raise Conflict(f"unable to remove repository reference \"{ref}\" (must force) - {users[0]} is using its referenced image {image_id[7:19]}")
+            else:
+                if len(names) > 1 and not force:
+                    raise Conflict(f"unable to delete {image_id[7:19]} (must be forced) - image is referenced in multiple repositories")
+                if users and not force:
+                    raise Conflict(f"unable to delete {image_id[7:19]} (cannot be forced) - image is being used by {users[0]}")
+            for n in names:
+                del db["refs"][n]
+                out.append(f"Untagged: {reference.familiar(n)}")
+            if users:
+                return out  # the image stays, untagged, for its containers
+            rec = db["images"].pop(image_id)
+            out.append(f"Deleted: {image_id}")
+            out += self._collect(db, image_id, rec)
+        return out
+
+    def _collect(self, db: dict, image_id: str, rec: dict) -> list[str]:
+        """Delete the blobs and layers of a removed image that nothing else references."""
+        keep_chains = set(self.snapshots.in_use())
+        keep_blobs: set[str] = set()
+        for other_id, other in db["images"].items():
+            cfg = json.loads(self.content.read_bytes(other_id))
+            keep_chains.update(layers.chain_ids(cfg["rootfs"]["diff_ids"]))
+            man = json.loads(self.content.read_bytes(other["manifest"]))
+            keep_blobs.update([other_id, other["manifest"]] + [l["digest"] for l in man["layers"]])
+        cfg = json.loads(self.content.read_bytes(image_id))
+        man = json.loads(self.content.read_bytes(rec["manifest"]))
+        out = []
+        for chain in reversed(layers.chain_ids(cfg["rootfs"]["diff_ids"])):
+            if chain not in keep_chains and self.snapshots.exists(chain):
+                self.snapshots.remove_committed(chain)
+                out.append(f"Deleted: {chain}")
+        for blob in [image_id, rec["manifest"]] + [l["digest"] for l in man["layers"]]:
+            if blob not in keep_blobs:
+                self.content.delete(blob)
+        return out
+
+    # -- building blocks for import, load, save --------------------------------------------
+
+    def import_rootfs(self, source: Path | str, ref: str | None, changes: dict | None = None, *, created: float | None = None,
+                      comment: str | None = None, epoch: int | None = None) -> Image:
+        """Make a one-layer image from a rootfs tar (maybe gzip) or a directory."""
+        from orch.node.runtime.archive import import_layer
+
+        source = Path(source)
+        if ref is not None:
+            reference.parse(ref)  # refuse a bad name before the work
+        blob, diff_id = import_layer(self, source, epoch=epoch if epoch is not None else layers.source_date_epoch())
+        if created is None:
+            sde = layers.source_date_epoch()
+            created = float(sde) if sde is not None else time.time()
+        container_config = dict(changes or {})
+        config = {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": rfc3339(created),
+            "config": container_config,
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created": rfc3339(created), "created_by": "orch image import", "comment": comment or f"Imported from {source.name}"}],
+        }
+        image, _ = self.add_image(canonical_json(config), [(blob, MEDIA_LAYER)], [ref] if ref else [])
+        return image
+
+    def load(self, archive: Path | str) -> list[str]:
+        from orch.node.runtime.archive import load_archive
+
+        return load_archive(self, Path(archive))
+
+    def save(self, refs: list[str], out: Path | str, fmt: str = "docker") -> None:
+        from orch.node.runtime.archive import save_archive
+
+        save_archive(self, refs, Path(out), fmt)
+
+    # -- rootfs for containers -------------------------------------------------------------
+
+    def prepare_rootfs(self, image: Image, key: str) -> list[Mount]:
+        """The mounts of container `key`'s rootfs: an overlay of the image's layers and its own upper dir.
+
+        Preparing a key that exists already (a restarted container) returns its mounts: the
+        upper dir, and so the container's changes, are kept.
+        """
+        self._unpack(image.diff_ids, [l["digest"] for l in image.layers])
+        if self.snapshots.active_exists(key):
+            return self.snapshots.mounts(key)
+        return self.snapshots.prepare(key, image.top_layer)
+
+    def remove_snapshot(self, key: str) -> None:
+        self.snapshots.remove(key)
+
+    def upper_dir(self, key: str) -> Path:
+        return self.snapshots.upper_dir(key)
+
+    def disk_usage(self) -> dict:
+        """Totals for `orch system df`: images, their layers' sizes, and what is unused."""
+        db = self._read_db()
+        return {"images": len(db["images"]), "size": sum(r.get("size", 0) for r in db["images"].values())}
+
+
+def _users(in_use, image_id: str) -> list[str]:
+    if in_use is None:
+        return []
+    if callable(in_use):
+        return [f"container {name}" for name in in_use(image_id) or []]
+    return ["a container"] if image_id in in_use else []
+
+
+def _normalized_or_none(ref: str) -> str | None:
+    try:
+        return reference.normalize(ref)
+    except InvalidArgument:
+        return None
+
+
+# -- docker's shapes ---------------------------------------------------------------------------
+
+CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty", "OpenStdin",
+               "StdinOnce", "Env", "Cmd", "Healthcheck", "Image", "Volumes", "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal")
+_CONFIG_DEFAULTS = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
+                    "Tty": False, "OpenStdin": False, "StdinOnce": False, "Image": "", "WorkingDir": ""}
+
+
+def inspect_json(image: Image) -> dict:
+    """`docker image inspect`'s JSON for one image (the fields orch knows; the rest docker's defaults)."""
+    cfg = image.config.get("config") or {}
+    config = {}
+    for key in CONFIG_KEYS:
+        if key in cfg:
+            config[key] = cfg[key]
+        elif key in _CONFIG_DEFAULTS:
+            config[key] = _CONFIG_DEFAULTS[key]
+        elif key not in ("ExposedPorts", "Healthcheck", "StopSignal"):
+            config[key] = None  # docker prints these as null when unset and omits the others
+    history = image.config.get("history") or []
+    return {
+        "Id": image.id,
+        "RepoTags": list(image.repo_tags),
+        "RepoDigests": list(image.repo_digests),
+        "Parent": "",
+        "Comment": image.config.get("comment") or (history[-1].get("comment", "") if history else ""),
+        "Created": image.created,
+        "DockerVersion": "",
+        "Author": image.config.get("author", ""),
+        "Config": config,
+        "Architecture": image.config.get("architecture", ""),
+        "Os": image.config.get("os", ""),
+        "Size": image.size,
+        "GraphDriver": {"Name": "overlay", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+        "Metadata": {"LastTagTime": rfc3339(image.tagged_at) if image.tagged_at else "0001-01-01T00:00:00Z"},
+    }
+
+
+def summary_json(image: Image) -> dict:
+    """One entry of docker's GET /images/json."""
+    return {
+        "Id": image.id,
+        "ParentId": "",
+        "RepoTags": list(image.repo_tags),
+        "RepoDigests": list(image.repo_digests),
+        "Created": int(parse_time(image.created)),
+        "Size": image.size,
+        "Labels": (image.config.get("config") or {}).get("Labels") or {},
+        "Containers": -1,
+    }
