@@ -44,7 +44,11 @@ class LogWriter:
         buf = self.partial.pop(stream, b"") + data
         lines = buf.split(b"\n")
         rest = lines.pop()
-        out = [_entry(line + b"\n", stream) for line in lines]
+        out = []
+        for line in lines:
+            line += b"\n"
+            for i in range(0, len(line), CHUNK):
+                out.append(_entry(line[i : i + CHUNK], stream))
         while len(rest) >= CHUNK:
             out.append(_entry(rest[:CHUNK], stream))
             rest = rest[CHUNK:]
