@@ -45,8 +45,13 @@ async def on_bug(request, err: Exception):
     return JSONResponse({"kind": "error", "message": f"internal error in the agent: {type(err).__name__}: {err} (see ORCH_ROOT/agent.log)"}, status_code=500)
 
 
+async def on_no_route(request, err):
+    return JSONResponse({"kind": "not-found", "message": f"the agent has no API {request.method} {request.url.path}"}, status_code=404)
+
+
 def build_app(node) -> Starlette:
-    app = Starlette(routes=collect_routes(), exception_handlers={OrchError: on_orch_error, Exception: on_bug})
+    handlers = {OrchError: on_orch_error, Exception: on_bug, 404: on_no_route, 405: on_no_route}
+    app = Starlette(routes=collect_routes(), exception_handlers=handlers)
     app.state.node = node
     return app
 
@@ -89,14 +94,22 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
     config.graceful_timeout = 1.0
     app = build_app(node)
     (run_dir / "agent.pid").write_text(str(os.getpid()))
-    async with trio.open_nursery() as nursery:
-        node.nursery = nursery
-        await nursery.start(node.watch_supervisor)
-        await nursery.start(lambda task_status: hypercorn_serve(app, config, task_status=task_status))
-        os.chmod(sock, 0o600)
-        print(f"agent: pid {os.getpid()} serving {sock}", file=sys.stderr, flush=True)
-        task_status.started(node)
-        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+    try:
+        async with trio.open_nursery() as nursery:
+            node.nursery = nursery
+            await nursery.start(node.watch_supervisor)
+            await nursery.start(lambda task_status: hypercorn_serve(app, config, task_status=task_status))
+            os.chmod(sock, 0o600)
+            print(f"agent: pid {os.getpid()} serving {sock}", file=sys.stderr, flush=True)
+            task_status.started(node)
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+    finally:
+        # A clean stop leaves no socket behind (after kill -9 the next agent removes it).
+        for leftover in (sock, run_dir / "agent.pid"):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
 
 
 async def _stop_on_signal(scope: trio.CancelScope) -> None:

@@ -626,7 +626,12 @@ def main(argv=None) -> int:
     sup = Supervisor(runtime, args.socket)
     sup.listen()
     print(f"supervisor: pid {os.getpid()} serving {args.socket}", file=sys.stderr, flush=True)
-    sup.serve_forever()
+    try:
+        sup.serve_forever()
+    finally:
+        # Stopped on purpose (SIGTERM): the containers, if any, are left running, orphaned.
+        if os.path.exists(args.socket):
+            os.unlink(args.socket)
     return 0
 
 
