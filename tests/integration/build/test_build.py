@@ -230,7 +230,7 @@ ENTRYPOINT ["/bin/sh", "-c"]
     child = context({"Dockerfile": "FROM meta\nUSER root\n"}, name="child")
     built, lines = build(store, child)
     assert "# Executing 1 build trigger" in lines
-    assert "triggered" in run_image(store, built, ["cat", "/tmp/triggered"])[1]
+    assert "triggered" in run_image(store, built, ["cat /tmp/triggered"])[1]
     assert built.config["config"].get("OnBuild") is None
 
 
