@@ -12,8 +12,17 @@ the host, so the overlays it mounts for COPY vanish with it even if it is killed
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+
+
+class Stopped(BaseException):
+    pass
+
+
+def _stop(signum, frame):
+    raise Stopped()
 
 
 def main() -> int:
@@ -23,6 +32,9 @@ def main() -> int:
     def emit(value: dict) -> None:
         out.write(json.dumps(value) + "\n")
 
+    # The agent stops a build whose client went away with SIGTERM: raising here unwinds the
+    # builder's `finally` blocks, which kill the step's container and drop its snapshot.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         from orch.build.builder import Builder, BuildRequest
         from orch.errors import OrchError
@@ -44,6 +56,8 @@ def main() -> int:
             return 1
         emit({"aux": {"ID": image.id}})
         return 0
+    except Stopped:
+        return 143
     except Exception as err:  # a bug: one line for the user, the traceback in the agent's log
         import traceback
 

@@ -65,9 +65,14 @@ async def build(request):
                 yield json.dumps({"error": f"the build worker died (exit status {code}); see the agent's log", "kind": "system"}) + "\n"
         finally:
             if proc.returncode is None:
-                proc.kill()
+                # SIGTERM lets the worker clean up the running step; SIGKILL if it does not.
+                proc.terminate()
                 with trio.CancelScope(shield=True):
-                    await proc.wait()
+                    with trio.move_on_after(10):
+                        await proc.wait()
+                    if proc.returncode is None:
+                        proc.kill()
+                        await proc.wait()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 

@@ -262,3 +262,30 @@ def test_from_scratch_and_build_args(store, context):
     assert "[Warning] One or more build-args [UNUSED] were not consumed" in lines
     assert len(image.diff_ids) == 2
     assert run_image(store, image) == (0, "from scratch")
+
+
+def test_a_stopped_build_leaves_no_container_cgroup_or_snapshot(store, context):
+    """The agent stops the worker of a build whose client left with SIGTERM."""
+    import subprocess
+    import sys
+
+    from .conftest import build_cgroups
+
+    ctx = context({"Dockerfile": "FROM busybox\nRUN echo started && sleep 60\n"})
+    req = json.dumps({"root": str(store.root), "context": str(ctx)})
+    worker = subprocess.Popen([sys.executable, "-m", "orch.build.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        worker.stdin.write(req)
+        worker.stdin.close()
+        for line in worker.stdout:
+            if json.loads(line).get("stream") == "started\n":
+                break
+        assert build_cgroups() != []  # the step runs
+        worker.terminate()
+        assert worker.wait(timeout=10) == 143
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert build_cgroups() == []
+    assert store.snapshots.list_active() == []
