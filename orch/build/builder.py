@@ -27,7 +27,8 @@ LABEL STOPSIGNAL USER VOLUME WORKDIR ARG; RUN, CMD and ENTRYPOINT are left to th
 
 import copy
 import hashlib
-import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Callable
 from orch.build import cache as cachemod
 from orch.build import context as ctx
 from orch.build import rootfs, steps
-from orch.build.dockerfile import Dockerfile, DockerfileError, Instruction, parse
+from orch.build.dockerfile import Dockerfile, DockerfileError, Instruction, chomp_heredoc, parse, parse_heredoc
 from orch.build.dockerfile_checks import Checked, Stage, check_platform, parse_flags, validate
 from orch.build.shell import Lexer
 from orch.errors import NotFound, OrchError, UserError
@@ -393,10 +394,11 @@ class Builder:
             raise self._fail(ins, "RUN --mount is not supported by orch build yet; copy what the step needs with COPY")
         if flags.get("security") == "insecure":
             raise self._fail(ins, "RUN --security=insecure is not supported: build steps run with docker's default capabilities")
-        if ins.heredocs:
-            raise self._fail(ins, "RUN with a heredoc is not supported by orch build yet; write the script to a file and COPY it")
         network = flags.get("network") or "default"
-        argv = steps.command_words(list(ins.args), ins.json, state.inner)
+        if ins.heredocs and not ins.json:
+            argv = self._heredoc_command(state, ins)
+        else:
+            argv = steps.command_words(list(ins.args), ins.json, state.inner)
         build_args = self._run_args(state)
         text = "RUN " + steps.json_args(argv) + (f" --network={network}" if network != "default" else "")
         created_by = "RUN " + (" ".join(argv) if not ins.json else steps.json_args(argv))
@@ -425,10 +427,15 @@ class Builder:
         for unsupported in ("link", "parents", "exclude", "checksum", "keep-git-dir", "unpack"):
             if flags.get(unsupported):
                 raise self._fail(ins, f"{kw} --{unsupported} is not supported by orch build yet")
-        if ins.heredocs:
-            raise self._fail(ins, f"{kw} with a heredoc is not supported by orch build yet; put the file in the context")
-        words = [word(a) for a in ins.args]
+        inline = None
+        if ins.heredocs and not ins.json:
+            inline = self._heredoc_files(state, ins)
+            words = [a if parse_heredoc(a) else word(a) for a in ins.args]
+        else:
+            words = [word(a) for a in ins.args]
         srcs, dest = words[:-1], words[-1]
+        if inline is not None:
+            srcs = [parse_heredoc(w).name for w in srcs]
         what = f"{self.df.filename}:{ins.line}: {kw}"
         for s in srcs:
             if "://" in s or s.startswith("git@"):
@@ -462,6 +469,10 @@ class Builder:
                 other = State(image.config, [{"digest": l["digest"], "mediaType": l.get("mediaType", "")} for l in image.layers])
             sources_digest = f"stage:{other.id}"
             source_state = other
+        elif inline is not None:
+            sources_digest = cachemod.compute_sources_digest(
+                [cachemod.SourceEntry(name, "file", 0o644, 0, 0, content) for name, content in inline.items()])
+            source_state = None
         else:
             try:
                 found = ctx.resolve_sources(self.context, srcs, what=what)
@@ -483,12 +494,52 @@ class Builder:
             return self._next(state, f"{kw} {' '.join(words)}", layer=(desc, diff_id))
 
         def execute() -> State:
+            if inline is not None:
+                with tempfile.TemporaryDirectory(prefix="orch-heredoc-") as d:
+                    for name, content in inline.items():
+                        (Path(d) / name).write_text(content)
+                        os.chmod(Path(d) / name, 0o644)
+                    return copy_into(ctx.SourceRoot(Path(d), None, True))
             if source_state is None:
                 return copy_into(self.context)
             with rootfs.open_root(self.store, source_state.image(), writable=False) as (other_root, _):
                 return copy_into(ctx.SourceRoot(other_root, None, False))
 
         return self._step(state, text, execute, sources=sources_digest)
+
+    def _heredoc_body(self, state: State, doc, *, expand: bool) -> str:
+        content = chomp_heredoc(doc.content) if doc.chomp else doc.content
+        if expand and doc.expand:
+            lexer = Lexer(escape=self.df.escape, raw_quotes=True, raw_escapes=True)
+            try:
+                content = lexer.process_word(content, self._vars(state))
+            except OrchError as err:
+                raise BuildFailed(f"{self.df.filename}:{doc.name}: {err}") from None
+        return content
+
+    def _heredoc_command(self, state: State, ins: Instruction) -> list[str]:
+        """RUN with heredocs, as buildkit runs them: a lone heredoc is the script the shell
+        runs; heredocs after a command are handed to the shell with the command, which
+        feeds them to it (`RUN cat <<EOF > /file`)."""
+        shell = steps.shell_of(state.inner)
+        line = ins.args[0].strip()
+        if len(ins.heredocs) == 1 and parse_heredoc(line) is not None:
+            script = self._heredoc_body(state, ins.heredocs[0], expand=False)
+            if script.startswith("#!"):
+                raise self._fail(ins, "RUN with a heredoc that starts with #! is not supported yet; COPY the script and RUN it")
+            return shell + [script]
+        return shell + [line + "\n" + "".join(doc.content + doc.name + "\n" for doc in ins.heredocs)]
+
+    def _heredoc_files(self, state: State, ins: Instruction) -> dict[str, str]:
+        """COPY <<NAME DEST: each source heredoc becomes a file NAME with its body."""
+        files = {}
+        docs = {doc.name: doc for doc in ins.heredocs}
+        for arg in ins.args[:-1]:
+            doc = parse_heredoc(arg)
+            if doc is None:
+                raise self._fail(ins, f"{ins.keyword} mixes heredocs and files; use one {ins.keyword} for each")
+            files[doc.name] = self._heredoc_body(state, docs[doc.name], expand=True)
+        return files
 
     def _ownership(self, ins: Instruction, root: Path, chown: str | None, mode: int | None) -> ctx.Ownership:
         if chown is None:

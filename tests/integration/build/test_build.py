@@ -289,3 +289,28 @@ def test_a_stopped_build_leaves_no_container_cgroup_or_snapshot(store, context):
             worker.wait()
     assert build_cgroups() == []
     assert store.snapshots.list_active() == []
+
+
+
+def test_heredocs_in_run_and_copy(store, context):
+    ctx = context({"Dockerfile": (
+        "FROM busybox\n"
+        "ARG WHO=world\n"
+        "RUN <<EOF\n"
+        "echo one > /one\n"
+        "echo \"two $WHO\" > /two\n"
+        "EOF\n"
+        "RUN cat <<A > /a && cat <<-B > /b\n"
+        "alpha\n"
+        "A\n"
+        "\tbeta\n"
+        "\tB\n"
+        "COPY <<EOF /etc/app.conf\n"
+        "greeting=\"hello $WHO\"\n"
+        "EOF\n"
+        "COPY <<\"EOF\" /etc/raw\n"
+        "keep $WHO\n"
+        "EOF\n"
+        'CMD ["cat", "/one", "/two", "/a", "/b", "/etc/app.conf", "/etc/raw"]\n')})
+    image, _ = build(store, ctx, build_args={"WHO": "orch"})
+    assert run_image(store, image) == (0, 'one\ntwo orch\nalpha\nbeta\ngreeting="hello orch"\nkeep $WHO')
