@@ -257,11 +257,13 @@ def test_failures_name_the_step(store, context):
 
 def test_from_scratch_and_build_args(store, context):
     ctx = context({"Dockerfile": "FROM busybox AS tools\nFROM scratch\nARG NAME=default\nCOPY --from=tools /bin/busybox /busybox\n"
+                   "COPY --from=busybox:latest /etc/passwd /etc/\n"
                    "COPY ${NAME}.txt /\nCMD [\"/busybox\", \"cat\", \"/given.txt\"]\n", "given.txt": "from scratch\n"})
     image, lines = build(store, ctx, build_args={"NAME": "given", "UNUSED": "1"})
     assert "[Warning] One or more build-args [UNUSED] were not consumed" in lines
-    assert len(image.diff_ids) == 2
+    assert len(image.diff_ids) == 3
     assert run_image(store, image) == (0, "from scratch")
+    assert run_image(store, image, ["/busybox", "head", "-1", "/etc/passwd"]) == (0, "root:x:0:0:root:/root:/bin/sh")
 
 
 def test_a_stopped_build_leaves_no_container_cgroup_or_snapshot(store, context):
