@@ -38,7 +38,7 @@ from orch.build import cache as cachemod
 from orch.build import context as ctx
 from orch.build import rootfs, steps
 from orch.build.dockerfile import Dockerfile, DockerfileError, Instruction, chomp_heredoc, parse, parse_heredoc
-from orch.build.dockerfile_checks import Checked, Stage, check_platform, parse_flags, validate
+from orch.build.dockerfile_checks import Checked, Stage, check_instruction, check_platform, parse_flags, validate
 from orch.build.shell import Lexer
 from orch.errors import NotFound, OrchError, UserError
 from orch.node.runtime.images import DEFAULT_PATH, Image, ImageStore, canonical_json, rfc3339
@@ -74,6 +74,10 @@ class State:
 
     def image(self) -> Image:
         return rootfs.image_value(self.config, self.layers)
+
+
+PLATFORM_ARGS = {"TARGETPLATFORM": "linux/amd64", "TARGETOS": "linux", "TARGETARCH": "amd64", "TARGETVARIANT": "",
+                 "BUILDPLATFORM": "linux/amd64", "BUILDOS": "linux", "BUILDARCH": "amd64", "BUILDVARIANT": ""}
 
 
 def short(digest: str) -> str:
@@ -136,7 +140,9 @@ class Builder:
         return image
 
     def _meta_args(self, checked: Checked) -> dict[str, str | None]:
-        values: dict[str, str | None] = {}
+        # buildkit's automatic platform arguments: usable in FROM, and in a stage after
+        # `ARG TARGETARCH` (say) as any global ARG.
+        values: dict[str, str | None] = dict(PLATFORM_ARGS)
         for ins in checked.meta_args:
             for word in ins.args:
                 name, eq, default = word.partition("=")
@@ -274,9 +280,12 @@ class Builder:
             state.inner["OnBuild"] = None  # triggers run once, in the image that builds FROM this one
             self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
             for text in triggers:
-                trigger_df = parse(text.encode(), filename=f"{self.df.filename} (ONBUILD trigger)")
-                for ins in trigger_df.instructions:
-                    state = self._instruction(checked, stage, state, ins, trigger=True)
+                try:
+                    for ins in parse(text.encode(), filename="ONBUILD").instructions:
+                        check_instruction(ins)
+                        state = self._instruction(checked, stage, state, ins)
+                except OrchError as err:
+                    raise BuildFailed(f"{self.df.filename}:{stage.from_.line}: the base image's ONBUILD trigger '{text}' failed: {err}") from None
         for ins in stage.instructions:
             self._print_step(ins)
             state = self._instruction(checked, stage, state, ins)
@@ -295,7 +304,7 @@ class Builder:
 
     # -- instructions --------------------------------------------------------------------------
 
-    def _instruction(self, checked: Checked, stage: Stage, state: State, ins: Instruction, trigger: bool = False) -> State:
+    def _instruction(self, checked: Checked, stage: Stage, state: State, ins: Instruction) -> State:
         kw = ins.keyword
         vars_ = self._vars(state)
         word = lambda w: self._expand(ins, w, vars_)  # noqa: E731

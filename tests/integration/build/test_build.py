@@ -244,6 +244,9 @@ def test_failures_name_the_step(store, context):
     (ctx / "Dockerfile").write_text("FROM busybox\nADD http://example.com/x /x\n")
     with pytest.raises(BuildFailed, match="remote sources are not supported"):
         build(store, ctx)
+    (ctx / "Dockerfile").write_text("FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\nRUN test $TARGETARCH = amd64 && exit 7\n")
+    with pytest.raises(BuildFailed, match="exit code 7"):  # the automatic platform ARGs are there
+        build(store, ctx)
     (ctx / "Dockerfile").write_text("FROM --platform=linux/arm64 busybox\n")
     with pytest.raises(UserError, match="platform 'linux/arm64' is not supported"):
         build(store, ctx)
