@@ -499,6 +499,10 @@ class Builder:
                     ctx.copy_sources(src_root, found_here, root, dest, workdir, own, what=what, extract=(kw == "ADD"))
                 except ctx.ContextError as err:
                     raise BuildFailed(str(err)) from None
+                except OSError as err:
+                    where = f" {err.filename}" if err.filename else ""
+                    shown = where.replace(str(root), "") if where else ""
+                    raise BuildFailed(f"{what}: cannot write{shown} into the image: {err.strerror}") from None
             desc, diff_id, _ = rootfs.commit_layer(self.store, key)
             return self._next(state, f"{kw} {' '.join(words)}", layer=(desc, diff_id))
 

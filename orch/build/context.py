@@ -243,7 +243,7 @@ class Ownership:
     mode: int | None = None  # --chmod
 
 
-def destination(image_root: Path, dest: str, workdir: str) -> tuple[str, bool]:
+def destination(dest: str, workdir: str) -> tuple[str, bool]:
     """(absolute destination path inside the image, whether it names a directory by a slash)."""
     as_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
     if not dest.startswith("/"):
@@ -275,7 +275,7 @@ def _mkdirs(image_root: Path, path: str, own: Ownership) -> Path:
 def copy_sources(root: SourceRoot, sources: list[Source], image_root: Path, dest: str, workdir: str, own: Ownership, *,
                  what: str, extract: bool = False) -> None:
     """Copy `sources` into the image mounted at `image_root` with docker's destination rules."""
-    path, as_dir = destination(image_root, dest, workdir)
+    path, as_dir = destination(dest, workdir)
     if len(sources) > 1 and not as_dir:
         raise ContextError(f"{what}: when copying more than one source, the destination must be a directory and end with a /")
     existing = _image_path(image_root, path)
@@ -284,6 +284,8 @@ def copy_sources(root: SourceRoot, sources: list[Source], image_root: Path, dest
         st = os.stat(src.host)
         if stat.S_ISDIR(st.st_mode):
             target = _mkdirs(image_root, path, own)
+            if not target.is_dir():
+                raise ContextError(f"{what}: cannot copy the directory '{src.name or '.'}' to '{path}': it exists in the image and is not a directory")
             _copy_tree(root, src, target, own)
         elif extract and _archive_opener(src.host) is not None:
             target = _mkdirs(image_root, path, own)

@@ -250,6 +250,12 @@ def test_failures_name_the_step(store, context):
     (ctx / "Dockerfile").write_text("FROM --platform=linux/arm64 busybox\n")
     with pytest.raises(UserError, match="platform 'linux/arm64' is not supported"):
         build(store, ctx)
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY . /etc/passwd\n")
+    with pytest.raises(BuildFailed, match="^Dockerfile:2: COPY: cannot copy the directory '.' to '/etc/passwd': it exists in the image and is not a directory$"):
+        build(store, ctx)
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY Dockerfile /etc/passwd/x\n")
+    with pytest.raises(BuildFailed, match="^Dockerfile:2: COPY: cannot write .* into the image: Not a directory$"):
+        build(store, ctx)
     (ctx / "Dockerfile").write_text("FROM nosuchimage\n")
     with pytest.raises(UserError, match="Dockerfile:1: FROM nosuchimage: no such image: nosuchimage"):
         build(store, ctx)

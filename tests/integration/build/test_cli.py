@@ -121,6 +121,12 @@ def test_build_history_inspect_through_the_agent(node):
     v1 = json.loads(node.orch("image", "inspect", "--format", "{{json .RootFS.Layers}}", "hello:v0.1").stdout)
     assert len(layers) == 3 and layers[:2] == v1[:2] and layers[2] != v1[2]
 
+    other = node.base / "other.Dockerfile"
+    other.write_text("FROM busybox\nARG WHO\nRUN echo \"hi $WHO\" > /hi\nCMD [\"cat\", \"/hi\"]\n")
+    quiet = node.orch("build", "-q", "-f", str(other), "--build-arg", "WHO=you", "-t", "quiet", str(ctx)).stdout
+    assert quiet.startswith("sha256:") and len(quiet.split()) == 1
+    assert node.orch("run", "--rm", "quiet").stdout == "hi you\n"
+
     failed = node.orch("build", str(node.base / "nowhere"), check=False)
     assert failed.returncode == 1 and failed.stderr.startswith("orch: orch build: unable to prepare context")
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
