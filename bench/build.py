@@ -10,7 +10,8 @@ What is measured, for each tool, as wall-clock time of the whole command:
 - one file: app.txt edited, so the steps from its COPY on run again.
 
 orch runs as its agent runs it: `python -m orch.build.worker` per build (interpreter start,
-imports, the build; the agent's HTTP hop adds a few milliseconds). buildah runs
+imports, the build; the agent's HTTP hop adds a few milliseconds); `orch-lib` is the same
+builder called in the benchmark's own process, to show what the interpreter start costs. buildah runs
 `buildah bud --layers` (its cache is off without --layers) with the chroot isolation; it is
 Debian's package (`apt-get install buildah`). docker is not used: dockerd is not running
 here; to add it, start `dockerd --data-root $(mktemp -d) &` by hand and `docker load` the same
@@ -78,6 +79,20 @@ class Orch:
         return timed([sys.executable, "-m", "orch.build.worker"], input=req, env=env)
 
 
+class OrchInProcess(Orch):
+    """The builder alone, called in this process: what a build costs without a Python start."""
+
+    name = "orch-lib"
+
+    def build(self, ctx: Path) -> float:
+        from orch.build.builder import Builder, BuildRequest
+        from orch.node.runtime.images import ImageStore
+
+        t = time.perf_counter()
+        Builder(ImageStore(self.root), out=lambda line: None).build(BuildRequest(context=ctx, tags=["bench:latest"]))
+        return time.perf_counter() - t
+
+
 class Buildah:
     name = "buildah"
 
@@ -113,7 +128,7 @@ def main() -> int:
     results: dict[str, list[dict]] = {}
     use_buildah = not args.no_buildah and shutil.which("buildah")
     for _ in range(args.runs):
-        for cls in ([Orch, Buildah] if use_buildah else [Orch]):
+        for cls in ([Orch, OrchInProcess, Buildah] if use_buildah else [Orch, OrchInProcess]):
             work = Path(tempfile.mkdtemp(prefix=f"bench-build-{cls.name}-"))
             try:
                 ctx = work / "ctx"
