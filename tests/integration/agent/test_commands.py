@@ -305,3 +305,32 @@ def test_system_df_and_prune(node):
     assert "Deleted Containers:" in out
     assert n not in node.orch("ps", "-a", "--format", "{{.Names}}").stdout
     assert "Total reclaimed space:" in out
+
+
+def test_ctrl_c_is_forwarded_to_an_attached_container(node):
+    proc = node.popen("run", "--rm", "busybox", "sh", "-c", "trap 'echo got-int; exit 3' INT; echo ready; while true; do sleep 0.05; done",
+                      stdout=-1, stderr=-1, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (3, "got-int\n")
+
+
+def test_exec_it_and_detached_tty(node):
+    n = name()
+    node.orch("run", "-dit", "--name", n, "busybox", "sh")
+    assert node.inspect(n)["Config"]["Tty"] is True
+    pid, master = pty.fork()
+    if pid == 0:
+        os.environ.update(node.env)
+        os.chdir(node.base)
+        os.execv(sys.executable, [sys.executable, "-m", "orch", "exec", "-it", n, "sh"])
+    try:
+        _read_until(master, b"# ")
+        os.write(master, b"tty; exit 4\n")
+        _read_until(master, b"/dev/pts/")  # the exec'd shell has its own terminal
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 4
+    finally:
+        os.close(master)
+    node.orch("rm", "-f", n)
