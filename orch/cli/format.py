@@ -350,3 +350,45 @@ def render_rows(fmt: str, rows: list, headers: dict | None = None) -> list[str]:
         lines.append(render(fmt, row))
     text = "\n".join(lines)
     return tabwrite(text.split("\n")) if "\t" in text else text.split("\n") if lines else []
+
+
+# -- docker's human units (github.com/docker/go-units) --------------------------------------
+
+
+def human_size(size: float) -> str:
+    """Decimal units with 3 significant digits, as `docker images` prints sizes: 4.26MB."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    size = float(size)
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """go-units' HumanDuration: "Less than a second", "About a minute", "3 weeks" ..."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"

@@ -186,6 +186,29 @@ class ContainerConfig:
         )
 
 
+# Sysctls a container may set: only those the kernel keeps per namespace (docker's
+# `opts/sysctl` rules). Anything else would change the host, since the container's root is the
+# host's root as far as /proc/sys is concerned.
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced")
+UTS_SYSCTLS = ("kernel.domainname", "kernel.hostname")
+
+
+def check_sysctls(config: "ContainerConfig") -> None:
+    """Refuse sysctls that are not namespaced, or whose namespace the container does not own."""
+    for key in config.sysctls:
+        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            needed = "ipc"
+        elif key in UTS_SYSCTLS:
+            needed = "uts"
+        elif key.startswith("net."):
+            needed = "net"
+        else:
+            raise InvalidArgument(f"sysctl {key!r} is not allowed in a container: it is not namespaced and would change the host")
+        if needed not in config.namespaces and not (needed == "net" and config.netns_path):
+            raise InvalidArgument(f"sysctl {key!r} needs the container's own {needed} namespace; it would change the host's")
+
+
 def merge_env(base, overrides) -> list[str]:
     """Docker's ReplaceOrAppendEnvValues: a later K=V replaces an earlier K in place.
 

@@ -10,6 +10,7 @@ youki's `process/init/process.rs` in spirit; the code is orch's own.
 """
 
 import posixpath
+from dataclasses import replace
 
 from orch.errors import SystemFailure
 from orch.node.runtime.config import ContainerConfig, Process, capability_mask
@@ -226,7 +227,7 @@ def harden(sys: Syscalls, config: ContainerConfig) -> None:
         if sys.lstat_kind(path) == "missing":
             continue
         sys.mount(path, path, "bind", ("MS_BIND", "MS_REC"))
-        sys.mount(path, path, "bind", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC"))
+        sys.mount(path, path, "bind", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY", "MS_NOSUID", "MS_NOEXEC", "MS_NODEV"))
     if config.readonly_rootfs:
         sys.mount("/", "/", "bind", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY"))
 
@@ -308,7 +309,8 @@ def run(sys: Syscalls, config: ContainerConfig, stdio: tuple[int, int, int], con
     mount_system(sys, config)
     mount_user_mounts(sys, config, init_binary)
     # docker creates a missing working directory; resolved inside the root like a mount target.
-    sys.mkdir(resolve_in_root(config.rootfs, config.process.cwd, sys.lstat_kind))
+    if config.process.cwd.strip("/"):
+        sys.mkdir(resolve_in_root(config.rootfs, config.process.cwd, sys.lstat_kind))
     # 3. Enter the root: after this, nothing of the host's file system is reachable.
     pivot(sys, config.rootfs)
     # 4. Hostname, sysctls, masked and read-only paths.
@@ -316,5 +318,5 @@ def run(sys: Syscalls, config: ContainerConfig, stdio: tuple[int, int, int], con
     process = config.process
     if config.init:
         # tini as pid 1 forwards signals to the program and reaps orphans (docker --init).
-        process = Process(**{**process.__dict__, "args": (INIT_PATH, "--", *process.args)})
+        process = replace(process, args=(INIT_PATH, "--", *process.args))
     exec_process(sys, process, stdio, console_socket, error_fd, last_cap, bind_console=True)

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import signal
 import socket
 import stat as stat_module
 import struct
@@ -218,7 +219,7 @@ class LinuxSyscalls(Syscalls):
     def _check(self, result: int, what: str) -> int:
         if result < 0:
             err = ctypes.get_errno()
-            raise SystemFailure(f"{what}: {os.strerror(err)}", ) from OSError(err, os.strerror(err))
+            raise SystemFailure(f"{what}: {os.strerror(err)}") from OSError(err, os.strerror(err))
         return result
 
     def _syscall(self, number: int, *args, what: str) -> int:
@@ -247,7 +248,16 @@ class LinuxSyscalls(Syscalls):
                 self._syscall(SYS_FSCONFIG, ctypes.c_int(fs), ctypes.c_uint(cmd), key.encode(),
                               value.encode() if value is not None else None, ctypes.c_int(0),
                               what=f"{what}: fsconfig {key}={value}")
-            for lower in lowerdirs:
+            # Kernels before 6.8 know the new mount API but not `lowerdir+`: they say EINVAL
+            # to the first one, and the whole stack then goes through mount(2).
+            if lowerdirs:
+                first = self.libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fs), ctypes.c_uint(FSCONFIG_SET_STRING),
+                                          b"lowerdir+", lowerdirs[0].encode(), ctypes.c_int(0))
+                if first < 0:
+                    if ctypes.get_errno() != errno.EINVAL:
+                        self._check(first, f"{what}: fsconfig lowerdir+={lowerdirs[0]}")
+                    return self._mount_overlay_legacy(lowerdirs, upperdir, workdir, target, extra)
+            for lower in lowerdirs[1:]:
                 config("lowerdir+", lower)
             if upperdir:
                 config("upperdir", upperdir)
@@ -428,6 +438,17 @@ class LinuxSyscalls(Syscalls):
         os.closerange(keep_above_stdio + 1, 1 << 20)
 
     def execve(self, path, args, env):
+        # The program must not inherit the caller's signal dispositions: Python ignores
+        # SIGPIPE (and an ignored signal stays ignored across execve), and the supervisor
+        # blocks or handles others. Reset them all and unblock, as subprocess's
+        # restore_signals and runc do.
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.execve(path, list(args), dict(e.split("=", 1) for e in env if "=" in e))
 
 

@@ -23,15 +23,18 @@ import json
 import os
 from dataclasses import dataclass
 
-from orch.errors import OrchError
+from orch.errors import InvalidArgument, OrchError
 from orch.node.runtime import init
 from orch.node.runtime.cgroups import Cgroups
-from orch.node.runtime.config import ContainerConfig, Process
+from orch.node.runtime.config import ContainerConfig, Process, check_sysctls
 from orch.node.runtime.init import ORDERED_NAMESPACES, StartError
 from orch.node.runtime.kernel import NS_FILES, LinuxSyscalls
 
-# Where docker's --init binary comes from: Debian's tini package ships a static build, which
-# works in any image (busybox has no libc to load a dynamic one).
+# `init: true` (docker's --init): like docker, bind-mount a tiny init at /sbin/docker-init and
+# run it as pid 1 with the program as its child; it forwards signals and reaps orphans. The
+# init is Debian's tini, static build (package `tini`, /usr/bin/tini-static), so it works in
+# any image, even one without a libc. Measured here: 700 kB RSS, 56 kB of it anonymous, beside
+# a Python init's ~8 MB; no Python interpreter stays per container.
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/libexec/docker/docker-init", "/usr/bin/docker-init")
 
 
@@ -55,6 +58,18 @@ def last_cap() -> int:
     return _last_cap
 
 
+_kernel_namespaces: frozenset | None = None
+
+
+def kernel_namespaces() -> frozenset:
+    """The namespace types this kernel has (a file per type in /proc/self/ns)."""
+    global _kernel_namespaces
+    if _kernel_namespaces is None:
+        present = set(os.listdir("/proc/self/ns"))
+        _kernel_namespaces = frozenset(ns for ns, name in NS_FILES.items() if name in present)
+    return _kernel_namespaces
+
+
 def find_init_binary() -> str:
     for path in INIT_BINARIES:
         if os.path.exists(path):
@@ -64,9 +79,12 @@ def find_init_binary() -> str:
 
 def start(config: ContainerConfig, stdio: Stdio, cgroups: Cgroups | None = None) -> int:
     """Create and start the container; return the host pid of its pid 1 once execve succeeded."""
+    check_sysctls(config)
+    _check_terminal(config.process, stdio)
     cgroups = cgroups or Cgroups()
     init_binary = find_init_binary() if config.init else None
     cap = last_cap()
+    kernel_namespaces()  # read once here, not in every child
     cgroups.create(config.cgroup_path, config.resources)
     try:
         return _fork_and_wait(
@@ -80,6 +98,7 @@ def start(config: ContainerConfig, stdio: Stdio, cgroups: Cgroups | None = None)
 
 def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, cgroups: Cgroups | None = None) -> int:
     """Run `process` in the namespaces and cgroup of the container whose pid 1 is `pid1`."""
+    _check_terminal(process, stdio)
     cgroups = cgroups or Cgroups()
     cap = last_cap()
     namespaces = [ns for ns in ORDERED_NAMESPACES if ns in config.namespaces or (ns == "net" and config.netns_path)]
@@ -97,6 +116,11 @@ def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, 
     finally:
         for _, fd in ns_fds:
             os.close(fd)
+
+
+def _check_terminal(process: Process, stdio: Stdio) -> None:
+    if process.terminal and stdio.console_socket is None:
+        raise InvalidArgument("a terminal was requested but no console socket was given to receive the pty")
 
 
 def _fork_and_wait(child, stdio: Stdio, what: str) -> int:
@@ -127,7 +151,10 @@ def _fork_and_wait(child, stdio: Stdio, what: str) -> int:
         # One short write by the intermediate just before it exits; pid 1 holds a copy of
         # the write end until its execve, so this must not wait for EOF.
         pid_text = os.read(pid_r, 64)
-        _, status = os.waitpid(intermediate, 0)
+        try:
+            _, status = os.waitpid(intermediate, 0)
+        except ChildProcessError:
+            status = 0  # a SIGCHLD handler of the caller's reaped it first; the pipes still tell
         error = _read_all(error_r)
     finally:
         os.close(pid_r)
@@ -151,8 +178,9 @@ def _start_child(config, cgroups, fds, console_socket, error_fd, cap, init_binar
     # 1. Join the cgroup first, so every process the container will ever have is accounted.
     cgroups.add(config.cgroup_path, os.getpid())
     sys = LinuxSyscalls()
-    # 2. New namespaces. With netns_path we join a prepared network namespace instead.
-    fresh = tuple(ns for ns in config.namespaces if not (ns == "net" and config.netns_path))
+    # 2. New namespaces. With netns_path we join a prepared network namespace instead; a
+    #    namespace type this kernel lacks (cgroup before 4.6) is left out, as runc does.
+    fresh = tuple(ns for ns in config.namespaces if not (ns == "net" and config.netns_path) and ns in kernel_namespaces())
     sys.unshare(fresh)
     if config.netns_path:
         fd = os.open(config.netns_path, os.O_RDONLY | os.O_CLOEXEC)
