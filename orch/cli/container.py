@@ -134,22 +134,49 @@ def run(prog: str, argv: list[str]) -> int:
     p.add_argument("--sig-proxy", default="true")
     _add_create_flags(p)
     a = p.parse_args(argv)
-    if a.tty and not os.isatty(0):
+    if a.tty and not a.detach and not os.isatty(0):
         raise InvalidArgument("the input device is not a TTY; drop -t or run from a terminal")
+    trace("parsed")
     client = _agent()
     created = client.call("POST", "/containers/create", _create_body(a))
     cid = created["Id"]
+    trace("created")
     if a.detach:
         client.call("POST", f"/containers/{cid}/start")
         print(cid)
         return 0
     code = attach_start(cid, tty=a.tty, stdin=a.interactive, sig_proxy=a.sig_proxy != "false")
+    trace("exited")
     if a.rm:
         try:
             client.call("POST", f"/containers/{cid}/wait?condition=removed")
         except OrchError:
-            pass
+            pass  # removed already
+        trace("removed")
     return code
+
+
+def trace(what: str) -> None:
+    """ORCH_TRACE=1: print the milliseconds since the interpreter started, per phase."""
+    if os.environ.get("ORCH_TRACE"):
+        import time
+
+        print(f"orch-trace {what} {(time.perf_counter() - _T0) * 1000 + _BOOT_MS:.1f} ms", file=sys.stderr)
+
+
+def _boot_ms() -> float:
+    """Milliseconds from this process's exec to now (from /proc: its start time in clock ticks)."""
+    if not os.environ.get("ORCH_TRACE"):
+        return 0.0
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return (uptime - start_ticks / os.sysconf("SC_CLK_TCK")) * 1000
+
+
+_BOOT_MS = _boot_ms()
+_T0 = __import__("time").perf_counter()
 
 
 def create(prog: str, argv: list[str]) -> int:
@@ -224,6 +251,7 @@ def _attached(msg: dict, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
                 signal.signal(sig, lambda signum, _f: proto.send(sock, {"op": "signal", "signal": signum}))
         proto.send(sock, msg, fds)
         answer, _ = proto.recv(sock)
+        trace("started")
         try:
             proto.raise_for(answer, msg["op"])
         except OrchError as err:

@@ -30,16 +30,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _call(method: str, path: str, body=None):
-    from orch.client import Client
-
+    """Ask the node agent; `orch.cli._agent.client()` starts one when none answers."""
     try:
-        from orch.cli import _agent  # the agent's auto-start, when that module exists
-    except ImportError:
-        _agent = None
-    ensure = getattr(_agent, "ensure_agent", None)
-    if ensure is not None:
-        ensure()
-    return Client().call(method, path, body)
+        from orch.cli._agent import client
+    except ImportError:  # a build without the agent's CLI side: talk to the socket directly
+        from orch.client import Client as client
+    return client().call(method, path, body)
 
 
 def _ref_path(ref: str) -> str:
@@ -131,6 +127,44 @@ def _inspect(prog: str, argv: list[str]) -> int:
     return 1 if failed else 0
 
 
+# -- history -------------------------------------------------------------------------------
+
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
+DEFAULT_HISTORY_FORMAT = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _history(prog: str, argv: list[str]) -> int:
+    p = _Parser(prog=prog, description="Show the history of an image, newest first.")
+    p.add_argument("-H", "--human", action=argparse.BooleanOptionalAction, default=True, help="human sizes and dates")
+    p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("image")
+    args = p.parse_args(argv)
+    from orch.cli.format import human_duration, human_size, render_rows
+
+    items = _call("GET", f"/images/{_ref_path(args.image)}/history")
+    now = time.time()
+    rows = []
+    for h in items:
+        image_id = h["Id"] if args.no_trunc or h["Id"] == "<missing>" else h["Id"].split(":", 1)[1][:12]
+        created_by = h["CreatedBy"] if args.no_trunc else _ellipsis(h["CreatedBy"].replace("\t", " "), 45)
+        rows.append({"ID": image_id, "CreatedSince": human_duration(now - h["Created"]) + " ago" if args.human else str(h["Created"]),
+                     "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h["Created"])), "CreatedBy": created_by,
+                     "Size": human_size(h["Size"]) if args.human else str(h["Size"]), "Comment": h["Comment"]})
+    if args.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    for line in render_rows(args.format or DEFAULT_HISTORY_FORMAT, rows, HISTORY_HEADERS):
+        print(line)
+    return 0
+
+
 # -- rmi / image rm --------------------------------------------------------------------------
 
 
@@ -191,7 +225,7 @@ def _import(prog: str, argv: list[str]) -> int:
     if "://" in args.source:
         raise InvalidArgument(f"cannot import from a URL ({args.source}); download it first and give the file")
     if args.change:
-        from orch.node.runtime.images import apply_changes
+        from orch.node.runtime.imageconfig import apply_changes
 
         apply_changes({}, args.change)  # refuse a bad --change before any work
     temp = _stdin_to_file("orch-import-") if args.source == "-" else None
@@ -257,7 +291,7 @@ def bootstrap(prog: str, argv: list[str]) -> int:
 # -- image SUBCOMMAND ----------------------------------------------------------------------
 
 SUBCOMMANDS = {
-    "ls": images, "list": images, "inspect": _inspect, "rm": rmi, "remove": rmi, "import": _import, "tag": tag,
+    "ls": images, "list": images, "inspect": _inspect, "history": _history, "rm": rmi, "remove": rmi, "import": _import, "tag": tag,
     "save": save, "load": load,
 }
 

@@ -54,9 +54,29 @@ class Node:
                 self._discard(rec["Id"])
                 continue
             self.records[rec["Id"]] = rec
+        self.collect_garbage()
 
-    def save(self, rec: dict) -> None:
-        self.store.save(rec)
+    def collect_garbage(self) -> None:
+        """What a crash in the middle of a removal leaves: trashed directories and container
+        snapshots (keyed by a container id) without a container record."""
+        self.store.empty_trash()
+        if self.images is None:
+            return
+        try:
+            keys = self.images.snapshots.list_active()
+        except (AttributeError, OSError):
+            return
+        for key in keys:
+            if len(key) == 64 and key not in self.records and all(c in "0123456789abcdef" for c in key):
+                try:
+                    self.images.remove_snapshot(key)
+                except (OrchError, OSError):
+                    pass
+
+    def save(self, rec: dict, durable: bool = True) -> None:
+        """Persist a record. Changes that come from supervisor events are saved without fsync
+        (durable=False): after a power loss nothing runs and adoption derives them again."""
+        self.store.save(rec, durable)
         self.notify()
 
     def notify(self) -> None:
@@ -167,7 +187,7 @@ class Node:
             if rec.get("_exited_pid") == ev["pid"] or state["Status"] == "removing":
                 return
             state.update(Status="running", Running=True, Paused=False, Pid=ev["pid"], StartedAt=ev["started_at"], ExitCode=0, Error="", OOMKilled=False)
-            self.save(rec)
+            self.save(rec, durable=False)
         elif kind == "exited":
             if rec.get("_exited_pid") == ev.get("pid") and state["Status"] == "exited":
                 return
@@ -175,12 +195,12 @@ class Node:
             if state["Status"] != "removing":
                 state["Status"] = "exited"
             state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))
-            self.save(rec)
+            self.save(rec, durable=False)
             if rec["HostConfig"].get("AutoRemove") and state["Status"] == "exited" and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
         elif kind == "start_failed":
             state.update(ExitCode=ev.get("exit_code", 125), Error=ev.get("message", ""))
-            self.save(rec)
+            self.save(rec, durable=False)
             if rec["HostConfig"].get("AutoRemove") and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
 
@@ -300,20 +320,32 @@ class Node:
         return self._cgroups
 
     async def remove(self, rec: dict, force: bool = False) -> None:
+        """docker rm: the record and directory go at once (one rename); the container's
+        snapshot and files are deleted right after, in a worker thread."""
         self.change(rec, "force_remove" if force else "remove")
         if rec["State"]["Status"] in ("running", "paused"):
             await self.stop(rec, -1)  # straight to SIGKILL, as `docker rm -f`
-        rec["State"]["Status"] = "removing"
-        self.save(rec)
         cid = rec["Id"]
         try:
-            await trio.to_thread.run_sync(self._discard, cid)
-        except (OrchError, OSError) as err:
+            self.store.discard(cid)
+        except OSError as err:
             rec["State"].update(Status="dead", Dead=True, Error=f"removal failed: {err}")
             self.save(rec)
-            raise SystemFailure(f"cannot remove container {self.display(rec)}: {err}") from None
+            raise SystemFailure(f"cannot remove container {self.display(rec)}: {err.strerror}") from None
         self.records.pop(cid, None)
         self.notify()
+        if self.nursery is not None:
+            self.nursery.start_soon(trio.to_thread.run_sync, self._cleanup_removed, cid)
+        else:
+            await trio.to_thread.run_sync(self._cleanup_removed, cid)
+
+    def _cleanup_removed(self, cid: str) -> None:
+        if self.images is not None:
+            try:
+                self.images.remove_snapshot(cid)
+            except (OrchError, OSError) as err:
+                print(f"agent: removing the snapshot of {cid[:12]}: {err}", file=sys.stderr, flush=True)
+        self.store.empty_trash()
 
     async def wait(self, rec: dict, condition: str) -> int:
         cid, pid = rec["Id"], rec["State"].get("Pid")

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from orch.errors import InvalidArgument
-from orch.node.runtime import images as images_mod
+from orch.node.runtime import imageconfig
 
 
 class TagRequest(BaseModel):
@@ -82,13 +82,23 @@ def _reply(model: BaseModel, status: int = 200) -> JSONResponse:
 async def list_images(request: Request) -> JSONResponse:
     store = _store(request)
     found = await trio.to_thread.run_sync(store.list)
-    return JSONResponse([images_mod.summary_json(im) for im in found])
+    return JSONResponse([imageconfig.summary_json(im) for im in found])
 
 
 async def inspect_image(request: Request) -> JSONResponse:
     store = _store(request)
     image = await trio.to_thread.run_sync(store.resolve, request.path_params["ref"])
-    return JSONResponse(images_mod.inspect_json(image))
+    return JSONResponse(imageconfig.inspect_json(image))
+
+
+async def image_history(request: Request) -> JSONResponse:
+    store = _store(request)
+
+    def work():
+        image = store.resolve(request.path_params["ref"])
+        return imageconfig.history_json(image, store.layer_sizes(image))
+
+    return JSONResponse(await trio.to_thread.run_sync(work))
 
 
 async def remove_image(request: Request) -> JSONResponse:
@@ -111,7 +121,7 @@ async def tag_image(request: Request) -> JSONResponse:
 async def import_image(request: Request) -> JSONResponse:
     body = await _body(request, ImportRequest)
     store = _store(request)
-    changes = images_mod.apply_changes({}, body.changes) if isinstance(body.changes, list) else body.changes
+    changes = imageconfig.apply_changes({}, body.changes) if isinstance(body.changes, list) else body.changes
     image = await trio.to_thread.run_sync(lambda: store.import_rootfs(body.source, body.ref, changes, comment=body.message))
     return _reply(ImageRef(id=image.id, repo_tags=list(image.repo_tags)), 201)
 
@@ -147,5 +157,6 @@ ROUTES = [
     Route("/images/save", save_images, methods=["POST"]),
     Route("/images/bootstrap", bootstrap_image, methods=["POST"]),
     Route("/images/{ref:path}/json", inspect_image, methods=["GET"]),
+    Route("/images/{ref:path}/history", image_history, methods=["GET"]),
     Route("/images/{ref:path}", remove_image, methods=["DELETE"]),
 ]

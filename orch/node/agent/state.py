@@ -21,14 +21,18 @@ class ContainerStore:
     def __init__(self, root: Path):
         self.dir = Path(root) / "containers"
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Removal renames a container's directory here (atomic: the record is there or it is
+        # not) and deletes it afterwards, so `rm` and `run --rm` do not wait for rmtree.
+        self.trash = Path(root) / "containers-trash"
+        self.trash.mkdir(exist_ok=True)
 
     def path(self, cid: str) -> Path:
         return self.dir / cid
 
-    def save(self, record: dict) -> None:
+    def save(self, record: dict, durable: bool = True) -> None:
         d = self.path(record["Id"])
         d.mkdir(mode=0o700, exist_ok=True)
-        write_json_atomic(d / RECORD, record)
+        write_json_atomic(d / RECORD, record, durable)
 
     def load_all(self) -> list[dict]:
         """Every record on disk; leftovers of a crash mid-write (*.tmp.*) are removed, and a
@@ -51,10 +55,23 @@ class ContainerStore:
         except (FileNotFoundError, ValueError):
             return None
 
+    def discard(self, cid: str) -> Path | None:
+        """Take a container's directory out of the store at once (a rename); return where it
+        went, for `empty_trash` to delete later."""
+        try:
+            gone = self.trash / f"{cid}.{os.getpid()}"
+            os.rename(self.path(cid), gone)
+            return gone
+        except FileNotFoundError:
+            return None
+
+    def empty_trash(self) -> None:
+        for d in list(self.trash.iterdir()):
+            shutil.rmtree(d, ignore_errors=True)
+
     def delete(self, cid: str) -> None:
-        shutil.rmtree(self.path(cid), ignore_errors=True)
-        if self.path(cid).exists():  # a busy mount point inside: say so rather than hide it
-            raise OSError(f"cannot remove {self.path(cid)}")
+        self.discard(cid)
+        self.empty_trash()
 
     def config_path(self, cid: str) -> str:
         return os.fspath(self.path(cid) / "config.json")

@@ -173,10 +173,7 @@ def _build_debian(store, tmp: Path):
     for pattern in DEBIAN_VOLATILE:
         for p in rootfs.glob(pattern):
             if p.is_dir() and not p.is_symlink():
-                if pattern.endswith("*"):
-                    shutil.rmtree(p)
-                else:
-                    shutil.rmtree(p)
+                shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)
     (rootfs / "etc" / "hostname").write_text("")

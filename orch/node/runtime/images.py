@@ -17,8 +17,8 @@ Layout under the store's root (ORCH_ROOT):
 
 from __future__ import annotations
 
-import datetime
 import fcntl
+import functools
 import json
 import os
 import threading
@@ -31,9 +31,10 @@ from typing import Callable, Iterable
 
 from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers, reference
-from orch.node.runtime.content import ContentStore
+from orch.node.runtime.content import ContentStore, check_digest
+from orch.node.runtime.imageconfig import parse_time, rfc3339
 from orch.node.runtime.mount import Mount
-from orch.node.runtime.snapshots import Snapshotter
+from orch.node.runtime.snapshots import UNPACK_PREFIX, Snapshotter
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -42,26 +43,15 @@ MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def rfc3339(ts: float) -> str:
-    dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
-    frac = f"{dt.microsecond * 1000:09d}".rstrip("0")
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+def _writer(method):
+    """Run a store method that writes blobs or layers under the shared gc lock (see ImageStore)."""
 
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with self._writing():
+            return method(self, *args, **kwargs)
 
-def parse_time(value: str) -> float:
-    """RFC 3339 with up to nanoseconds (Python parses at most microseconds) -> epoch seconds."""
-    if not value:
-        return 0.0
-    v = value.replace("Z", "+00:00")
-    if "." in v:
-        head, rest = v.split(".", 1)
-        digits = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(digits) :]
-        v = f"{head}.{digits[:6].ljust(6, '0')}{tz}"
-    try:
-        return datetime.datetime.fromisoformat(v).timestamp()
-    except ValueError:
-        return 0.0
+    return wrapped
 
 
 def canonical_json(value) -> bytes:
@@ -110,6 +100,7 @@ class ImageStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tmp = self.root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        _clean_old(self.tmp)
         self._db_path = self.dir / "db.json"
         self._lock = threading.RLock()
 
@@ -138,6 +129,34 @@ class ImageStore:
                 os.rename(tmp, self._db_path)
             finally:
                 os.close(fd)  # closing releases the flock
+
+    # -- garbage collection vs writers -----------------------------------------------------
+    #
+    # Blobs and layers are written before the image that references them is recorded, so a
+    # collector could take them for garbage in between. Every writer holds a shared flock on
+    # images/gc.lock for its whole run; the collector runs only when it gets the lock
+    # exclusively, without waiting: when writers are busy it leaves the garbage to the next
+    # removal or prune. The flock works between threads (one open file each) and processes.
+
+    @contextmanager
+    def _writing(self):
+        fd = os.open(self.dir / "gc.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def _try_collect(self, db: dict) -> list[str]:
+        fd = os.open(self.dir / "gc.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return []
+            return self._collect(db)
+        finally:
+            os.close(fd)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -202,6 +221,7 @@ class ImageStore:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_writer
     def add_image(self, config: bytes, blobs: list[tuple[str, str]], refs: Iterable[str] = ()) -> tuple[Image, list[str]]:
         """Record an image whose config bytes and layer blobs are in (or go into) the store.
 
@@ -209,9 +229,14 @@ class ImageStore:
         layers are unpacked (verifying each diff ID) before the image becomes visible.
         Returns the image and docker's messages about tags moved away from older images.
         """
+        try:
+            cfg = json.loads(config)
+            diff_ids = cfg.get("rootfs", {}).get("diff_ids", [])
+            for d in diff_ids:
+                check_digest(d)  # a diff ID names directories: it must be a plain digest
+        except (ValueError, AttributeError, TypeError) as err:
+            raise InvalidArgument(f"image config: not a valid OCI image config ({err})") from None
         image_id = self.content.write_bytes(config)
-        cfg = json.loads(config)
-        diff_ids = cfg.get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(blobs):
             raise InvalidArgument(f"image {image_id[:19]}: the config lists {len(diff_ids)} layers but {len(blobs)} layer blobs were given")
         size = self._unpack(diff_ids, [d for d, _ in blobs])
@@ -244,7 +269,7 @@ class ImageStore:
         for diff_id, blob in zip(diff_ids, blob_digests):
             chain = layers.chain_id(parent, diff_id)
             if not self.snapshots.exists(chain):
-                key = f"unpack-{uuid.uuid4().hex}"
+                key = f"{UNPACK_PREFIX}{uuid.uuid4().hex}"
                 self.snapshots.prepare(key, parent)
                 try:
                     with self.content.open(blob) as f:
@@ -281,7 +306,7 @@ class ImageStore:
             names = sorted(n for n, i in db["refs"].items() if i == image_id)
             by_name = not reference.looks_like_id(ref) or _normalized_or_none(ref) in db["refs"]
             if by_name:
-                name = reference.normalize(ref) if "@" not in ref else str(reference.parse(ref))
+                name = _normalized_or_none(ref)
                 name = name if name in db["refs"] else (names[0] if names else None)
                 if len(names) > 1 and name is not None:
                     del db["refs"][name]
@@ -298,34 +323,31 @@ class ImageStore:
                 out.append(f"Untagged: {reference.familiar(n)}")
             if users:
                 return out  # the image stays, untagged, for its containers
-            rec = db["images"].pop(image_id)
+            db["images"].pop(image_id)
             out.append(f"Deleted: {image_id}")
-            out += self._collect(db, image_id, rec)
+            out += self._try_collect(db)
         return out
 
-    def _collect(self, db: dict, image_id: str, rec: dict) -> list[str]:
-        """Delete the blobs and layers of a removed image that nothing else references."""
+    def _collect(self, db: dict) -> list[str]:
+        """Delete every layer and blob no image and no container references; "Deleted:" lines."""
         keep_chains = set(self.snapshots.in_use())
         keep_blobs: set[str] = set()
-        for other_id, other in db["images"].items():
-            cfg = json.loads(self.content.read_bytes(other_id))
+        for image_id, rec in db["images"].items():
+            cfg = json.loads(self.content.read_bytes(image_id))
             keep_chains.update(layers.chain_ids(cfg["rootfs"]["diff_ids"]))
-            man = json.loads(self.content.read_bytes(other["manifest"]))
-            keep_blobs.update([other_id, other["manifest"]] + [l["digest"] for l in man["layers"]])
-        cfg = json.loads(self.content.read_bytes(image_id))
-        man = json.loads(self.content.read_bytes(rec["manifest"]))
+            man = json.loads(self.content.read_bytes(rec["manifest"]))
+            keep_blobs.update([image_id, rec["manifest"]] + [l["digest"] for l in man["layers"]])
         out = []
-        for chain in reversed(layers.chain_ids(cfg["rootfs"]["diff_ids"])):
-            if chain not in keep_chains and self.snapshots.exists(chain):
-                self.snapshots.remove_committed(chain)
-                out.append(f"Deleted: {chain}")
-        for blob in [image_id, rec["manifest"]] + [l["digest"] for l in man["layers"]]:
-            if blob not in keep_blobs:
-                self.content.delete(blob)
+        for chain in sorted(set(self.snapshots.list_committed()) - keep_chains):
+            self.snapshots.remove_committed(chain)
+            out.append(f"Deleted: {chain}")
+        for blob in set(self.content.list()) - keep_blobs:
+            self.content.delete(blob)
         return out
 
     # -- building blocks for import, load, save --------------------------------------------
 
+    @_writer
     def import_rootfs(self, source: Path | str, ref: str | None, changes: dict | None = None, *, created: float | None = None,
                       comment: str | None = None, epoch: int | None = None) -> Image:
         """Make a one-layer image from a rootfs tar (maybe gzip) or a directory."""
@@ -350,6 +372,7 @@ class ImageStore:
         image, _ = self.add_image(canonical_json(config), [(blob, MEDIA_LAYER)], [ref] if ref else [])
         return image
 
+    @_writer
     def load(self, archive: Path | str) -> list[str]:
         from orch.node.runtime.archive import load_archive
 
@@ -362,6 +385,7 @@ class ImageStore:
 
     # -- rootfs for containers -------------------------------------------------------------
 
+    @_writer
     def prepare_rootfs(self, image: Image, key: str) -> list[Mount]:
         """The mounts of container `key`'s rootfs: an overlay of the image's layers and its own upper dir.
 
@@ -373,16 +397,97 @@ class ImageStore:
             return self.snapshots.mounts(key)
         return self.snapshots.prepare(key, image.top_layer)
 
+    @_writer
+    def commit(self, key: str, image: Image, ref: str | None = None, *, changes: dict | None = None, comment: str = "",
+               author: str = "", created_by: str = "", epoch: int | None = None) -> Image:
+        """A new image: `image`'s layers plus container `key`'s changes as one more layer (docker commit).
+
+        The upper dir's overlay whiteouts become `.wh.` entries. `changes` replaces keys of the
+        container config (Cmd, Env, ...).
+        """
+        import copy
+
+        upper = self.snapshots.upper_dir(key)
+        if not upper.is_dir():
+            raise NotFound(f"no such snapshot: '{key}'")
+        with self.content.writer() as w:
+            diff_id, _ = layers.create_layer(upper, w, epoch=epoch if epoch is not None else layers.source_date_epoch())
+            blob = w.commit(diff_id)
+        sde = layers.source_date_epoch()
+        now = rfc3339(float(sde) if sde is not None else time.time())
+        config = copy.deepcopy(image.config)
+        config["config"] = {**(config.get("config") or {}), **(changes or {})}
+        config["created"] = now
+        config["rootfs"] = {"type": "layers", "diff_ids": image.diff_ids + [diff_id]}
+        config["history"] = list(config.get("history") or []) + [{"created": now, "created_by": created_by, "comment": comment, **({"author": author} if author else {})}]
+        if author:
+            config["author"] = author
+        blobs = [(l["digest"], l["mediaType"]) for l in image.layers] + [(blob, MEDIA_LAYER)]
+        new, _ = self.add_image(canonical_json(config), blobs, [ref] if ref else [])
+        return new
+
+    def changes(self, key: str) -> list[tuple[str, str]]:
+        """What container `key` changed, as `docker diff` prints it: ("A"|"C"|"D", path), sorted."""
+        upper = self.snapshots.upper_dir(key)
+        if not upper.is_dir():
+            raise NotFound(f"no such snapshot: '{key}'")
+        lowers = [self.snapshots.committed_path(c) for c in self.snapshots.chain(self.snapshots.active_parent(key))]
+        return layers.compute_changes(upper, lowers)
+
+    def layer_sizes(self, image: Image) -> list[int]:
+        """The uncompressed size of each of the image's layers, bottom first."""
+        return [self.snapshots.size(c) if self.snapshots.exists(c) else 0 for c in image.chain_ids]
+
     def remove_snapshot(self, key: str) -> None:
         self.snapshots.remove(key)
 
     def upper_dir(self, key: str) -> Path:
         return self.snapshots.upper_dir(key)
 
-    def disk_usage(self) -> dict:
-        """Totals for `orch system df`: images, their layers' sizes, and what is unused."""
-        db = self._read_db()
-        return {"images": len(db["images"]), "size": sum(r.get("size", 0) for r in db["images"].values())}
+    def disk_usage(self, in_use: "set[str] | None" = None) -> dict:
+        """Totals for `orch system df` (docker's Images row): count, active, size, reclaimable.
+
+        Sizes count each unpacked layer once, however many images share it; an image is
+        active when a container uses it (`in_use`: image ids), and reclaimable is what removing
+        every inactive image would free.
+        """
+        in_use = in_use or set()
+        images = self.list()
+        size_of = {c: self.snapshots.size(c) for c in self.snapshots.list_committed()}
+        active_chains = {c for im in images if im.id in in_use for c in im.chain_ids}
+        total = sum(size_of.values())
+        kept = sum(size for c, size in size_of.items() if c in active_chains)
+        return {"images": len(images), "active": sum(1 for im in images if im.id in in_use), "size": total, "reclaimable": total - kept}
+
+    def prune(self, all_images: bool = False, in_use: "set[str] | Callable[[str], list[str]] | None" = None) -> tuple[list[str], int]:
+        """Remove dangling images (all unused ones with `all_images`), as `docker image prune`.
+
+        Returns docker's "Deleted:"/"Untagged:" lines and the bytes reclaimed.
+        """
+        before = sum(self.snapshots.size(c) for c in self.snapshots.list_committed())
+        lines: list[str] = []
+        for image in self.list():
+            if _users(in_use, image.id) or (image.repo_tags and not all_images):
+                continue
+            try:
+                lines += self.remove(image.id, force=True, in_use=in_use)
+            except NotFound:
+                continue  # removed meanwhile by someone else
+        after = sum(self.snapshots.size(c) for c in self.snapshots.list_committed())
+        return lines, before - after
+
+
+def _clean_old(directory: Path, age: float = 3600.0) -> None:
+    """Remove what a crashed bootstrap or save left in a scratch directory."""
+    import shutil
+
+    now = time.time()
+    for p in directory.iterdir():
+        try:
+            if now - p.lstat().st_mtime > age:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _users(in_use, image_id: str) -> list[str]:
@@ -398,129 +503,3 @@ def _normalized_or_none(ref: str) -> str | None:
         return reference.normalize(ref)
     except InvalidArgument:
         return None
-
-
-# -- docker's shapes ---------------------------------------------------------------------------
-
-CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty", "OpenStdin",
-               "StdinOnce", "Env", "Cmd", "Healthcheck", "Image", "Volumes", "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal")
-_CONFIG_DEFAULTS = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
-                    "Tty": False, "OpenStdin": False, "StdinOnce": False, "Image": "", "WorkingDir": ""}
-
-
-def inspect_json(image: Image) -> dict:
-    """`docker image inspect`'s JSON for one image (the fields orch knows; the rest docker's defaults)."""
-    cfg = image.config.get("config") or {}
-    config = {}
-    for key in CONFIG_KEYS:
-        if key in cfg:
-            config[key] = cfg[key]
-        elif key in _CONFIG_DEFAULTS:
-            config[key] = _CONFIG_DEFAULTS[key]
-        elif key not in ("ExposedPorts", "Healthcheck", "StopSignal"):
-            config[key] = None  # docker prints these as null when unset and omits the others
-    history = image.config.get("history") or []
-    return {
-        "Id": image.id,
-        "RepoTags": list(image.repo_tags),
-        "RepoDigests": list(image.repo_digests),
-        "Parent": "",
-        "Comment": image.config.get("comment") or (history[-1].get("comment", "") if history else ""),
-        "Created": image.created,
-        "DockerVersion": "",
-        "Author": image.config.get("author", ""),
-        "Config": config,
-        "Architecture": image.config.get("architecture", ""),
-        "Os": image.config.get("os", ""),
-        "Size": image.size,
-        "GraphDriver": {"Name": "overlay", "Data": None},
-        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
-        "Metadata": {"LastTagTime": rfc3339(image.tagged_at) if image.tagged_at else "0001-01-01T00:00:00Z"},
-    }
-
-
-def summary_json(image: Image) -> dict:
-    """One entry of docker's GET /images/json."""
-    return {
-        "Id": image.id,
-        "ParentId": "",
-        "RepoTags": list(image.repo_tags),
-        "RepoDigests": list(image.repo_digests),
-        "Created": int(parse_time(image.created)),
-        "Size": image.size,
-        "Labels": (image.config.get("config") or {}).get("Labels") or {},
-        "Containers": -1,
-    }
-
-
-# -- `--change` instructions (docker import -c / commit -c) ------------------------------------
-
-CHANGEABLE = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
-
-
-def _words_or_json(arg: str, shell: bool) -> list[str]:
-    text = arg.strip()
-    if text.startswith("["):
-        try:
-            value = json.loads(text)
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return value
-        except json.JSONDecodeError:
-            pass
-    return ["/bin/sh", "-c", text] if shell else text.split()
-
-
-def _pairs(arg: str, instruction: str) -> list[tuple[str, str]]:
-    import shlex
-
-    words = shlex.split(arg)
-    if words and "=" not in words[0]:
-        if len(words) < 2:
-            raise InvalidArgument(f"--change '{instruction} {arg}': want KEY=VALUE or KEY VALUE")
-        return [(words[0], arg.strip()[len(words[0]) :].strip())]
-    out = []
-    for w in words:
-        k, eq, v = w.partition("=")
-        if not eq or not k:
-            raise InvalidArgument(f"--change '{instruction} {arg}': '{w}' is not KEY=VALUE")
-        out.append((k, v))
-    return out
-
-
-def apply_changes(config: dict, changes: list[str]) -> dict:
-    """Apply Dockerfile-style instructions (`CMD ["sh"]`, `ENV A=1`, ...) to an image's container config."""
-    config = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
-    for line in changes:
-        word, _, arg = line.strip().partition(" ")
-        instr = word.upper()
-        if instr not in CHANGEABLE:
-            raise InvalidArgument(f"--change '{line}': {word or 'an empty line'} is not one of {', '.join(CHANGEABLE)}")
-        if instr == "CMD":
-            config["Cmd"] = _words_or_json(arg, shell=True)
-        elif instr == "ENTRYPOINT":
-            config["Entrypoint"] = _words_or_json(arg, shell=True)
-        elif instr == "ENV":
-            env = [e for e in config.get("Env") or []]
-            for k, v in _pairs(arg, instr):
-                env = [e for e in env if e.split("=", 1)[0] != k] + [f"{k}={v}"]
-            config["Env"] = env
-        elif instr == "LABEL":
-            labels = dict(config.get("Labels") or {})
-            labels.update(_pairs(arg, instr))
-            config["Labels"] = labels
-        elif instr == "EXPOSE":
-            ports = dict(config.get("ExposedPorts") or {})
-            for p in arg.split():
-                ports[p if "/" in p else f"{p}/tcp"] = {}
-            config["ExposedPorts"] = ports
-        elif instr == "VOLUME":
-            vols = dict(config.get("Volumes") or {})
-            for v in _words_or_json(arg, shell=False):
-                vols[v] = {}
-            config["Volumes"] = vols
-        elif instr == "ONBUILD":
-            config["OnBuild"] = list(config.get("OnBuild") or []) + [arg.strip()]
-        else:
-            key = {"STOPSIGNAL": "StopSignal", "USER": "User", "WORKDIR": "WorkingDir"}[instr]
-            config[key] = arg.strip()
-    return config

@@ -10,6 +10,7 @@ youki's `process/init/process.rs` in spirit; the code is orch's own.
 """
 
 import posixpath
+from dataclasses import replace
 
 from orch.errors import SystemFailure
 from orch.node.runtime.config import ContainerConfig, Process, capability_mask
@@ -317,5 +318,5 @@ def run(sys: Syscalls, config: ContainerConfig, stdio: tuple[int, int, int], con
     process = config.process
     if config.init:
         # tini as pid 1 forwards signals to the program and reaps orphans (docker --init).
-        process = Process(**{**process.__dict__, "args": (INIT_PATH, "--", *process.args)})
+        process = replace(process, args=(INIT_PATH, "--", *process.args))
     exec_process(sys, process, stdio, console_socket, error_fd, last_cap, bind_console=True)

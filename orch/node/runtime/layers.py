@@ -216,8 +216,13 @@ def _apply_entry(tar, member: tarfile.TarInfo, dest: Path, unpacked: set, dir_ti
     if base == OPAQUE:
         os.setxattr(target.parent, OPAQUE_XATTR, b"y")
         return
+    if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+        return  # other aufs metadata (.wh..wh.plnk, .wh..wh.aufs): meaningless to overlayfs, as docker skips them
     if base.startswith(WHITEOUT_PREFIX):
-        hidden = target.parent / base[len(WHITEOUT_PREFIX) :]
+        name = base[len(WHITEOUT_PREFIX) :]
+        if name in ("", ".", ".."):
+            raise _refuse(label, raw, "is a whiteout of no file")
+        hidden = target.parent / name
         _remove_existing(hidden, keep_dir=False)
         os.mknod(hidden, 0o600 | stat.S_IFCHR, os.makedev(0, 0))
         unpacked.add(str(hidden.relative_to(dest)))
@@ -395,3 +400,22 @@ def clamp_mtimes(root: Path, epoch: int) -> None:
         st = os.lstat(path)
         if st.st_mtime > epoch:
             os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def compute_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
+    """`docker diff` of an overlay upper dir over its lower dirs (top first): A, C and D lines.
+
+    A path in the upper dir is Added when no lower dir has it, Changed otherwise; a whiteout
+    is a Deletion. Directories holding changes show as Changed, as docker shows them.
+    """
+    out = []
+    for path in _walk_sorted(Path(upper)):
+        rel = str(path.relative_to(upper))
+        st = os.lstat(path)
+        in_lower = any(os.path.lexists(lower / rel) for lower in lowers)
+        if _is_whiteout(st):
+            if in_lower:
+                out.append(("D", "/" + rel))
+        else:
+            out.append(("C" if in_lower else "A", "/" + rel))
+    return out

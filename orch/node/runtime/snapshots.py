@@ -24,17 +24,21 @@ Layout under ORCH_ROOT/snapshots:
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from orch.node.runtime.content import check_digest
 from orch.node.runtime.mount import Mount
 
+UNPACK_PREFIX = "unpack-"  # keys of the active snapshots layers are unpacked in
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def _hex(name: str) -> str:
-    return name.split(":", 1)[1] if name.startswith("sha256:") else name
+    """The directory name of a committed snapshot: its chain ID's hex digits, checked."""
+    return check_digest(name)
 
 
 class Snapshotter:
@@ -45,6 +49,18 @@ class Snapshotter:
         self.tmp_dir = self.root / "tmp"
         for d in (self.committed_dir, self.active_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self._clean_stale()
+
+    def _clean_stale(self, age: float = 3600.0) -> None:
+        """Drop what a crashed process left: half-made or half-removed snapshots, unpacks."""
+        now = time.time()
+        stale = [p for p in self.tmp_dir.iterdir()] + [p for p in self.active_dir.iterdir() if p.name.startswith(UNPACK_PREFIX)]
+        for p in stale:
+            try:
+                if now - p.lstat().st_mtime > age:
+                    shutil.rmtree(p, ignore_errors=True)
+            except FileNotFoundError:
+                pass
 
     # -- committed -------------------------------------------------------------------------
 

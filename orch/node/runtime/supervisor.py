@@ -384,7 +384,7 @@ class Supervisor:
             if target.log is not None:
                 target.log.close()
             event["oom_killed"] = self.runtime.oom_killed(target.config)
-            proto.write_json_atomic(os.path.join(target.dir, "exit.json"), event)
+            proto.write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
             self.runtime.cleanup(target.config)
         else:
             target.exec_of.execs.discard(target.id)

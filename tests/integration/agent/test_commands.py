@@ -237,18 +237,25 @@ def _read_until(fd, marker: bytes, timeout=15.0) -> bytes:
     return buf
 
 
-def test_run_it_through_a_pty(node):
-    pid, master = pty.fork()
-    if pid == 0:
-        os.environ.update(node.env)
-        os.chdir(node.base)
-        os.execv(sys.executable, [sys.executable, "-m", "orch", "run", "-it", "--rm", "busybox", "sh"])
-    try:
-        import fcntl
-        import struct
-        import termios
+def in_pty(node, *args):
+    """The CLI with a pseudo-terminal (40 rows, 120 columns) as its stdin, stdout and stderr,
+    as a user's shell would start it; returns the process and the master side to type into."""
+    import fcntl
+    import struct
+    import termios
 
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        proc = node.popen(*args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    finally:
+        os.close(slave)
+    return proc, master
+
+
+def test_run_it_through_a_pty(node):
+    proc, master = in_pty(node, "run", "-it", "--rm", "busybox", "sh")
+    try:
         _read_until(master, b"# ")
         os.write(master, b"stty size; ps aux\n")
         out = _read_until(master, b"ps aux\r\n")
@@ -256,16 +263,11 @@ def test_run_it_through_a_pty(node):
         assert b"40 120" in out
         assert re.search(rb"\n\s*1 root\s+sh\r\n", out), out
         os.write(master, b"exit 6\n")
-        _read_until(master, b"exit 6")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 6
+        assert proc.wait(20) == 6
     finally:
         os.close(master)
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+        proc.kill()
+        proc.wait()
 
 
 def test_kill_9_of_the_agent_and_adoption(node):
@@ -305,3 +307,29 @@ def test_system_df_and_prune(node):
     assert "Deleted Containers:" in out
     assert n not in node.orch("ps", "-a", "--format", "{{.Names}}").stdout
     assert "Total reclaimed space:" in out
+
+
+def test_ctrl_c_is_forwarded_to_an_attached_container(node):
+    proc = node.popen("run", "--rm", "busybox", "sh", "-c", "trap 'echo got-int; exit 3' INT; echo ready; while true; do sleep 0.05; done",
+                      stdout=-1, stderr=-1, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (3, "got-int\n")
+
+
+def test_exec_it_and_detached_tty(node):
+    n = name()
+    node.orch("run", "-dit", "--name", n, "busybox", "sh")
+    assert node.inspect(n)["Config"]["Tty"] is True
+    proc, master = in_pty(node, "exec", "-it", n, "sh")
+    try:
+        _read_until(master, b"# ")
+        os.write(master, b"tty; exit 4\n")
+        _read_until(master, b"/dev/pts/")  # the exec'd shell has its own terminal
+        assert proc.wait(20) == 4
+    finally:
+        os.close(master)
+        proc.kill()
+        proc.wait()
+    node.orch("rm", "-f", n)

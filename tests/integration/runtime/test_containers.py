@@ -376,3 +376,16 @@ def test_a_terminal_without_a_console_socket_is_refused_before_forking(container
     with pytest.raises(InvalidArgument, match="no console socket"):
         spawn.start(config, spawn.Stdio())
     assert not any(d.exists() for d in cgroups.dirs(config.cgroup_path))
+
+
+def test_kill_all_reaches_exec_processes_too(containers, cgroups):
+    config = containers.config("sleep", "100")
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    exec_pid = spawn.exec_in(pid, config, Process(args=("sleep", "200"), env=config.process.env), spawn.Stdio())
+    assert sorted(cgroups.pids(config.cgroup_path)) == sorted([pid, exec_pid])
+    cgroups.kill_all(config.cgroup_path)
+    assert containers.wait(pid) == 137
+    _, status = os.waitpid(exec_pid, 0)
+    assert os.WTERMSIG(status) == signal.SIGKILL
+    assert not cgroups.oom_killed(config.cgroup_path)
+    cgroups.remove(config.cgroup_path)

@@ -4,7 +4,6 @@ Run as `python -m tests.integration.store.image_agent`; it serves until killed. 
 (orch/node/agent/app.py) mounts the same ROUTES.
 """
 
-import os
 from types import SimpleNamespace
 
 import trio

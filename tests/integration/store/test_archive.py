@@ -198,3 +198,15 @@ def test_missing_files_and_unknown_formats(store, tmp_path):
         store.load(tmp_path / "junk")
     with pytest.raises(InvalidArgument, match="unknown archive format 'zip'"):
         store.save(["x"], tmp_path / "o.tar", "zip")
+
+
+@pytest.mark.parametrize("diff_ids", [["sha256:../../../../tmp/evil"], ["md5:abc"], "not a list", [1]])
+def test_a_config_with_bad_diff_ids_is_refused_before_anything_is_written(store, tmp_path, diff_ids):
+    layer = tar_bytes(entry("a", data=b"a"))
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    path = write_tar(tmp_path / "bad.tar", {"c.json": config, "l.tar": layer,
+                                            "manifest.json": json.dumps([{"Config": "c.json", "RepoTags": ["bad:1"], "Layers": ["l.tar"]}]).encode()})
+    with pytest.raises(InvalidArgument) as err:
+        store.load(path)
+    assert "\n" not in str(err.value)
+    assert store.list() == [] and store.snapshots.list_committed() == [] and not (tmp_path / "evil").exists()

@@ -5,8 +5,8 @@ but runs in CI, once per session.
 """
 
 import os
+import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -70,10 +70,13 @@ def test_unknown_base_is_refused(store):
 def debian(tmp_path_factory):
     """One debootstrap per session; tests that need debian:bookworm share this store."""
     root = tmp_path_factory.mktemp("debian-store")
-    store = ImageStore(root)
-    image, built, _ = bs.bootstrap(store, "debian")
-    assert built
-    return store, image
+    try:
+        store = ImageStore(root)
+        image, built, _ = bs.bootstrap(store, "debian")
+        assert built
+        yield store, image
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # 240 MB: not left for pytest's tmp retention
 
 
 @pytest.mark.slow

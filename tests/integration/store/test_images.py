@@ -10,7 +10,7 @@ import pytest
 
 from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers
-from orch.node.runtime.images import ImageStore, inspect_json, summary_json
+from orch.node.runtime.imageconfig import inspect_json, summary_json
 
 from .conftest import entry, tar_bytes
 
@@ -153,20 +153,6 @@ def test_prepare_rootfs_gives_an_overlay_that_mounts_and_keeps_changes(store, tm
     assert store.snapshots.list_active() == []
 
 
-def test_many_layers_give_one_lowerdir_entry_each(store, tmp_path):
-    diff_ids, blobs = [], []
-    for i in range(130):
-        d = store.content.write_bytes(tar_bytes(entry(f"f{i}", data=str(i).encode())))
-        diff_ids.append(d)
-        blobs.append((d, "application/vnd.oci.image.layer.v1.tar"))
-    cfg = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    image, _ = store.add_image(json.dumps(cfg).encode(), blobs, ["tall"])
-    [m] = store.prepare_rootfs(image, "tall")
-    lower = m.options[0].removeprefix("lowerdir=").split(":")
-    assert len(lower) == 130 and lower[0].endswith(layers.chain_ids(diff_ids)[-1][7:] + "/fs")
-    store.remove_snapshot("tall")
-
-
 def test_concurrent_imports_from_threads_and_processes_keep_every_name(store, tmp_path):
     src = rootfs(tmp_path)
     errors = []
@@ -190,3 +176,114 @@ def test_concurrent_imports_from_threads_and_processes_keep_every_name(store, tm
     assert names == {f"t{i}:latest" for i in range(8)} | {f"p{i}:latest" for i in range(8)}
     assert len(store.snapshots.list_committed()) == 1 and store.snapshots.list_active() == []
     assert list(store.tmp.iterdir()) == [] and list(store.content.ingest_dir.iterdir()) == []
+
+
+def mount_with_new_api(m, target):
+    """Mount an overlay Mount with fsopen/fsconfig(lowerdir+)/fsmount/move_mount, as the runtime does.
+
+    mount(2) takes one page of options, too few for ~120+ lower dirs; `lowerdir+` adds one at a
+    time (Linux 6.8+). The runtime's kernel module owns the real code; this proves the store's
+    Mount value carries what it needs.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+
+    def check(ret, what):
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+        return ret
+
+    fs = check(libc.syscall(430, b"overlay", 1), "fsopen")
+    try:
+        for opt in m.options:
+            key, _, value = opt.partition("=")
+            if key == "lowerdir":
+                for lower in value.split(":"):
+                    check(libc.syscall(431, fs, 1, b"lowerdir+", lower.encode(), 0), f"fsconfig lowerdir+ {lower}")
+            else:
+                check(libc.syscall(431, fs, 1, key.encode(), value.encode(), 0), f"fsconfig {key}")
+        check(libc.syscall(431, fs, 6, None, None, 0), "fsconfig create")
+        mnt = check(libc.syscall(432, fs, 1, 0), "fsmount")
+        try:
+            check(libc.syscall(429, mnt, b"", -100, str(target).encode(), 4), "move_mount")
+        finally:
+            os.close(mnt)
+    finally:
+        os.close(fs)
+
+
+def test_an_image_with_130_layers_mounts_with_the_new_mount_api(store, tmp_path):
+    diff_ids, blobs = [], []
+    for i in range(130):
+        d = store.content.write_bytes(tar_bytes(entry(f"f{i}", data=str(i).encode()), entry("top", data=str(i).encode())))
+        diff_ids.append(d)
+        blobs.append((d, "application/vnd.oci.image.layer.v1.tar"))
+    cfg = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    image, _ = store.add_image(json.dumps(cfg).encode(), blobs, ["tall"])
+    [m] = store.prepare_rootfs(image, "tall")
+    lower = m.options[0].removeprefix("lowerdir=").split(":")
+    assert len(lower) == 130 and lower[0].endswith(layers.chain_ids(diff_ids)[-1][7:] + "/fs")  # top first
+    assert len(m.options[0]) > 4096  # more than mount(2) can take
+    target = tmp_path / "rootfs"
+    target.mkdir()
+    mount_with_new_api(m, target)
+    try:
+        assert (target / "f0").read_text() == "0" and (target / "f129").read_text() == "129"
+        assert (target / "top").read_text() == "129"  # the top layer wins
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    store.remove_snapshot("tall")
+
+
+def test_prune_and_disk_usage(store, tmp_path):
+    old = store.import_rootfs(rootfs(tmp_path, "a", "one"), "app")
+    new = store.import_rootfs(rootfs(tmp_path, "b", "two"), "app")  # old is now dangling
+    other = store.import_rootfs(rootfs(tmp_path, "c", "three"), "other")
+    usage = store.disk_usage(in_use={other.id})
+    assert usage["images"] == 3 and usage["active"] == 1 and usage["size"] == old.size + new.size + other.size
+    assert usage["reclaimable"] == old.size + new.size
+
+    lines, reclaimed = store.prune()
+    assert lines == [f"Deleted: {old.id}", f"Deleted: {old.diff_ids[0]}"] and reclaimed == old.size
+    lines, _ = store.prune(all_images=True, in_use={other.id})
+    assert lines[:2] == ["Untagged: app:latest", f"Deleted: {new.id}"]
+    assert [im.id for im in store.list()] == [other.id]
+
+
+def test_changes_and_commit_of_a_container_upper_dir(store, tmp_path, mounts):
+    (tmp_path / "base.tar").write_bytes(tar_bytes(entry("etc/motd", data=b"one"), entry("etc/old", data=b"x"), entry("usr/bin/tool", data=b"t")))
+    base = store.import_rootfs(tmp_path / "base.tar", "base", {"Cmd": ["sh"]})
+    [m] = store.prepare_rootfs(base, "c1")
+    root = mounts(m, tmp_path / "c1")
+    (root / "etc/motd").write_text("two")
+    (root / "etc/old").unlink()
+    (root / "srv").mkdir()
+    (root / "srv/new").write_text("new")
+    subprocess.run(["umount", str(root)], check=True)
+
+    assert store.changes("c1") == [("C", "/etc"), ("C", "/etc/motd"), ("D", "/etc/old"), ("A", "/srv"), ("A", "/srv/new")]
+    image = store.commit("c1", base, "mine:1", changes={"Cmd": ["cat", "/srv/new"]}, comment="by hand", created_by="orch commit")
+    assert image.diff_ids[:1] == base.diff_ids and len(image.diff_ids) == 2
+    assert image.config["config"] == {"Cmd": ["cat", "/srv/new"]}
+    assert image.config["history"][-1]["comment"] == "by hand"
+
+    [m2] = store.prepare_rootfs(image, "c2")
+    root2 = mounts(m2, tmp_path / "c2")
+    assert (root2 / "etc/motd").read_text() == "two" and (root2 / "srv/new").read_text() == "new"
+    assert not (root2 / "etc/old").exists() and (root2 / "usr/bin/tool").exists()
+    subprocess.run(["umount", str(root2)], check=True)
+    store.remove_snapshot("c1")
+    store.remove_snapshot("c2")
+
+
+def test_collection_waits_for_writers_and_catches_up_later(store, tmp_path):
+    a = store.import_rootfs(rootfs(tmp_path, "a", "one"), "a")
+    b = store.import_rootfs(rootfs(tmp_path, "b", "two"), "b")
+    with store._writing():  # an import is in flight: its blobs may not be referenced yet
+        assert store.remove("a") == ["Untagged: a:latest", f"Deleted: {a.id}"]
+        assert store.snapshots.exists(a.diff_ids[0])  # left for later
+    assert store.remove("b") == ["Untagged: b:latest", f"Deleted: {b.id}"] + [f"Deleted: {c}" for c in sorted([a.diff_ids[0], b.diff_ids[0]])]
+    assert store.snapshots.list_committed() == [] and list(store.content.list()) == []

@@ -35,6 +35,11 @@ HOSTILE = [
     ("hardlink-not-in-layer", [entry("x", "hardlink", link="etc/shadow")], "not an entry of this layer"),
     ("hardlink-through-replaced-dir", [entry("a/f", data=b"x"), entry("a", "symlink", link="/etc"), entry("h", "hardlink", link="a/f")],
      "is a hardlink to 'a/f'"),
+    ("whiteout-of-parent", [entry("a/.wh...")], "entry 'a/.wh...' is a whiteout of no file"),
+    ("whiteout-of-dot", [entry(".wh..")], "is a whiteout of no file"),
+    ("whiteout-through-symlink", [entry("etc", "symlink", link="/etc"), entry("etc/.wh.passwd")], "passes through the symlink 'etc'"),
+    ("opaque-through-symlink", [entry("etc", "symlink", link="/etc"), entry("etc/.wh..wh..opq")], "passes through the symlink 'etc'"),
+    ("device-through-symlink", [entry("d", "symlink", link="/dev"), entry("d/null2", "char", major=1, minor=3)], "passes through the symlink 'd'"),
     ("file-parent", [entry("f", data=b"x"), entry("f/g", data=b"y")], "has the non-directory 'f' as a parent"),
 ]
 

@@ -1,6 +1,5 @@
 """The agent's image routes, served by a small starlette app like the agent's, over httpx."""
 
-import json
 from types import SimpleNamespace
 
 import httpx

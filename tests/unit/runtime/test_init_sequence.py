@@ -1,5 +1,7 @@
 """The container init's sequence as values: run init.run against RecordingSyscalls."""
 
+from dataclasses import replace
+
 import pytest
 
 from orch.node.runtime import init
@@ -162,7 +164,7 @@ def test_readonly_rootfs_is_remounted_last():
 def test_a_missing_working_directory_is_created_inside_the_root():
     sys = recording(**{R + "/app": "link:/srv"})
     config = make_config()
-    config = ContainerConfig(**{**config.__dict__, "process": Process(**{**config.process.__dict__, "cwd": "/app/x"})})
+    config = replace(config, process=replace(config.process, cwd="/app/x"))
     init.run(sys, config, (0, 1, 2), None, 7, 40)
     assert ("mkdir", R + "/srv/x", 0o755) in sys.calls
     assert ("chdir", "/app/x") in sys.calls

@@ -4,7 +4,7 @@ import pytest
 
 from orch.errors import InvalidArgument
 from orch.node.runtime.bootstrap import DEFAULT_MIRROR, pick_mirror
-from orch.node.runtime.images import apply_changes
+from orch.node.runtime.imageconfig import apply_changes
 
 CHANGES = [
     (['CMD ["sh"]'], {"Cmd": ["sh"]}),
