@@ -43,8 +43,10 @@ COMMANDS = {
     "tag": "orch.cli.image:tag",
     "build": "orch.cli.image:build",
     "commit": "orch.cli.image:commit",
-    "pull": "orch.cli.image:pull",
-    "push": "orch.cli.image:push",
+    "pull": "orch.cli.registry:pull",
+    "push": "orch.cli.registry:push",
+    "login": "orch.cli.registry:login",
+    "logout": "orch.cli.registry:logout",
     # node
     "system": "orch.cli.system:system_group",
     "agent": "orch.cli.system:agent",
@@ -58,7 +60,7 @@ A declarative multi-container orchestrator on real Linux containers.
 Stacks:      compose (config, graph, up, down, ps, logs, ...), up, down
 Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause, unpause,
              rm, inspect, wait, container
-Images:      images, image, rmi, load, save, tag, build, commit, pull, push
+Images:      images, image, rmi, load, save, tag, build, commit, pull, push, login, logout
 Node:        system (df, prune), agent, bootstrap
 
 Run 'orch COMMAND --help' for more on a command."""

@@ -21,11 +21,10 @@ SUFFIXES = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
+    from orch.cli.compose import add_common_options
+
     parser = argparse.ArgumentParser(prog=prog, description="Show the services' dependency graph.")
-    parser.add_argument("-f", "--file", dest="files", action="append", default=[], help="stack file (repeatable)")
-    parser.add_argument("-p", "--project-name", dest="project_name")
-    parser.add_argument("--profile", dest="profiles", action="append", default=[])
-    parser.add_argument("--env-file", dest="env_files", action="append", default=[])
+    add_common_options(parser)
     parser.add_argument("--format", choices=FORMATS, default="mermaid", help="text format to print (default mermaid)")
     parser.add_argument("-o", "--output", help="write to FILE.svg, FILE.png, FILE.dot or FILE.mmd instead of printing")
     return parser

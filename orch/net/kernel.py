@@ -1,0 +1,231 @@
+"""The small door to the kernel's networking: netlink (pyroute2), namespaces, sysctls, nftables.
+
+`Kernel` lists the operations the rest of orch/net needs, coarse enough that a recording fake
+says something a test can check ("bridge X made with address Y"). `RealKernel` does them with
+pyroute2 (never by running `ip`), `orch.net.netns` and `nft -f -`; `RecordingKernel` records
+them and keeps just enough state (links, namespace files) to answer queries, as youki's
+network fake does.
+
+Every deletion is idempotent: removing what is already gone is not an error, so a tear-down
+after a crash, or a retried one, always completes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from orch.errors import SystemFailure
+from orch.net import netns
+
+_NETLINK_ROUTE = 0
+
+
+class Kernel(Protocol):
+    def host_routes(self) -> list[str]: ...
+    def link_exists(self, name: str) -> bool: ...
+    def create_bridge(self, name: str, address: str, prefixlen: int, mtu: int) -> None: ...
+    def delete_link(self, name: str) -> None: ...
+    def create_veth(self, host_name: str, bridge: str, mtu: int, netns_path: str, ifname: str) -> None: ...
+    def configure_in_netns(self, netns_path: str, ifname: str, address: str, prefixlen: int,
+                           gateway: str, default_route: bool) -> None: ...
+    def delete_link_in_netns(self, netns_path: str, ifname: str) -> None: ...
+    def create_netns(self, path: str) -> None: ...
+    def remove_netns(self, path: str) -> None: ...
+    def netns_exists(self, path: str) -> bool: ...
+    def write_sysctl(self, key: str, value: str) -> None: ...
+    def apply_nft(self, text: str) -> None: ...
+
+
+def _fail(op: str, err: Exception) -> SystemFailure:
+    # pyroute2's NetlinkError carries the kernel's errno as `code`; say it as strerror does.
+    code = getattr(err, "code", None) or getattr(err, "errno", None)
+    return SystemFailure(f"{op}: {os.strerror(code) if isinstance(code, int) else err}")
+
+
+class RealKernel:
+    """The kernel, through pyroute2's IPRoute (one netlink socket per call, closed after)."""
+
+    def __init__(self, sysctl_root: str = "/proc/sys"):
+        self.sysctl_root = Path(sysctl_root)
+
+    def _ipr(self, netns_path: str | None = None):
+        from pyroute2 import IPRoute  # imported here: the pure modules import this package
+
+        if not netns_path:
+            return IPRoute()
+        # A netlink socket made inside the namespace (see netns.socket_in: no fork).
+        sock = netns.socket_in(netns_path, socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+        return IPRoute(fileno=sock.detach())
+
+    @staticmethod
+    def _index(ipr, name: str) -> int | None:
+        found = ipr.link_lookup(ifname=name)
+        return found[0] if found else None
+
+    def host_routes(self) -> list[str]:
+        routes = []
+        with self._ipr() as ipr:
+            for msg in ipr.get_routes(family=2):
+                dst = msg.get_attr("RTA_DST")
+                if dst is None:
+                    continue
+                routes.append(str(ipaddress.IPv4Network(f"{dst}/{msg['dst_len']}", strict=False)))
+        return routes
+
+    def link_exists(self, name: str) -> bool:
+        with self._ipr() as ipr:
+            return self._index(ipr, name) is not None
+
+    def create_bridge(self, name: str, address: str, prefixlen: int, mtu: int) -> None:
+        try:
+            with self._ipr() as ipr:
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                try:
+                    index = self._index(ipr, name)
+                    ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+                    ipr.link("set", index=index, state="up")
+                except Exception:
+                    ipr.link("del", index=self._index(ipr, name))
+                    raise
+        except Exception as err:
+            raise _fail(f"create bridge {name} ({address}/{prefixlen}, mtu {mtu})", err) from None
+
+    def delete_link(self, name: str) -> None:
+        try:
+            with self._ipr() as ipr:
+                index = self._index(ipr, name)
+                if index is not None:
+                    ipr.link("del", index=index)
+        except Exception as err:
+            raise _fail(f"delete link {name}", err) from None
+
+    def create_veth(self, host_name: str, bridge: str, mtu: int, netns_path: str, ifname: str) -> None:
+        # One message makes the pair with the host end on the bridge and up, and the peer
+        # already inside the container's namespace under its final name: no move, no rename
+        # (a few ms instead of tens).
+        try:
+            fd = os.open(netns_path, os.O_RDONLY)
+            try:
+                with self._ipr() as ipr:
+                    ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, master=self._index(ipr, bridge),
+                             state="up", peer={"ifname": ifname, "mtu": mtu, "net_ns_fd": fd})
+                    # Hairpin: with br_netfilter a container's packet to its own published
+                    # port is DNATed on the bridge and must go back out the port it came by.
+                    ipr.brport("set", index=self._index(ipr, host_name), mode=1)
+            finally:
+                os.close(fd)
+        except Exception as err:
+            raise _fail(f"create veth pair {host_name} (on bridge {bridge}) / {ifname} (in {netns_path})", err) from None
+
+    def configure_in_netns(self, netns_path: str, ifname: str, address: str, prefixlen: int,
+                           gateway: str, default_route: bool) -> None:
+        try:
+            with self._ipr(netns_path) as ipr:
+                index = self._index(ipr, ifname)
+                ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+                ipr.link("set", index=index, state="up")
+                # A new namespace's loopback is down; programs expect 127.0.0.1 to work.
+                ipr.link("set", index=self._index(ipr, "lo"), state="up")
+                if default_route:
+                    ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+        except Exception as err:
+            raise _fail(f"configure {ifname} ({address}/{prefixlen} via {gateway}) in network namespace {netns_path}", err) from None
+
+    def delete_link_in_netns(self, netns_path: str, ifname: str) -> None:
+        if not netns.is_namespace(netns_path):
+            return  # the namespace is gone, and its links with it
+        try:
+            with self._ipr(netns_path) as ipr:
+                index = self._index(ipr, ifname)
+                if index is not None:
+                    ipr.link("del", index=index)
+        except Exception as err:
+            raise _fail(f"delete {ifname} in network namespace {netns_path}", err) from None
+
+    def create_netns(self, path: str) -> None:
+        netns.create(path)
+
+    def remove_netns(self, path: str) -> None:
+        netns.remove(path)
+
+    def netns_exists(self, path: str) -> bool:
+        return netns.is_namespace(path)
+
+    def write_sysctl(self, key: str, value: str) -> None:
+        target = self.sysctl_root / key.replace(".", "/")
+        try:
+            if target.read_text().strip() != value:
+                target.write_text(value + "\n")
+        except OSError as err:
+            raise _fail(f"set sysctl {key}={value}", err) from None
+
+    def apply_nft(self, text: str) -> None:
+        try:
+            result = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise SystemFailure("nft not found: install nftables (apt-get install nftables)") from None
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
+            raise SystemFailure(f"load nftables rules with 'nft -f -': {first}")
+
+
+class RecordingKernel:
+    """A fake `Kernel`: records every call in `calls` and keeps a set of links and namespaces."""
+
+    def __init__(self, routes: list[str] | None = None):
+        self.routes = list(routes or ["192.0.2.0/24"])
+        self.calls: list[tuple] = []
+        self.links: set[str] = set()
+        self.namespaces: dict[str, set[str]] = {}
+        self.sysctls: dict[str, str] = {}
+        self.nft: list[str] = []
+
+    def host_routes(self) -> list[str]:
+        return list(self.routes)
+
+    def link_exists(self, name: str) -> bool:
+        return name in self.links
+
+    def create_bridge(self, name, address, prefixlen, mtu):
+        self.calls.append(("create_bridge", name, address, prefixlen, mtu))
+        self.links.add(name)
+
+    def delete_link(self, name):
+        self.calls.append(("delete_link", name))
+        self.links.discard(name)
+
+    def create_veth(self, host_name, bridge, mtu, netns_path, ifname):
+        self.calls.append(("create_veth", host_name, bridge, mtu, netns_path, ifname))
+        self.links.add(host_name)
+        self.namespaces[netns_path].add(ifname)
+
+    def configure_in_netns(self, netns_path, ifname, address, prefixlen, gateway, default_route):
+        self.calls.append(("configure_in_netns", netns_path, ifname, address, prefixlen, gateway, default_route))
+
+    def delete_link_in_netns(self, netns_path, ifname):
+        self.calls.append(("delete_link_in_netns", netns_path, ifname))
+        self.namespaces.get(netns_path, set()).discard(ifname)
+
+    def create_netns(self, path):
+        self.calls.append(("create_netns", path))
+        self.namespaces[path] = {"lo"}
+
+    def remove_netns(self, path):
+        self.calls.append(("remove_netns", path))
+        self.namespaces.pop(path, None)
+
+    def netns_exists(self, path):
+        return path in self.namespaces
+
+    def write_sysctl(self, key, value):
+        self.calls.append(("write_sysctl", key, value))
+        self.sysctls[key] = value
+
+    def apply_nft(self, text):
+        self.calls.append(("apply_nft",))
+        self.nft.append(text)

@@ -1,0 +1,312 @@
+"""The node's networks as one object: what the agent calls, what it persists.
+
+`Networks` keeps the networking state as a value (`NetState`: networks, endpoints, published
+ports, IPAM) and after every change brings the kernel in line: bridges, veths, the nftables
+table, the DNS servers' listeners and name table. The caller persists `state.to_json()` after
+each call (and hands it to `Networks.restore` after an agent restart, which puts back the
+rules, the DNS listeners and the port reservations that died with the old process).
+
+Order of work in each operation: check and reserve first (addresses, host ports), so that bad
+input or a taken port fails before the kernel is touched; then change the kernel; then the
+state. A failure half-way undoes what the operation did.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, OrchError
+from orch.net import bridge as bridges
+from orch.net import endpoint as endpoints
+from orch.net import ipam
+from orch.net.files import ResolvConf, compute_resolv_conf, render_hostname, render_hosts, render_resolv_conf
+from orch.net.firewall import PortReservations, apply_rules
+from orch.net.kernel import Kernel
+from orch.net.model import Endpoint, Network, PortMapping, Publication
+from orch.net.names import compute_name_table
+
+MTU_OPTION = "com.docker.network.driver.mtu"
+# Docker's rule for object names.
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class NetState:
+    networks: dict[str, Network] = field(default_factory=dict)
+    endpoints: tuple[Endpoint, ...] = ()
+    publications: tuple[Publication, ...] = ()
+    ipam: ipam.IpamState = field(default_factory=ipam.IpamState)
+
+    def to_json(self) -> dict:
+        return {
+            "networks": {n: net.to_json() for n, net in sorted(self.networks.items())},
+            "endpoints": [e.to_json() for e in self.endpoints],
+            "publications": [p.to_json() for p in self.publications],
+            "ipam": self.ipam.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "NetState":
+        return cls(
+            {n: Network.from_json(v) for n, v in data.get("networks", {}).items()},
+            tuple(Endpoint.from_json(e) for e in data.get("endpoints", ())),
+            tuple(Publication.from_json(p) for p in data.get("publications", ())),
+            ipam.IpamState.from_json(data.get("ipam", {})),
+        )
+
+
+class Networks:
+    """Bridge networks on one node. Thread-safe: one lock around every operation."""
+
+    def __init__(self, kernel: Kernel, *, run_dir: Path, dns=None, table: str = "orch",
+                 bridge_prefix: str = "orch-", pools=ipam.DEFAULT_POOLS, host_resolv: ResolvConf | None = None):
+        self.kernel = kernel
+        self.run_dir = Path(run_dir)
+        self.dns = dns  # an orch.net.dns.DnsService, or None for no embedded DNS
+        self.table = table
+        self.bridge_prefix = bridge_prefix
+        self.pools = pools
+        self.host_resolv = host_resolv or ResolvConf()
+        self.ports = PortReservations()
+        self.state = NetState()
+        self.warnings: list[str] = []
+        self._rules: str | None = None  # the nft text loaded last (None: load on next sync)
+        self._lock = threading.RLock()
+
+    # Networks.
+
+    def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
+                       internal: bool = False, mtu: int = 1500, options: dict[str, str] | None = None,
+                       labels: dict[str, str] | None = None, bridge: str | None = None) -> Network:
+        with self._lock:
+            if not _NAME.fullmatch(name):
+                raise InvalidArgument(f"invalid network name {name!r}: use letters, digits, '_', '.', '-', "
+                                      "starting with a letter or digit")
+            if name in self.state.networks:
+                raise AlreadyExists(f"network {name!r} already exists")
+            mtu = _mtu(options or {}, mtu)
+            net_id = secrets.token_hex(32)
+            chosen = ipam.compute_subnet(self.state.ipam, self.kernel.host_routes(), requested=subnet, pools=self.pools)
+            new_ipam = ipam.allocate_network(self.state.ipam, name, chosen, gateway)
+            sub = new_ipam.networks[name]
+            network = Network(name, net_id, bridge or bridges.bridge_name(net_id, self.bridge_prefix),
+                              sub.subnet, sub.gateway, mtu, internal, dict(labels or {}))
+            if self.kernel.link_exists(network.bridge):
+                raise AlreadyExists(f"interface {network.bridge} already exists on this host; "
+                                    f"choose another bridge name for network {name!r}")
+            bridges.create_bridge(self.kernel, network)
+            new_state = replace(self.state, networks={**self.state.networks, name: network}, ipam=new_ipam)
+            try:
+                self._sync(new_state, start_dns=[network])
+            except BaseException:
+                bridges.remove_bridge(self.kernel, network)
+                self._sync(self.state)
+                raise
+            self.state = new_state
+            return network
+
+    def remove_network(self, name: str) -> None:
+        with self._lock:
+            network = self._network(name)
+            users = sorted({e.container_id for e in self.state.endpoints if e.network == name})
+            if users:
+                raise Conflict(f"network {name!r} has active endpoints ({', '.join(users)}); disconnect or remove them first")
+            new_state = replace(self.state, networks={n: v for n, v in self.state.networks.items() if n != name},
+                                ipam=ipam.release_network(self.state.ipam, name))
+            if self.dns is not None:
+                self.dns.stop(name)
+            self._sync(new_state)
+            bridges.remove_bridge(self.kernel, network)
+            self.state = new_state
+
+    def prune(self, keep: set[str] = frozenset()) -> list[str]:
+        """Remove every network without endpoints except those in `keep` (the default bridge)."""
+        with self._lock:
+            used = {e.network for e in self.state.endpoints}
+            gone = sorted(n for n in self.state.networks if n not in used and n not in keep)
+            for name in gone:
+                self.remove_network(name)
+            return gone
+
+    def endpoints_on(self, network: str) -> list[Endpoint]:
+        """The endpoints of one network (for `orch network inspect`)."""
+        with self._lock:
+            self._network(network)
+            return [e for e in self.state.endpoints if e.network == network]
+
+    def get(self, name: str) -> Network:
+        with self._lock:
+            return self._network(name)
+
+    def list(self) -> list[Network]:
+        with self._lock:
+            return sorted(self.state.networks.values(), key=lambda n: n.name)
+
+    # Namespaces.
+
+    def netns_path(self, container_id: str) -> str:
+        return str(self.run_dir / "netns" / container_id)
+
+    def create_netns(self, container_id: str) -> str:
+        path = self.netns_path(container_id)
+        self.kernel.create_netns(path)
+        return path
+
+    # Endpoints.
+
+    def connect(self, network: str, container_id: str, netns_path: str, *, names: tuple[str, ...] = (),
+                ipv4_address: str | None = None, publish: list[PortMapping] = ()) -> Endpoint:
+        """Attach a container's namespace to a network, and publish ports to its address there."""
+        with self._lock:
+            net = self._network(network)
+            mine = [e for e in self.state.endpoints if e.container_id == container_id]
+            if any(e.network == network for e in mine):
+                raise AlreadyExists(f"container {container_id} is already connected to network {network!r}")
+            if publish and net.internal:
+                raise InvalidArgument(f"network {network!r} is internal: ports of its containers cannot be published")
+            new_ipam, address = ipam.allocate_address(self.state.ipam, network, container_id, ipv4_address)
+            held = self.ports.reserve(list(publish))
+            try:
+                used = {e.ifname for e in mine}
+                ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
+                ep = endpoints.connect(self.kernel, net, container_id, netns_path, address=address,
+                                       ifname=ifname, names=tuple(names), default_route=not mine)
+                pubs = tuple(Publication(m, container_id, network, address) for m in held)
+                new_state = replace(self.state, endpoints=self.state.endpoints + (ep,),
+                                    publications=self.state.publications + pubs, ipam=new_ipam)
+                try:
+                    self._sync(new_state)
+                except BaseException:
+                    endpoints.disconnect(self.kernel, ep)
+                    raise
+            except BaseException:
+                self.ports.release(held)
+                raise
+            self.state = new_state
+            return ep
+
+    def disconnect(self, network: str, container_id: str) -> None:
+        """Detach a container from a network: its veth, address, published ports there, DNS names."""
+        with self._lock:
+            ep = next((e for e in self.state.endpoints if e.network == network and e.container_id == container_id), None)
+            if ep is None:
+                raise NotFound(f"container {container_id} is not connected to network {network!r}")
+            gone = [p for p in self.state.publications if p.container_id == container_id and p.network == network]
+            new_state = replace(
+                self.state,
+                endpoints=tuple(e for e in self.state.endpoints if e != ep),
+                publications=tuple(p for p in self.state.publications if p not in gone),
+                ipam=ipam.release_address(self.state.ipam, network, ep.address),
+            )
+            self._sync(new_state)
+            self.ports.release([p.mapping for p in gone])
+            endpoints.disconnect(self.kernel, ep)
+            self.state = new_state
+
+    def release_container(self, container_id: str) -> None:
+        """Everything of a container, also when it died unexpectedly: endpoints, ports, namespace."""
+        with self._lock:
+            for ep in [e for e in self.state.endpoints if e.container_id == container_id]:
+                self.disconnect(ep.network, container_id)
+            self.kernel.remove_netns(self.netns_path(container_id))
+
+    def endpoints_of(self, container_id: str) -> list[Endpoint]:
+        with self._lock:
+            return [e for e in self.state.endpoints if e.container_id == container_id]
+
+    def publications_of(self, container_id: str) -> list[Publication]:
+        with self._lock:
+            return [p for p in self.state.publications if p.container_id == container_id]
+
+    # A container's name-resolution files.
+
+    def container_files(self, container_id: str, hostname: str, *, dns: tuple[str, ...] = (),
+                        dns_search: tuple[str, ...] = (), dns_options: tuple[str, ...] = (),
+                        extra_hosts: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+        """{"hosts", "hostname", "resolv.conf"}: the text of each, for the runtime to mount."""
+        with self._lock:
+            eps = self.endpoints_of(container_id)
+            first = self.state.networks[eps[0].network] if eps else None
+            embedded = first.gateway if first is not None and self.dns is not None else None
+            conf = compute_resolv_conf(self.host_resolv, embedded_dns=embedded, dns=dns,
+                                       dns_search=dns_search, dns_options=dns_options)
+            if embedded is not None and dns:
+                # --dns with embedded DNS: the embedded server stays first, as in docker.
+                conf = replace(conf, nameservers=(embedded,))
+            return {
+                "hosts": render_hosts(hostname, tuple(e.address for e in eps), extra_hosts=extra_hosts),
+                "hostname": render_hostname(hostname),
+                "resolv.conf": render_resolv_conf(conf),
+            }
+
+    # Restart.
+
+    def restore(self, state: NetState) -> None:
+        """Bring the kernel back in line with persisted state after an agent restart.
+
+        Bridges are recreated if missing; endpoints whose namespace died with their container
+        are dropped (with their addresses and ports); rules, DNS and port reservations return.
+        """
+        with self._lock:
+            alive = tuple(e for e in state.endpoints if self.kernel.netns_exists(e.netns_path))
+            dead = [e for e in state.endpoints if e not in alive]
+            new_ipam = state.ipam
+            for e in dead:
+                new_ipam = ipam.release_address(new_ipam, e.network, e.address)
+                self.kernel.delete_link(e.host_ifname)
+            pubs = tuple(p for p in state.publications if any(
+                e.container_id == p.container_id and e.network == p.network for e in alive))
+            for net in state.networks.values():
+                bridges.create_bridge(self.kernel, net)
+            for pub in pubs:
+                try:
+                    self.ports.reserve([pub.mapping])
+                except OrchError as err:
+                    # The rule still forwards the port; only the guard against other programs
+                    # is missing. Refusing to start the agent would be worse.
+                    self.warnings.append(f"restore published port of container {pub.container_id}: {err}")
+            new_state = NetState(dict(state.networks), alive, pubs, new_ipam)
+            self._rules = None  # the kernel's table may be anything after a restart: load it
+            self._sync(new_state, start_dns=list(state.networks.values()))
+            self.state = new_state
+
+    def close(self) -> None:
+        """Stop the DNS listeners and release the ports (the kernel state stays, for restore)."""
+        if self.dns is not None:
+            self.dns.close()
+        self.ports.close()
+
+    # Internals.
+
+    def _network(self, name: str) -> Network:
+        try:
+            return self.state.networks[name]
+        except KeyError:
+            raise NotFound(f"no such network: {name}") from None
+
+    def _sync(self, state: NetState, start_dns: list[Network] = ()) -> None:
+        nets = sorted(state.networks.values(), key=lambda n: n.name)
+        self._rules = apply_rules(self.kernel, nets, list(state.publications), table=self.table, last=self._rules)
+        if self.dns is not None:
+            internal = frozenset(n.name for n in nets if n.internal)
+            self.dns.set_table(compute_name_table(list(state.endpoints), internal))
+            for net in start_dns:
+                self.dns.start(net.name, net.gateway)
+
+
+def _mtu(options: dict[str, str], default: int) -> int:
+    for key, value in options.items():
+        if key != MTU_OPTION:
+            raise InvalidArgument(f"unknown network option {key!r}: orch knows only {MTU_OPTION}")
+        try:
+            mtu = int(value)
+        except ValueError:
+            raise InvalidArgument(f"invalid {MTU_OPTION} {value!r}: give a number such as 1450") from None
+        if not 68 <= mtu <= 65535:
+            raise InvalidArgument(f"invalid {MTU_OPTION} {mtu}: an MTU goes from 68 to 65535")
+        return mtu
+    return default

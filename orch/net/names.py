@@ -1,0 +1,76 @@
+"""Service discovery as a pure lookup: which addresses a name has, seen from a container.
+
+The embedded DNS server (`orch.net.dns`) holds a `NameTable` built from the node's endpoints and
+asks `compute_answer` for every query. The rules, as docker's embedded DNS has them:
+- A container on network N resolves the names (container name, aliases, service name) of
+  every endpoint on the networks it is on, and nothing of the networks it is not on.
+- Several endpoints with one name (the replicas of a service) give all their addresses; the
+  server rotates the list on every query (round-robin), `rotation` says by how much.
+- Names are case-insensitive; a trailing dot and the `.<network>` suffix are accepted
+  (`db.backend` is `db` on network `backend`).
+- A name the table does not know is forwarded upstream, except from an internal network,
+  which has no way out (the answer is NXDOMAIN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orch.net.model import Endpoint
+
+
+@dataclass(frozen=True)
+class NameTable:
+    # network -> name (lower case) -> addresses, in the order the endpoints were given.
+    names: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # address -> networks the owner of that address is on (to scope a client's view).
+    networks_of: dict[str, frozenset[str]] = field(default_factory=dict)
+    internal: frozenset[str] = frozenset()
+
+
+def compute_name_table(endpoints: list[Endpoint], internal: frozenset[str] = frozenset()) -> NameTable:
+    names: dict[str, dict[str, list[str]]] = {}
+    by_container: dict[str, set[str]] = {}
+    addresses_of: dict[str, list[str]] = {}
+    for ep in endpoints:
+        table = names.setdefault(ep.network, {})
+        for name in dict.fromkeys(n.lower() for n in ep.names):
+            table.setdefault(name, [])
+            if ep.address not in table[name]:
+                table[name].append(ep.address)
+        by_container.setdefault(ep.container_id, set()).add(ep.network)
+        addresses_of.setdefault(ep.container_id, []).append(ep.address)
+    networks_of = {
+        addr: frozenset(by_container[cid]) for cid, addrs in addresses_of.items() for addr in addrs
+    }
+    frozen = {net: {n: tuple(a) for n, a in t.items()} for net, t in names.items()}
+    return NameTable(frozen, networks_of, frozenset(internal))
+
+
+@dataclass(frozen=True)
+class Answer:
+    addresses: tuple[str, ...]  # empty: the name is not ours
+    forward: bool  # ask the upstream resolvers
+
+
+def compute_answer(table: NameTable, network: str, client: str, qname: str, rotation: int = 0) -> Answer:
+    """The addresses of `qname` for a query from `client` that reached the server of `network`."""
+    name = qname.rstrip(".").lower()
+    visible = table.networks_of.get(client) or frozenset({network})
+    # The network the query came in on first, then the client's others in a stable order.
+    order = [network] + sorted(visible - {network}) if network in visible else sorted(visible)
+    found: list[str] = []
+    for net in order:
+        candidates = [name]
+        suffix = "." + net.lower()
+        if name.endswith(suffix):
+            candidates.append(name[: -len(suffix)])
+        for cand in candidates:
+            for addr in table.names.get(net, {}).get(cand, ()):
+                if addr not in found:
+                    found.append(addr)
+    if found:
+        shift = rotation % len(found)
+        return Answer(tuple(found[shift:] + found[:shift]), False)
+    # A client with any non-internal network may reach the outside, so its queries may too.
+    return Answer((), bool(visible - table.internal))

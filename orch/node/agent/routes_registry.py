@@ -1,0 +1,105 @@
+"""The agent's registry API: POST /images/pull and POST /images/push, streaming progress.
+
+The answer is a stream of JSON lines in docker's /images/create shape ({"status", "id",
+"progressDetail"}), ending with {"status": ...} lines on success or one
+{"error": message, "kind": kind} line on failure: once the 200 and the first lines are out, an
+error can only travel in-band, as docker's stream does it. Credentials come in the body (the
+caller's, as docker's X-Registry-Auth), else from the agent's own auth.json.
+
+The transfer runs in a plain thread, not a trio worker: it goes on to the end even when the
+caller hangs up (a half-pulled image is never visible anyway, see orch/registry/pull.py), and
+events cross to the response through a queue.
+
+The `orch` CLI does not use these routes: it pulls and pushes in its own process (see
+orch/cli/registry.py for why). They are here for API clients and for the compose engine.
+"""
+
+import json
+import queue
+import threading
+
+import trio
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from orch.errors import InvalidArgument, OrchError
+from orch.registry import credentials
+
+_DONE = object()
+
+
+class Auth(BaseModel):
+    username: str
+    password: str
+
+
+class TransferRequest(BaseModel):
+    ref: str
+    auth: Auth | None = None
+
+
+async def _body(request: Request) -> TransferRequest:
+    raw = await request.body()
+    try:
+        return TransferRequest.model_validate_json(raw or b"{}")
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidArgument(f"{request.method} {request.url.path}: {where}: {first['msg'].lower()}") from None
+
+
+def _lookup(body: TransferRequest):
+    if body.auth is None:
+        return credentials.lookup
+    pair = (body.auth.username, body.auth.password)
+    return lambda _domain: pair
+
+
+def _stream(work) -> StreamingResponse:
+    """Run `work(events)` in a thread; answer with its events as JSON lines."""
+    q: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            work(q.put)
+        except OrchError as err:
+            q.put({"error": str(err), "kind": err.kind})
+        except Exception as err:  # a bug: still one line for the caller
+            q.put({"error": f"internal error in the agent: {type(err).__name__}: {err}", "kind": "error"})
+        finally:
+            q.put(_DONE)
+
+    threading.Thread(target=run, name="registry-transfer", daemon=True).start()
+
+    async def lines():
+        while True:
+            event = await trio.to_thread.run_sync(q.get)
+            if event is _DONE:
+                return
+            yield (json.dumps(event) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+async def pull_image(request: Request) -> StreamingResponse:
+    from orch.registry.pull import pull
+
+    body = await _body(request)
+    store = request.app.state.node.images
+    return _stream(lambda events: pull(store, body.ref, events=events, lookup=_lookup(body)))
+
+
+async def push_image(request: Request) -> StreamingResponse:
+    from orch.registry.push import push
+
+    body = await _body(request)
+    store = request.app.state.node.images
+    return _stream(lambda events: push(store, body.ref, events=events, lookup=_lookup(body)))
+
+
+ROUTES = [
+    Route("/images/pull", pull_image, methods=["POST"]),
+    Route("/images/push", push_image, methods=["POST"]),
+]

@@ -1,0 +1,3 @@
+SECRET_KEY=dev-secret
+DEBUG=false
+ALLOWED_HOSTS=shop.example.com

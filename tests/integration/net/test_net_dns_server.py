@@ -1,0 +1,126 @@
+"""The DNS server on loopback sockets (no root needed): answers, rotation, forwarding, failures."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib.server import DNSServer
+
+from orch.errors import Conflict
+from orch.net.dns import DnsService, QuietLogger, host_upstreams
+from orch.net.model import Endpoint
+from orch.net.names import compute_name_table
+
+
+def _free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no free port")
+
+
+class Upstream:
+    def resolve(self, request, handler):
+        reply = request.reply()
+        if str(request.q.qname) == "far.test.":
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("198.51.100.1"), ttl=5))
+        else:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
+@pytest.fixture
+def upstream():
+    server = DNSServer(Upstream(), address="127.0.0.1", port=0, logger=QuietLogger())
+    # serve_forever's default poll of 0.5 s would make every shutdown wait that long.
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield server.server.server_address
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def ep(network, cid, address, *names):
+    return Endpoint(network, cid, "/x", "eth0", "ve" + cid, address, names)
+
+
+@pytest.fixture
+def service(upstream):
+    svc = DnsService([("127.0.0.1", 9), upstream], port=_free_port(), timeout=0.3)  # first upstream: dead
+    svc.set_table(compute_name_table([
+        ep("front", "a", "10.89.0.2", "web"), ep("front", "b", "10.89.0.3", "web"),
+        ep("secret", "v", "10.89.2.2", "vault"),
+    ], internal=frozenset({"secret"})))
+    yield svc
+    svc.close()
+
+
+def ask(svc, name, qtype="A", tcp=False):
+    return DNSRecord.parse(DNSRecord.question(name, qtype).send("127.0.0.1", svc.port, tcp=tcp, timeout=3))
+
+
+def test_answers_rotate_over_udp_and_tcp(service):
+    service.start("front", "127.0.0.1")
+    answers = [[str(rr.rdata) for rr in ask(service, "web", tcp=tcp).rr] for tcp in (False, True, False)]
+    assert answers == [["10.89.0.2", "10.89.0.3"], ["10.89.0.3", "10.89.0.2"], ["10.89.0.2", "10.89.0.3"]]
+
+
+def test_known_name_other_type_is_empty_noerror(service):
+    service.start("front", "127.0.0.1")
+    reply = ask(service, "web", "AAAA")
+    assert (reply.header.rcode, reply.rr) == (RCODE.NOERROR, [])
+
+
+def test_unknown_names_are_forwarded_past_a_dead_upstream(service):
+    service.start("front", "127.0.0.1")
+    assert [str(rr.rdata) for rr in ask(service, "far.test").rr] == ["198.51.100.1"]
+    assert ask(service, "nowhere.test").header.rcode == RCODE.NXDOMAIN
+
+
+def test_internal_network_does_not_forward(service):
+    service.start("secret", "127.0.0.1")
+    assert [str(rr.rdata) for rr in ask(service, "vault").rr] == ["10.89.2.2"]
+    assert ask(service, "far.test").header.rcode == RCODE.NXDOMAIN
+    assert ask(service, "web").header.rcode == RCODE.NXDOMAIN
+
+
+def test_no_upstream_answers_servfail(upstream):
+    svc = DnsService([("127.0.0.1", 9)], port=_free_port(), timeout=0.3)
+    try:
+        svc.start("front", "127.0.0.1")
+        assert ask(svc, "far.test").header.rcode == RCODE.SERVFAIL
+    finally:
+        svc.close()
+
+
+def test_port_in_use_is_a_conflict_and_stop_frees_it(service):
+    service.start("front", "127.0.0.1")
+    other = DnsService([], port=service.port)
+    try:
+        with pytest.raises(Conflict, match=f"127.0.0.1:{service.port} is already in use"):
+            # TCP holds the port exclusively while listening.
+            other.start("back", "127.0.0.1")
+    finally:
+        other.close()
+    service.stop("front")
+    assert service.listening() == {}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", service.port))
+
+
+def test_host_upstreams(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.53\nnameserver fd00::1\nnameserver 10.0.0.2\n")
+    assert host_upstreams(conf) == [("127.0.0.53", 53), ("10.0.0.2", 53)]
+    assert host_upstreams(tmp_path / "missing") == []
