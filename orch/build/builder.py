@@ -41,7 +41,8 @@ from orch.build.dockerfile import Dockerfile, DockerfileError, Instruction, chom
 from orch.build.dockerfile_checks import Checked, Stage, check_instruction, check_platform, parse_flags, validate
 from orch.build.shell import Lexer
 from orch.errors import NotFound, OrchError, UserError
-from orch.node.runtime.images import DEFAULT_PATH, Image, ImageStore, canonical_json, rfc3339
+from orch.node.runtime.imageconfig import rfc3339
+from orch.node.runtime.images import DEFAULT_PATH, Image, ImageStore, canonical_json
 
 
 class BuildFailed(UserError):
@@ -109,6 +110,13 @@ class Builder:
     # -- the plan ------------------------------------------------------------------------------
 
     def build(self, req: BuildRequest) -> Image:
+        # The store's collector deletes blobs and layers that no image references yet, which
+        # is what a build's intermediate layers are until the end: hold the store's shared
+        # writer lock for the whole build, so a concurrent `rmi` leaves them alone.
+        with self.store._writing():
+            return self._build(req)
+
+    def _build(self, req: BuildRequest) -> Image:
         df = read_dockerfile(req)
         checked = validate(df)
         self.df, self.req = df, req

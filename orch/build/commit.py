@@ -14,22 +14,22 @@ Everything the container changed is in the upper directory, in overlayfs's vocab
 `compute_changes` reads only the upper directory and answers "was it below?" by looking the
 path up in the lower directories, top first, stopping at a whiteout or an opaque parent.
 
-`commit_container` turns the upper directory into one more layer on the container's image
-(orch.node.runtime.layers.create_layer: sorted entries, numeric owners, whiteouts as `.wh.`
-entries) and records a new image with the `--change` instructions applied. The caller pauses
-the container meanwhile (the agent freezes its cgroup, as docker does by default), so the layer
-is one consistent state of its files.
+`commit_container` applies the `--change` instructions and lets the image store turn the upper
+directory into one more layer (ImageStore.commit: sorted entries, numeric owners, whiteouts as
+`.wh.` entries). The caller pauses the container meanwhile (the agent freezes its cgroup, as
+docker does by default), so the layer is one consistent state of its files.
+
+(The store has a simpler `layers.compute_changes`; this one also knows whiteouts and opaque
+directories in the lower layers, so a file deleted by an earlier layer is not "changed".)
 """
 
-import copy
-import json
 import os
 import stat
-import time
 from pathlib import Path
 
 from orch.node.runtime import layers
-from orch.node.runtime.images import MEDIA_LAYER, Image, apply_changes, canonical_json, rfc3339
+from orch.node.runtime.imageconfig import apply_changes
+from orch.node.runtime.images import Image
 
 KIND_CHANGED, KIND_ADDED, KIND_DELETED = 0, 1, 2
 LETTERS = {KIND_CHANGED: "C", KIND_ADDED: "A", KIND_DELETED: "D"}
@@ -99,69 +99,11 @@ def format_changes(changes: list[dict]) -> list[str]:
     return [f"{LETTERS[c['Kind']]} {c['Path']}" for c in changes]
 
 
-def commit_container(store, image: Image, upper: Path, *, ref: str | None = None, comment: str = "", author: str = "",
+def commit_container(store, image: Image, key: str, *, ref: str | None = None, comment: str = "", author: str = "",
                      changes: list[str] | None = None, created_by: str = "") -> Image:
-    """A new image: `image` plus the upper directory as one layer, with `changes` applied."""
-    sde = layers.source_date_epoch()
-    with store.content.writer() as w:
-        diff_id, _ = layers.create_layer(Path(upper), w, epoch=sde)
-        blob = w.commit(diff_id)
-    config = copy.deepcopy(image.config)
-    inner = config.get("config") or {}
+    """A new image: `image` plus container `key`'s upper directory as one layer, with the
+    `--change` instructions (`CMD ["sh"]`, `ENV A=1`, ...) applied to its config."""
+    inner = dict(image.config.get("config") or {})
     if changes:
         inner = apply_changes(inner, list(changes))
-    config["config"] = inner
-    now = rfc3339(float(sde) if sde is not None else time.time())
-    config["created"] = now
-    if author:
-        config["author"] = author
-    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"] = image.diff_ids + [diff_id]
-    entry = {"created": now, "created_by": created_by or "orch commit"}
-    if comment:
-        entry["comment"] = comment
-    if author:
-        entry["author"] = author
-    config["history"] = list(config.get("history") or []) + [entry]
-    blobs = [(l["digest"], l.get("mediaType", MEDIA_LAYER)) for l in image.layers] + [(blob, MEDIA_LAYER)]
-    new, _ = store.add_image(canonical_json(config), blobs, [ref] if ref else [])
-    return new
-
-
-# -- history ---------------------------------------------------------------------------------
-
-
-def compute_history(store, image: Image) -> list[dict]:
-    """docker's GET /images/{name}/history: newest first; only the newest row carries the id
-    and tags, older rows are "<missing>" as docker shows for layers built elsewhere."""
-    history = image.config.get("history") or []
-    layer_sizes = []
-    for l in image.layers:
-        try:
-            layer_sizes.append(store.content.size(l["digest"]))
-        except Exception:
-            layer_sizes.append(0)
-    rows = []
-    i = 0
-    for h in history:
-        size = 0
-        if not h.get("empty_layer"):
-            size = layer_sizes[i] if i < len(layer_sizes) else 0
-            i += 1
-        rows.append({"Id": "<missing>", "Created": int(_epoch(h.get("created", ""))), "CreatedBy": h.get("created_by", ""),
-                     "Tags": None, "Size": size, "Comment": h.get("comment", "")})
-    if not rows:
-        rows.append({"Id": "<missing>", "Created": int(_epoch(image.created)), "CreatedBy": "", "Tags": None, "Size": image.size, "Comment": ""})
-    rows.reverse()
-    rows[0]["Id"] = image.id
-    rows[0]["Tags"] = list(image.repo_tags) or None
-    return rows
-
-
-def _epoch(text: str) -> float:
-    from orch.node.runtime.images import parse_time
-
-    return parse_time(text)
-
-
-def to_json(value) -> str:
-    return json.dumps(value)
+    return store.commit(key, image, ref, changes=inner, comment=comment, author=author, created_by=created_by)

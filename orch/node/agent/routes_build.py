@@ -1,5 +1,6 @@
 """The agent's build and image-change API: POST /build (a streamed build), container commit
-and changes, image history. Shapes follow docker's Engine API.
+and changes. Shapes follow docker's Engine API. (Image history is the store's route, in
+routes_images.)
 
 A build runs in a worker process (orch.build.worker), not in the agent: it forks containers
 and mounts overlays, which a multi-threaded trio process must not do. The worker's JSON lines
@@ -90,14 +91,13 @@ async def commit(request):
 
     def work():
         image = node.images.resolve(rec["Image"])
-        upper = node.images.upper_dir(rec["Id"])
         cmd = (rec.get("Config") or {}).get("Cmd") or []
         created_by = " ".join(((rec.get("Config") or {}).get("Entrypoint") or []) + list(cmd))
         cgroups = node.cgroups() if pause else None
         if pause:
             cgroups.freeze(rec["_cgroup"])
         try:
-            return commit_container(node.images, image, upper, ref=req.get("repo") or None, comment=req.get("comment") or "",
+            return commit_container(node.images, image, rec["Id"], ref=req.get("repo") or None, comment=req.get("comment") or "",
                                     author=req.get("author") or "", changes=list(req.get("changes") or []), created_by=created_by)
         finally:
             if pause:
@@ -121,20 +121,8 @@ async def changes(request):
     return JSONResponse(await trio.to_thread.run_sync(work))
 
 
-async def history(request):
-    from orch.build.commit import compute_history
-
-    node = node_of(request)
-
-    def work():
-        return compute_history(node.images, node.images.resolve(request.path_params["ref"]))
-
-    return JSONResponse(await trio.to_thread.run_sync(work))
-
-
 ROUTES = [
     Route("/build", build, methods=["POST"]),
     Route("/containers/{ref}/commit", commit, methods=["POST"]),
     Route("/containers/{ref}/changes", changes, methods=["GET"]),
-    Route("/images/{ref:path}/history", history, methods=["GET"]),
 ]

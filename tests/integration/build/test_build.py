@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orch.build.builder import BuildFailed, Builder, BuildRequest
-from orch.build.commit import compute_history
+from orch.node.runtime.imageconfig import history_json
 from orch.errors import UserError
 
 from .conftest import run_image
@@ -53,7 +53,7 @@ def test_hello_builds_runs_and_rebuilds_from_cache(store, context):
     assert (code, out) == (0, 'console.log("hello from " + require("os").hostname());')
 
     # The history: one row per instruction, newest first, empty layers without size.
-    rows = compute_history(store, image)
+    rows = history_json(image, store.layer_sizes(image))
     assert [r["CreatedBy"] for r in rows[:4]] == ['CMD ["cat", "index.js"]', "WORKDIR /app", "COPY . /app",
                                                    "RUN /bin/sh -c echo installing && mkdir -p /opt/node && echo 'console.log' > /opt/node/runtime"]
     assert rows[0]["Id"] == image.id and rows[0]["Tags"] == ["hello:v0.1"] and all(r["Id"] == "<missing>" for r in rows[1:])
