@@ -325,3 +325,20 @@ def test_heredocs_in_run_and_copy(store, context):
         'CMD ["cat", "/one", "/two", "/a", "/b", "/etc/app.conf", "/etc/raw"]\n')})
     image, _ = build(store, ctx, build_args={"WHO": "orch"})
     assert run_image(store, image) == (0, 'one\ntwo orch\nalpha\nbeta\ngreeting="hello orch"\nkeep $WHO')
+
+
+def test_shell_user_and_exec_form(store, context):
+    ctx = context({"Dockerfile": (
+        'FROM busybox\n'
+        'SHELL ["/bin/sh", "-e", "-c"]\n'
+        'RUN false; echo never > /never\n'
+        'USER nobody\n'
+        'RUN id -u > /tmp/uid\n'
+        'RUN ["/bin/sh", "-c", "echo exec form as $(id -un) >> /tmp/uid"]\n'
+        'CMD cat /tmp/uid\n')})
+    with pytest.raises(BuildFailed, match="step 3/7 RUN false; echo never > /never: exit code 1"):
+        build(store, ctx)  # -e from SHELL stops at `false`
+    (ctx / "Dockerfile").write_text((ctx / "Dockerfile").read_text().replace("RUN false; echo never > /never\n", ""))
+    image, _ = build(store, ctx)
+    assert image.config["config"]["Cmd"] == ["/bin/sh", "-e", "-c", "cat /tmp/uid"]  # shell-form CMD goes through SHELL too
+    assert run_image(store, image) == (0, "65534\nexec form as nobody")
