@@ -1,0 +1,70 @@
+"""`python -m orch.build.worker`: one build in a process of its own, for the node agent.
+
+The agent is a multi-threaded trio program; a build forks containers (spawn.start wants a
+single-threaded caller that reaps its children as a subreaper) and mounts overlays. So the
+agent starts this worker per build: it reads the request as one JSON object on stdin and
+writes JSON lines on stdout, docker's build stream: {"stream": "Step 1/5 : ...\n"}, and at
+the end {"aux": {"ID": "sha256:..."}} or {"error": "...", "kind": "..."}.
+
+The worker first moves into a mount namespace of its own whose mounts do not propagate to
+the host, so the overlays it mounts for COPY vanish with it even if it is killed.
+"""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+class Stopped(BaseException):
+    pass
+
+
+def _stop(signum, frame):
+    raise Stopped()
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything that prints by mistake goes to stderr, not into the stream
+
+    def emit(value: dict) -> None:
+        out.write(json.dumps(value) + "\n")
+
+    # The agent stops a build whose client went away with SIGTERM: raising here unwinds the
+    # builder's `finally` blocks, which kill the step's container and drop its snapshot.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        from orch.build.builder import Builder, BuildRequest
+        from orch.errors import OrchError
+        from orch.node.runtime.images import ImageStore
+        from orch.node.runtime.kernel import LinuxSyscalls
+
+        req = json.loads(sys.stdin.read())
+        sys_ = LinuxSyscalls()
+        sys_.unshare(("mount",))
+        sys_.mount("", "/", "", ("MS_REC", "MS_PRIVATE"))
+        store = ImageStore(Path(req.pop("root")))
+        build = BuildRequest(context=Path(req["context"]), dockerfile=Path(req["dockerfile"]) if req.get("dockerfile") else None,
+                             tags=list(req.get("tags") or []), build_args=dict(req.get("build_args") or {}),
+                             target=req.get("target") or None, no_cache=bool(req.get("no_cache")), labels=dict(req.get("labels") or {}))
+        try:
+            image = Builder(store, out=lambda line: emit({"stream": line + "\n"})).build(build)
+        except OrchError as err:
+            emit({"error": str(err), "kind": err.kind})
+            return 1
+        emit({"aux": {"ID": image.id}})
+        return 0
+    except Stopped:
+        return 143
+    except Exception as err:  # a bug: one line for the user, the traceback in the agent's log
+        import traceback
+
+        traceback.print_exc()
+        emit({"error": f"internal error in the build: {type(err).__name__}: {err}", "kind": "error"})
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

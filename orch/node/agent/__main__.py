@@ -1,0 +1,3 @@
+from orch.node.agent.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""The agent's ASGI app and its server: starlette routes from routes_*.py, served by
+hypercorn on ORCH_RUN/orch.sock (mode 0600) under trio.
+
+An OrchError raised by a handler becomes `{"kind", "message"}` with the error's HTTP status;
+the CLI's client (orch/client.py) raises the same class again, so the user reads one line.
+Any other exception is a bug: it is logged with its traceback and answered as a one-line
+internal error.
+"""
+
+import importlib
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import trio
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+
+from orch import paths
+from orch.errors import OrchError
+
+ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images")
+
+
+def collect_routes() -> list:
+    routes = []
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(f"orch.node.agent.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"orch.node.agent.{name}":
+                raise
+            continue  # routes_images arrives with the image store; the rest works without it
+        routes += module.ROUTES
+    return routes
+
+
+async def on_orch_error(request, err: OrchError):
+    return JSONResponse({"kind": err.kind, "message": str(err)}, status_code=err.http_status)
+
+
+async def on_bug(request, err: Exception):
+    traceback.print_exception(err, file=sys.stderr)
+    return JSONResponse({"kind": "error", "message": f"internal error in the agent: {type(err).__name__}: {err} (see ORCH_ROOT/agent.log)"}, status_code=500)
+
+
+async def on_no_route(request, err):
+    return JSONResponse({"kind": "not-found", "message": f"the agent has no API {request.method} {request.url.path}"}, status_code=404)
+
+
+def build_app(node) -> Starlette:
+    handlers = {OrchError: on_orch_error, Exception: on_bug, 404: on_no_route, 405: on_no_route}
+    app = Starlette(routes=collect_routes(), exception_handlers=handlers)
+    app.state.node = node
+    return app
+
+
+def open_image_store(root: Path):
+    try:
+        from orch.node.runtime.images import ImageStore
+    except ModuleNotFoundError:
+        return None
+    return ImageStore(root)
+
+
+async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from orch.client import Client
+    from orch.node.agent.node import Node
+
+    root = Path(root or paths.root())
+    run_dir = Path(run_dir or paths.run_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sock = run_dir / "orch.sock"
+    if sock.exists():
+        try:
+            Client(str(sock), timeout=2).call("GET", "/_ping")
+            raise OrchError(f"an agent already serves {sock}; stop it first (its pid is in {run_dir / 'agent.pid'})")
+        except OrchError as err:
+            if "already serves" in str(err):
+                raise
+            sock.unlink()  # a socket left by an agent that was killed
+    node = Node(root, run_dir, images=open_image_store(root))
+    node.load()
+    config = Config()
+    config.bind = [f"unix:{sock}"]
+    config.umask = 0o077
+    config.accesslog = None
+    config.errorlog = "-"
+    config.graceful_timeout = 1.0
+    app = build_app(node)
+    (run_dir / "agent.pid").write_text(str(os.getpid()))
+    try:
+        async with trio.open_nursery() as nursery:
+            node.nursery = nursery
+            await nursery.start(node.watch_supervisor)
+            await nursery.start(lambda task_status: hypercorn_serve(app, config, task_status=task_status))
+            os.chmod(sock, 0o600)
+            print(f"agent: pid {os.getpid()} serving {sock}", file=sys.stderr, flush=True)
+            task_status.started(node)
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+    finally:
+        # A clean stop leaves no socket behind (after kill -9 the next agent removes it).
+        for leftover in (sock, run_dir / "agent.pid"):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    """SIGTERM and SIGINT stop the agent; containers keep running under the supervisor."""
+    import signal
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+def main() -> int:
+    try:
+        trio.run(serve)
+    except KeyboardInterrupt:
+        pass
+    return 0

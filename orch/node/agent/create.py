@@ -1,0 +1,89 @@
+"""Making a container: the image, its rootfs mounts, the process and the record.
+
+Runs in a worker thread of the agent (it unpacks layers and writes files). The steps follow
+`docker create`: resolve the image, combine its config with the flags (D's compute_process),
+ask the layer store for the rootfs mounts (an overlay keyed by the container id), and write
+config.json, then state.json LAST: a crash before the record exists leaves a directory without
+state.json, which the agent discards when it starts (state.ContainerStore.load_all).
+"""
+
+import os
+
+from orch.errors import InvalidArgument
+from orch.node.runtime.containerlog import rfc3339_nano
+from orch.node.runtime.superproto import write_json_atomic
+
+NETWORK_MODES = ("none", "host")
+DEFAULT_NETWORK = "none"  # until the networking issue brings bridge networks
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def compute_namespaces(network_mode: str) -> tuple[str, ...]:
+    """The namespaces a container gets: all of docker's, minus net with --network host
+    (`none` is a new network namespace with only lo)."""
+    if network_mode not in NETWORK_MODES:
+        raise InvalidArgument(f"network {network_mode!r} not found; this node knows --network none and --network host")
+    base = ("pid", "mount", "uts", "ipc", "cgroup")
+    return base if network_mode == "host" else base + ("net",)
+
+
+def build_container(node, cid: str, name: str, req) -> dict:
+    from orch.node.runtime.config import ContainerConfig, Resources, compute_process
+
+    image = node.images.resolve(req.image)
+    network = req.network or DEFAULT_NETWORK
+    namespaces = compute_namespaces(network)
+    hostname = req.hostname or cid[:12]
+    if network == "host" and not req.hostname:
+        hostname = os.uname().nodename
+        namespaces = tuple(ns for ns in namespaces if ns != "uts")  # docker shares uts with host networking
+    process = compute_process(
+        image.config, entrypoint=req.entrypoint, command=req.cmd or None, env=list(req.env), workdir=req.workdir,
+        user=req.user, tty=req.tty, hostname=hostname,
+    )
+    inner = image.config.get("config") or {}
+    d = node.store.path(cid)
+    d.mkdir(mode=0o700, parents=True)
+    (d / "rootfs").mkdir()
+    mounts = node.images.prepare_rootfs(image, cid)
+    cgroup = f"orch/{cid}"
+    config = ContainerConfig(
+        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=tuple(mounts), mounts=(), process=process,
+        namespaces=namespaces, cgroup_path=cgroup,
+        resources=Resources(memory=req.memory or None, memory_swap=req.memory_swap, cpus=(req.nano_cpus / 1e9) if req.nano_cpus else None, pids=req.pids_limit or None),
+        init=req.init, labels=dict(req.labels),
+    )
+    # config.json without its own fsync: state.json, written last and durably, commits the
+    # directory (and with ext4's ordered data mode the config's blocks before it).
+    write_json_atomic(d / "config.json", config.to_json(), durable=False)
+    labels = dict(inner.get("Labels") or {})
+    labels.update(req.labels)
+    record = {
+        "Id": cid,
+        "Created": rfc3339_nano(),
+        "Path": process.args[0],
+        "Args": list(process.args[1:]),
+        "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False, "Dead": False,
+                  "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
+        "Image": image.id,
+        "Name": "/" + name,
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "LogPath": str(d / "container.log"),
+        "Config": {
+            "Hostname": hostname, "User": process.user, "Env": list(process.env), "Cmd": list(req.cmd) if req.cmd else (None if req.entrypoint is not None else inner.get("Cmd")),
+            "Entrypoint": req.entrypoint if req.entrypoint is not None else inner.get("Entrypoint"), "Image": req.image,
+            "WorkingDir": process.cwd if (req.workdir or inner.get("WorkingDir")) else "", "Tty": req.tty, "OpenStdin": req.open_stdin,
+            "AttachStdin": req.open_stdin, "StdinOnce": req.open_stdin, "Labels": labels, "StopSignal": inner.get("StopSignal") or "SIGTERM",
+        },
+        "HostConfig": {
+            "Memory": req.memory or 0, "MemorySwap": req.memory_swap or 0, "NanoCpus": req.nano_cpus or 0, "PidsLimit": req.pids_limit or None,
+            "NetworkMode": network, "AutoRemove": req.auto_remove, "Init": req.init,
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": str(req.log_max_size), "max-file": str(req.log_max_file)}},
+        },
+        "_cgroup": cgroup,
+        "_log": {"max_size": req.log_max_size, "max_file": req.log_max_file},
+    }
+    node.store.save(record)
+    return record

@@ -1,0 +1,63 @@
+"""Request bodies of the agent's container API (pydantic: unknown keys and wrong types are a
+one-line invalid-argument error naming the field)."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateRequest(Body):
+    image: str
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = Field(default_factory=list)
+    name: str | None = None
+    hostname: str | None = None
+    workdir: str | None = None
+    user: str | None = None
+    tty: bool = False
+    open_stdin: bool = False
+    memory: int | None = Field(default=None, ge=6 * 1024 * 1024)
+    memory_swap: int | None = None
+    nano_cpus: int | None = Field(default=None, ge=0)
+    pids_limit: int | None = None
+    network: str | None = None
+    auto_remove: bool = False
+    init: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_file: int = 3
+
+
+class ExecRequest(Body):
+    cmd: list[str] = Field(min_length=1)
+    env: list[str] = Field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    tty: bool = False
+    interactive: bool = False
+    detach: bool = False
+
+
+class CreateResponse(BaseModel):
+    Id: str
+    Name: str
+    Warnings: list[str] = Field(default_factory=list)
+
+
+class ExecResponse(BaseModel):
+    Id: str
+    Process: dict
+    Supervisor: str
+
+
+class WaitResponse(BaseModel):
+    StatusCode: int
+    Error: dict | None = None
+
+
+class PruneRequest(Body):
+    containers: bool = True
+    images: bool = True

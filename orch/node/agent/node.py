@@ -1,0 +1,426 @@
+"""The node's state holder: container records, the image store, the supervisor connection.
+
+The agent is a trio program and this object lives in its one trio thread: records are read
+and changed only there, so no locks are needed; blocking work (image resolution, rootfs
+preparation, supervisor requests, file removal) runs in `trio.to_thread.run_sync`.
+
+Truth is split in two, on purpose:
+- records (state.json, written atomically by state.py) hold what the user asked for and the
+  last state the agent saw;
+- the supervisor holds what runs now, and writes exit.json when a container exits.
+On start the agent loads every record, subscribes to the supervisor's events, asks it what
+runs, and reconciles (`adopt`): so `kill -9` of the agent at any moment loses nothing.
+
+Every state change goes through lifecycle.transition, so a forbidden operation is a Conflict
+with the message the user sees.
+"""
+
+import os
+import secrets
+import signal as signals
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from orch.errors import AlreadyExists, InvalidArgument, NotFound, OrchError, SystemFailure, Unavailable
+from orch.node.agent import names as naming
+from orch.node.agent.state import ContainerStore
+from orch.node.runtime import superproto as proto
+from orch.node.runtime.containerlog import rfc3339_nano
+from orch.node.runtime.lifecycle import transition
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class Node:
+    def __init__(self, root: Path, run_dir: Path, images=None):
+        self.root, self.run_dir = Path(root), Path(run_dir)
+        self.store = ContainerStore(self.root)
+        self.images = images
+        self.records: dict[str, dict] = {}
+        self.reserved: set[str] = set()  # names of containers being created
+        self.sup_path = str(self.run_dir / "supervisor.sock")
+        self.changed = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        self._cgroups = None
+
+    # -- records ------------------------------------------------------------------------------
+    def load(self) -> None:
+        for rec in self.store.load_all():
+            if rec.get("_incomplete"):  # a crash inside `create`: nothing was ever started
+                self._discard(rec["Id"])
+                continue
+            self.records[rec["Id"]] = rec
+        self.collect_garbage()
+
+    def collect_garbage(self) -> None:
+        """What a crash in the middle of a removal leaves: trashed directories and container
+        snapshots (keyed by a container id) without a container record."""
+        self.store.empty_trash()
+        if self.images is None:
+            return
+        try:
+            keys = self.images.snapshots.list_active()
+        except (AttributeError, OSError):
+            return
+        for key in keys:
+            if len(key) == 64 and key not in self.records and all(c in "0123456789abcdef" for c in key):
+                try:
+                    self.images.remove_snapshot(key)
+                except (OrchError, OSError):
+                    pass
+
+    def save(self, rec: dict, durable: bool = True) -> None:
+        """Persist a record. Changes that come from supervisor events are saved without fsync
+        (durable=False): after a power loss nothing runs and adoption derives them again."""
+        self.store.save(rec, durable)
+        self.notify()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait_until(self, predicate, timeout: float | None = None) -> bool:
+        """Wait until predicate() holds (re-checked at every change); False on timeout."""
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            while not predicate():
+                await self.changed.wait()
+            return True
+        return False
+
+    def get(self, ref: str) -> dict:
+        """A container by full id, name (with or without '/'), or unique id prefix."""
+        if ref in self.records:
+            return self.records[ref]
+        name = ref.lstrip("/")
+        for rec in self.records.values():
+            if rec["Name"] == "/" + name:
+                return rec
+        matches = [rec for cid, rec in self.records.items() if ref and cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple containers found with id prefix {ref}; give more characters")
+        raise NotFound(f"no such container: {ref}")
+
+    def display(self, rec: dict) -> str:
+        return rec["Name"].lstrip("/")
+
+    def change(self, rec: dict, op: str) -> str:
+        return transition(rec["State"]["Status"], op, self.display(rec))
+
+    # -- the supervisor -------------------------------------------------------------------------
+    async def call(self, msg: dict) -> dict:
+        return await trio.to_thread.run_sync(proto.call, self.sup_path, msg)
+
+    def ensure_supervisor(self, extra_args=()) -> None:
+        """Start the node supervisor if none answers (setsid: it outlives the agent)."""
+        try:
+            proto.call(self.sup_path, {"op": "ping"}, timeout=2.0)
+            return
+        except OrchError:
+            pass
+        log = open(self.root / "supervisor.log", "ab")
+        try:
+            subprocess.Popen(
+                [sys.executable, "-m", "orch.node.runtime.supervisor", "--socket", self.sup_path, *extra_args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/", close_fds=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                proto.call(self.sup_path, {"op": "ping"}, timeout=2.0)
+                return
+            except OrchError:
+                time.sleep(0.02)
+        raise Unavailable(f"the node supervisor did not come up at {self.sup_path}; see {self.root / 'supervisor.log'}")
+
+    async def watch_supervisor(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Subscribe to the supervisor's events, adopt what runs, then apply events forever.
+        If the supervisor goes away it is started again and adoption runs again."""
+        first = True
+        while True:
+            await trio.to_thread.run_sync(self.ensure_supervisor)
+            sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
+            try:
+                await sock.connect(self.sup_path)
+                await sock.send(proto.encode({"op": "subscribe"}))
+                proto.raise_for(proto.decode(await sock.recv(proto.MAX_MESSAGE)), "subscribe")
+                await self.adopt()
+                if first:
+                    task_status.started()
+                    first = False
+                while data := await sock.recv(proto.MAX_MESSAGE):
+                    self.apply_event(proto.decode(data))
+            except OSError as err:
+                print(f"agent: lost the supervisor ({err}); reconnecting", file=sys.stderr, flush=True)
+            finally:
+                sock.close()
+            await trio.sleep(0.1)
+
+    async def adopt(self) -> None:
+        running = {c["id"]: c for c in (await self.call({"op": "list"}))["containers"]}
+        for cid, rec in list(self.records.items()):
+            state = rec["State"]
+            if cid in running:
+                if state["Status"] not in ("running", "paused", "removing"):
+                    self.apply_event(dict(running[cid], event="started"))
+                continue
+            if state["Status"] in ("running", "paused", "removing"):
+                exit_record = self.store.read_exit(cid) or {
+                    "exit_code": 255, "finished_at": rfc3339_nano(), "oom_killed": False, "pid": state.get("Pid", 0),
+                    "error": "the container was lost while the agent was away (no exit record)",
+                }
+                self.apply_event(dict(exit_record, event="exited", id=cid))
+
+    def apply_event(self, ev: dict) -> None:
+        rec = self.records.get(ev.get("id", ""))
+        if rec is None:
+            return
+        state, kind = rec["State"], ev["event"]
+        if kind == "started":
+            if rec.get("_exited_pid") == ev["pid"] or state["Status"] == "removing":
+                return
+            state.update(Status="running", Running=True, Paused=False, Pid=ev["pid"], StartedAt=ev["started_at"], ExitCode=0, Error="", OOMKilled=False)
+            self.save(rec, durable=False)
+        elif kind == "exited":
+            if rec.get("_exited_pid") == ev.get("pid") and state["Status"] == "exited":
+                return
+            rec["_exited_pid"] = ev.get("pid")
+            if state["Status"] != "removing":
+                state["Status"] = "exited"
+            state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))
+            self.save(rec, durable=False)
+            if rec["HostConfig"].get("AutoRemove") and state["Status"] == "exited" and self.nursery is not None:
+                self.nursery.start_soon(self._auto_remove, rec["Id"])
+        elif kind == "start_failed":
+            state.update(ExitCode=ev.get("exit_code", 125), Error=ev.get("message", ""))
+            self.save(rec, durable=False)
+            if rec["HostConfig"].get("AutoRemove") and self.nursery is not None:
+                self.nursery.start_soon(self._auto_remove, rec["Id"])
+
+    async def _auto_remove(self, cid: str) -> None:
+        rec = self.records.get(cid)
+        if rec is None or rec["State"]["Status"] in ("running", "paused", "removing"):
+            return
+        try:
+            await self.remove(rec, force=True)
+        except OrchError as err:
+            print(f"agent: auto-remove of {cid[:12]}: {err}", file=sys.stderr, flush=True)
+
+    # -- operations -----------------------------------------------------------------------------
+    async def create(self, req) -> dict:
+        """A new container from an image: its record, config.json and rootfs, not started."""
+        if self.images is None:
+            raise Unavailable("this agent has no image store; it was built without orch.node.runtime.images")
+        taken = {r["Name"].lstrip("/") for r in self.records.values()} | self.reserved
+        if req.name:
+            name = naming.check_name(req.name)
+            if name in taken:
+                other = next((cid for cid, r in self.records.items() if r["Name"] == "/" + name), "")
+                raise AlreadyExists(f'the container name "/{name}" is already in use by container {other[:12] or "being created"}; remove it or pick another name')
+        else:
+            name = naming.random_name(taken)
+        cid = secrets.token_hex(32)
+        self.reserved.add(name)
+        try:
+            rec = await trio.to_thread.run_sync(self._build, cid, name, req)
+        finally:
+            self.reserved.discard(name)
+        self.records[cid] = rec
+        self.notify()
+        return rec
+
+    def _build(self, cid: str, name: str, req) -> dict:
+        from orch.node.agent.create import build_container
+
+        try:
+            return build_container(self, cid, name, req)
+        except BaseException:
+            self._discard(cid)
+            raise
+
+    def _discard(self, cid: str) -> None:
+        if self.images is not None:
+            try:
+                self.images.remove_snapshot(cid)
+            except (OrchError, OSError):
+                pass
+        self.store.delete(cid)
+
+    async def start(self, rec: dict) -> None:
+        if self.change(rec, "start") == "running" and rec["State"]["Status"] in ("running",):
+            return  # docker: starting a running container does nothing
+        answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"]})
+        pid = answer["pid"]
+        # The started event may not have arrived yet on the other connection; wait for it so
+        # that `start` returns a running container (or one that already exited again).
+        await self.wait_until(lambda: rec["State"].get("Pid") == pid or rec.get("_exited_pid") == pid or rec["Id"] not in self.records, 10)
+
+    async def kill(self, rec: dict, sig: int) -> None:
+        self.change(rec, "kill")
+        await self._signal(rec, sig)
+
+    async def _signal(self, rec: dict, sig: int) -> None:
+        try:
+            await self.call({"op": "kill", "id": rec["Id"], "signal": sig})
+        except OrchError:
+            return  # it exited meanwhile
+        if rec["State"]["Status"] == "paused":
+            # A frozen process handles no signal, not even SIGKILL, until it is thawed.
+            await self._freezer(rec, "thaw")
+
+    async def stop(self, rec: dict, timeout: float | None) -> None:
+        self.change(rec, "stop")
+        if rec["State"]["Status"] not in ("running", "paused"):
+            return
+        stop_signal = _signal_number(rec["Config"].get("StopSignal") or "SIGTERM")
+        timeout = 10 if timeout is None else timeout
+        pid = rec["State"]["Pid"]
+        gone = lambda: rec["State"]["Status"] not in ("running", "paused") or rec["State"]["Pid"] != pid  # noqa: E731
+        if timeout >= 0:
+            await self._signal(rec, stop_signal)
+            if await self.wait_until(gone, timeout):
+                return
+        await self._signal(rec, signals.SIGKILL)
+        if not await self.wait_until(gone, 30):
+            raise SystemFailure(f"container {self.display(rec)} did not exit 30 seconds after SIGKILL")
+
+    async def restart(self, rec: dict, timeout: float | None) -> None:
+        self.change(rec, "restart")
+        await self.stop(rec, timeout)
+        await self.start(rec)
+
+    async def pause(self, rec: dict) -> None:
+        rec["State"]["Status"] = self.change(rec, "pause")
+        await self._freezer(rec, "freeze")
+        rec["State"]["Paused"] = True
+        self.save(rec)
+
+    async def unpause(self, rec: dict) -> None:
+        rec["State"]["Status"] = self.change(rec, "unpause")
+        await self._freezer(rec, "thaw")
+        rec["State"]["Paused"] = False
+        self.save(rec)
+
+    async def _freezer(self, rec: dict, what: str) -> None:
+        path = rec["_cgroup"]
+        await trio.to_thread.run_sync(lambda: getattr(self.cgroups(), what)(path))
+
+    def cgroups(self):
+        if self._cgroups is None:
+            from orch.node.runtime.cgroups import Cgroups
+
+            self._cgroups = Cgroups()
+        return self._cgroups
+
+    async def remove(self, rec: dict, force: bool = False) -> None:
+        """docker rm: the record and directory go at once (one rename); the container's
+        snapshot and files are deleted right after, in a worker thread."""
+        self.change(rec, "force_remove" if force else "remove")
+        if rec["State"]["Status"] in ("running", "paused"):
+            await self.stop(rec, -1)  # straight to SIGKILL, as `docker rm -f`
+        cid = rec["Id"]
+        try:
+            self.store.discard(cid)
+        except OSError as err:
+            rec["State"].update(Status="dead", Dead=True, Error=f"removal failed: {err}")
+            self.save(rec)
+            raise SystemFailure(f"cannot remove container {self.display(rec)}: {err.strerror}") from None
+        self.records.pop(cid, None)
+        self.notify()
+        if self.nursery is not None:
+            self.nursery.start_soon(trio.to_thread.run_sync, self._cleanup_removed, cid)
+        else:
+            await trio.to_thread.run_sync(self._cleanup_removed, cid)
+
+    def _cleanup_removed(self, cid: str) -> None:
+        if self.images is not None:
+            try:
+                self.images.remove_snapshot(cid)
+            except (OrchError, OSError) as err:
+                print(f"agent: removing the snapshot of {cid[:12]}: {err}", file=sys.stderr, flush=True)
+        self.store.empty_trash()
+
+    async def wait(self, rec: dict, condition: str) -> int:
+        cid, pid = rec["Id"], rec["State"].get("Pid")
+        if condition == "removed":
+            await self.wait_until(lambda: cid not in self.records)
+        elif condition == "next-exit":
+            await self.wait_until(lambda: cid not in self.records or (rec.get("_exited_pid") is not None and rec["State"]["Status"] == "exited" and rec["State"].get("Pid") != pid))
+        else:  # not-running
+            await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
+        return rec["State"].get("ExitCode", 0)
+
+    async def top(self, rec: dict, ps_args: str = "-ef") -> dict:
+        if rec["State"]["Status"] not in ("running", "paused"):
+            raise transition_conflict(rec, self)
+        path = rec["_cgroup"]
+        pids = set(await trio.to_thread.run_sync(lambda: self.cgroups().pids(path)))
+        out = (await trio.run_process(["ps", *ps_args.split()], capture_stdout=True)).stdout.decode()
+        lines = out.splitlines()
+        titles = lines[0].split()
+        pid_col = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) == len(titles) and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
+                rows.append(fields)
+        return {"Titles": titles, "Processes": rows}
+
+    def exec_process(self, rec: dict, req) -> dict:
+        """The Process an `exec` runs: the container's own env, user and dir, with overrides."""
+        self.change(rec, "exec")
+        import json
+
+        from orch.node.runtime.config import Process, merge_env
+
+        with open(self.store.config_path(rec["Id"])) as f:
+            base = Process.from_json(json.load(f)["process"])
+        env = merge_env(list(base.env), list(req.env))
+        if req.tty and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        cwd = req.workdir or base.cwd
+        if not cwd.startswith("/"):
+            raise InvalidArgument(f"working directory {cwd!r} is not absolute; use a path that starts with /")
+        proc = Process(args=tuple(req.cmd), env=tuple(env), cwd=cwd, user=req.user if req.user is not None else base.user,
+                       additional_groups=base.additional_groups, terminal=req.tty, capabilities=base.capabilities,
+                       no_new_privileges=base.no_new_privileges)
+        return proc.to_json()
+
+    def in_use_images(self, image_id: str) -> list[str]:
+        return [self.display(r) for r in self.records.values() if r["Image"] == image_id]
+
+
+def transition_conflict(rec: dict, node: Node):
+    from orch.errors import Conflict
+
+    return Conflict(f"container {node.display(rec)} is not running; start it first")
+
+
+def _signal_number(sig) -> int:
+    if isinstance(sig, int) or str(sig).isdigit():
+        return int(sig)
+    name = str(sig).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(getattr(signals.Signals, name))
+    except AttributeError:
+        raise InvalidArgument(f"invalid signal: {sig}; use a name such as SIGTERM or a number") from None
+
+
+def zero_state() -> dict:
+    return {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False, "Dead": False,
+            "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME}
+
+
+def now_text() -> str:
+    return rfc3339_nano()
+
+
+__all__ = ["Node", "zero_state", "now_text", "_signal_number", "os"]

@@ -1,0 +1,191 @@
+"""The agent's container API: docker's Engine API paths, JSON bodies, errors as {kind, message}."""
+
+import json
+import os
+import signal
+
+import trio
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from orch.errors import InvalidArgument
+from orch.node.agent.models import CreateRequest, CreateResponse, ExecRequest, ExecResponse, WaitResponse
+from orch.node.agent.views import inspect_view, summary
+from orch.node.runtime import containerlog
+
+
+def node_of(request):
+    return request.app.state.node
+
+
+async def parse(request, model):
+    from pydantic import ValidationError
+
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidArgument(f"bad request to {request.url.path}: {where}: {first['msg']}") from None
+
+
+def flag(request, name: str, default=False) -> bool:
+    value = request.query_params.get(name)
+    return default if value is None else value.lower() in ("1", "true", "yes")
+
+
+def number(request, name: str, default=None):
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        raise InvalidArgument(f"query parameter {name}={value!r} is not a number") from None
+
+
+async def create(request):
+    req = await parse(request, CreateRequest)
+    rec = await node_of(request).create(req)
+    return JSONResponse(CreateResponse(Id=rec["Id"], Name=rec["Name"]).model_dump(), status_code=201)
+
+
+async def list_(request):
+    node = node_of(request)
+    show_all = flag(request, "all")
+    rows = [summary(r) for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
+    rows.sort(key=lambda r: r["Created"], reverse=True)
+    return JSONResponse(rows)
+
+
+async def inspect(request):
+    return JSONResponse(inspect_view(node_of(request).get(request.path_params["ref"])))
+
+
+async def start(request):
+    node = node_of(request)
+    await node.start(node.get(request.path_params["ref"]))
+    return Response(status_code=204)
+
+
+async def stop(request):
+    node = node_of(request)
+    await node.stop(node.get(request.path_params["ref"]), number(request, "t"))
+    return Response(status_code=204)
+
+
+async def restart(request):
+    node = node_of(request)
+    await node.restart(node.get(request.path_params["ref"]), number(request, "t"))
+    return Response(status_code=204)
+
+
+async def kill(request):
+    from orch.node.agent.node import _signal_number
+
+    node = node_of(request)
+    await node.kill(node.get(request.path_params["ref"]), _signal_number(request.query_params.get("signal") or signal.SIGKILL))
+    return Response(status_code=204)
+
+
+async def pause(request):
+    node = node_of(request)
+    await node.pause(node.get(request.path_params["ref"]))
+    return Response(status_code=204)
+
+
+async def unpause(request):
+    node = node_of(request)
+    await node.unpause(node.get(request.path_params["ref"]))
+    return Response(status_code=204)
+
+
+async def remove(request):
+    node = node_of(request)
+    await node.remove(node.get(request.path_params["ref"]), force=flag(request, "force"))
+    return Response(status_code=204)
+
+
+async def wait(request):
+    node = node_of(request)
+    condition = request.query_params.get("condition", "not-running")
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise InvalidArgument(f"wait condition {condition!r} is not one of not-running, next-exit, removed")
+    code = await node.wait(node.get(request.path_params["ref"]), condition)
+    return JSONResponse(WaitResponse(StatusCode=code).model_dump())
+
+
+async def top(request):
+    node = node_of(request)
+    return JSONResponse(await node.top(node.get(request.path_params["ref"]), request.query_params.get("ps_args") or "-ef"))
+
+
+async def exec_(request):
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    req = await parse(request, ExecRequest)
+    process = node.exec_process(rec, req)
+    return JSONResponse(ExecResponse(Id=rec["Id"], Process=process, Supervisor=node.sup_path).model_dump())
+
+
+async def logs(request):
+    """JSON lines, one log entry each ({"log", "stream", "time"}); with follow=1 the stream
+    stays open until the container is no longer running and the file is drained."""
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    follow, tail, since = flag(request, "follow"), number(request, "tail"), number(request, "since")
+    path = node.store.log_path(rec["Id"])
+
+    async def body():
+        entries = await trio.to_thread.run_sync(containerlog.read_entries, path)
+        for entry in containerlog.select_entries(entries, tail=tail, since=since):
+            yield json.dumps(entry) + "\n"
+        if not follow:
+            return
+        # Follow: read what is appended after the snapshot above. The file may rotate; when its
+        # inode changes the old one is read to its end first, then the new one from the start.
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        try:
+            f.seek(0, os.SEEK_END)
+            while True:
+                running = rec["Id"] in node.records and rec["State"]["Status"] in ("running", "paused")
+                chunk = f.read()
+                for line in chunk.splitlines(keepends=True):
+                    yield line.decode("utf-8", "replace")
+                try:
+                    if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                        f.close()
+                        f = open(path, "rb")
+                        continue
+                except FileNotFoundError:
+                    return
+                if not running:
+                    return
+                with trio.move_on_after(0.2):
+                    await node.changed.wait()
+        finally:
+            f.close()
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+ROUTES = [
+    Route("/containers/create", create, methods=["POST"]),
+    Route("/containers/json", list_, methods=["GET"]),
+    Route("/containers/{ref}/json", inspect, methods=["GET"]),
+    Route("/containers/{ref}/start", start, methods=["POST"]),
+    Route("/containers/{ref}/stop", stop, methods=["POST"]),
+    Route("/containers/{ref}/restart", restart, methods=["POST"]),
+    Route("/containers/{ref}/kill", kill, methods=["POST"]),
+    Route("/containers/{ref}/pause", pause, methods=["POST"]),
+    Route("/containers/{ref}/unpause", unpause, methods=["POST"]),
+    Route("/containers/{ref}/wait", wait, methods=["POST"]),
+    Route("/containers/{ref}/top", top, methods=["GET"]),
+    Route("/containers/{ref}/exec", exec_, methods=["POST"]),
+    Route("/containers/{ref}/logs", logs, methods=["GET"]),
+    Route("/containers/{ref}", remove, methods=["DELETE"]),
+]

@@ -1,0 +1,80 @@
+"""Crash-safe persistence of the agent's container records: one JSON file per container.
+
+ORCH_ROOT/containers/<id>/state.json is written to a temporary file in the same directory,
+fsync'd, renamed over the old one and the directory fsync'd (superproto.write_json_atomic), so
+a `kill -9` of the agent at any moment leaves either the old or the new record, never a torn
+one. Records are plain dicts (the agent's view of a container, see node.py); the supervisor's
+exit.json beside them is the other half of a container's truth while the agent is away.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from orch.node.runtime.superproto import write_json_atomic
+
+RECORD = "state.json"
+
+
+class ContainerStore:
+    def __init__(self, root: Path):
+        self.dir = Path(root) / "containers"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # Removal renames a container's directory here (atomic: the record is there or it is
+        # not) and deletes it afterwards, so `rm` and `run --rm` do not wait for rmtree.
+        self.trash = Path(root) / "containers-trash"
+        self.trash.mkdir(exist_ok=True)
+
+    def path(self, cid: str) -> Path:
+        return self.dir / cid
+
+    def save(self, record: dict, durable: bool = True) -> None:
+        d = self.path(record["Id"])
+        d.mkdir(mode=0o700, exist_ok=True)
+        write_json_atomic(d / RECORD, record, durable)
+
+    def load_all(self) -> list[dict]:
+        """Every record on disk; leftovers of a crash mid-write (*.tmp.*) are removed, and a
+        directory without a record (a crash inside `create`) is reported by its id."""
+        records = []
+        for d in sorted(self.dir.iterdir()):
+            for tmp in d.glob(f"{RECORD}.tmp.*"):
+                tmp.unlink(missing_ok=True)
+            try:
+                with open(d / RECORD) as f:
+                    records.append(json.load(f))
+            except FileNotFoundError:
+                records.append({"Id": d.name, "_incomplete": True})
+        return records
+
+    def read_exit(self, cid: str) -> dict | None:
+        try:
+            with open(self.path(cid) / "exit.json") as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def discard(self, cid: str) -> Path | None:
+        """Take a container's directory out of the store at once (a rename); return where it
+        went, for `empty_trash` to delete later."""
+        try:
+            gone = self.trash / f"{cid}.{os.getpid()}"
+            os.rename(self.path(cid), gone)
+            return gone
+        except FileNotFoundError:
+            return None
+
+    def empty_trash(self) -> None:
+        for d in list(self.trash.iterdir()):
+            shutil.rmtree(d, ignore_errors=True)
+
+    def delete(self, cid: str) -> None:
+        self.discard(cid)
+        self.empty_trash()
+
+    def config_path(self, cid: str) -> str:
+        return os.fspath(self.path(cid) / "config.json")
+
+    def log_path(self, cid: str) -> str:
+        return os.fspath(self.path(cid) / "container.log")

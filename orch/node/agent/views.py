@@ -1,0 +1,92 @@
+"""What `ps` and `inspect` show, computed from container records (pure: no I/O).
+
+A record is kept in docker's inspect shape (Id, Created, Path, Args, State{...}, Image, Name,
+Config{...}, HostConfig{...}), so `inspect` is the record itself; `ps` rows and the human
+durations ("Up 3 seconds", "Exited (0) 5 seconds ago") follow docker's formatting
+(go-units HumanDuration, moby container/state.go `State.String`).
+"""
+
+import time
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def parse_time(text: str) -> float | None:
+    """Seconds since the epoch from an RFC 3339 UTC stamp ("0001-01-01T00:00:00Z" is docker's
+    zero time: never)."""
+    if not text or text.startswith("0001-"):
+        return None
+    from orch.node.runtime.containerlog import parse_rfc3339
+
+    return parse_rfc3339(text)
+
+
+def status_text(record: dict, now: float) -> str:
+    state = record["State"]
+    status = state["Status"]
+    if status in ("running", "paused"):
+        started = parse_time(state.get("StartedAt", "")) or now
+        text = f"Up {human_duration(now - started)}"
+        return text + " (Paused)" if status == "paused" else text
+    if status == "exited":
+        finished = parse_time(state.get("FinishedAt", "")) or now
+        return f"Exited ({state.get('ExitCode', 0)}) {human_duration(now - finished)} ago"
+    if status == "removing":
+        return "Removal In Progress"
+    if status == "dead":
+        return "Dead"
+    return "Created"
+
+
+def command_text(record: dict) -> str:
+    """docker's Command column: the program and its arguments joined by spaces."""
+    return " ".join([record["Path"], *record["Args"]])
+
+
+def summary(record: dict, now: float | None = None) -> dict:
+    """One `ps` row, in the keys of docker's /containers/json plus the formatted columns."""
+    now = time.time() if now is None else now
+    created = parse_time(record["Created"]) or now
+    return {
+        "Id": record["Id"],
+        "Names": [record["Name"]],
+        "Image": record["Config"]["Image"],
+        "ImageID": record["Image"],
+        "Command": command_text(record),
+        "Created": int(created),
+        "CreatedSince": f"{human_duration(now - created)} ago",
+        "State": record["State"]["Status"],
+        "Status": status_text(record, now),
+        "Ports": "",
+        "Labels": record["Config"].get("Labels") or {},
+    }
+
+
+def inspect_view(record: dict) -> dict:
+    """The record without the agent's private keys (those starting with '_')."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}

@@ -1,0 +1,271 @@
+"""cgroups v1, v2 and hybrid: create a container's group with its limits, freeze, kill, remove.
+
+`Cgroups(mountpoint)` looks at what is mounted there:
+- v2 ("unified"): `cgroup.controllers` at the mount point. One directory per container; the
+  controllers it needs are enabled in every ancestor's `cgroup.subtree_control`.
+- v1: one hierarchy per controller (`memory/`, `cpu/`, `pids/`, `freezer/`, ...). A container has
+  a directory of the same relative path in each controller it uses.
+- hybrid (this machine): v1 controllers plus a v2 hierarchy at `unified/` that holds no
+  controller we use; the container joins it too, so its cgroup namespace and accounting of
+  processes are whole, but its limits live in v1.
+
+The limits follow docker: memory with swap equal to memory unless told otherwise (so a
+container that runs out is OOM-killed rather than swapped; docker itself allows as much swap
+again as memory, which on hosts without swap, like this one, is the same thing), cpus as a CFS
+quota over a 100 ms period, pids as pids.max, and on v1 docker's device allow-list.
+
+The mount point is an argument, so unit tests point the class at a temporary directory that
+imitates the interface files.
+"""
+
+import errno
+import os
+import signal
+import time
+from pathlib import Path
+
+from orch.errors import SystemFailure
+from orch.node.runtime.config import Resources
+
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
+V2_CONTROLLERS = ("memory", "cpu", "pids")
+CFS_PERIOD_US = 100_000
+
+# Docker's default device allow-list (moby `oci/devices_linux.go` and runc's AllowedDevices):
+# mknod of anything (the device nodes in /dev are created by the init), read and write only
+# of the harmless character devices and the pty slaves.
+V1_DEVICE_RULES = (
+    ("devices.deny", "a"),
+    ("devices.allow", "c *:* m"),
+    ("devices.allow", "b *:* m"),
+    ("devices.allow", "c 1:3 rwm"),  # null
+    ("devices.allow", "c 1:5 rwm"),  # zero
+    ("devices.allow", "c 1:7 rwm"),  # full
+    ("devices.allow", "c 1:8 rwm"),  # random
+    ("devices.allow", "c 1:9 rwm"),  # urandom
+    ("devices.allow", "c 5:0 rwm"),  # tty
+    ("devices.allow", "c 5:1 rwm"),  # console
+    ("devices.allow", "c 5:2 rwm"),  # ptmx
+    ("devices.allow", "c 136:* rwm"),  # pty slaves
+)
+
+
+def compute_limits(resources: Resources, version: str) -> list[tuple[str, str, str]]:
+    """The (controller, file, value) writes that set `resources`, in the order they must happen.
+
+    v1 wants memory.limit_in_bytes before memory.memsw.limit_in_bytes (memsw may never be
+    below the memory limit). `memory_swap` is docker's --memory-swap: memory plus swap, -1 for
+    unlimited swap.
+    """
+    writes = []
+    r = resources
+    if version == "v1":
+        if r.memory:
+            writes.append(("memory", "memory.limit_in_bytes", str(r.memory)))
+            swap = r.memory if r.memory_swap is None else r.memory_swap
+            writes.append(("memory", "memory.memsw.limit_in_bytes", "-1" if swap == -1 else str(swap)))
+        if r.cpus:
+            writes.append(("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)))
+            writes.append(("cpu", "cpu.cfs_quota_us", str(int(r.cpus * CFS_PERIOD_US))))
+        if r.pids:
+            writes.append(("pids", "pids.max", str(r.pids)))
+    else:
+        if r.memory:
+            writes.append(("memory", "memory.max", str(r.memory)))
+            swap = r.memory if r.memory_swap is None else r.memory_swap
+            writes.append(("memory", "memory.swap.max", "max" if swap == -1 else str(max(swap - r.memory, 0))))
+        if r.cpus:
+            writes.append(("cpu", "cpu.max", f"{int(r.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}"))
+        if r.pids:
+            writes.append(("pids", "pids.max", str(r.pids)))
+    return writes
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SystemFailure(f"cgroup: write {value!r} to {path}: {e.strerror}") from e
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+class Cgroups:
+    def __init__(self, mountpoint: str | os.PathLike = "/sys/fs/cgroup"):
+        self.root = Path(mountpoint)
+        if (self.root / "cgroup.controllers").exists():
+            self.version = "v2"
+            self.unified: Path | None = self.root
+            self.v1: dict[str, Path] = {}
+        else:
+            self.version = "v1"
+            unified = self.root / "unified"
+            self.unified = unified if (unified / "cgroup.controllers").exists() else None
+            # cpu and cpuacct are often one hierarchy with two names: keep one directory each.
+            self.v1 = {}
+            seen = set()
+            for name in V1_CONTROLLERS:
+                path = self.root / name
+                if path.is_dir() and path.resolve() not in seen:
+                    seen.add(path.resolve())
+                    self.v1[name] = path
+
+    @property
+    def mode(self) -> str:
+        if self.version == "v2":
+            return "v2"
+        return "hybrid" if self.unified is not None else "v1"
+
+    def dirs(self, path: str) -> list[Path]:
+        """Every directory that makes up the group `path` (relative, e.g. "orch/<id>")."""
+        rel = path.strip("/")
+        result = [root / rel for root in self.v1.values()]
+        if self.unified is not None:
+            result.append(self.unified / rel)
+        return result
+
+    def _controller_dir(self, controller: str, rel: str) -> Path:
+        if self.version == "v2":
+            return self.root / rel
+        return self.v1[controller] / rel
+
+    def create(self, path: str, resources: Resources) -> None:
+        rel = path.strip("/")
+        if self.version == "v2":
+            self._enable_v2_controllers(rel)
+        for d in self.dirs(rel):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SystemFailure(f"cgroup: create {d}: {e.strerror}") from e
+        if self.version == "v1" and "devices" in self.v1:
+            for name, rule in V1_DEVICE_RULES:
+                _write(self.v1["devices"] / rel / name, rule)
+        for controller, name, value in compute_limits(resources, self.version):
+            if self.version == "v1" and controller not in self.v1:
+                raise SystemFailure(f"cgroup: the {controller} controller is not mounted under {self.root}; cannot set {name}")
+            directory = self._controller_dir(controller, rel)
+            # Swap accounting can be off (no memory.memsw.* files): then there is no swap
+            # limit to set, and without swap the memory limit alone OOM-kills.
+            # (v1 shows the files at the hierarchy's root; v2 only in the new group itself.)
+            probe = directory if self.version == "v2" else self._controller_root(controller)
+            if name.startswith(("memory.memsw.", "memory.swap.")) and not (probe / name).exists():
+                continue
+            _write(directory / name, value)
+
+    def _controller_root(self, controller: str) -> Path:
+        return self.root if self.version == "v2" else self.v1[controller]
+
+    def _enable_v2_controllers(self, rel: str) -> None:
+        available = set(_read(self.root / "cgroup.controllers").split())
+        wanted = " ".join("+" + c for c in V2_CONTROLLERS if c in available)
+        if not wanted:
+            return
+        parent = self.root
+        for part in rel.split("/")[:-1]:
+            _write(parent / "cgroup.subtree_control", wanted)
+            parent = parent / part
+            parent.mkdir(exist_ok=True)
+        _write(parent / "cgroup.subtree_control", wanted)
+
+    def add(self, path: str, pid: int) -> None:
+        for d in self.dirs(path):
+            _write(d / "cgroup.procs", str(pid))
+
+    def pids(self, path: str) -> list[int]:
+        rel = path.strip("/")
+        if self.version == "v2":
+            d = self.root / rel
+        else:
+            d = (self.v1.get("pids") or self.v1.get("memory") or next(iter(self.v1.values()))) / rel
+        return [int(line) for line in _read(d / "cgroup.procs").split()]
+
+    def freeze(self, path: str) -> None:
+        self._set_frozen(path, True)
+
+    def thaw(self, path: str) -> None:
+        self._set_frozen(path, False)
+
+    def _set_frozen(self, path: str, frozen: bool) -> None:
+        rel = path.strip("/")
+        if self.version == "v2":
+            d = self.root / rel
+            _write(d / "cgroup.freeze", "1" if frozen else "0")
+            done = lambda: ("frozen 1" in _read(d / "cgroup.events")) == frozen  # noqa: E731
+        else:
+            if "freezer" not in self.v1:
+                raise SystemFailure(f"cgroup: no freezer controller under {self.root}; cannot pause")
+            d = self.v1["freezer"] / rel
+            want = "FROZEN" if frozen else "THAWED"
+            _write(d / "freezer.state", want)
+            done = lambda: _read(d / "freezer.state").strip() == want  # noqa: E731
+        # Freezing is asynchronous: the state reads FREEZING until every task has stopped.
+        # Writing FROZEN again nudges tasks that were forking when the first write landed.
+        deadline = time.monotonic() + 5
+        delay = 0.0005
+        while not done():
+            if time.monotonic() > deadline:
+                raise SystemFailure(f"cgroup: {path} did not become {'frozen' if frozen else 'thawed'} within 5 s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            if self.version == "v1" and frozen:
+                _write(d / "freezer.state", "FROZEN")
+
+    def oom_killed(self, path: str) -> bool:
+        rel = path.strip("/")
+        if self.version == "v2":
+            text = _read(self.root / rel / "memory.events")
+        else:
+            if "memory" not in self.v1:
+                return False
+            text = _read(self.v1["memory"] / rel / "memory.oom_control")
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value) > 0
+        return False
+
+    def kill_all(self, path: str, sig: int = signal.SIGKILL) -> None:
+        """Signal every process in the group. SIGKILL freezes first, so no fork escapes."""
+        rel = path.strip("/")
+        if self.version == "v2" and sig == signal.SIGKILL and (self.root / rel / "cgroup.kill").exists():
+            _write(self.root / rel / "cgroup.kill", "1")
+            return
+        freeze = sig == signal.SIGKILL and (self.version == "v2" or "freezer" in self.v1)
+        if freeze:
+            self.freeze(rel)
+        try:
+            for pid in self.pids(rel):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if freeze:
+                self.thaw(rel)
+
+    def remove(self, path: str, timeout: float = 2.0) -> None:
+        """Remove the group's directories, retrying while its last processes exit."""
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        for d in self.dirs(path):
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
+                        raise SystemFailure(f"cgroup: remove {d}: {e.strerror}; processes still in it: {_read(d / 'cgroup.procs').split()}") from e
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)

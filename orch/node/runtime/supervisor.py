@@ -1,0 +1,639 @@
+"""The node supervisor: one long-lived, single-threaded process that parents every container.
+
+Why a separate process: exit codes go to a process's parent, and log pipes die with their
+reader. If the agent (a trio process with worker threads) were the parent, `kill -9` of the
+agent would lose both, and forking a multi-threaded process is unsafe. So the agent starts
+this supervisor once per node (setsid, so it outlives agent restarts); it is a child subreaper
+(PR_SET_CHILD_SUBREAPER) and a fork server: the runtime's spawn code is imported once, and
+each container costs a fork, not an interpreter start. Its children `execve` the user's
+program, so no Python stays behind per container; what the supervisor keeps per container is
+a small record and two pipes (or a pty master).
+
+The loop is `selectors` over: the listening socket, client connections (SEQPACKET, JSON and
+SCM_RIGHTS, see superproto.py), the containers' output pipes or pty masters, attached
+clients' terminals, and a self-pipe woken by SIGCHLD. It writes each container's log in
+docker's json-file format (rotated, see containerlog.py) and tees it to attached clients. When
+a container's pid 1 is reaped it drains the pipes, writes ORCH_ROOT/containers/<id>/exit.json
+atomically, removes the cgroup, and only then tells attached clients and subscribers.
+
+The kernel side (config loading, spawn, exec, cgroups) is behind a small `Runtime` object so
+the loop can be tested with plain host processes (`HostRuntime`).
+"""
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import stat
+import sys
+import time
+
+from orch import paths
+from orch.errors import Conflict, InvalidArgument, NotFound, OrchError, SystemFailure
+from orch.node.runtime import superproto as proto
+from orch.node.runtime.containerlog import LogWriter, rfc3339_nano
+
+TIOCSWINSZ = 0x5414
+
+
+class Target:
+    """A running process the supervisor parents: a container's pid 1 or an exec'd process."""
+
+    __slots__ = ("id", "pid", "config", "dir", "started_at", "log", "outputs", "master", "clients", "tty_in", "exec_of", "execs")
+
+    def __init__(self, id, pid, config, dir, log, exec_of=None):
+        self.id, self.pid, self.config, self.dir, self.log, self.exec_of = id, pid, config, dir, log, exec_of
+        self.started_at = rfc3339_nano()
+        self.outputs: dict[int, str] = {}  # our read end -> "stdout" | "stderr"
+        self.master: int | None = None  # pty master, for terminal processes
+        self.clients: list["Conn"] = []  # attached connections, told the exit code
+        self.tty_in: int | None = None  # the attached client's terminal we read from
+        self.execs: set[str] = set()
+
+
+class Conn:
+    __slots__ = ("sock", "fds", "target", "subscribed")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.fds: dict[str, int] = {}  # attached client fds by role: stdin/stdout/stderr/tty
+        self.target: Target | None = None
+        self.subscribed = False
+
+
+class Supervisor:
+    def __init__(self, runtime, sock_path: str):
+        self.runtime = runtime
+        self.sock_path = sock_path
+        self.sel = selectors.DefaultSelector()
+        self.targets: dict[str, Target] = {}  # container id or exec id -> Target
+        self.by_pid: dict[int, Target] = {}
+        self.subscribers: list[Conn] = []
+        self.running = True
+
+    # -- set-up ---------------------------------------------------------------------------
+    def listen(self) -> None:
+        if os.path.exists(self.sock_path):
+            os.unlink(self.sock_path)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        old = os.umask(0o077)
+        try:
+            self.listener.bind(self.sock_path)
+        finally:
+            os.umask(old)
+        os.chmod(self.sock_path, 0o600)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
+        # SIGCHLD wakes the loop through a self-pipe; the handler itself does nothing, so
+        # no waitpid can run while the spawn code waits for its own intermediate children.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+
+    def serve_forever(self) -> None:
+        while self.running:
+            for key, _ in self.sel.select(timeout=5.0):
+                kind, obj = key.data
+                try:
+                    getattr(self, f"on_{kind}")(key.fileobj, obj)
+                except Exception as err:  # one bad client or pipe must never stop the node
+                    print(f"supervisor: {kind}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            self.reap()
+
+    # -- events from the loop -------------------------------------------------------------
+    def on_listen(self, sock, _):
+        try:
+            conn_sock, _ = sock.accept()
+        except BlockingIOError:
+            return
+        conn_sock.setblocking(True)
+        self.sel.register(conn_sock, selectors.EVENT_READ, ("conn", Conn(conn_sock)))
+
+    def on_wake(self, fd, _):
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        self.reap()
+
+    def on_conn(self, sock, conn: Conn):
+        try:
+            msg, fds = proto.recv(sock)
+        except OSError:
+            msg, fds = None, []
+        if msg is None:
+            return self.drop(conn)
+        op = msg.get("op", "")
+        handler = getattr(self, f"op_{op}", None)
+        try:
+            if handler is None:
+                raise InvalidArgument(f"unknown supervisor operation '{op}'")
+            answer = handler(conn, msg, fds) or {}
+            answer["ok"] = True
+        except OrchError as err:
+            for fd in fds:
+                _close(fd)
+            answer = {"ok": False, "kind": err.kind, "message": str(err)}
+            if getattr(err, "exit_code", None) is not None:
+                answer["exit_code"] = err.exit_code
+        self.reply(conn, answer)
+
+    def on_output(self, fd, target: Target):
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO from a pty master when the last slave closed
+            data = b""
+        if not data:
+            self.close_output(target, fd)
+            return
+        self.deliver(target, target.outputs.get(fd, "stdout"), data)
+
+    def on_tty_in(self, fd, target: Target):
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data or target.master is None:
+            self.stop_tty_in(target)
+            return
+        _write_all(target.master, data)
+
+    def stop_tty_in(self, target: Target) -> None:
+        if target.tty_in is None:
+            return
+        try:
+            self.sel.unregister(target.tty_in)
+        except (KeyError, ValueError):
+            pass
+        _close(target.tty_in)
+        target.tty_in = None
+
+    # -- operations -------------------------------------------------------------------------
+    def op_list(self, conn, msg, fds):
+        return {"containers": [{"id": t.id, "pid": t.pid, "started_at": t.started_at} for t in self.targets.values() if t.exec_of is None]}
+
+    def op_subscribe(self, conn, msg, fds):
+        conn.subscribed = True
+        self.subscribers.append(conn)
+        return {}
+
+    def op_start(self, conn, msg, fds):
+        cid = msg["id"]
+        if cid in self.targets:
+            raise Conflict(f"container {cid[:12]} is already running")
+        config = self.runtime.load(msg["config"])
+        cdir = os.path.dirname(msg["config"])
+        _unlink(os.path.join(cdir, "exit.json"))
+        log_opts = msg.get("log") or {}
+        log = LogWriter(os.path.join(cdir, "container.log"), log_opts.get("max_size", 10 * 1024 * 1024), log_opts.get("max_file", 3))
+        attach = self.take_fds(conn, msg.get("attach") or [], fds)
+        try:
+            target = self.spawn(cid, config, cdir, log, attach, msg.get("tty_size"), lambda stdio: self.runtime.start(config, **stdio))
+        except OrchError as err:
+            log.close()
+            self.broadcast({"event": "start_failed", "id": cid, "message": str(err), "exit_code": getattr(err, "exit_code", 125) or 125})
+            raise
+        if attach:
+            self.attach(conn, target, attach)
+        self.broadcast({"event": "started", "id": cid, "pid": target.pid, "started_at": target.started_at})
+        return {"pid": target.pid}
+
+    def op_exec(self, conn, msg, fds):
+        container = self.targets.get(msg["id"])
+        if container is None or container.exec_of is not None:
+            for fd in fds:
+                _close(fd)
+            raise Conflict(f"container {msg['id'][:12]} is not running; start it first")
+        attach = self.take_fds(conn, msg.get("attach") or [], fds)
+        process = msg["process"]
+        exec_id = msg.get("exec_id") or os.urandom(16).hex()
+        runtime = self.runtime
+        target = self.spawn(
+            exec_id, container.config, None, None, attach, msg.get("tty_size"),
+            lambda stdio: runtime.exec_in(container.pid, container.config, process, **stdio),
+            exec_of=container, terminal=bool(process.get("terminal")),
+        )
+        container.execs.add(exec_id)
+        if attach or not msg.get("detach"):
+            self.attach(conn, target, attach)
+        return {"pid": target.pid, "exec_id": exec_id}
+
+    def op_kill(self, conn, msg, fds):
+        target = self.targets.get(msg["id"])
+        if target is None:
+            raise Conflict(f"container {msg['id'][:12]} is not running")
+        try:
+            os.kill(target.pid, int(msg.get("signal", signal.SIGKILL)))
+        except ProcessLookupError:
+            pass
+        return {}
+
+    def op_resize(self, conn, msg, fds):
+        target = self.targets.get(msg.get("id") or "") or conn.target
+        if target is None or target.master is None:
+            raise NotFound("no terminal to resize: the process is not running or has no tty")
+        _set_winsize(target.master, msg["rows"], msg["cols"])
+        return {}
+
+    def op_signal(self, conn, msg, fds):
+        """An attached client forwards a signal it received (Ctrl-C: sig-proxy, as docker)."""
+        if conn.target is None:
+            raise NotFound("this connection is not attached to a process")
+        os.kill(conn.target.pid, int(msg["signal"]))
+        return {}
+
+    def op_ping(self, conn, msg, fds):
+        return {"pid": os.getpid()}
+
+    # -- helpers ----------------------------------------------------------------------------
+    def take_fds(self, conn, roles, fds) -> dict[str, int]:
+        if len(roles) != len(fds):
+            for fd in fds:
+                _close(fd)
+            raise InvalidArgument(f"attach names {len(roles)} descriptors but the message carries {len(fds)}")
+        return dict(zip(roles, fds))
+
+    def spawn(self, tid, config, cdir, log, attach, tty_size, start, exec_of=None, terminal=None):
+        """Start a process with pipes (or a pty) whose far ends are ours; return its Target."""
+        terminal = self.runtime.terminal(config) if terminal is None else terminal
+        ours, theirs = [], []
+        try:
+            if terminal:
+                mine, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                ours.append(mine)
+                theirs.append(peer)
+                stdio = {"stdin": None, "stdout": None, "stderr": None, "console": peer.fileno()}
+            elif exec_of is not None:
+                # exec output is not logged (as in docker): the client's own fds go straight in.
+                stdio = {"stdin": attach.get("stdin"), "stdout": attach.get("stdout"), "stderr": attach.get("stderr"), "console": None}
+            else:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                ours += [out_r, err_r]
+                theirs += [out_w, err_w]
+                stdio = {"stdin": attach.get("stdin"), "stdout": out_w, "stderr": err_w, "console": None}
+            pid = start(stdio)
+        except BaseException:
+            for x in ours + theirs:
+                _close(x)
+            for fd in attach.values():
+                _close(fd)
+            raise
+        for x in theirs:
+            _close(x)
+        target = Target(tid, pid, config, cdir, log, exec_of)
+        target.clients = []
+        if terminal:
+            mine = ours[0]
+            mine.settimeout(10)
+            try:
+                _, got = proto.recv_raw(mine)
+            finally:
+                mine.close()
+            if not got:
+                os.kill(pid, signal.SIGKILL)
+                raise SystemFailure(f"the init of {tid[:12]} sent no pty master on the console socket")
+            target.master = got[0]
+            for extra in got[1:]:
+                _close(extra)
+            os.set_blocking(target.master, False)
+            target.outputs[target.master] = "stdout"
+            self.sel.register(target.master, selectors.EVENT_READ, ("output", target))
+            if tty_size:
+                _set_winsize(target.master, tty_size[0], tty_size[1])
+        elif exec_of is None:
+            for fd, stream in zip(ours, ("stdout", "stderr")):
+                os.set_blocking(fd, False)
+                target.outputs[fd] = stream
+                self.sel.register(fd, selectors.EVENT_READ, ("output", target))
+        self.targets[tid] = target
+        self.by_pid[pid] = target
+        return target
+
+    def attach(self, conn: Conn, target: Target, fds: dict[str, int]) -> None:
+        """Keep what the client sent that we must copy to or from; close what the process
+        already holds (its stdin, an exec's stdout and stderr)."""
+        conn.target = target
+        target.clients.append(conn)
+        keep = {}
+        for role, fd in fds.items():
+            if role == "tty" and target.master is not None:
+                target.tty_in = fd
+                self.sel.register(fd, selectors.EVENT_READ, ("tty_in", target))
+                keep["tty"] = reopen_nonblocking(os.dup(fd))
+            elif role in ("stdout", "stderr") and target.exec_of is None and target.master is None:
+                keep[role] = reopen_nonblocking(fd)
+            else:
+                _close(fd)
+        conn.fds = keep
+
+    def deliver(self, target: Target, stream: str, data: bytes) -> None:
+        if target.log is not None:
+            target.log.write(stream, data)
+        for conn in list(target.clients):
+            fd = conn.fds.get("tty") or conn.fds.get(stream)
+            if fd is None:
+                continue
+            if not _write_client(fd, data):
+                # A client that stopped reading is detached rather than stalling the node.
+                conn.fds.pop("tty" if "tty" in conn.fds else stream, None)
+                _close(fd)
+
+    def close_output(self, target: Target, fd: int) -> None:
+        stream = target.outputs.pop(fd, None)
+        if stream is None:
+            return
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        if fd == target.master:
+            target.master = None
+        _close(fd)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            target = self.by_pid.pop(pid, None)
+            if target is not None:
+                self.finish(target, os.waitstatus_to_exitcode(status))
+
+    def finish(self, target: Target, code: int) -> None:
+        """pid 1 (or an exec'd process) is gone: drain output, record the exit, clean up, tell."""
+        exit_code = 128 - code if code < 0 else code
+        for fd in list(target.outputs):
+            _drain(fd, lambda data, s=target.outputs[fd]: self.deliver(target, s, data))
+            self.close_output(target, fd)
+        self.stop_tty_in(target)
+        self.targets.pop(target.id, None)
+        event = {"event": "exit", "id": target.id, "exit_code": exit_code, "finished_at": rfc3339_nano(), "pid": target.pid}
+        if target.exec_of is None:
+            if target.log is not None:
+                target.log.close()
+            event["oom_killed"] = self.runtime.oom_killed(target.config)
+            proto.write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
+            self.runtime.cleanup(target.config)
+        else:
+            target.exec_of.execs.discard(target.id)
+        for conn in target.clients:
+            self.reply(conn, event)
+            for fd in conn.fds.values():
+                _close(fd)
+            conn.fds, conn.target = {}, None
+        if target.exec_of is None:
+            self.broadcast(dict(event, event="exited"))
+
+    def broadcast(self, event: dict) -> None:
+        for conn in list(self.subscribers):
+            self.reply(conn, event)
+
+    def reply(self, conn: Conn, msg: dict) -> None:
+        try:
+            proto.send(conn.sock, msg)
+        except OSError:
+            self.drop(conn)
+
+    def drop(self, conn: Conn) -> None:
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        if conn in self.subscribers:
+            self.subscribers.remove(conn)
+        target = conn.target
+        if target is not None and conn in target.clients:
+            target.clients.remove(conn)
+            self.stop_tty_in(target)
+        for fd in conn.fds.values():
+            _close(fd)
+        conn.fds = {}
+        conn.sock.close()
+
+
+class HostRuntime:
+    """Plain host processes, for tests of the loop: `config` is a JSON file with "args",
+    optional "env", "cwd", "terminal"; no namespaces, no cgroup."""
+
+    def load(self, path):
+        import json
+
+        with open(path) as f:
+            return json.load(f)
+
+    def terminal(self, config):
+        return bool(config.get("terminal"))
+
+    def start(self, config, stdin=None, stdout=None, stderr=None, console=None):
+        return self._fork(config["args"], config.get("env"), config.get("cwd"), stdin, stdout, stderr, console)
+
+    def exec_in(self, pid1, config, process, stdin=None, stdout=None, stderr=None, console=None):
+        return self._fork(process["args"], process.get("env"), process.get("cwd"), stdin, stdout, stderr, console)
+
+    def oom_killed(self, config):
+        return False
+
+    def cleanup(self, config):
+        pass
+
+    @staticmethod
+    def _fork(args, env, cwd, stdin, stdout, stderr, console):
+        master = slave = None
+        if console is not None:
+            master, slave = os.openpty()
+            stdin = stdout = stderr = slave
+        pid = os.fork()
+        if pid == 0:  # the child: only async-signal-safe work, then execve
+            try:
+                if console is not None:
+                    os.setsid()
+                    import fcntl
+                    import termios
+
+                    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+                null = os.open("/dev/null", os.O_RDWR)
+                for i, fd in enumerate((stdin, stdout, stderr)):
+                    os.dup2(null if fd is None else fd, i)
+                if cwd:
+                    os.chdir(cwd)
+                os.execvpe(args[0], args, dict(e.split("=", 1) for e in env) if env else os.environ)
+            except BaseException:
+                os._exit(127)
+        if console is not None:
+            socket.send_fds(socket.socket(fileno=os.dup(console)), [b"m"], [master])
+            os.close(master)
+            os.close(slave)
+        return pid
+
+
+class KernelRuntime:
+    """The real thing: D's config, spawn and cgroups modules, imported once, up front."""
+
+    def __init__(self):
+        from orch.node.runtime import cgroups, config, spawn
+
+        self.config_mod, self.spawn_mod = config, spawn
+        self.cgroups = cgroups.Cgroups()
+
+    def load(self, path):
+        with open(path) as f:
+            import json
+
+            return self.config_mod.ContainerConfig.from_json(json.load(f))
+
+    def terminal(self, config):
+        return bool(config.process.terminal)
+
+    def start(self, config, stdin=None, stdout=None, stderr=None, console=None):
+        return self.spawn_mod.start(config, self.spawn_mod.Stdio(stdin, stdout, stderr, console))
+
+    def exec_in(self, pid1, config, process, stdin=None, stdout=None, stderr=None, console=None):
+        proc = self.config_mod.Process.from_json(process)
+        return self.spawn_mod.exec_in(pid1, config, proc, self.spawn_mod.Stdio(stdin, stdout, stderr, console))
+
+    def oom_killed(self, config):
+        try:
+            return bool(self.cgroups.oom_killed(config.cgroup_path))
+        except OSError:
+            return False
+
+    def cleanup(self, config):
+        # Stragglers (an exec'd process in a container without its own pid namespace) would
+        # keep the cgroup busy; kill them, then remove it, retrying briefly.
+        for _ in range(50):
+            try:
+                self.cgroups.kill_all(config.cgroup_path, signal.SIGKILL)
+                self.cgroups.remove(config.cgroup_path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)
+        print(f"supervisor: cannot remove cgroup {config.cgroup_path}", file=sys.stderr, flush=True)
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+
+    fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            data = data[os.write(fd, data) :]
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [], 1.0)
+        except OSError:
+            return
+
+
+def _write_client(fd: int, data: bytes) -> bool:
+    """Write to an attached client's fd; give up (False) if it stays full for 2 seconds."""
+    deadline = time.monotonic() + 2.0
+    while data:
+        try:
+            data = data[os.write(fd, data) :]
+        except BlockingIOError:
+            import select
+
+            if time.monotonic() > deadline:
+                return False
+            select.select([], [fd], [], 0.2)
+        except OSError:
+            return False
+    return True
+
+
+def reopen_nonblocking(fd: int) -> int:
+    """A client's pipe or terminal, reopened as our own open file description so that
+    O_NONBLOCK does not leak back to the user's shell; other kinds are kept as they are."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        try:
+            new = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError:
+            return fd
+        os.close(fd)
+        return new
+    return fd
+
+
+def _drain(fd: int, sink) -> None:
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if not data:
+            return
+        sink(data)
+
+
+def _close(x) -> None:
+    try:
+        x.close() if hasattr(x, "close") else os.close(x)
+    except OSError:
+        pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def set_child_subreaper() -> None:
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise SystemFailure(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="orch supervisor")
+    parser.add_argument("--socket", default=str(paths.supervisor_socket()))
+    parser.add_argument("--host-runtime", action="store_true", help="plain host processes (tests)")
+    args = parser.parse_args(argv)
+    runtime = HostRuntime() if args.host_runtime else KernelRuntime()
+    set_child_subreaper()
+    os.makedirs(os.path.dirname(args.socket), mode=0o700, exist_ok=True)
+    try:  # another supervisor already serves this socket: nothing to do
+        proto.call(args.socket, {"op": "ping"}, timeout=1.0)
+        return 0
+    except OrchError:
+        pass
+    sup = Supervisor(runtime, args.socket)
+    sup.listen()
+    print(f"supervisor: pid {os.getpid()} serving {args.socket}", file=sys.stderr, flush=True)
+    try:
+        sup.serve_forever()
+    finally:
+        # Stopped on purpose (SIGTERM): the containers, if any, are left running, orphaned.
+        if os.path.exists(args.socket):
+            os.unlink(args.socket)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

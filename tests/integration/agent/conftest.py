@@ -1,0 +1,128 @@
+"""One node for the agent's privileged tests: ORCH_ROOT and ORCH_RUN in a temporary
+directory, busybox:latest made by the store's bootstrap, and one agent (with its supervisor)
+started through the CLI the way a user's first command starts it.
+
+At the end every container is removed, the agent and supervisor are stopped, and the test
+checks that no process, cgroup, mount or socket of this node is left.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from orch.node.runtime import superproto
+
+REPO = Path(__file__).resolve().parents[3]
+PYTHON = sys.executable
+
+
+class OrchNode:
+    def __init__(self, base: Path):
+        self.base = base
+        self.root = base / "root"
+        self.run_dir = base / "run"
+        self.env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir),
+                        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+
+    def orch(self, *args, check=True, timeout=60, input=None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([PYTHON, "-m", "orch", *args], env=self.env, capture_output=True, text=True, timeout=timeout, input=input, cwd=self.base)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"orch {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def popen(self, *args, **kw) -> subprocess.Popen:
+        return subprocess.Popen([PYTHON, "-m", "orch", *args], env=self.env, cwd=self.base, **kw)
+
+    def inspect(self, ref: str) -> dict:
+        return json.loads(self.orch("inspect", ref).stdout)[0]
+
+    def agent_pid(self) -> int | None:
+        try:
+            return int((self.run_dir / "agent.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def supervisor_pid(self) -> int | None:
+        try:
+            return superproto.call(str(self.run_dir / "supervisor.sock"), {"op": "ping"}, timeout=2)["pid"]
+        except Exception:
+            return None
+
+    def wait_for(self, predicate, timeout=10.0, what="a condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def _kill(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(250):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _orch_cgroups(ids) -> list[str]:
+    found = []
+    for controller in ("memory", "pids", "cpu", "freezer", "cpuacct", "devices", "blkio", "cpuset", "unified", "systemd"):
+        for cid in ids:
+            path = f"/sys/fs/cgroup/{controller}/orch/{cid}"
+            if os.path.exists(path):
+                found.append(path)
+    return found
+
+
+@pytest.fixture(scope="session")
+def node():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (namespaces, mounts, cgroups); run as root, as CI does")
+    base = Path(tempfile.mkdtemp(prefix="orch-agent-test-"))
+    n = OrchNode(base)
+    seen_ids: set[str] = set()
+    try:
+        n.root.mkdir()
+        from orch.node.runtime.bootstrap import bootstrap
+        from orch.node.runtime.images import ImageStore
+
+        bootstrap(ImageStore(n.root), "busybox")
+        n.orch("ps")  # the first command starts the agent
+        assert n.agent_pid() and n.supervisor_pid()
+        n.seen_ids = seen_ids
+        yield n
+    finally:
+        try:
+            ids = n.orch("ps", "-aq", "--no-trunc", check=False).stdout.split()
+            seen_ids.update(ids)
+            if ids:
+                n.orch("rm", "-f", *ids, check=False)
+        finally:
+            sup = n.supervisor_pid()
+            _kill(n.agent_pid())
+            _kill(sup)
+        seen_ids.update(p.name for p in (n.root / "containers").glob("*")) if (n.root / "containers").exists() else None
+        leftovers = _orch_cgroups(seen_ids)
+        mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
+        sockets = list(n.run_dir.glob("*.sock")) if n.run_dir.exists() else []
+        shutil.rmtree(base, ignore_errors=True)
+        assert not leftovers, f"cgroups left behind: {leftovers}"
+        assert not mounts, f"mounts left behind: {mounts}"
+        assert not sockets, f"sockets left behind: {sockets}"

@@ -1,0 +1,162 @@
+"""The builder's commands through the real agent and CLI: build with progress, history,
+inspect's layers, a container changed by hand, diff, commit, tag, run from the new image."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from orch.node.runtime.images import ImageStore
+
+from .conftest import cached_base
+
+pytestmark = pytest.mark.privileged
+
+REPO = Path(__file__).resolve().parents[3]
+# Commands the lead maps in the dispatcher; called here by module so the tests do not depend on it.
+MINE = {"build": "orch.cli.build:build", "history": "orch.cli.build:history", "commit": "orch.cli.build:commit", "diff": "orch.cli.build:diff"}
+
+
+class Node:
+    def __init__(self, base: Path):
+        self.base = base
+        self.env = dict(os.environ, ORCH_ROOT=str(base / "root"), ORCH_RUN=str(base / "run"),
+                        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        self.env.pop("SOURCE_DATE_EPOCH", None)
+
+    def orch(self, *args, check=True) -> subprocess.CompletedProcess:
+        if args[0] in MINE:
+            argv = [sys.executable, "-c", "import sys; from orch.cli import run_command; "
+                    f"sys.exit(run_command('orch {args[0]}', '{MINE[args[0]]}', sys.argv[1:]))", *args[1:]]
+        else:
+            argv = [sys.executable, "-m", "orch", *args]
+        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120, cwd=self.base)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"orch {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+
+def _stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(250):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def node():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (namespaces, mounts, cgroups); run as root, as CI does")
+    base = Path(tempfile.mkdtemp(prefix="orch-build-cli-"))
+    n = Node(base)
+    (base / "root").mkdir()
+    ImageStore(base / "root").load(cached_base("busybox"))
+    log = open(base / "agent.log", "wb")
+    agent = subprocess.Popen([sys.executable, "-m", "tests.integration.build.agent_with_build"], env=n.env, cwd=REPO,
+                             stdout=log, stderr=log, start_new_session=True)
+    try:
+        sock = base / "run" / "orch.sock"
+        deadline = time.monotonic() + 15
+        while not sock.exists() and time.monotonic() < deadline and agent.poll() is None:
+            time.sleep(0.02)
+        assert sock.exists(), (base / "agent.log").read_text()
+        yield n
+    finally:
+        ids = n.orch("ps", "-aq", "--no-trunc", check=False).stdout.split()
+        if ids:
+            n.orch("rm", "-f", *ids, check=False)
+        sup = None
+        try:
+            from orch.node.runtime import superproto
+
+            sup = superproto.call(str(base / "run" / "supervisor.sock"), {"op": "ping"}, timeout=2)["pid"]
+        except Exception:
+            pass
+        _stop(agent.pid)
+        agent.wait(timeout=10)
+        if sup:
+            _stop(sup)
+        log.close()
+        mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
+        shutil.rmtree(base, ignore_errors=True)
+        assert not mounts, f"mounts left behind: {mounts}"
+
+
+def test_build_history_inspect_through_the_agent(node):
+    ctx = node.base / "hello"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nRUN echo building\nCOPY . /app\nWORKDIR /app\nCMD ["cat", "index.js"]\n')
+    (ctx / "index.js").write_text("v1\n")
+    out = node.orch("build", "-t", "hello:v0.1", str(ctx)).stdout
+    assert out.startswith("Step 1/5 : FROM busybox\n") and "\nbuilding\n" in out and out.endswith("Successfully tagged hello:v0.1\n")
+    assert node.orch("run", "--rm", "hello:v0.1").stdout == "v1\n"
+
+    (ctx / "index.js").write_text("v2\n")
+    out = node.orch("build", "-t", "hello:v0.2", str(ctx)).stdout
+    assert "Step 2/5 : RUN echo building\n ---> Using cache\n" in out and "Step 3/5 : COPY . /app\n ---> Using cache" not in out
+    assert node.orch("run", "--rm", "hello:v0.2").stdout == "v2\n"
+
+    rows = node.orch("history", "hello:v0.2").stdout.splitlines()
+    assert rows[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
+    assert "CMD [\"cat\", \"index.js\"]" in rows[1] and "0B" in rows[1]
+    assert all(r.startswith("<missing>") for r in rows[2:])
+    assert len(rows) == 1 + 5  # the base's import row and four instructions
+    assert node.orch("history", "-q", "hello:v0.2").stdout.splitlines()[1:] == ["<missing>"] * 4
+
+    layers = json.loads(node.orch("image", "inspect", "--format", "{{json .RootFS.Layers}}", "hello:v0.2").stdout)
+    v1 = json.loads(node.orch("image", "inspect", "--format", "{{json .RootFS.Layers}}", "hello:v0.1").stdout)
+    assert len(layers) == 3 and layers[:2] == v1[:2] and layers[2] != v1[2]
+
+    other = node.base / "other.Dockerfile"
+    other.write_text("FROM busybox\nARG WHO\nRUN echo \"hi $WHO\" > /hi\nCMD [\"cat\", \"/hi\"]\n")
+    quiet = node.orch("build", "-q", "-f", str(other), "--build-arg", "WHO=you", "-t", "quiet", str(ctx)).stdout
+    assert quiet.startswith("sha256:") and len(quiet.split()) == 1
+    assert node.orch("run", "--rm", "quiet").stdout == "hi you\n"
+
+    failed = node.orch("build", str(node.base / "nowhere"), check=False)
+    assert failed.returncode == 1 and failed.stderr.startswith("orch: orch build: unable to prepare context")
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    failed = node.orch("build", str(ctx), check=False)
+    assert (failed.returncode, failed.stderr) == (1, "orch: Dockerfile:2: step 2/2 RUN exit 3: exit code 3\n")
+
+
+def test_a_container_changed_by_hand_diff_commit_tag_run(node):
+    node.orch("run", "--name", "figlet-by-hand", "busybox", "sh", "-c",
+              "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho HELLO \"$@\"\\n' > /usr/local/bin/figlet && "
+              "chmod +x /usr/local/bin/figlet && rm /etc/group && echo changed >> /etc/passwd")
+    diff = node.orch("diff", "figlet-by-hand").stdout.splitlines()
+    assert diff == ["C /etc", "D /etc/group", "C /etc/passwd", "C /usr", "A /usr/local", "A /usr/local/bin", "A /usr/local/bin/figlet"]
+
+    image_id = node.orch("commit", "-m", "figlet by hand", "-a", "me", "-c", 'CMD ["figlet", "committed"]', "figlet-by-hand").stdout.strip()
+    assert image_id.startswith("sha256:")
+    node.orch("tag", image_id, "ourfiglet")
+    assert node.orch("run", "--rm", "ourfiglet").stdout == "HELLO committed\n"
+    assert node.orch("run", "--rm", "ourfiglet", "figlet", "hello").stdout == "HELLO hello\n"
+    assert node.orch("run", "--rm", "ourfiglet", "cat", "/etc/group", check=False).returncode != 0
+    history = node.orch("history", "--no-trunc", "ourfiglet").stdout.splitlines()
+    assert "figlet by hand" in history[1]
+
+    # commit NAME:TAG in one go, on a running container (paused meanwhile).
+    node.orch("run", "-d", "--name", "running", "busybox", "sh", "-c", "echo state > /state; sleep 60")
+    deadline = time.monotonic() + 5
+    while "A /state" not in node.orch("diff", "running").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    node.orch("commit", "running", "snap:1")
+    assert node.orch("run", "--rm", "snap:1", "cat", "/state").stdout == "state\n"
+    assert json.loads(node.orch("inspect", "running").stdout)[0]["State"]["Status"] == "running"
+    missing = node.orch("diff", "no-such-container", check=False)
+    assert missing.returncode == 1 and missing.stderr == "orch: no such container: no-such-container\n"

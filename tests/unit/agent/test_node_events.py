@@ -1,0 +1,112 @@
+"""The agent's reconciliation with the supervisor (adoption after a restart, events), with the
+supervisor replaced by a fake that answers `list` and records kills."""
+
+import json
+
+import pytest
+import trio
+import trio.testing
+
+from orch.node.agent.node import Node
+from orch.node.agent.state import ContainerStore
+
+ZERO = "0001-01-01T00:00:00Z"
+
+
+def record(cid, status, pid=0, auto_remove=False):
+    return {"Id": cid, "Name": f"/{cid}", "Created": "2026-01-01T00:00:00.000000000Z", "Path": "sleep", "Args": ["9"], "Image": "sha256:x",
+            "Config": {"Image": "busybox", "Labels": {}, "StopSignal": "SIGTERM"}, "HostConfig": {"AutoRemove": auto_remove},
+            "State": {"Status": status, "Running": status == "running", "Paused": False, "Pid": pid, "ExitCode": 0, "Error": "",
+                      "StartedAt": ZERO, "FinishedAt": ZERO, "OOMKilled": False},
+            "_cgroup": f"orch/{cid}", "_log": {"max_size": 1024, "max_file": 1}}
+
+
+class FakeSupervisor:
+    def __init__(self, running):
+        self.running = running
+        self.calls = []
+
+    async def __call__(self, msg):
+        self.calls.append(msg)
+        if msg["op"] == "list":
+            return {"ok": True, "containers": self.running}
+        return {"ok": True}
+
+
+def make_node(tmp_path, records, running, exits=()):
+    store = ContainerStore(tmp_path)
+    for rec in records:
+        store.save(rec)
+    for cid, data in exits:
+        (store.path(cid) / "exit.json").write_text(json.dumps(data))
+    node = Node(tmp_path, tmp_path / "run")
+    node.load()
+    node.call = FakeSupervisor(running)
+    return node
+
+
+async def test_adoption_applies_exit_records_and_adopts_the_running(tmp_path):
+    node = make_node(
+        tmp_path,
+        [record("alive", "running", 11), record("died", "running", 12), record("lost", "paused", 13), record("late", "created")],
+        running=[{"id": "alive", "pid": 11, "started_at": "2026-01-01T00:00:01.000000000Z"},
+                 {"id": "late", "pid": 14, "started_at": "2026-01-01T00:00:02.000000000Z"}],
+        exits=[("died", {"exit_code": 5, "finished_at": "2026-01-01T00:00:03.000000000Z", "oom_killed": True, "pid": 12})],
+    )
+    await node.adopt()
+    states = {cid: (r["State"]["Status"], r["State"]["ExitCode"], r["State"]["Pid"]) for cid, r in node.records.items()}
+    assert states == {"alive": ("running", 0, 11), "died": ("exited", 5, 0), "lost": ("exited", 255, 0), "late": ("running", 0, 14)}
+    assert node.records["died"]["State"]["OOMKilled"] is True
+    assert "lost while the agent was away" in node.records["lost"]["State"]["Error"]
+    # What adoption decided is on disk for the next restart.
+    again = {r["Id"]: r["State"]["Status"] for r in ContainerStore(tmp_path).load_all()}
+    assert again == {"alive": "running", "died": "exited", "lost": "exited", "late": "running"}
+
+
+async def test_events_are_idempotent_and_ordered_by_pid(tmp_path):
+    node = make_node(tmp_path, [record("c", "created")], running=[])
+    node.apply_event({"event": "started", "id": "c", "pid": 20, "started_at": "2026-01-01T00:00:01.000000000Z"})
+    node.apply_event({"event": "exited", "id": "c", "pid": 20, "exit_code": 3, "finished_at": "2026-01-01T00:00:02.000000000Z"})
+    # A late "started" for the pid that already exited (two connections, any order) changes nothing.
+    node.apply_event({"event": "started", "id": "c", "pid": 20, "started_at": "2026-01-01T00:00:01.000000000Z"})
+    node.apply_event({"event": "exited", "id": "c", "pid": 20, "exit_code": 99, "finished_at": "2026-01-01T00:00:09.000000000Z"})
+    state = node.records["c"]["State"]
+    assert (state["Status"], state["ExitCode"], state["FinishedAt"]) == ("exited", 3, "2026-01-01T00:00:02.000000000Z")
+    node.apply_event({"event": "exited", "id": "unknown", "pid": 1, "exit_code": 0, "finished_at": ZERO})  # ignored
+
+
+async def test_start_failure_is_recorded(tmp_path):
+    node = make_node(tmp_path, [record("c", "created")], running=[])
+    node.apply_event({"event": "start_failed", "id": "c", "exit_code": 127, "message": 'exec: "nope": executable file not found in $PATH'})
+    state = node.records["c"]["State"]
+    assert (state["Status"], state["ExitCode"]) == ("created", 127) and "nope" in state["Error"]
+
+
+async def test_auto_remove_on_exit(tmp_path):
+    node = make_node(tmp_path, [record("c", "running", 30, auto_remove=True)], running=[])
+    async with trio.open_nursery() as nursery:
+        node.nursery = nursery
+        node.apply_event({"event": "exited", "id": "c", "pid": 30, "exit_code": 0, "finished_at": "2026-01-01T00:00:02.000000000Z"})
+        assert await node.wait_until(lambda: "c" not in node.records, 5)
+    assert not (tmp_path / "containers" / "c").exists()
+
+
+async def test_stop_sends_the_stop_signal_then_sigkill(tmp_path):
+    node = make_node(tmp_path, [record("c", "running", 40)], running=[{"id": "c", "pid": 40, "started_at": ZERO}])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(node.stop, node.records["c"], 0)  # -t 0: the grace period is over at once
+        await trio.testing.wait_all_tasks_blocked()
+        node.apply_event({"event": "exited", "id": "c", "pid": 40, "exit_code": 137, "finished_at": "2026-01-01T00:00:02.000000000Z"})
+    kills = [m["signal"] for m in node.call.calls if m["op"] == "kill"]
+    assert kills == [15, 9]
+
+
+async def test_conflicts_come_from_the_lifecycle_table(tmp_path):
+    from orch.errors import Conflict
+
+    node = make_node(tmp_path, [record("c", "exited")], running=[])
+    with pytest.raises(Conflict, match="container c is not running; start it first"):
+        await node.kill(node.records["c"], 9)
+    with pytest.raises(Conflict, match="container c is not paused"):
+        await node.unpause(node.records["c"])
+    assert node.call.calls == []

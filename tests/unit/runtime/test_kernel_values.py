@@ -1,0 +1,42 @@
+"""kernel.py's pure helpers, and the layering rule: the pure runtime modules import no ctypes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from orch.node.runtime.kernel import RecordingSyscalls, flag_bits, split_overlay_options
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (("lowerdir=/a:/b", "upperdir=/u", "workdir=/w"), (["/a", "/b"], "/u", "/w", [])),
+        (("lowerdir+=/a", "lowerdir+=/b", "upperdir=/u", "workdir=/w", "index=off"), (["/a", "/b"], "/u", "/w", ["index=off"])),
+        (("lowerdir=/a",), (["/a"], "", "", [])),
+    ],
+)
+def test_split_overlay_options(options, expected):
+    assert split_overlay_options(options) == expected
+
+
+def test_flag_bits():
+    assert flag_bits(("MS_BIND", "MS_REC")) == 4096 | 16384
+    assert flag_bits(("MS_SLAVE", "MS_REC")) == (1 << 19) | 16384
+    assert flag_bits(()) == 0
+
+
+def test_recording_syscalls_sees_what_it_created():
+    sys_ = RecordingSyscalls()
+    sys_.mkdir("/r/d")
+    sys_.symlink("/x", "/r/l")
+    assert (sys_.lstat_kind("/r/d"), sys_.lstat_kind("/r/l"), sys_.lstat_kind("/r/none")) == ("dir", "link:/x", "missing")
+
+
+def test_pure_runtime_modules_import_no_kernel_or_io_libraries():
+    code = (
+        "import sys; import orch.node.runtime.config, orch.node.runtime.users;"
+        "bad = {'ctypes', 'trio', 'pyroute2', 'subprocess'} & set(sys.modules); print(sorted(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
