@@ -41,8 +41,10 @@ COMMANDS = {
     "load": "orch.cli.image:load",
     "save": "orch.cli.image:save",
     "tag": "orch.cli.image:tag",
-    "build": "orch.cli.image:build",
-    "commit": "orch.cli.image:commit",
+    "build": "orch.cli.build:build",
+    "history": "orch.cli.build:history",
+    "diff": "orch.cli.build:diff",
+    "commit": "orch.cli.build:commit",
     "pull": "orch.cli.registry:pull",
     "push": "orch.cli.registry:push",
     "login": "orch.cli.registry:login",
@@ -60,7 +62,8 @@ A declarative multi-container orchestrator on real Linux containers.
 Stacks:      compose (config, graph, up, down, ps, logs, ...), up, down
 Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause, unpause,
              rm, inspect, wait, container
-Images:      images, image, rmi, load, save, tag, build, commit, pull, push, login, logout
+Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,
+             login, logout
 Node:        system (df, prune), agent, bootstrap
 
 Run 'orch COMMAND --help' for more on a command."""
