@@ -83,6 +83,9 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", action="store_true")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--log-opt", action="append", default=[])
+    from orch.cli.supervision_flags import add_flags
+
+    add_flags(p)
     p.add_argument("--help", action="help")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -118,6 +121,9 @@ def _create_body(a) -> dict:
             body["log_max_file"] = int(value)
         else:
             raise InvalidArgument(f"unknown log option {key!r}; json-file takes max-size and max-file")
+    from orch.cli.supervision_flags import apply_flags
+
+    apply_flags(a, body)
     return body
 
 

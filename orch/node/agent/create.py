@@ -58,6 +58,9 @@ def build_container(node, cid: str, name: str, req) -> dict:
     write_json_atomic(d / "config.json", config.to_json(), durable=False)
     labels = dict(inner.get("Labels") or {})
     labels.update(req.labels)
+    from orch.node.agent.supervision import supervised_config
+
+    supervised = supervised_config(req, inner)
     record = {
         "Id": cid,
         "Created": rfc3339_nano(),
@@ -76,11 +79,13 @@ def build_container(node, cid: str, name: str, req) -> dict:
             "Entrypoint": req.entrypoint if req.entrypoint is not None else inner.get("Entrypoint"), "Image": req.image,
             "WorkingDir": process.cwd if (req.workdir or inner.get("WorkingDir")) else "", "Tty": req.tty, "OpenStdin": req.open_stdin,
             "AttachStdin": req.open_stdin, "StdinOnce": req.open_stdin, "Labels": labels, "StopSignal": inner.get("StopSignal") or "SIGTERM",
+            **supervised["Config"],
         },
         "HostConfig": {
             "Memory": req.memory or 0, "MemorySwap": req.memory_swap or 0, "NanoCpus": req.nano_cpus or 0, "PidsLimit": req.pids_limit or None,
             "NetworkMode": network, "AutoRemove": req.auto_remove, "Init": req.init,
             "LogConfig": {"Type": "json-file", "Config": {"max-size": str(req.log_max_size), "max-file": str(req.log_max_file)}},
+            **supervised["HostConfig"],
         },
         "_cgroup": cgroup,
         "_log": {"max_size": req.log_max_size, "max_file": req.log_max_file},

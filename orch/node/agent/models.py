@@ -1,11 +1,29 @@
 """Request bodies of the agent's container API (pydantic: unknown keys and wrong types are a
 one-line invalid-argument error naming the field)."""
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class HealthcheckBody(Body):
+    """docker's HealthConfig in seconds; test ["NONE"] turns the image's healthcheck off."""
+
+    test: list[str] = Field(min_length=1)
+    interval: float | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, ge=0)
+    retries: int | None = Field(default=None, ge=0)
+    start_period: float | None = Field(default=None, ge=0)
+    start_interval: float | None = Field(default=None, ge=0)
+
+
+class RestartPolicyBody(Body):
+    name: Literal["no", "always", "on-failure", "unless-stopped", ""] = "no"
+    maximum_retry_count: int = Field(default=0, ge=0)
 
 
 class CreateRequest(Body):
@@ -27,6 +45,11 @@ class CreateRequest(Body):
     auto_remove: bool = False
     init: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
+    # Supervision (orch.node.agent.supervision): healthcheck, restart policy, graceful stop.
+    healthcheck: HealthcheckBody | None = None
+    restart_policy: RestartPolicyBody | None = None
+    stop_signal: str | None = None
+    stop_timeout: float | None = Field(default=None, ge=-1)
     log_max_size: int = 10 * 1024 * 1024
     log_max_file: int = 3
 

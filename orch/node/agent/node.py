@@ -27,6 +27,7 @@ import trio
 
 from orch.errors import AlreadyExists, InvalidArgument, NotFound, OrchError, SystemFailure, Unavailable
 from orch.node.agent import names as naming
+from orch.node.agent import supervision
 from orch.node.agent.state import ContainerStore
 from orch.node.runtime import superproto as proto
 from orch.node.runtime.containerlog import rfc3339_nano
@@ -152,6 +153,7 @@ class Node:
                 await sock.send(proto.encode({"op": "subscribe"}))
                 proto.raise_for(proto.decode(await sock.recv(proto.MAX_MESSAGE)), "subscribe")
                 await self.adopt()
+                supervision.after_adopt(self, first=first)
                 if first:
                     task_status.started()
                     first = False
@@ -203,6 +205,7 @@ class Node:
             self.save(rec, durable=False)
             if rec["HostConfig"].get("AutoRemove") and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
+        supervision.after_event(self, rec, kind)
 
     async def _auto_remove(self, cid: str) -> None:
         rec = self.records.get(cid)
@@ -253,7 +256,10 @@ class Node:
                 pass
         self.store.delete(cid)
 
-    async def start(self, rec: dict) -> None:
+    async def start(self, rec: dict, by_policy: bool = False) -> None:
+        if not by_policy:
+            supervision.cancel_restart(self, rec)
+            supervision.on_user_start(rec)
         if self.change(rec, "start") == "running" and rec["State"]["Status"] in ("running",):
             return  # docker: starting a running container does nothing
         answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"]})
@@ -264,6 +270,7 @@ class Node:
 
     async def kill(self, rec: dict, sig: int) -> None:
         self.change(rec, "kill")
+        supervision.on_user_stop(rec)
         await self._signal(rec, sig)
 
     async def _signal(self, rec: dict, sig: int) -> None:
@@ -277,9 +284,14 @@ class Node:
 
     async def stop(self, rec: dict, timeout: float | None) -> None:
         self.change(rec, "stop")
+        supervision.cancel_restart(self, rec)
+        supervision.on_user_stop(rec)
         if rec["State"]["Status"] not in ("running", "paused"):
+            self.save(rec)
             return
         stop_signal = _signal_number(rec["Config"].get("StopSignal") or "SIGTERM")
+        if timeout is None:
+            timeout = rec["Config"].get("StopTimeout")
         timeout = 10 if timeout is None else timeout
         pid = rec["State"]["Pid"]
         gone = lambda: rec["State"]["Status"] not in ("running", "paused") or rec["State"]["Pid"] != pid  # noqa: E731

@@ -54,7 +54,11 @@ async def create(request):
 async def list_(request):
     node = node_of(request)
     show_all = flag(request, "all")
-    rows = [summary(r) for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
+    from orch.node.agent.filters import container_matches, parse_filters
+
+    filters = parse_filters(request.query_params.get("filters"))
+    rows = [summary(r) for r in node.records.values()
+            if (show_all or r["State"]["Status"] in ("running", "paused")) and container_matches(r, filters)]
     rows.sort(key=lambda r: r["Created"], reverse=True)
     return JSONResponse(rows)
 

@@ -52,7 +52,13 @@ def status_text(record: dict, now: float) -> str:
     if status in ("running", "paused"):
         started = parse_time(state.get("StartedAt", "")) or now
         text = f"Up {human_duration(now - started)}"
-        return text + " (Paused)" if status == "paused" else text
+        if status == "paused":
+            return text + " (Paused)"
+        health = (state.get("Health") or {}).get("Status")
+        return text + {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}.get(health, "")
+    if status == "exited" and state.get("Restarting"):
+        finished = parse_time(state.get("FinishedAt", "")) or now
+        return f"Restarting ({state.get('ExitCode', 0)}) {human_duration(now - finished)} ago"
     if status == "exited":
         finished = parse_time(state.get("FinishedAt", "")) or now
         return f"Exited ({state.get('ExitCode', 0)}) {human_duration(now - finished)} ago"

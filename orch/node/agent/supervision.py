@@ -1,0 +1,206 @@
+"""What the agent does by itself when a container starts or exits: healthchecks and restarts.
+
+Node.apply_event calls `after_event` for every supervisor event it applies, and
+watch_supervisor calls `after_adopt` once it has adopted what runs. From there:
+
+- a started container with a healthcheck gets one probe task (orch.node.agent.health);
+- an exited container is started again when its restart policy says so, after the back-off of
+  the pure `orch.scheduler.restart.classify_exit` (100 ms doubling to one minute, reset after
+  10 s of running), so a crash loop costs one start a minute, not a spinning CPU;
+- after the agent starts, `always` containers come back even when a user stopped them and
+  `unless-stopped` ones do not (docker's one difference between the two).
+
+Tasks are keyed by container id in dicts on the node, so a second adopt (the supervisor came
+back) or a duplicate event never starts a second probe loop or a second pending restart. A
+pending restart re-checks the record when it wakes: a user's start, stop or rm in between wins.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from orch.errors import OrchError
+from orch.node.runtime.containerlog import rfc3339_nano
+
+
+def _tasks(node, kind: str) -> dict:
+    key = f"_supervision_{kind}"
+    if not hasattr(node, key):
+        setattr(node, key, {})
+    return getattr(node, key)
+
+
+def after_event(node, rec: dict, kind: str) -> None:
+    if node.nursery is None:
+        return
+    if kind == "started" and rec["State"]["Status"] == "running":
+        watch_health(node, rec)
+    elif kind == "exited":
+        _cancel(node, "health", rec["Id"])
+        schedule_restart(node, rec, after_boot=False)
+
+
+def after_adopt(node, *, first: bool) -> None:
+    if node.nursery is None:
+        return
+    for rec in list(node.records.values()):
+        status = rec["State"]["Status"]
+        if status in ("running", "paused"):
+            watch_health(node, rec)
+        elif status == "exited":
+            schedule_restart(node, rec, after_boot=first)
+
+
+def on_user_start(rec: dict) -> None:
+    """`docker start` by a person: the restart counters and the stopped mark start over."""
+    rec.pop("_stopped_by_user", None)
+    rec["RestartCount"] = 0
+    rec["_backoff_streak"] = 0
+
+
+def on_user_stop(rec: dict) -> None:
+    rec["_stopped_by_user"] = True
+
+
+def _cancel(node, kind: str, cid: str) -> None:
+    scope = _tasks(node, kind).pop(cid, None)
+    if scope is not None:
+        scope.cancel()
+
+
+def watch_health(node, rec: dict) -> None:
+    import trio
+
+    from orch.node.agent import health
+
+    if not rec["Config"].get("Healthcheck"):
+        return
+    pid = rec["State"].get("Pid")
+    tasks = _tasks(node, "health")
+    current = tasks.get(rec["Id"])
+    if current is not None and getattr(current, "pid", None) == pid:
+        return
+    _cancel(node, "health", rec["Id"])
+    if rec["State"]["Status"] == "running" and getattr(current, "pid", None) != pid:
+        rec["State"]["Health"] = health.initial_health()
+    scope = trio.CancelScope()
+    scope.pid = pid  # CancelScope has no slots: mark which run this loop probes.
+    tasks[rec["Id"]] = scope
+
+    async def run():
+        with scope:
+            try:
+                await health.monitor(node, rec, pid)
+            except OrchError as err:
+                print(f"agent: healthcheck of {rec['Id'][:12]}: {err}", file=sys.stderr, flush=True)
+        if tasks.get(rec["Id"]) is scope:
+            tasks.pop(rec["Id"], None)
+
+    node.nursery.start_soon(run)
+
+
+def restart_policy(rec: dict):
+    from orch.scheduler.model import RestartPolicy
+
+    policy = rec["HostConfig"].get("RestartPolicy") or {}
+    name = policy.get("Name") or "no"
+    return RestartPolicy(mode=name, max_attempts=int(policy.get("MaximumRetryCount") or 0))
+
+
+def observed(rec: dict):
+    """The record as the restart decider reads it."""
+    from orch.node.agent.views import parse_time
+    from orch.scheduler.model import ObservedContainer
+
+    state = rec["State"]
+    return ObservedContainer(
+        id=rec["Id"], name=rec["Name"].lstrip("/"), service="", number=0, config_hash="", state="exited",
+        exit_code=state.get("ExitCode"), started_at=parse_time(state.get("StartedAt", "")),
+        finished_at=parse_time(state.get("FinishedAt", "")), restart_count=int(rec.get("RestartCount") or 0),
+        backoff_streak=int(rec.get("_backoff_streak") or 0), stopped_by_user=bool(rec.get("_stopped_by_user")),
+    )
+
+
+def schedule_restart(node, rec: dict, *, after_boot: bool) -> None:
+    import trio
+
+    from orch.scheduler.restart import classify_exit
+
+    if rec["HostConfig"].get("AutoRemove") or rec["Id"] in _tasks(node, "restart"):
+        return
+    policy = restart_policy(rec)
+    if policy.mode == "no":
+        return
+    decision = classify_exit(policy, observed(rec), now=time.time(), after_boot=after_boot)
+    if not decision.restart:
+        return
+    exited_pid = rec.get("_exited_pid")
+    scope = trio.CancelScope()
+    _tasks(node, "restart")[rec["Id"]] = scope
+    rec["State"]["Restarting"] = True
+    node.save(rec, durable=False)
+
+    async def run():
+        with scope:
+            await trio.sleep_until(trio.current_time() + max(0.0, (decision.due_at or 0) - time.time()))
+            _tasks(node, "restart").pop(rec["Id"], None)
+            rec["State"]["Restarting"] = False
+            still = (
+                rec["Id"] in node.records and rec["State"]["Status"] == "exited" and rec.get("_exited_pid") == exited_pid
+                and (after_boot or not rec.get("_stopped_by_user"))
+            )
+            if not still:
+                return
+            rec["RestartCount"] = decision.attempt
+            rec["_backoff_streak"] = decision.streak
+            rec.pop("_stopped_by_user", None)
+            try:
+                await node.start(rec, by_policy=True)
+            except OrchError as err:
+                # A start that fails (the program is gone, say) is an exit like any other: the
+                # next attempt comes after a longer back-off.
+                print(f"agent: restarting {rec['Name'].lstrip('/')}: {err}", file=sys.stderr, flush=True)
+                rec["State"]["FinishedAt"] = rfc3339_nano()
+                node.save(rec, durable=False)
+                schedule_restart(node, rec, after_boot=False)
+        if _tasks(node, "restart").get(rec["Id"]) is scope:
+            _tasks(node, "restart").pop(rec["Id"], None)
+
+    node.nursery.start_soon(run)
+
+
+def cancel_restart(node, rec: dict) -> None:
+    """A user acted on the container: a pending restart must not fire."""
+    if rec["Id"] in _tasks(node, "restart"):
+        _cancel(node, "restart", rec["Id"])
+        rec["State"]["Restarting"] = False
+
+
+def supervised_config(req, image_config: dict) -> dict:
+    """The record's keys for supervision, from the create body over the image's config:
+    Config.Healthcheck / StopSignal / StopTimeout and HostConfig.RestartPolicy, docker's names."""
+    from orch.node.agent.health import compute_healthcheck
+    from orch.node.agent.node import _signal_number
+
+    config: dict = {}
+    check = compute_healthcheck(req.healthcheck, image_config.get("Healthcheck"))
+    if check is not None:
+        config["Healthcheck"] = check
+    if req.stop_signal:
+        _signal_number(req.stop_signal)  # a bad name is an error now, not at the first stop
+        config["StopSignal"] = req.stop_signal
+    if req.stop_timeout is not None:
+        config["StopTimeout"] = req.stop_timeout
+    policy = req.restart_policy
+    name = (policy.name if policy else "") or "no"
+    if name != "on-failure" and policy is not None and policy.maximum_retry_count:
+        from orch.errors import InvalidArgument
+
+        raise InvalidArgument(f"maximum retry count applies only to the on-failure restart policy, not {name!r}")
+    if name != "no" and req.auto_remove:
+        from orch.errors import Conflict
+
+        raise Conflict("a container removed when it exits (--rm) cannot have a restart policy; drop one of them")
+    host = {"RestartPolicy": {"Name": name, "MaximumRetryCount": policy.maximum_retry_count if policy else 0}}
+    return {"Config": config, "HostConfig": host}
