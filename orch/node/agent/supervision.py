@@ -35,7 +35,7 @@ def after_event(node, rec: dict, kind: str) -> None:
     if node.nursery is None:
         return
     if kind == "started" and rec["State"]["Status"] == "running":
-        watch_health(node, rec)
+        watch_health(node, rec, fresh=True)
     elif kind == "exited":
         _cancel(node, "health", rec["Id"])
         schedule_restart(node, rec, after_boot=False)
@@ -64,12 +64,13 @@ def on_user_stop(rec: dict) -> None:
 
 
 def _cancel(node, kind: str, cid: str) -> None:
-    scope = _tasks(node, kind).pop(cid, None)
-    if scope is not None:
-        scope.cancel()
+    entry = _tasks(node, kind).pop(cid, None)
+    if entry is not None:
+        entry[0].cancel()
 
 
-def watch_health(node, rec: dict) -> None:
+def watch_health(node, rec: dict, *, fresh: bool = False) -> None:
+    """Probe `rec` while its current run lasts; `fresh`: a new run, whose health starts over."""
     import trio
 
     from orch.node.agent import health
@@ -79,14 +80,14 @@ def watch_health(node, rec: dict) -> None:
     pid = rec["State"].get("Pid")
     tasks = _tasks(node, "health")
     current = tasks.get(rec["Id"])
-    if current is not None and getattr(current, "pid", None) == pid:
+    if current is not None and current[1] == pid:
         return
     _cancel(node, "health", rec["Id"])
-    if rec["State"]["Status"] == "running" and getattr(current, "pid", None) != pid:
+    if fresh:
         rec["State"]["Health"] = health.initial_health()
     scope = trio.CancelScope()
-    scope.pid = pid  # CancelScope has no slots: mark which run this loop probes.
-    tasks[rec["Id"]] = scope
+    entry = (scope, pid)  # the pid says which run of the container this loop probes
+    tasks[rec["Id"]] = entry
 
     async def run():
         with scope:
@@ -94,7 +95,7 @@ def watch_health(node, rec: dict) -> None:
                 await health.monitor(node, rec, pid)
             except OrchError as err:
                 print(f"agent: healthcheck of {rec['Id'][:12]}: {err}", file=sys.stderr, flush=True)
-        if tasks.get(rec["Id"]) is scope:
+        if tasks.get(rec["Id"]) is entry:
             tasks.pop(rec["Id"], None)
 
     node.nursery.start_soon(run)
@@ -137,7 +138,8 @@ def schedule_restart(node, rec: dict, *, after_boot: bool) -> None:
         return
     exited_pid = rec.get("_exited_pid")
     scope = trio.CancelScope()
-    _tasks(node, "restart")[rec["Id"]] = scope
+    entry = (scope, exited_pid)
+    _tasks(node, "restart")[rec["Id"]] = entry
     rec["State"]["Restarting"] = True
     node.save(rec, durable=False)
 
@@ -164,7 +166,7 @@ def schedule_restart(node, rec: dict, *, after_boot: bool) -> None:
                 rec["State"]["FinishedAt"] = rfc3339_nano()
                 node.save(rec, durable=False)
                 schedule_restart(node, rec, after_boot=False)
-        if _tasks(node, "restart").get(rec["Id"]) is scope:
+        if _tasks(node, "restart").get(rec["Id"]) is entry:
             _tasks(node, "restart").pop(rec["Id"], None)
 
     node.nursery.start_soon(run)
