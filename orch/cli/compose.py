@@ -32,6 +32,10 @@ SUBCOMMANDS = {
     "build": "orch.cli.compose_ops:build",
     "pull": "orch.cli.compose_ops:pull",
     "top": "orch.cli.compose_ops:top",
+    "pause": "orch.cli.compose_ops:pause",
+    "unpause": "orch.cli.compose_ops:unpause",
+    "scale": "orch.cli.compose_ops:scale",
+    "plan": "orch.cli.compose_up:plan",
 }
 
 # The group's options: name -> takes a value.

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from orch.errors import InvalidArgument
 from orch.node.agent.models import CreateRequest, CreateResponse, ExecRequest, ExecResponse, WaitResponse
-from orch.node.agent.views import inspect_view, summary
+from orch.node.agent.views import full_view, inspect_view, summary
 from orch.node.runtime import containerlog
 
 
@@ -57,7 +57,9 @@ async def list_(request):
     from orch.node.agent.filters import container_matches, parse_filters
 
     filters = parse_filters(request.query_params.get("filters"))
-    rows = [summary(r) for r in node.records.values()
+    # full=1 (orch's own): whole inspect records, so `orch compose` observes a stack in one call.
+    view = full_view if flag(request, "full") else summary
+    rows = [view(r) for r in node.records.values()
             if (show_all or r["State"]["Status"] in ("running", "paused")) and container_matches(r, filters)]
     rows.sort(key=lambda r: r["Created"], reverse=True)
     return JSONResponse(rows)

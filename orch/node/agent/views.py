@@ -96,3 +96,9 @@ def summary(record: dict, now: float | None = None) -> dict:
 def inspect_view(record: dict) -> dict:
     """The record without the agent's private keys (those starting with '_')."""
     return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def full_view(record: dict) -> dict:
+    """inspect, plus what a stack's reconciler needs that docker does not show: whether a
+    person stopped the container (restart policies leave such a container alone)."""
+    return dict(inspect_view(record), StoppedByUser=bool(record.get("_stopped_by_user")))

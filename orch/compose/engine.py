@@ -1,0 +1,418 @@
+"""The executor of `orch compose`: images, networks and volumes, then observe → plan → apply.
+
+The deciding is G's pure `orch.scheduler.reconcile.plan_reconcile`; this module only carries
+plans out against the agent's API and reports in docker compose's words (" ✔ Container
+web-redis-1  Started"). Actions of one stage run in parallel (a thread each: every action is
+a few blocking HTTP calls on the agent's socket), and a stage finishes before the next starts,
+which is the contract of `Plan` (orch/scheduler/README.md).
+
+The loop is level-triggered, like the reconciler: after applying, it observes again and plans
+again, until the plan is converged or only the agent's own supervision is left (a restart
+back-off). An interrupted `up` therefore needs no repair: the next one sees what is there.
+
+Restarts that a restart policy asks for are the agent's job (orch.node.agent.supervision):
+the executor leaves those actions to it instead of racing it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from orch.compose import translate as t
+from orch.compose.observe import list_records, observed_from_records
+from orch.errors import Conflict, InvalidArgument, NotFound, OrchError
+from orch.scheduler.model import ObservedState, Plan, ReconcileOptions
+
+MAX_PARALLEL = 32
+POLL = 0.1
+
+
+class Reporter:
+    """docker compose's progress lines, one per finished step (safe from many threads)."""
+
+    def __init__(self, out=None, quiet: bool = False):
+        self.out = out or sys.stderr
+        self.quiet = quiet
+        self.lock = threading.Lock()
+        self.seen: set = set()
+
+    def done(self, kind: str, name: str, status: str) -> None:
+        self._line(f" ✔ {kind} {name:<28} {status}")
+
+    def failed(self, kind: str, name: str, message: str) -> None:
+        self._line(f" ✘ {kind} {name:<28} Error: {message}", force=True)
+
+    def once(self, text: str) -> None:
+        with self.lock:
+            if text in self.seen:
+                return
+            self.seen.add(text)
+        self._line(text)
+
+    def _line(self, text: str, force: bool = False) -> None:
+        if self.quiet and not force:
+            return
+        with self.lock:
+            print(text, file=self.out, flush=True)
+
+
+class Stack:
+    def __init__(self, client, project, *, reporter: Reporter | None = None, environ=None):
+        self.client = client
+        self.project = project
+        self.name = project.name
+        self.report = reporter or Reporter()
+        self.environ = dict(os.environ if environ is None else environ)
+        self._networking: bool | None = None
+        self.image_ids: dict[str, str] = {}
+        self.rolled_back: dict[str, str] = {}
+
+    # -- the node's capabilities ----------------------------------------------------------------
+    @property
+    def networking(self) -> bool:
+        """Whether the agent has networks and volumes (engineer J's API)."""
+        if self._networking is None:
+            try:
+                self.client.call("GET", "/networks")
+                self._networking = True
+            except NotFound:
+                self._networking = False
+        return self._networking
+
+    # -- images -------------------------------------------------------------------------------
+    def resolve_images(self, services=None, *, build: bool = False, pull: bool = False) -> dict[str, str]:
+        """Each service's image id: built when it has `build:` and is missing (or with --build),
+        pulled with --pull or when missing and not buildable."""
+        names = list(services or self.project.services)
+        built: set[str] = set()
+        for name in names:
+            svc = self.project.services[name]
+            if svc.build is not None and svc.image not in built and (build or self._image_id(svc.image) is None):
+                self.build_service(name)
+                built.add(svc.image)
+        for name in names:
+            svc = self.project.services[name]
+            if not svc.image:
+                raise InvalidArgument(f"service {name} has neither image nor build; give it one of them")
+            image_id = None if (pull and svc.image not in built) else self._image_id(svc.image)
+            if image_id is None:
+                self.pull(svc.image, name)
+                image_id = self._image_id(svc.image)
+                if image_id is None:
+                    raise NotFound(f"image {svc.image} of service {name} is still missing after the pull")
+            self.image_ids[name] = image_id
+        return self.image_ids
+
+    def _image_id(self, ref: str) -> str | None:
+        try:
+            return self.client.call("GET", f"/images/{ref}/json")["Id"]
+        except NotFound:
+            return None
+
+    def build_service(self, name: str) -> str:
+        import json
+
+        svc = self.project.services[name]
+        b = svc.build
+        context = b.context if os.path.isabs(b.context) else os.path.join(str(self.project.project_dir), b.context)
+        body = {"context": context, "tags": [svc.image]}
+        if b.dockerfile:
+            body["dockerfile"] = b.dockerfile if os.path.isabs(b.dockerfile) else os.path.join(context, b.dockerfile)
+        if b.args:
+            body["build_args"] = {k: v for k, v in b.args.items() if v is not None}
+        if b.target:
+            body["target"] = b.target
+        if b.labels:
+            body["labels"] = dict(b.labels)
+        self.report.once(f" ⠿ Service {name:<30} Building")
+        image_id = None
+        buf = b""
+        for chunk in self.client.stream("POST", "/build", body):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                msg = json.loads(line)
+                if "error" in msg:
+                    from orch.errors import from_kind
+
+                    raise from_kind(msg.get("kind", "error"), f"building service {name}: {msg['error']}")
+                if "stream" in msg and not self.report.quiet:
+                    text = msg["stream"].rstrip("\n")
+                    if text:
+                        print(f"   {name}  {text}", file=self.report.out, flush=True)
+                if "aux" in msg:
+                    image_id = msg["aux"].get("ID")
+        self.report.done("Service", name, "Built")
+        return image_id or ""
+
+    def pull(self, ref: str, service: str) -> None:
+        self.report.once(f" ⠿ Image {ref:<32} Pulling")
+        try:
+            for _ in self.client.stream("POST", "/images/pull", {"image": ref}):
+                pass
+        except OrchError as err:
+            raise NotFound(f"image {ref} of service {service} is not on this node and could not be pulled ({err}); "
+                           "bootstrap or build it first (orch bootstrap, or give the service a build:)") from None
+        self.report.done("Image", ref, "Pulled")
+
+    # -- networks and volumes ---------------------------------------------------------------------
+    def ensure_resources(self, services=None) -> None:
+        if not self.networking:
+            return
+        used_nets, used_vols = set(), set()
+        for name in services or self.project.services:
+            svc = self.project.services[name]
+            if not svc.network_mode:
+                used_nets.update(svc.networks or {"default": None})
+            for v in svc.volumes or ():
+                if v.type == "volume" and v.source:
+                    used_vols.add(v.source)
+        for key in sorted(used_nets):
+            net = self.project.networks.get(key)
+            net_name = net.name if net is not None and net.name else f"{self.name}_{key}"
+            self._ensure_network(key, net_name, net)
+        for key in sorted(used_vols):
+            vol = self.project.volumes.get(key)
+            if vol is None:
+                continue  # a bind written as a volume source; the spec checks references
+            self._ensure_volume(key, vol.name or f"{self.name}_{key}", vol)
+
+    def _ensure_network(self, key, name, net) -> None:
+        try:
+            self.client.call("GET", f"/networks/{name}")
+            return
+        except NotFound:
+            if net is not None and net.external:
+                raise NotFound(f"network {name} is declared external but does not exist; create it with 'orch network create {name}'") from None
+        body = {"name": name, "labels": {t.PROJECT: self.name, t.NETWORK: key, **(dict(net.labels or {}) if net else {})},
+                "internal": bool(net and net.internal), "options": dict((net.driver_opts or {}) if net else {})}
+        config = (net.ipam.config or []) if net is not None and net.ipam else []
+        if config:
+            if config[0].subnet:
+                body["subnet"] = config[0].subnet
+            if config[0].gateway:
+                body["gateway"] = config[0].gateway
+        try:
+            self.client.call("POST", "/networks/create", body)
+        except Conflict:
+            return  # made meanwhile by a parallel up
+        self.report.done("Network", name, "Created")
+
+    def _ensure_volume(self, key, name, vol) -> None:
+        try:
+            self.client.call("GET", f"/volumes/{name}")
+            return
+        except NotFound:
+            if vol.external:
+                raise NotFound(f"volume {name} is declared external but does not exist; create it with 'orch volume create {name}'") from None
+        self.client.call("POST", "/volumes/create", {"name": name, "labels": {t.PROJECT: self.name, t.VOLUME: key, **dict(vol.labels or {})},
+                                                     "driver_opts": dict(vol.driver_opts or {})})
+        self.report.done("Volume", name, "Created")
+
+    # -- observe, plan, apply -------------------------------------------------------------------
+    def records(self, service: str | None = None) -> list[dict]:
+        return list_records(self.client, self.name, service)
+
+    def observe(self) -> ObservedState:
+        observed = observed_from_records(self.name, self.records())
+        if self.rolled_back:
+            observed = ObservedState(observed.project, observed.containers, rolled_back=dict(self.rolled_back))
+        return observed
+
+    def desired(self):
+        from orch.scheduler.desired import desired_from_project
+
+        return desired_from_project(self.project, image_ids=self.image_ids)
+
+    def apply(self, plan: Plan) -> None:
+        """Carry out a plan's actions, stage by stage; raise the first failure after its stage."""
+        stages: dict[int, list] = {}
+        for action in plan.actions:
+            stages.setdefault(action.stage, []).append(action)
+        for stage in sorted(stages):
+            actions = stages[stage]
+            errors = []
+            if len(actions) == 1:
+                self._run_one(actions[0], errors)
+            else:
+                with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(actions))) as pool:
+                    list(pool.map(lambda a: self._run_one(a, errors), actions))
+            if errors:
+                raise errors[0]
+
+    def _run_one(self, action, errors: list) -> None:
+        try:
+            self.perform(action)
+        except OrchError as err:
+            self.report.failed("Container", action.name or action.service, str(err))
+            errors.append(err)
+
+    def perform(self, a) -> None:
+        c = self.client
+        if a.kind == "create":
+            self._create(a)
+            self.report.done("Container", a.name, "Started")
+        elif a.kind == "recreate":
+            self._remove(a.target)
+            self._create(a)
+            self.report.done("Container", a.name, "Recreated")
+        elif a.kind == "start":
+            c.call("POST", f"/containers/{a.target}/start")
+            self.report.done("Container", a.name, "Started")
+        elif a.kind == "restart":
+            c.call("POST", f"/containers/{a.target}/restart")
+            self.report.done("Container", a.name, "Restarted")
+        elif a.kind == "stop":
+            c.call("POST", f"/containers/{a.target}/stop")
+            self.report.done("Container", a.name, "Stopped")
+        elif a.kind == "remove":
+            self._remove(a.target)
+            self.report.done("Container", a.name, "Removed")
+        elif a.kind == "rollback":
+            self.rolled_back[a.service] = a.config_hash
+            self.report.once(f" ! Service {a.service:<30} Rolled back: {a.reason}")
+
+    def _create(self, a) -> None:
+        if a.clone_from:
+            raise Conflict(f"service {a.service}: rolling back needs the previous configuration; run up with the previous stack file")
+        svc = self.project.services[a.service]
+        body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
+                                     image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name)
+        created = self.client.call("POST", "/containers/create", body)
+        self.client.call("POST", f"/containers/{created['Id']}/start")
+
+    def _remove(self, target: str) -> None:
+        """Stop gracefully (the container's stop signal and grace period), then remove."""
+        try:
+            self.client.call("POST", f"/containers/{target}/stop")
+        except (Conflict, NotFound):
+            pass
+        try:
+            self.client.call("DELETE", f"/containers/{target}?force=1")
+        except NotFound:
+            pass
+
+    def converge(self, options: ReconcileOptions, *, wait: bool = False, timeout: float | None = None) -> int:
+        """Loop observe → plan → apply until converged; 0, or 1 when a service failed."""
+        from orch.scheduler.reconcile import plan_reconcile
+
+        desired = self.desired()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        acted = False
+        while True:
+            observed = self.observe()
+            plan = plan_reconcile(desired, observed, now=time.time(), options=options)
+            for text in plan.warnings:
+                self.report.once(f"WARN[0000] {text}")
+            actions = [a for a in plan.actions if not _policy_restart(a)]
+            if actions:
+                self.apply(Plan(plan.project, tuple(actions)))
+                acted = True
+                continue
+            if plan.failed:
+                for w in plan.failed:
+                    self.report.failed("Service", w.service, w.reason)
+                return 1
+            settled = plan.converged or all(_supervision_wait(w) for w in plan.waiting)
+            if settled:
+                if not acted:
+                    for c in observed.containers:
+                        if not c.one_off and c.service in desired.services and c.running:
+                            self.report.done("Container", c.name, "Running")
+                if not wait:
+                    return 0
+                verdict = _health_verdict(observed, desired, options)
+                if verdict == "ok":
+                    for c in observed.containers:
+                        if c.health == "healthy":
+                            self.report.once(f" ✔ Container {c.name:<28} Healthy")
+                    return 0
+                if verdict != "wait":
+                    self.report.failed("Service", verdict.split(":")[0], verdict)
+                    return 1
+            else:
+                for w in plan.waiting:
+                    self.report.once(f" ⠿ Service {w.service:<30} Waiting: {w.reason}")
+            if deadline is not None and time.monotonic() > deadline:
+                self.report.failed("Stack", self.name, f"not converged after {timeout:g}s: {plan.summary()}")
+                return 1
+            pause = POLL
+            if plan.next_check_at is not None:
+                pause = min(max(plan.next_check_at - time.time(), 0.01), 1.0)
+            time.sleep(pause)
+
+    def down(self, *, remove_orphans: bool = False, volumes: bool = False, rmi: str | None = None, timeout: float | None = None) -> None:
+        from orch.scheduler.reconcile import plan_down
+
+        desired = None
+        try:
+            desired = self.desired_without_images()
+        except OrchError:
+            pass
+        plan = plan_down(self.observe(), desired=desired, remove_orphans=remove_orphans)
+        for text in plan.warnings:
+            self.report.once(f"WARN[0000] {text}")
+        self.apply(plan)
+        if self.networking:
+            self._remove_labelled("networks", "Network")
+            if volumes:
+                self._remove_labelled("volumes", "Volume")
+        if rmi:
+            for name, svc in self.project.services.items():
+                if rmi == "all" or svc.build is not None:
+                    try:
+                        self.client.call("DELETE", f"/images/{svc.image}")
+                        self.report.done("Image", svc.image, "Removed")
+                    except (NotFound, Conflict):
+                        pass
+
+    def desired_without_images(self):
+        """The stack's shape for `down` (order and membership), with no image lookups."""
+        from orch.scheduler.desired import desired_from_project
+
+        return desired_from_project(self.project, image_ids={n: "-" for n in self.project.services})
+
+    def _remove_labelled(self, kind: str, title: str) -> None:
+        answer = self.client.call("GET", f"/{kind}")
+        items = answer.get("Volumes") or [] if isinstance(answer, dict) else answer
+        for item in items or ():
+            if (item.get("Labels") or {}).get(t.PROJECT) != self.name:
+                continue
+            try:
+                self.client.call("DELETE", f"/{kind}/{item['Name']}")
+                self.report.done(title, item["Name"], "Removed")
+            except NotFound:
+                pass
+
+
+def _policy_restart(action) -> bool:
+    """A restart the restart policy asks for: the agent performs it on its own."""
+    return action.kind == "restart" and action.attempt is not None
+
+
+def _supervision_wait(w) -> bool:
+    # plan_stopped's wait for a restart back-off (orch.scheduler.reconcile): the agent's job.
+    return " restarts in " in w.reason
+
+
+def _health_verdict(observed: ObservedState, desired, options: ReconcileOptions) -> str:
+    """--wait: "ok" when every container runs (healthy if it has a check), "wait", or why not."""
+    selected = set(options.services or desired.services)
+    for c in observed.containers:
+        if c.one_off or c.service not in selected or c.service not in desired.services:
+            continue
+        if not c.running:
+            if c.state == "exited" and c.exit_code == 0:
+                continue  # a one-shot service that completed
+            return "wait" if c.state != "exited" else f"{c.service}: container {c.name} exited ({c.exit_code})"
+        if c.health == "unhealthy":
+            return f"{c.service}: container {c.name} is unhealthy"
+        if c.health == "starting":
+            return "wait"
+    return "ok"

@@ -1,0 +1,223 @@
+"""From a stack's service to the agent's container create body, and compose's names and labels.
+
+Pure: no I/O. The body follows the agent API (prompts/api.md): docker's HostConfig and Config
+names in snake case. What compose adds to every container is spelled here once: the name
+`<project>-<service>-<n>`, the com.docker.compose.* labels that let `ps`, `down` and the next
+`up` find the project's containers, and the DNS aliases (service name and container name) on
+each network.
+
+`networking` says whether the node has networks (engineer J's API). Without it a container
+gets the one mode such a node knows: `host` when the service asks for it, `none` otherwise,
+and published ports are refused with a clear message rather than dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orch.errors import InvalidArgument
+from orch.scheduler.desired import _seconds
+
+PROJECT = "com.docker.compose.project"
+SERVICE = "com.docker.compose.service"
+NUMBER = "com.docker.compose.container-number"
+ONEOFF = "com.docker.compose.oneoff"
+CONFIG_HASH = "com.docker.compose.config-hash"
+WORKING_DIR = "com.docker.compose.project.working_dir"
+DEPENDS_ON = "com.docker.compose.depends_on"
+NETWORK = "com.docker.compose.network"
+VOLUME = "com.docker.compose.volume"
+IMAGE = "com.docker.compose.image"
+
+
+def container_name(project: str, service: str, number: int, explicit: str | None = None) -> str:
+    """compose v2's `<project>-<service>-<n>`; `container_name:` wins for the first replica."""
+    if explicit and number == 1:
+        return explicit
+    return f"{project}-{service}-{number}"
+
+
+def project_filter(project: str, service: str | None = None) -> dict:
+    labels = [f"{PROJECT}={project}"]
+    if service:
+        labels.append(f"{SERVICE}={service}")
+    return {"label": labels}
+
+
+def compute_labels(project, name: str, service, number: int, config_hash: str, *, oneoff: bool = False) -> dict[str, str]:
+    labels = dict(service.labels or {})
+    deps = ",".join(f"{d}:{c.condition}:{str(c.restart).lower()}" for d, c in (service.depends_on or {}).items())
+    labels.update({
+        PROJECT: project.name,
+        SERVICE: name,
+        NUMBER: str(number),
+        ONEOFF: "True" if oneoff else "False",
+        CONFIG_HASH: config_hash,
+        WORKING_DIR: str(project.project_dir),
+        DEPENDS_ON: deps,
+    })
+    return labels
+
+
+def compute_environment(service, os_environ: dict[str, str]) -> list[str]:
+    """KEY=VALUE lines; a key without a value takes the caller's environment, or is left out."""
+    env = []
+    for key, value in (service.environment or {}).items():
+        if value is None:
+            if key in os_environ:
+                env.append(f"{key}={os_environ[key]}")
+        else:
+            env.append(f"{key}={value}")
+    return env
+
+
+def compute_healthcheck(check) -> dict | None:
+    if check is None:
+        return None
+    if check.disable:
+        return {"test": ["NONE"]}
+    if not check.test:
+        return None
+    body = {"test": list(check.test)}
+    for key in ("interval", "timeout", "start_period", "start_interval"):
+        value = _seconds(getattr(check, key))
+        if value is not None:
+            body[key] = value
+    if check.retries is not None:
+        body["retries"] = check.retries
+    return body
+
+
+def compute_restart_policy(service) -> dict:
+    """The agent's restart policy: deploy.restart_policy when given, else `restart:`."""
+    policy = service.deploy.restart_policy if service.deploy else None
+    if policy is not None:
+        name = {"none": "no", "on-failure": "on-failure", "any": "always", None: "always"}[policy.condition]
+        return {"name": name, "maximum_retry_count": (policy.max_attempts or 0) if name == "on-failure" else 0}
+    text = (service.restart or "no").strip()
+    name, _, count = text.partition(":")
+    return {"name": name, "maximum_retry_count": int(count) if count.isdigit() else 0}
+
+
+def compute_mounts(project, service) -> list[dict]:
+    """volumes:, tmpfs:, secrets: and configs: as the agent's mounts."""
+    mounts = []
+    for v in service.volumes or ():
+        if v.type == "volume":
+            source = ""
+            if v.source:
+                declared = project.volumes.get(v.source)
+                source = declared.name if declared is not None and declared.name else v.source
+            mounts.append({"type": "volume", "source": source, "target": v.target, "read_only": bool(v.read_only),
+                           "nocopy": bool(v.volume and v.volume.nocopy)})
+        elif v.type == "bind":
+            mounts.append({"type": "bind", "source": v.source or "", "target": v.target, "read_only": bool(v.read_only)})
+        elif v.type == "tmpfs":
+            size = v.tmpfs.size if v.tmpfs else None
+            mounts.append({"type": "tmpfs", "source": "", "target": v.target, "read_only": False, "tmpfs_size": size})
+        else:
+            raise InvalidArgument(f"service volumes of type {v.type!r} are not supported by orch; use volume, bind or tmpfs")
+    for target in service.tmpfs or ():
+        mounts.append({"type": "tmpfs", "source": "", "target": target.split(":")[0], "read_only": False, "tmpfs_size": None})
+    for kind, declared, default_dir in (("secrets", project.secrets, "/run/secrets/"), ("configs", project.configs, "/")):
+        for ref in getattr(service, kind) or ():
+            resource = declared.get(ref.source)
+            if resource is None or not getattr(resource, "file", None):
+                raise InvalidArgument(f"{kind[:-1]} {ref.source!r} of service needs a `file:` in the stack's top-level {kind}")
+            target = ref.target or ref.source
+            if not target.startswith("/"):
+                target = default_dir + target
+            mounts.append({"type": "bind", "source": str(resource.file), "target": target, "read_only": True})
+    return mounts
+
+
+def compute_networks(project, name: str, service, cname: str) -> tuple[str, list[dict]]:
+    """(network_mode, networks): the primary network first, each with the DNS aliases
+    compose gives (the service name and the container name, plus the service's own)."""
+    mode = service.network_mode
+    if mode:
+        if mode.startswith("service:"):
+            raise InvalidArgument(f"service {name}: network_mode service: is not supported yet; use a shared network")
+        return mode, []
+    entries = []
+    for key, options in (service.networks or {"default": None}).items():
+        declared = project.networks.get(key)
+        net_name = declared.name if declared is not None and declared.name else f"{project.name}_{key}"
+        aliases = [name, cname] + list((options.aliases if options else None) or [])
+        address = getattr(options, "ipv4_address", None) if options else None
+        entries.append({"name": net_name, "aliases": aliases, "ipv4_address": address})
+    return entries[0]["name"], entries
+
+
+def compute_ports(service) -> list[dict]:
+    ports = []
+    for p in service.ports or ():
+        ports.append({"host_ip": p.host_ip or "", "host_port": p.published or "", "container_port": str(p.target),
+                      "protocol": p.protocol})
+    return ports
+
+
+def compute_create_body(project, name: str, service, *, number: int, config_hash: str, image: str,
+                        os_environ: dict[str, str], networking: bool, oneoff: bool = False,
+                        cname: str | None = None, command: list[str] | None = None) -> dict:
+    cname = cname or container_name(project.name, name, number, service.container_name)
+    body: dict[str, Any] = {
+        "image": image,
+        "name": cname,
+        "env": compute_environment(service, os_environ),
+        "labels": compute_labels(project, name, service, number, config_hash, oneoff=oneoff),
+        "tty": bool(service.tty),
+        "open_stdin": bool(service.stdin_open),
+        "init": bool(service.init),
+        "restart_policy": {"name": "no", "maximum_retry_count": 0} if oneoff else compute_restart_policy(service),
+    }
+    cmd = command if command is not None else service.command
+    if cmd is not None:
+        body["cmd"] = list(cmd)
+    if service.entrypoint is not None:
+        body["entrypoint"] = list(service.entrypoint)
+    for key, attr in (("hostname", "hostname"), ("workdir", "working_dir"), ("user", "user"), ("stop_signal", "stop_signal")):
+        if getattr(service, attr):
+            body[key] = getattr(service, attr)
+    grace = _seconds(service.stop_grace_period)
+    if grace is not None:
+        body["stop_timeout"] = grace
+    check = compute_healthcheck(service.healthcheck)
+    if check is not None:
+        body["healthcheck"] = check
+    limits = service.deploy.resources.limits if service.deploy and service.deploy.resources else None
+    if limits is not None:
+        if limits.memory:
+            body["memory"] = int(limits.memory)
+        if limits.cpus:
+            body["nano_cpus"] = int(float(limits.cpus) * 1e9)
+        if limits.pids:
+            body["pids_limit"] = int(limits.pids)
+    mounts = compute_mounts(project, service)
+    ports = [] if oneoff else compute_ports(service)
+    if networking:
+        mode, networks = compute_networks(project, name, service, cname)
+        body["network_mode"] = mode
+        if networks:
+            body["networks"] = networks
+        if ports:
+            body["ports"] = ports
+        if mounts:
+            body["mounts"] = mounts
+        for key in ("dns",):
+            if getattr(service, key):
+                body[key] = list(getattr(service, key))
+        if service.extra_hosts:
+            body["extra_hosts"] = [f"{h}:{ip}" for h, ips in service.extra_hosts.items() for ip in ips]
+    else:
+        mode = service.network_mode or "none"
+        if mode not in ("none", "host"):
+            mode = "none"
+        body["network"] = mode
+        if ports and mode != "host":
+            raise InvalidArgument(
+                f"service {name} publishes ports, but this node has no networks yet (orch.net's API); "
+                "use network_mode: host or run a node with networking")
+        if mounts:
+            raise InvalidArgument(f"service {name} has volumes, tmpfs, secrets or configs, but this node has no mounts API yet")
+    return body
