@@ -111,7 +111,26 @@ def main(prog: str, argv: list[str]) -> int:
         hint = f"; did you mean '{close[0]}'?" if close else "; run 'orch compose --help' for the list"
         print(f"orch: unknown command 'orch compose {name}'{hint}", file=sys.stderr)
         return 2
-    return dispatch(f"{prog} {name}", target, options + rest[1:])
+    return dispatch(f"{prog} {name}", target, _long_form(options) + rest[1:])
+
+
+def _long_form(options: list[str]) -> list[str]:
+    """The group's options as `--file=X`, so a subcommand whose own -f means something else
+    (`logs -f` follows) still reads them right."""
+    out = []
+    i = 0
+    while i < len(options):
+        word = options[i]
+        if word in ("-f", "-p"):
+            out.append(("--file=" if word == "-f" else "--project-name=") + options[i + 1])
+            i += 2
+            continue
+        if word[:2] in ("-f", "-p") and not word.startswith("--"):
+            out.append(("--file=" if word[1] == "f" else "--project-name=") + word[2:].lstrip("="))
+        else:
+            out.append(word)
+        i += 1
+    return out
 
 
 def dispatch(prog: str, target: str, argv: list[str]) -> int:

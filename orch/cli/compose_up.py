@@ -14,9 +14,14 @@ class _Parser(argparse.ArgumentParser):
         raise InvalidArgument(f"{self.prog}: {message}")
 
 
-def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description=description)
+def parser(prog: str, description: str, *, follow: bool = False) -> argparse.ArgumentParser:
+    """A subcommand's parser with the stack options; with `follow`, -f is --follow (as in
+    `docker compose logs -f`) and the file is given as --file or before the subcommand."""
+    p = _Parser(prog=prog, description=description, conflict_handler="resolve" if follow else "error")
     add_common_options(p)
+    if follow:
+        p.add_argument("-f", "--follow", action="store_true", help="follow log output")
+        p.add_argument("--file", action="append", dest="files", metavar="FILE", help="stack file")
     return p
 
 

@@ -228,7 +228,10 @@ class Stack:
     def desired(self):
         from orch.scheduler.desired import desired_from_project
 
-        return desired_from_project(self.project, image_ids=self.image_ids)
+        # Services this command did not resolve are not planned (ReconcileOptions.services);
+        # they still need an entry to be part of the graph.
+        ids = {name: self.image_ids.get(name, "unresolved") for name in self.project.services}
+        return desired_from_project(self.project, image_ids=ids)
 
     def apply(self, plan: Plan) -> None:
         """Carry out a plan's actions, stage by stage; raise the first failure after its stage."""
@@ -323,7 +326,7 @@ class Stack:
             if settled:
                 if not acted:
                     for c in observed.containers:
-                        if not c.one_off and c.service in desired.services and c.running:
+                        if not c.one_off and c.service in (options.services or desired.services) and c.running:
                             self.report.done("Container", c.name, "Running")
                 if not wait:
                     return 0
