@@ -62,7 +62,7 @@ def ps(prog, argv):
             "ID": r["Id"][:12], "Name": r["Name"].lstrip("/"), "Image": s["Image"], "Command": f'"{command}"',
             "Service": labels.get("com.docker.compose.service", ""), "Project": stack.name, "RunningFor": s["CreatedSince"],
             "Status": s["Status"], "State": s["State"], "Health": (r["State"].get("Health") or {}).get("Status", ""),
-            "Ports": s.get("Ports", ""), "ExitCode": r["State"].get("ExitCode", 0),
+            "Ports": r.get("Ports", ""), "ExitCode": r["State"].get("ExitCode", 0),
         })
     if a.format == "json":
         for row in rows:
