@@ -70,6 +70,7 @@ class Stack:
         self._networking: bool | None = None
         self.image_ids: dict[str, str] = {}
         self.rolled_back: dict[str, str] = {}
+        self.draining = False  # up drains replicas it removes; down does not need to
 
     # -- the node's capabilities ----------------------------------------------------------------
     @property
@@ -275,7 +276,7 @@ class Stack:
             c.call("POST", f"/containers/{a.target}/stop")
             self.report.done("Container", a.name, "Stopped")
         elif a.kind == "remove":
-            self._remove(a.target)
+            self._remove(a.target, drain=self.draining)
             self.report.done("Container", a.name, "Removed")
         elif a.kind == "rollback":
             self.rolled_back[a.service] = a.config_hash
@@ -290,8 +291,14 @@ class Stack:
         created = self.client.call("POST", "/containers/create", body)
         self.client.call("POST", f"/containers/{created['Id']}/start")
 
-    def _remove(self, target: str) -> None:
-        """Stop gracefully (the container's stop signal and grace period), then remove."""
+    def _remove(self, target: str, *, drain: bool = False) -> None:
+        """Stop gracefully (the container's stop signal and grace period), then remove.
+
+        With `drain` (a replica replaced while others serve) the container first leaves its
+        networks, so the service name stops answering with its address before it stops
+        serving: a client that resolves the name meanwhile gets a live replica."""
+        if drain and self.networking:
+            self._leave_networks(target)
         try:
             self.client.call("POST", f"/containers/{target}/stop")
         except (Conflict, NotFound):
@@ -301,11 +308,23 @@ class Stack:
         except NotFound:
             pass
 
+    def _leave_networks(self, target: str) -> None:
+        try:
+            record = self.client.call("GET", f"/containers/{target}/json")
+        except NotFound:
+            return
+        for net in ((record.get("NetworkSettings") or {}).get("Networks") or {}):
+            try:
+                self.client.call("POST", f"/networks/{net}/disconnect", {"container": target, "force": True})
+            except OrchError:
+                pass  # it is going anyway; the stop below still happens
+
     def converge(self, options: ReconcileOptions, *, wait: bool = False, timeout: float | None = None) -> int:
         """Loop observe → plan → apply until converged; 0, or 1 when a service failed."""
         from orch.scheduler.reconcile import plan_reconcile
 
         desired = self.desired()
+        self.draining = True
         deadline = None if timeout is None else time.monotonic() + timeout
         acted = False
         while True:
