@@ -1,0 +1,225 @@
+"""`orch compose` end to end on busybox stacks: real containers, networks, volumes, healthchecks."""
+
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from orch.node.agent.views import parse_time
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.privileged
+
+CHAIN = """
+services:
+  db:
+    image: busybox:latest
+    command: ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 1000"]
+    init: true
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 0.2s
+      retries: 50
+  app:
+    image: busybox:latest
+    command: ["sleep", "1000"]
+    init: true
+    environment:
+      COLOUR: "{colour}"
+    depends_on:
+      db:
+        condition: service_healthy
+  worker:
+    image: busybox:latest
+    command: ["sleep", "1000"]
+    init: true
+    deploy:
+      replicas: 2
+    depends_on: [app]
+"""
+
+
+def test_service_healthy_chain_starts_in_order(node, stack):
+    stack.write(CHAIN.format(colour="blue"))
+    out = stack.compose("up", "-d").stderr
+    assert "Waiting: dependency db is not healthy yet" in out
+    db, app = node.inspect(f"{stack.name}-db-1"), node.inspect(f"{stack.name}-app-1")
+    first_healthy = min(parse_time(e["End"]) for e in db["State"]["Health"]["Log"] if e["ExitCode"] == 0)
+    assert parse_time(db["State"]["StartedAt"]) + 1 <= first_healthy <= parse_time(app["State"]["StartedAt"])
+    for n in (1, 2):
+        worker = node.inspect(f"{stack.name}-worker-{n}")
+        assert parse_time(worker["State"]["StartedAt"]) >= parse_time(app["State"]["StartedAt"])
+        assert worker["Config"]["Labels"]["com.docker.compose.container-number"] == str(n)
+    ps = stack.compose("ps").stdout
+    assert "(healthy)" in ps and f"{stack.name}-worker-2" in ps
+
+
+def test_up_again_is_a_no_op_and_a_changed_variable_recreates_only_its_service(node, stack):
+    stack.write(CHAIN.format(colour="blue"))
+    stack.compose("up", "-d")
+    before = stack.ids()
+    again = stack.compose("up", "-d").stderr
+    assert "Started" not in again and "Recreated" not in again and again.count("Running") == 4
+    assert stack.ids() == before
+    stack.write(CHAIN.format(colour="green"))
+    assert "recreate" in stack.compose("plan").stdout
+    out = stack.compose("up", "-d").stderr
+    after = stack.ids()
+    assert f"{stack.name}-app-1" in out and "Recreated" in out
+    assert after[f"{stack.name}-app-1"] != before[f"{stack.name}-app-1"]
+    assert {k: v for k, v in after.items() if "-app-" not in k} == {k: v for k, v in before.items() if "-app-" not in k}
+    assert "COLOUR=green" in node.inspect(f"{stack.name}-app-1")["Config"]["Env"]
+
+
+def test_named_volume_keeps_data_across_down_and_up_and_down_v_leaves_nothing(node, stack):
+    port = free_port()
+    stack.write(f"""
+services:
+  counter:
+    image: busybox:latest
+    init: true
+    command: ["sh", "-c", "n=$$(cat /data/n 2>/dev/null || echo 0); echo $$((n+1)) > /data/n; mkdir -p /www; cp /data/n /www/index.html; exec httpd -f -p 8000 -h /www"]
+    volumes: [data:/data]
+    ports: ["127.0.0.1:{port}:8000"]
+volumes:
+  data:
+""")
+    stack.compose("up", "-d")
+    assert _get(port) == "1"
+    stack.compose("down")
+    stack.compose("up", "-d")
+    assert _get(port) == "2"  # the volume outlived the container
+    volume = f"{stack.name}_data"
+    assert volume in node.orch("volume", "ls").stdout
+    assert f"{stack.name}_default" in node.orch("network", "ls").stdout
+    stack.compose("down", "-v")
+    assert stack.compose("ps", "-a", "-q").stdout.strip() == ""
+    assert f"{stack.name}-" not in node.orch("ps", "-a").stdout
+    assert volume not in node.orch("volume", "ls").stdout
+    assert f"{stack.name}_default" not in node.orch("network", "ls").stdout
+    assert str(node.root) not in "".join(line for line in open("/proc/self/mounts") if "volumes" in line)
+    rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    assert str(port) not in rules
+    with pytest.raises(OSError):
+        _get(port, timeout=0.5)
+
+
+def test_rolling_start_first_update_loses_no_request(node, stack):
+    port = free_port()
+    template = """
+services:
+  app:
+    image: busybox:latest
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo v$$VERSION > /www/index.html && exec httpd -f -p 8000 -h /www"]
+    environment: {{VERSION: "{version}"}}
+    deploy:
+      replicas: 3
+      update_config: {{parallelism: 1, delay: 0.2s, order: start-first}}
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/"]
+      interval: 0.3s
+      retries: 10
+  proxy:
+    image: busybox:latest
+    command: ["sh", "-c", "exec nc -ll -p 8080 -e sh -c 'nc app 8000'"]
+    ports: ["127.0.0.1:{port}:8080"]
+    depends_on:
+      app: {{condition: service_healthy}}
+"""
+    stack.write(template.format(version=1, port=port))
+    stack.compose("up", "-d", "--wait")
+    assert _get(port) == "v1"
+    results = {"ok": 0, "failed": []}
+    done = threading.Event()
+
+    def client():
+        while not done.is_set():
+            try:
+                _get(port)
+                results["ok"] += 1
+            except OSError as err:
+                results["failed"].append(repr(err))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        stack.write(template.format(version=2, port=port))
+        out = stack.compose("up", "-d").stderr
+    finally:
+        time.sleep(0.3)
+        done.set()
+        thread.join()
+    assert out.count("Removed") == 3 and "update_config.delay" in out
+    assert results["failed"] == [] and results["ok"] > 20
+    assert {_get(port) for _ in range(6)} == {"v2"}
+    names = sorted(stack.ids())
+    assert len(names) == 4 and sum("-app-" in n for n in names) == 3
+
+
+def test_stop_grace_period_and_signal_and_reverse_order(node, stack):
+    stack.write("""
+services:
+  base:
+    image: busybox:latest
+    command: ["sleep", "1000"]
+    stop_grace_period: 0.5s
+  top:
+    image: busybox:latest
+    command: ["sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.1; done"]
+    stop_signal: SIGUSR1
+    depends_on: [base]
+""")
+    stack.compose("up", "-d")
+    start = time.monotonic()
+    stack.compose("stop")
+    took = time.monotonic() - start
+    top, base = node.inspect(f"{stack.name}-top-1"), node.inspect(f"{stack.name}-base-1")
+    assert top["State"]["ExitCode"] == 7  # its stop signal, which it traps
+    assert base["State"]["ExitCode"] == 137 and took < 5  # sleep as pid 1 ignores TERM: killed after 0.5 s
+    assert parse_time(top["State"]["FinishedAt"]) <= parse_time(base["State"]["FinishedAt"])
+
+
+def test_restart_policy_backs_off_and_counts(node, stack):
+    stack.write("""
+services:
+  crash:
+    image: busybox:latest
+    command: ["sh", "-c", "exit 3"]
+    restart: on-failure:3
+""")
+    stack.compose("up", "-d")
+    name = f"{stack.name}-crash-1"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and node.inspect(name)["RestartCount"] < 3:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the back-off after the third restart is 0.8 s; a fourth would come now
+    rec = node.inspect(name)
+    assert rec["RestartCount"] == 3 and rec["State"]["Status"] == "exited" and not rec["State"]["Restarting"]
+    assert rec["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+
+
+def test_exec_run_logs_and_bad_input(node, stack):
+    stack.write("""
+services:
+  web:
+    image: busybox:latest
+    command: ["sh", "-c", "echo hello from web; exec sleep 1000"]
+    init: true
+""")
+    stack.compose("up", "-d")
+    assert stack.compose("exec", "web", "echo", "inside").stdout.strip() == "inside"
+    assert stack.compose("exec", "-T", "web", "sh", "-c", "exit 4", check=False).returncode == 4
+    assert stack.compose("run", "--rm", "web", "echo", "once").stdout.strip() == "once"
+    time.sleep(0.2)
+    assert "web-1  | hello from web" in stack.compose("logs", "--no-color").stdout
+    bad = stack.compose("up", "-d", "nosuch", check=False)
+    assert bad.returncode != 0 and "no such service: nosuch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _get(port: int, timeout: float = 3.0) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as answer:
+        return answer.read().decode().strip()
