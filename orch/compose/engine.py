@@ -29,6 +29,7 @@ from orch.scheduler.model import ObservedState, Plan, ReconcileOptions
 
 MAX_PARALLEL = 32
 POLL = 0.1
+DRAIN_SECONDS = 0.5
 
 
 class Reporter:
@@ -71,6 +72,8 @@ class Stack:
         self.image_ids: dict[str, str] = {}
         self.rolled_back: dict[str, str] = {}
         self.draining = False  # up drains replicas it removes; down does not need to
+        self._serving: set[str] = set()  # services with a running, ready replica (this pass)
+        self._unready: set[str] = set()  # new replicas kept out of DNS until healthy
 
     # -- the node's capabilities ----------------------------------------------------------------
     @property
@@ -289,16 +292,37 @@ class Stack:
         body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
                                      image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name)
         created = self.client.call("POST", "/containers/create", body)
+        if self.draining and self.networking and svc.healthcheck is not None and a.service in self._serving:
+            # A replica that joins others that serve: unnamed in DNS until it is healthy.
+            try:
+                self.client.call("POST", f"/containers/{created['Id']}/drain")
+                self._unready.add(created["Id"])
+            except NotFound:
+                pass
         self.client.call("POST", f"/containers/{created['Id']}/start")
+
+    def _name_ready(self, observed) -> None:
+        """Give DNS names back to drained new replicas that turned healthy."""
+        for c in observed.containers:
+            if c.id in self._unready and c.health == "healthy":
+                try:
+                    self.client.call("POST", f"/containers/{c.id}/drain?undo=1")
+                except NotFound:
+                    pass
+                self._unready.discard(c.id)
 
     def _remove(self, target: str, *, drain: bool = False) -> None:
         """Stop gracefully (the container's stop signal and grace period), then remove.
 
-        With `drain` (a replica replaced while others serve) the container first leaves its
-        networks, so the service name stops answering with its address before it stops
-        serving: a client that resolves the name meanwhile gets a live replica."""
+        With `drain` (a replica replaced while others serve) the network DNS first stops
+        answering with its address (orch.node.agent.routes_drain), and requests in flight get
+        DRAIN_SECONDS to finish before it stops: no client sees a failed request."""
         if drain and self.networking:
-            self._leave_networks(target)
+            try:
+                self.client.call("POST", f"/containers/{target}/drain")
+                time.sleep(DRAIN_SECONDS)
+            except NotFound:
+                pass  # gone already, or an agent without drain
         try:
             self.client.call("POST", f"/containers/{target}/stop")
         except (Conflict, NotFound):
@@ -307,17 +331,6 @@ class Stack:
             self.client.call("DELETE", f"/containers/{target}?force=1")
         except NotFound:
             pass
-
-    def _leave_networks(self, target: str) -> None:
-        try:
-            record = self.client.call("GET", f"/containers/{target}/json")
-        except NotFound:
-            return
-        for net in ((record.get("NetworkSettings") or {}).get("Networks") or {}):
-            try:
-                self.client.call("POST", f"/networks/{net}/disconnect", {"container": target, "force": True})
-            except OrchError:
-                pass  # it is going anyway; the stop below still happens
 
     def converge(self, options: ReconcileOptions, *, wait: bool = False, timeout: float | None = None) -> int:
         """Loop observe → plan → apply until converged; 0, or 1 when a service failed."""
@@ -329,6 +342,8 @@ class Stack:
         acted = False
         while True:
             observed = self.observe()
+            self._name_ready(observed)
+            self._serving = {c.service for c in observed.containers if c.running and c.health in ("none", "healthy")}
             plan = plan_reconcile(desired, observed, now=time.time(), options=options)
             for text in plan.warnings:
                 self.report.once(f"WARN[0000] {text}")

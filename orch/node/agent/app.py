@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from orch import paths
 from orch.errors import OrchError
 
-ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_networks", "routes_volumes")
+ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_networks", "routes_volumes", "routes_drain")
 
 
 def collect_routes() -> list:
