@@ -119,7 +119,7 @@ def _mappings(ports: list[dict], publish_all: bool, exposed: dict) -> list[PortM
 # -- views -------------------------------------------------------------------------------------
 def compute_ports_text(publications: list[Publication]) -> str:
     """docker ps's PORTS column: "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"."""
-    items = sorted(publications, key=lambda p: (p.mapping.container_port, p.mapping.proto, p.mapping.host_port))
+    items = sorted(publications, key=lambda p: (p.mapping.container_port, p.mapping.proto, p.mapping.host_ip, p.mapping.host_port))
     return ", ".join(f"{p.mapping.host_ip or '0.0.0.0'}:{p.mapping.host_port}->{p.mapping.container_port}/{p.mapping.proto}"
                      for p in items)
 
