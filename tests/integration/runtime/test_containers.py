@@ -384,8 +384,38 @@ def test_kill_all_reaches_exec_processes_too(containers, cgroups):
     exec_pid = spawn.exec_in(pid, config, Process(args=("sleep", "200"), env=config.process.env), spawn.Stdio())
     assert sorted(cgroups.pids(config.cgroup_path)) == sorted([pid, exec_pid])
     cgroups.kill_all(config.cgroup_path)
-    assert containers.wait(pid) == 137
+    # The exec'd process is our child, not pid 1's: pid 1's death completes only once every
+    # process of its namespace is reaped, so it is reaped first.
     _, status = os.waitpid(exec_pid, 0)
     assert os.WTERMSIG(status) == signal.SIGKILL
+    assert containers.wait(pid) == 137
     assert not cgroups.oom_killed(config.cgroup_path)
     cgroups.remove(config.cgroup_path)
+
+
+def test_kill_all_of_a_paused_container(containers, cgroups):
+    config = containers.config("sleep", "100")
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    cgroups.freeze(config.cgroup_path)
+    assert cgroups.is_frozen(config.cgroup_path)
+    cgroups.kill_all(config.cgroup_path)
+    assert containers.wait(pid) == 137
+
+
+def test_kill_all_without_a_pid_namespace_freezes_around_the_kill(containers, cgroups):
+    config = containers.config("sh", "-c", "sleep 100 & sleep 100 & wait", namespaces=("mount", "uts", "ipc"))
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    deadline = time.monotonic() + 5
+    while len(cgroups.pids(config.cgroup_path)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)  # the shell is still forking its two sleeps
+    assert len(cgroups.pids(config.cgroup_path)) == 3
+    cgroups.kill_all(config.cgroup_path)
+    assert containers.wait(pid) == 137
+    deadline = time.monotonic() + 5
+    while cgroups.pids(config.cgroup_path) and time.monotonic() < deadline:
+        time.sleep(0.001)  # the orphaned sleeps are reaped by init or by us, the subreaper
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    assert cgroups.pids(config.cgroup_path) == []
