@@ -14,6 +14,11 @@ The intermediate exists because unshare(CLONE_NEWPID) only moves the *children* 
 caller into the new pid namespace. start() reaps it. Its child, now an orphan, is re-parented
 to the caller (a subreaper).
 
+exec_in's process is a child of the caller too, not of pid 1, though it lives in pid 1's pid
+namespace. The kernel completes pid 1's death only once every process of the namespace is
+reaped, so the caller must keep reaping all its children (waitpid(-1) in its subreaper loop);
+waiting for pid 1 alone while an exec'd process is a zombie would wait forever.
+
 Failures before execve travel back over an O_CLOEXEC error pipe: a successful execve closes
 the pipe with nothing written, so an empty read means the program runs. Otherwise the child
 writes one JSON line {"message", "exit_code"} and exits; start() raises StartError with it.
