@@ -75,6 +75,9 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 TIOCSPTLCK = 0x40045431
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
 TIOCGPTN = 0x80045430
 
 
@@ -206,6 +209,10 @@ class Syscalls:
         raise NotImplementedError
 
     def execve(self, path: str, args, env) -> None:
+        raise NotImplementedError
+
+    def loopback_up(self) -> None:
+        """Set the network namespace's `lo` up (a new namespace starts with it down)."""
         raise NotImplementedError
 
 
@@ -433,6 +440,18 @@ class LinuxSyscalls(Syscalls):
         os.close(slave)
         return path
 
+    def loopback_up(self):
+        # SIOCGIFFLAGS / SIOCSIFFLAGS on a struct ifreq: 16 bytes of name, then the flags.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            ifreq = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH22x", b"lo", 0))
+            flags = struct.unpack("16sH22x", ifreq)[1]
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+        except OSError as e:
+            raise SystemFailure(f"set the loopback interface up: {e.strerror}") from e
+        finally:
+            sock.close()
+
     def close_fds(self, keep_above_stdio):
         os.closerange(3, keep_above_stdio)
         os.closerange(keep_above_stdio + 1, 1 << 20)
@@ -579,6 +598,9 @@ class RecordingSyscalls(Syscalls):
     def setup_terminal(self, console_socket, uid):
         self._record("setup_terminal", console_socket, uid)
         return "/dev/pts/0"
+
+    def loopback_up(self):
+        self._record("loopback_up")
 
     def close_fds(self, keep_above_stdio):
         self._record("close_fds", keep_above_stdio)

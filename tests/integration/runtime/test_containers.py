@@ -329,11 +329,12 @@ def test_host_network_sees_the_hosts_interfaces(containers):
     assert out.split() == sorted(os.listdir("/sys/class/net")) + [os.readlink("/proc/self/ns/net")]
 
 
-def test_own_network_namespace_has_only_loopback(containers):
-    code, out = sh(containers, "ls /sys/class/net; readlink /proc/self/ns/net")
+def test_own_network_namespace_has_only_loopback_and_it_is_up(containers):
+    code, out = sh(containers, "ls /sys/class/net; readlink /proc/self/ns/net; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo ping-ok")
     assert code == 0
     lines = out.split()
     assert lines[0] == "lo" and lines[1] != os.readlink("/proc/self/ns/net")
+    assert lines[2] == "ping-ok"
 
 
 def test_joining_a_prepared_network_namespace(containers):
