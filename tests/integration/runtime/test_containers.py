@@ -420,3 +420,16 @@ def test_kill_all_without_a_pid_namespace_freezes_around_the_kill(containers, cg
         except ChildProcessError:
             pass
     assert cgroups.pids(config.cgroup_path) == []
+
+
+def test_file_bind_and_tmpfs_mounts(containers, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost box\n")
+    config = containers.config(
+        "sh", "-c", "cat /etc/hosts; grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; touch /etc/hosts 2>&1 | grep -o Read-only",
+        mounts=[Mount("bind", str(hosts), "/etc/hosts", ("ro",)),
+                Mount("tmpfs", "tmpfs", "/scratch", ("nosuid", "nodev", "size=1m", "mode=1777"))],
+    )
+    code, out = run(containers, config)
+    assert code == 0
+    assert out.splitlines() == ["127.0.0.1 localhost box", "tmpfs rw,nosuid,nodev,relatime,size=1024k", "Read-only"]
