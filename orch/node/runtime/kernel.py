@@ -320,7 +320,16 @@ class LinuxSyscalls(Syscalls):
         _os_call(os.chdir, f"chdir {path}", path)
 
     def mkdir(self, path, mode=0o755):
-        _os_call(os.makedirs, f"mkdir {path}", path, mode, exist_ok=True)
+        # Most targets (/proc, /dev, /sys) exist in the image: one mkdir call, not makedirs'
+        # walk, on the hot path.
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            _os_call(os.makedirs, f"mkdir {path}", path, mode, exist_ok=True)
+        except OSError as e:
+            raise SystemFailure(f"mkdir {path}: {e.strerror}") from e
 
     def touch(self, path):
         try:
