@@ -28,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from orch.errors import InvalidArgument, OrchError
+from orch.errors import Conflict, InvalidArgument, OrchError
 from orch.node.runtime import init
 from orch.node.runtime.cgroups import Cgroups
 from orch.node.runtime.config import ContainerConfig, Process, check_sysctls
@@ -105,6 +105,9 @@ def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, 
     """Run `process` in the namespaces and cgroup of the container whose pid 1 is `pid1`."""
     _check_terminal(process, stdio)
     cgroups = cgroups or Cgroups()
+    # Joining a frozen cgroup would freeze the new process before it could report back.
+    if cgroups.is_frozen(config.cgroup_path):
+        raise Conflict(f"container {config.id} is paused; unpause it before exec")
     cap = last_cap()
     namespaces = [ns for ns in ORDERED_NAMESPACES if ns in config.namespaces or (ns == "net" and config.netns_path)]
     ns_fds = []

@@ -433,3 +433,14 @@ def test_file_bind_and_tmpfs_mounts(containers, tmp_path):
     code, out = run(containers, config)
     assert code == 0
     assert out.splitlines() == ["127.0.0.1 localhost box", "tmpfs rw,nosuid,nodev,relatime,size=1024k", "Read-only"]
+
+
+def test_exec_in_a_paused_container_is_a_conflict(containers, cgroups):
+    from orch.errors import Conflict
+
+    config = containers.config("sleep", "100")
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    cgroups.freeze(config.cgroup_path)
+    with pytest.raises(Conflict, match=f"container {config.id} is paused; unpause it before exec"):
+        spawn.exec_in(pid, config, Process(args=("true",), env=config.process.env), spawn.Stdio())
+    cgroups.thaw(config.cgroup_path)
