@@ -45,8 +45,10 @@ COMMANDS = {
     "load": "orch.cli.image:load",
     "save": "orch.cli.image:save",
     "tag": "orch.cli.image:tag",
-    "build": "orch.cli.image:build",
-    "commit": "orch.cli.image:commit",
+    "build": "orch.cli.build:build",
+    "history": "orch.cli.build:history",
+    "diff": "orch.cli.build:diff",
+    "commit": "orch.cli.build:commit",
     "pull": "orch.cli.registry:pull",
     "push": "orch.cli.registry:push",
     "login": "orch.cli.registry:login",
@@ -66,7 +68,8 @@ Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause
              rm, inspect, wait, port, container
 Networks:    network (create, ls, inspect, rm, prune, connect, disconnect)
 Volumes:     volume (create, ls, inspect, rm, prune)
-Images:      images, image, rmi, load, save, tag, build, commit, pull, push, login, logout
+Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,
+             login, logout
 Node:        system (df, prune), agent, bootstrap
 
 Run 'orch COMMAND --help' for more on a command."""

@@ -163,7 +163,7 @@ def diff(prog: str, argv: list[str]) -> int:
     p = _Parser(prog=prog, description="Inspect changes to files or directories on a container's filesystem.")
     p.add_argument("container", metavar="CONTAINER")
     args = p.parse_args(argv)
-    from orch.build.commit import format_changes
+    from orch.node.runtime.layers import format_changes
 
     changes = _client().call("GET", f"/containers/{quote(args.container, safe='')}/changes")
     for line in format_changes(changes):

@@ -108,17 +108,9 @@ async def commit(request):
 
 
 async def changes(request):
-    from orch.build.commit import compute_changes
-
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
-
-    def work():
-        image = node.images.resolve(rec["Image"])
-        lowers = [node.images.snapshots.committed_path(c) for c in reversed(image.chain_ids)]
-        return compute_changes(node.images.upper_dir(rec["Id"]), lowers)
-
-    return JSONResponse(await trio.to_thread.run_sync(work))
+    return JSONResponse(await trio.to_thread.run_sync(node.images.changes, rec["Id"]))
 
 
 ROUTES = [
