@@ -30,11 +30,13 @@ def compute_net_plan(*, network_mode: str | None, networks: list[dict] = (), por
     mode is "bridge" (connected to `networks`, the first one primary), "none" (a namespace with
     only lo), "host" (no namespace of its own) or "container" (join `container`'s namespace).
     """
-    mode = (network_mode or DEFAULT_NETWORK).strip()
+    extra = [_network_entry(n) for n in networks]
+    # No mode but networks (a stack's service): the first network is the primary one, and the
+    # container is not also put on the default bridge, as compose does.
+    mode = (network_mode or (extra[0]["name"] if extra else DEFAULT_NETWORK)).strip()
     if mode == "default":
         mode = DEFAULT_NETWORK
     joined = ""
-    extra = [_network_entry(n) for n in networks]
     if mode.startswith("container:"):
         joined = mode[len("container:"):]
         if not joined:

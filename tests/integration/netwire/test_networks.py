@@ -172,6 +172,7 @@ def test_connect_disconnect_and_rm_of_a_network(node):
     assert bridge not in (nft_table(node.prefix) or "")
     labels = json.loads(node.ok("network", "inspect", "blue"))[0]["Labels"]
     assert labels == {"team": "j"}
+    assert node.ok("network", "ls", "--filter", "label=team=j", "--format", "{{.Name}}").split() == ["blue"]
     # prune removes unused networks, never the default bridge.
     node.ok("network", "create", "unused")
     assert node.ok("network", "prune", "-f").split() == ["Deleted", "Networks:", "unused"]

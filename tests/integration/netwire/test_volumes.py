@@ -45,6 +45,7 @@ def test_named_volume_outlives_its_containers_and_refuses_removal_in_use(node):
     assert (meta["Driver"], meta["Labels"], meta["Scope"]) == ("local", {"k": "v"}, "local")
     assert open(os.path.join(meta["Mountpoint"], "f")).read() == "kept\n"
     assert node.ok("volume", "ls", "-q").split() == ["data"]
+    assert node.ok("volume", "ls", "-q", "--filter", "label=k=other").split() == []
     node.ok("volume", "rm", "data")
     assert not os.path.exists(meta["Mountpoint"])
     assert "no such volume" in node.fails("volume", "inspect", "data")

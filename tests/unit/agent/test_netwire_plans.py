@@ -28,6 +28,8 @@ def plan(**kw):
     ({"network_mode": "front", "networks": [{"name": "back"}]}, "bridge", ["front", "back"]),
     ({"network_mode": "front", "networks": [{"name": "back"}, {"name": "front", "aliases": ["a"]}]}, "bridge", ["front", "back"]),
     ({"network_mode": "container:web"}, "container", []),
+    ({"networks": [{"name": "front"}, {"name": "back"}]}, "bridge", ["front", "back"]),
+    ({"network_mode": "bridge", "networks": [{"name": "back"}]}, "bridge", ["bridge", "back"]),
 ])
 def test_network_modes(kw, mode, networks):
     p = plan(**kw)
