@@ -221,3 +221,19 @@ def test_unexpected_death_and_agent_restart(node):
     assert "already in use" in node.fails("run", "--rm", "-p", f"127.0.0.1:{port}:80", "busybox", "true")
     node.ok("start", "doomed")
     assert client(node, "life", "wget -qO- http://doomed/") == "doomed"
+
+
+def test_publish_all_exposed_ports(node):
+    from orch.node.runtime.images import ImageStore
+
+    node.ok("run", "--name", "exposer", "busybox", "sh", "-c", "mkdir /www && echo exposed > /www/index.html")
+    store = ImageStore(node.root)
+    store.commit(node.inspect("exposer")["Id"], store.resolve("busybox"), "exposing",
+                 changes={"ExposedPorts": {"80/tcp": {}, "53/udp": {}}, "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"]})
+    node.ok("rm", "exposer")
+    node.ok("run", "-d", "--name", "all", "-P", "exposing")
+    lines = node.ok("port", "all").splitlines()
+    assert [line.split(" -> ")[0] for line in lines] == ["53/udp", "80/tcp"], lines
+    port = lines[1].rsplit(":", 1)[1]
+    assert fetch(f"http://127.0.0.1:{port}/") == "exposed"
+    assert node.inspect("all")["HostConfig"]["PublishAllPorts"] is True
