@@ -20,7 +20,6 @@ The kernel side (config loading, spawn, exec, cgroups) is behind a small `Runtim
 the loop can be tested with plain host processes (`HostRuntime`).
 """
 
-import errno
 import os
 import selectors
 import signal
@@ -40,7 +39,7 @@ TIOCSWINSZ = 0x5414
 class Target:
     """A running process the supervisor parents: a container's pid 1 or an exec'd process."""
 
-    __slots__ = ("id", "pid", "config", "dir", "started_at", "log", "outputs", "master", "clients", "tty_in", "exec_of", "execs")
+    __slots__ = ("id", "pid", "config", "dir", "started_at", "log", "outputs", "master", "clients", "tty_in", "exec_of", "execs", "held")
 
     def __init__(self, id, pid, config, dir, log, exec_of=None):
         self.id, self.pid, self.config, self.dir, self.log, self.exec_of = id, pid, config, dir, log, exec_of
@@ -50,6 +49,7 @@ class Target:
         self.clients: list["Conn"] = []  # attached connections, told the exit code
         self.tty_in: int | None = None  # the attached client's terminal we read from
         self.execs: set[str] = set()
+        self.held: list[int] = []
 
 
 class Conn:
@@ -196,7 +196,8 @@ class Supervisor:
         log = LogWriter(os.path.join(cdir, "container.log"), log_opts.get("max_size", 10 * 1024 * 1024), log_opts.get("max_file", 3))
         attach = self.take_fds(conn, msg.get("attach") or [], fds)
         try:
-            target = self.spawn(cid, config, cdir, log, attach, msg.get("tty_size"), lambda stdio: self.runtime.start(config, **stdio))
+            target = self.spawn(cid, config, cdir, log, attach, msg.get("tty_size"), lambda stdio: self.runtime.start(config, **stdio),
+                                open_stdin=bool(msg.get("open_stdin")))
         except OrchError as err:
             log.close()
             self.broadcast({"event": "start_failed", "id": cid, "message": str(err), "exit_code": getattr(err, "exit_code", 125) or 125})
@@ -261,7 +262,7 @@ class Supervisor:
             raise InvalidArgument(f"attach names {len(roles)} descriptors but the message carries {len(fds)}")
         return dict(zip(roles, fds))
 
-    def spawn(self, tid, config, cdir, log, attach, tty_size, start, exec_of=None, terminal=None):
+    def spawn(self, tid, config, cdir, log, attach, tty_size, start, exec_of=None, terminal=None, open_stdin=False):
         """Start a process with pipes (or a pty) whose far ends are ours; return its Target."""
         terminal = self.runtime.terminal(config) if terminal is None else terminal
         ours, theirs = [], []
@@ -279,7 +280,14 @@ class Supervisor:
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
                 ours += [out_r, err_r]
                 theirs += [out_w, err_w]
-                stdio = {"stdin": attach.get("stdin"), "stdout": out_w, "stderr": err_w, "console": None}
+                stdin = attach.get("stdin")
+                if stdin is None and open_stdin:
+                    # docker run -di: stdin stays open (a pipe whose write end we hold) so that
+                    # `sh` waits instead of reading end-of-file from /dev/null.
+                    stdin, held = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(stdin)
+                    ours.append(held)
+                stdio = {"stdin": stdin, "stdout": out_w, "stderr": err_w, "console": None}
             pid = start(stdio)
         except BaseException:
             for x in ours + theirs:
@@ -314,6 +322,7 @@ class Supervisor:
                 os.set_blocking(fd, False)
                 target.outputs[fd] = stream
                 self.sel.register(fd, selectors.EVENT_READ, ("output", target))
+            target.held = ours[2:]  # the write end of an open stdin, closed when it exits
         self.targets[tid] = target
         self.by_pid[pid] = target
         return target
@@ -378,6 +387,9 @@ class Supervisor:
             _drain(fd, lambda data, s=target.outputs[fd]: self.deliver(target, s, data))
             self.close_output(target, fd)
         self.stop_tty_in(target)
+        for fd in target.held:
+            _close(fd)
+        target.held = []
         self.targets.pop(target.id, None)
         event = {"event": "exit", "id": target.id, "exit_code": exit_code, "finished_at": rfc3339_nano(), "pid": target.pid}
         if target.exec_of is None:

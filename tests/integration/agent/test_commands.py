@@ -6,7 +6,6 @@ import pty
 import re
 import select
 import signal
-import sys
 import time
 import uuid
 
@@ -332,4 +331,12 @@ def test_exec_it_and_detached_tty(node):
         os.close(master)
         proc.kill()
         proc.wait()
+    node.orch("rm", "-f", n)
+
+
+def test_detached_interactive_keeps_stdin_open(node):
+    n = name()
+    node.orch("run", "-di", "--name", n, "busybox", "sh")
+    assert node.orch("exec", n, "echo", "still-here").stdout == "still-here\n"
+    assert node.inspect(n)["State"]["Status"] == "running"
     node.orch("rm", "-f", n)
