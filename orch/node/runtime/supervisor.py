@@ -92,7 +92,12 @@ class Supervisor:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # Python starts with SIGPIPE and SIGXFSZ ignored, and an ignored signal stays ignored
+        # across fork and execve: containers would inherit it (`yes | head` would never end
+        # by SIGPIPE). A handler that does nothing has the same effect here (EPIPE) and, like
+        # every handled signal, is reset to the default by execve.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, _ignore)
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
 
     def serve_forever(self) -> None:
@@ -111,7 +116,9 @@ class Supervisor:
             conn_sock, _ = sock.accept()
         except BlockingIOError:
             return
-        conn_sock.setblocking(True)
+        # Blocking with a deadline: a client (or a stalled agent) that stops reading is dropped
+        # after 5 s instead of stopping the node; the agent re-adopts when it reconnects.
+        conn_sock.settimeout(5.0)
         self.sel.register(conn_sock, selectors.EVENT_READ, ("conn", Conn(conn_sock)))
 
     def on_wake(self, fd, _):
@@ -466,8 +473,12 @@ class HostRuntime:
         if console is not None:
             master, slave = os.openpty()
             stdin = stdout = stderr = slave
+        # A close-on-exec pipe tells the parent when the child has exec'd, so that start()
+        # returns, like the real runtime's, only once the program runs.
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the child: only async-signal-safe work, then execve
+            os.close(ready_r)
             try:
                 if console is not None:
                     os.setsid()
@@ -483,6 +494,9 @@ class HostRuntime:
                 os.execvpe(args[0], args, dict(e.split("=", 1) for e in env) if env else os.environ)
             except BaseException:
                 os._exit(127)
+        os.close(ready_w)
+        os.read(ready_r, 1)
+        os.close(ready_r)
         if console is not None:
             socket.send_fds(socket.socket(fileno=os.dup(console)), [b"m"], [master])
             os.close(master)
@@ -534,6 +548,10 @@ class KernelRuntime:
             except OSError:
                 time.sleep(0.01)
         print(f"supervisor: cannot remove cgroup {config.cgroup_path}", file=sys.stderr, flush=True)
+
+
+def _ignore(signum, frame) -> None:
+    pass
 
 
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -611,6 +629,19 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _lock(path: str) -> bool:
+    """Hold an exclusive flock for the life of this process (one supervisor per node)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    return True  # the fd stays open on purpose: the lock dies with the process
+
+
 def set_child_subreaper() -> None:
     import ctypes
 
@@ -630,11 +661,8 @@ def main(argv=None) -> int:
     runtime = HostRuntime() if args.host_runtime else KernelRuntime()
     set_child_subreaper()
     os.makedirs(os.path.dirname(args.socket), mode=0o700, exist_ok=True)
-    try:  # another supervisor already serves this socket: nothing to do
-        proto.call(args.socket, {"op": "ping"}, timeout=1.0)
+    if not _lock(args.socket + ".lock"):  # another supervisor serves this node: nothing to do
         return 0
-    except OrchError:
-        pass
     sup = Supervisor(runtime, args.socket)
     sup.listen()
     print(f"supervisor: pid {os.getpid()} serving {args.socket}", file=sys.stderr, flush=True)
