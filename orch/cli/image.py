@@ -30,16 +30,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _call(method: str, path: str, body=None):
-    from orch.client import Client
-
+    """Ask the node agent; `orch.cli._agent.client()` starts one when none answers."""
     try:
-        from orch.cli import _agent  # the agent's auto-start, when that module exists
-    except ImportError:
-        _agent = None
-    ensure = getattr(_agent, "ensure_agent", None)
-    if ensure is not None:
-        ensure()
-    return Client().call(method, path, body)
+        from orch.cli._agent import client
+    except ImportError:  # a build without the agent's CLI side: talk to the socket directly
+        from orch.client import Client as client
+    return client().call(method, path, body)
 
 
 def _ref_path(ref: str) -> str:

@@ -18,6 +18,7 @@ Layout under the store's root (ORCH_ROOT):
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import threading
@@ -40,6 +41,17 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _writer(method):
+    """Run a store method that writes blobs or layers under the shared gc lock (see ImageStore)."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with self._writing():
+            return method(self, *args, **kwargs)
+
+    return wrapped
 
 
 def canonical_json(value) -> bytes:
@@ -118,6 +130,34 @@ class ImageStore:
             finally:
                 os.close(fd)  # closing releases the flock
 
+    # -- garbage collection vs writers -----------------------------------------------------
+    #
+    # Blobs and layers are written before the image that references them is recorded, so a
+    # collector could take them for garbage in between. Every writer holds a shared flock on
+    # images/gc.lock for its whole run; the collector runs only when it gets the lock
+    # exclusively, without waiting: when writers are busy it leaves the garbage to the next
+    # removal or prune. The flock works between threads (one open file each) and processes.
+
+    @contextmanager
+    def _writing(self):
+        fd = os.open(self.dir / "gc.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def _try_collect(self, db: dict) -> list[str]:
+        fd = os.open(self.dir / "gc.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return []
+            return self._collect(db)
+        finally:
+            os.close(fd)
+
     # -- reading ---------------------------------------------------------------------------
 
     def _image(self, image_id: str, db: dict) -> Image:
@@ -181,6 +221,7 @@ class ImageStore:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_writer
     def add_image(self, config: bytes, blobs: list[tuple[str, str]], refs: Iterable[str] = ()) -> tuple[Image, list[str]]:
         """Record an image whose config bytes and layer blobs are in (or go into) the store.
 
@@ -282,34 +323,31 @@ class ImageStore:
                 out.append(f"Untagged: {reference.familiar(n)}")
             if users:
                 return out  # the image stays, untagged, for its containers
-            rec = db["images"].pop(image_id)
+            db["images"].pop(image_id)
             out.append(f"Deleted: {image_id}")
-            out += self._collect(db, image_id, rec)
+            out += self._try_collect(db)
         return out
 
-    def _collect(self, db: dict, image_id: str, rec: dict) -> list[str]:
-        """Delete the blobs and layers of a removed image that nothing else references."""
+    def _collect(self, db: dict) -> list[str]:
+        """Delete every layer and blob no image and no container references; "Deleted:" lines."""
         keep_chains = set(self.snapshots.in_use())
         keep_blobs: set[str] = set()
-        for other_id, other in db["images"].items():
-            cfg = json.loads(self.content.read_bytes(other_id))
+        for image_id, rec in db["images"].items():
+            cfg = json.loads(self.content.read_bytes(image_id))
             keep_chains.update(layers.chain_ids(cfg["rootfs"]["diff_ids"]))
-            man = json.loads(self.content.read_bytes(other["manifest"]))
-            keep_blobs.update([other_id, other["manifest"]] + [l["digest"] for l in man["layers"]])
-        cfg = json.loads(self.content.read_bytes(image_id))
-        man = json.loads(self.content.read_bytes(rec["manifest"]))
+            man = json.loads(self.content.read_bytes(rec["manifest"]))
+            keep_blobs.update([image_id, rec["manifest"]] + [l["digest"] for l in man["layers"]])
         out = []
-        for chain in reversed(layers.chain_ids(cfg["rootfs"]["diff_ids"])):
-            if chain not in keep_chains and self.snapshots.exists(chain):
-                self.snapshots.remove_committed(chain)
-                out.append(f"Deleted: {chain}")
-        for blob in [image_id, rec["manifest"]] + [l["digest"] for l in man["layers"]]:
-            if blob not in keep_blobs:
-                self.content.delete(blob)
+        for chain in sorted(set(self.snapshots.list_committed()) - keep_chains):
+            self.snapshots.remove_committed(chain)
+            out.append(f"Deleted: {chain}")
+        for blob in set(self.content.list()) - keep_blobs:
+            self.content.delete(blob)
         return out
 
     # -- building blocks for import, load, save --------------------------------------------
 
+    @_writer
     def import_rootfs(self, source: Path | str, ref: str | None, changes: dict | None = None, *, created: float | None = None,
                       comment: str | None = None, epoch: int | None = None) -> Image:
         """Make a one-layer image from a rootfs tar (maybe gzip) or a directory."""
@@ -334,6 +372,7 @@ class ImageStore:
         image, _ = self.add_image(canonical_json(config), [(blob, MEDIA_LAYER)], [ref] if ref else [])
         return image
 
+    @_writer
     def load(self, archive: Path | str) -> list[str]:
         from orch.node.runtime.archive import load_archive
 
@@ -346,6 +385,7 @@ class ImageStore:
 
     # -- rootfs for containers -------------------------------------------------------------
 
+    @_writer
     def prepare_rootfs(self, image: Image, key: str) -> list[Mount]:
         """The mounts of container `key`'s rootfs: an overlay of the image's layers and its own upper dir.
 
@@ -357,6 +397,7 @@ class ImageStore:
             return self.snapshots.mounts(key)
         return self.snapshots.prepare(key, image.top_layer)
 
+    @_writer
     def commit(self, key: str, image: Image, ref: str | None = None, *, changes: dict | None = None, comment: str = "",
                author: str = "", created_by: str = "", epoch: int | None = None) -> Image:
         """A new image: `image`'s layers plus container `key`'s changes as one more layer (docker commit).

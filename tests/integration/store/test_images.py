@@ -277,3 +277,13 @@ def test_changes_and_commit_of_a_container_upper_dir(store, tmp_path, mounts):
     subprocess.run(["umount", str(root2)], check=True)
     store.remove_snapshot("c1")
     store.remove_snapshot("c2")
+
+
+def test_collection_waits_for_writers_and_catches_up_later(store, tmp_path):
+    a = store.import_rootfs(rootfs(tmp_path, "a", "one"), "a")
+    b = store.import_rootfs(rootfs(tmp_path, "b", "two"), "b")
+    with store._writing():  # an import is in flight: its blobs may not be referenced yet
+        assert store.remove("a") == ["Untagged: a:latest", f"Deleted: {a.id}"]
+        assert store.snapshots.exists(a.diff_ids[0])  # left for later
+    assert store.remove("b") == ["Untagged: b:latest", f"Deleted: {b.id}"] + [f"Deleted: {c}" for c in sorted([a.diff_ids[0], b.diff_ids[0]])]
+    assert store.snapshots.list_committed() == [] and list(store.content.list()) == []
