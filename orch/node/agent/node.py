@@ -170,8 +170,13 @@ class Node:
                 if state["Status"] not in ("running", "paused", "removing"):
                     self.apply_event(dict(running[cid], event="started"))
                 continue
-            if state["Status"] in ("running", "paused", "removing"):
-                exit_record = self.store.read_exit(cid) or {
+            exit_record = self.store.read_exit(cid)
+            if exit_record and exit_record.get("pid") != rec.get("_exited_pid"):
+                # It ran and exited while the agent was away, perhaps started by an attached
+                # CLI before the agent saw the start: the supervisor's record says how it ended.
+                self.apply_event(dict(exit_record, event="exited", id=cid))
+            elif state["Status"] in ("running", "paused", "removing"):
+                exit_record = {
                     "exit_code": 255, "finished_at": rfc3339_nano(), "oom_killed": False, "pid": state.get("Pid", 0),
                     "error": "the container was lost while the agent was away (no exit record)",
                 }
@@ -191,6 +196,8 @@ class Node:
             if rec.get("_exited_pid") == ev.get("pid") and state["Status"] == "exited":
                 return
             rec["_exited_pid"] = ev.get("pid")
+            if state.get("Pid") != ev.get("pid") and ev.get("started_at"):
+                state["StartedAt"] = ev["started_at"]  # a run whose start the agent never saw
             if state["Status"] != "removing":
                 state["Status"] = "exited"
             state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))

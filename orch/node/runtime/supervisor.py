@@ -398,7 +398,7 @@ class Supervisor:
             _close(fd)
         target.held = []
         self.targets.pop(target.id, None)
-        event = {"event": "exit", "id": target.id, "exit_code": exit_code, "finished_at": rfc3339_nano(), "pid": target.pid}
+        event = {"event": "exit", "id": target.id, "exit_code": exit_code, "started_at": target.started_at, "finished_at": rfc3339_nano(), "pid": target.pid}
         if target.exec_of is None:
             if target.log is not None:
                 target.log.close()
