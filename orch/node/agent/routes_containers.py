@@ -121,6 +121,16 @@ async def top(request):
     return JSONResponse(await node.top(node.get(request.path_params["ref"]), request.query_params.get("ps_args") or "-ef"))
 
 
+async def changes(request):
+    """docker diff: what the container changed in its rootfs, as docker's API shapes it
+    (Kind 0 changed, 1 added, 2 deleted)."""
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    kinds = {"C": 0, "A": 1, "D": 2}
+    found = await trio.to_thread.run_sync(node.images.changes, rec["Id"])
+    return JSONResponse([{"Kind": kinds[kind], "Path": path} for kind, path in found])
+
+
 async def exec_(request):
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
@@ -186,6 +196,7 @@ ROUTES = [
     Route("/containers/{ref}/wait", wait, methods=["POST"]),
     Route("/containers/{ref}/top", top, methods=["GET"]),
     Route("/containers/{ref}/exec", exec_, methods=["POST"]),
+    Route("/containers/{ref}/changes", changes, methods=["GET"]),
     Route("/containers/{ref}/logs", logs, methods=["GET"]),
     Route("/containers/{ref}", remove, methods=["DELETE"]),
 ]

@@ -360,3 +360,11 @@ def test_containers_start_with_no_signal_ignored_or_blocked(node):
     out = node.orch("run", "--rm", "busybox", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status").stdout
     assert out == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     assert node.orch("run", "--rm", "busybox", "sh", "-c", "yes | head -n 2").stdout == "y\ny\n"
+
+
+def test_container_diff(node):
+    n = name()
+    node.orch("run", "--name", n, "busybox", "sh", "-c", "echo x > /added; rm /bin/ls; echo y >> /etc/passwd")
+    lines = node.orch("container", "diff", n).stdout.splitlines()
+    assert {"A /added", "D /bin/ls", "C /etc/passwd", "C /etc", "C /bin"} <= set(lines)
+    node.orch("rm", n)
