@@ -54,9 +54,9 @@ async def create(request):
 async def list_(request):
     node = node_of(request)
     show_all = flag(request, "all")
-    rows = [summary(r) for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
-    rows.sort(key=lambda r: r["Created"], reverse=True)
-    return JSONResponse(rows)
+    records = [r for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
+    records.sort(key=lambda r: r["Created"], reverse=True)  # newest first; RFC 3339 stamps sort as text
+    return JSONResponse([summary(r) for r in records])
 
 
 async def inspect(request):
@@ -119,6 +119,16 @@ async def wait(request):
 async def top(request):
     node = node_of(request)
     return JSONResponse(await node.top(node.get(request.path_params["ref"]), request.query_params.get("ps_args") or "-ef"))
+
+
+async def changes(request):
+    """docker diff: what the container changed in its rootfs, as docker's API shapes it
+    (Kind 0 changed, 1 added, 2 deleted)."""
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    kinds = {"C": 0, "A": 1, "D": 2}
+    found = await trio.to_thread.run_sync(node.images.changes, rec["Id"])
+    return JSONResponse([{"Kind": kinds[kind], "Path": path} for kind, path in found])
 
 
 async def exec_(request):
@@ -186,6 +196,7 @@ ROUTES = [
     Route("/containers/{ref}/wait", wait, methods=["POST"]),
     Route("/containers/{ref}/top", top, methods=["GET"]),
     Route("/containers/{ref}/exec", exec_, methods=["POST"]),
+    Route("/containers/{ref}/changes", changes, methods=["GET"]),
     Route("/containers/{ref}/logs", logs, methods=["GET"]),
     Route("/containers/{ref}", remove, methods=["DELETE"]),
 ]

@@ -95,6 +95,10 @@ def _orch_cgroups(ids) -> list[str]:
 def node():
     if os.geteuid() != 0:
         pytest.skip("needs root (namespaces, mounts, cgroups); run as root, as CI does")
+    # `timeout` and CI runners stop a hung run with SIGTERM, which would end pytest without
+    # running this teardown and leave the agent and supervisor behind; as SIGINT, pytest
+    # unwinds and tears down.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     base = Path(tempfile.mkdtemp(prefix="orch-agent-test-"))
     n = OrchNode(base)
     seen_ids: set[str] = set()
@@ -118,7 +122,9 @@ def node():
             sup = n.supervisor_pid()
             _kill(n.agent_pid())
             _kill(sup)
-        seen_ids.update(p.name for p in (n.root / "containers").glob("*")) if (n.root / "containers").exists() else None
+        signal.signal(signal.SIGTERM, previous)
+        if (n.root / "containers").exists():
+            seen_ids.update(p.name for p in (n.root / "containers").glob("*"))
         leftovers = _orch_cgroups(seen_ids)
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         sockets = list(n.run_dir.glob("*.sock")) if n.run_dir.exists() else []
