@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from orch import paths
 from orch.errors import OrchError
 
-ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images")
+ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry")
 
 
 def collect_routes() -> list:

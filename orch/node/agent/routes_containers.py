@@ -126,9 +126,7 @@ async def changes(request):
     (Kind 0 changed, 1 added, 2 deleted)."""
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
-    kinds = {"C": 0, "A": 1, "D": 2}
-    found = await trio.to_thread.run_sync(node.images.changes, rec["Id"])
-    return JSONResponse([{"Kind": kinds[kind], "Path": path} for kind, path in found])
+    return JSONResponse(await trio.to_thread.run_sync(node.images.changes, rec["Id"]))
 
 
 async def exec_(request):
