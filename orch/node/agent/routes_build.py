@@ -107,14 +107,7 @@ async def commit(request):
     return JSONResponse({"Id": image.id}, status_code=201)
 
 
-async def changes(request):
-    node = node_of(request)
-    rec = node.get(request.path_params["ref"])
-    return JSONResponse(await trio.to_thread.run_sync(node.images.changes, rec["Id"]))
-
-
 ROUTES = [
     Route("/build", build, methods=["POST"]),
     Route("/containers/{ref}/commit", commit, methods=["POST"]),
-    Route("/containers/{ref}/changes", changes, methods=["GET"]),
 ]

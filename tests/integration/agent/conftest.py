@@ -108,6 +108,10 @@ def _remove_networks(n: OrchNode) -> None:
 def node():
     if os.geteuid() != 0:
         pytest.skip("needs root (namespaces, mounts, cgroups); run as root, as CI does")
+    # `timeout` and CI runners stop a hung run with SIGTERM, which would end pytest without
+    # running this teardown and leave the agent and supervisor behind; as SIGINT, pytest
+    # unwinds and tears down.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     base = Path(tempfile.mkdtemp(prefix="orch-agent-test-"))
     n = OrchNode(base)
     seen_ids: set[str] = set()
@@ -132,7 +136,9 @@ def node():
             _kill(n.agent_pid())
             _kill(sup)
             _remove_networks(n)
-        seen_ids.update(p.name for p in (n.root / "containers").glob("*")) if (n.root / "containers").exists() else None
+        signal.signal(signal.SIGTERM, previous)
+        if (n.root / "containers").exists():
+            seen_ids.update(p.name for p in (n.root / "containers").glob("*"))
         leftovers = _orch_cgroups(seen_ids)
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         sockets = list(n.run_dir.glob("*.sock")) if n.run_dir.exists() else []
