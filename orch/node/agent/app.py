@@ -20,11 +20,8 @@ from starlette.responses import JSONResponse
 from orch import paths
 from orch.errors import OrchError
 
-<<<<<<< HEAD
-ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_networks", "routes_volumes")
-=======
-ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry")
->>>>>>> main
+ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
+                 "routes_networks", "routes_volumes")
 
 
 def collect_routes() -> list:

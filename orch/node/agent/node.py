@@ -270,15 +270,11 @@ class Node:
     async def start(self, rec: dict) -> None:
         if self.change(rec, "start") == "running" and rec["State"]["Status"] in ("running",):
             return  # docker: starting a running container does nothing
-<<<<<<< HEAD
         from orch.node.agent import wiring
 
         await trio.to_thread.run_sync(wiring.setup_network, self, rec)
-        answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"]})
-=======
         answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"],
                                   "open_stdin": bool(rec["Config"].get("OpenStdin"))})
->>>>>>> main
         pid = answer["pid"]
         # The started event may not have arrived yet on the other connection; wait for it so
         # that `start` returns a running container (or one that already exited again).

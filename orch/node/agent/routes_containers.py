@@ -54,18 +54,13 @@ async def create(request):
 async def list_(request):
     node = node_of(request)
     show_all = flag(request, "all")
-<<<<<<< HEAD
-    rows = [summary(r) for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
+    records = [r for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
+    records.sort(key=lambda r: r["Created"], reverse=True)  # newest first; RFC 3339 stamps sort as text
+    rows = [summary(r) for r in records]
     if node.net is not None:
         for row in rows:
             row["Ports"] = node.net.ports_text(row["Id"])
-    rows.sort(key=lambda r: r["Created"], reverse=True)
     return JSONResponse(rows)
-=======
-    records = [r for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
-    records.sort(key=lambda r: r["Created"], reverse=True)  # newest first; RFC 3339 stamps sort as text
-    return JSONResponse([summary(r) for r in records])
->>>>>>> main
 
 
 async def inspect(request):
