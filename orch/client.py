@@ -67,7 +67,7 @@ class Client:
             payload = b"".join(_body(s, headers, rest))
         finally:
             s.close()
-        value = json.loads(payload) if payload else None
+        value = _json_or_none(headers, payload)
         if status >= 400:
             if isinstance(value, dict) and "message" in value:
                 raise from_kind(value.get("kind", "error"), value["message"])
@@ -79,13 +79,24 @@ class Client:
         status, headers, s, rest = self.request(method, path, body)
         try:
             if status >= 400:
-                value = json.loads(b"".join(_body(s, headers, rest)) or b"null")
+                value = _json_or_none(headers, b"".join(_body(s, headers, rest)))
                 if isinstance(value, dict) and "message" in value:
                     raise from_kind(value.get("kind", "error"), value["message"])
                 raise Unavailable(f"the node agent answered {status} to {method} {path}")
             yield from _body(s, headers, rest)
         finally:
             s.close()
+
+
+def _json_or_none(headers: dict, payload: bytes):
+    """The JSON body, or None when the answer is empty or not JSON (a proxy's or server's own
+    error page must become a one-line error, not a parse failure)."""
+    if not payload or "json" not in headers.get("content-type", ""):
+        return None
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return None
 
 
 def _body(s: socket.socket, headers: dict, rest: bytes):

@@ -47,7 +47,7 @@ COMMANDS = {
     "tag": "orch.cli.image:tag",
     "build": "orch.cli.build:build",
     "history": "orch.cli.build:history",
-    "diff": "orch.cli.build:diff",
+    "diff": "orch.cli.container:diff",
     "commit": "orch.cli.build:commit",
     "pull": "orch.cli.registry:pull",
     "push": "orch.cli.registry:push",

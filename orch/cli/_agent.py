@@ -54,7 +54,7 @@ def start_agent(path: str) -> None:
     while time.monotonic() < deadline:
         if answers(path):
             return
-        if proc.poll() is not None:
+        if proc.poll() not in (None, 0):  # 0: another agent took the node first; wait for it
             raise Unavailable(f"the node agent exited with code {proc.returncode} while starting; see {log_path}")
         time.sleep(0.02)
     raise Unavailable(f"the node agent did not answer at {path} within {START_TIMEOUT:.0f} s; see {log_path}")

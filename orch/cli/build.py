@@ -157,15 +157,3 @@ def commit(prog: str, argv: list[str]) -> int:
     answer = _client().call("POST", f"/containers/{quote(args.container, safe='')}/commit", body)
     print(answer["Id"])
     return 0
-
-
-def diff(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Inspect changes to files or directories on a container's filesystem.")
-    p.add_argument("container", metavar="CONTAINER")
-    args = p.parse_args(argv)
-    from orch.build.commit import format_changes
-
-    changes = _client().call("GET", f"/containers/{quote(args.container, safe='')}/changes")
-    for line in format_changes(changes):
-        print(line)
-    return 0

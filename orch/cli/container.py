@@ -556,25 +556,32 @@ def inspect(prog: str, argv: list[str]) -> int:
     return failed
 
 
+def diff(prog: str, argv: list[str]) -> int:
+    p = _parser(prog, "Inspect changes to files or directories on a container's filesystem")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    for change in _agent().call("GET", f"/containers/{a.container}/changes"):
+        print(f"{'CAD'[change['Kind']]} {change['Path']}")
+    return 0
+
+
 # -- the `container` group ---------------------------------------------------------------------------
 GROUP = {
     "run": run, "create": create, "start": start, "stop": stop, "restart": restart, "kill": kill, "pause": pause,
     "unpause": unpause, "rm": rm, "remove": rm, "inspect": inspect, "logs": logs, "top": top, "exec": exec_, "wait": wait,
-    "ls": ps, "list": ps, "ps": ps,
+    "ls": ps, "list": ps, "ps": ps, "diff": diff,
 }
 
 
 def container_group(prog: str, argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {prog} COMMAND\n\nManage containers\n\nCommands: " + ", ".join(sorted(GROUP)) + ", diff, prune")
+        print(f"usage: {prog} COMMAND\n\nManage containers\n\nCommands: " + ", ".join(sorted(GROUP)) + ", prune")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name == "prune":
         from orch.cli.system import prune
 
         return prune(f"{prog} prune", rest, images=False)
-    if name == "diff":
-        raise OrchError("'orch container diff' is not available yet: it comes with image builds (issue 4)")
     func = GROUP.get(name)
     if func is None:
         raise InvalidArgument(f"unknown command '{prog} {name}'; run '{prog} --help' for the list")

@@ -16,6 +16,17 @@ def _client():
     return client()
 
 
+def filter_query(items: list[str]) -> str:
+    """--filter label=k=v / name=x as docker's ?filters= JSON."""
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("label", "name"):
+            raise InvalidArgument(f"invalid --filter {item!r}: use label=KEY[=VALUE] or name=NAME")
+        filters.setdefault(key, []).append(value)
+    return "?filters=" + quote(json.dumps(filters), safe="") if filters else ""
+
+
 def _labels(items: list[str]) -> dict:
     return dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in items)
 
@@ -50,8 +61,9 @@ def ls(prog, argv):
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format")
+    p.add_argument("-f", "--filter", action="append", default=[])
     a = p.parse_args(argv)
-    nets = _client().call("GET", "/networks")
+    nets = _client().call("GET", "/networks" + filter_query(a.filter))
     if a.quiet:
         for n in nets:
             print(n["Id"] if a.no_trunc else n["Id"][:12])

@@ -7,6 +7,7 @@ import json
 import sys
 from urllib.parse import quote
 
+from orch.cli.network import filter_query
 from orch.errors import InvalidArgument, OrchError
 
 
@@ -36,8 +37,9 @@ def ls(prog, argv):
     p = argparse.ArgumentParser(prog=prog, description="List volumes")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--format")
+    p.add_argument("-f", "--filter", action="append", default=[])
     a = p.parse_args(argv)
-    vols = _client().call("GET", "/volumes")["Volumes"]
+    vols = _client().call("GET", "/volumes" + filter_query(a.filter))["Volumes"]
     if a.quiet:
         for v in vols:
             print(v["Name"])

@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse
 from orch import paths
 from orch.errors import OrchError
 
-ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_networks", "routes_volumes", "routes_drain")
+ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
+                 "routes_networks", "routes_volumes", "routes_drain")
 
 
 def collect_routes() -> list:
@@ -77,7 +78,6 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
-    from orch.client import Client
     from orch.node.agent.node import Node
 
     root = Path(root or paths.root())
@@ -85,14 +85,18 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
     root.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     sock = run_dir / "orch.sock"
+    # One agent per node: an flock held for the process's life (two CLIs may auto-start one at
+    # the same moment; the second agent stops here).
+    import fcntl
+
+    lock_fd = os.open(run_dir / "agent.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise AgentRunning(f"an agent already serves {sock} (its pid is in {run_dir / 'agent.pid'})") from None
     if sock.exists():
-        try:
-            Client(str(sock), timeout=2).call("GET", "/_ping")
-            raise OrchError(f"an agent already serves {sock}; stop it first (its pid is in {run_dir / 'agent.pid'})")
-        except OrchError as err:
-            if "already serves" in str(err):
-                raise
-            sock.unlink()  # a socket left by an agent that was killed
+        sock.unlink()  # a socket left by an agent that was killed
     node = Node(root, run_dir, images=open_image_store(root))
     open_networks_and_volumes(node, root, run_dir)
     node.load()
@@ -134,9 +138,15 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
             return
 
 
+class AgentRunning(OrchError):
+    exit_code = 0
+
+
 def main() -> int:
     try:
         trio.run(serve)
     except KeyboardInterrupt:
         pass
+    except AgentRunning as err:
+        print(f"orch: {err}", file=sys.stderr)
     return 0

@@ -30,11 +30,13 @@ def compute_net_plan(*, network_mode: str | None, networks: list[dict] = (), por
     mode is "bridge" (connected to `networks`, the first one primary), "none" (a namespace with
     only lo), "host" (no namespace of its own) or "container" (join `container`'s namespace).
     """
-    mode = (network_mode or DEFAULT_NETWORK).strip()
+    extra = [_network_entry(n) for n in networks]
+    # No mode but networks (a stack's service): the first network is the primary one, and the
+    # container is not also put on the default bridge, as compose does.
+    mode = (network_mode or (extra[0]["name"] if extra else DEFAULT_NETWORK)).strip()
     if mode == "default":
         mode = DEFAULT_NETWORK
     joined = ""
-    extra = [_network_entry(n) for n in networks]
     if mode.startswith("container:"):
         joined = mode[len("container:"):]
         if not joined:
@@ -119,7 +121,7 @@ def _mappings(ports: list[dict], publish_all: bool, exposed: dict) -> list[PortM
 # -- views -------------------------------------------------------------------------------------
 def compute_ports_text(publications: list[Publication]) -> str:
     """docker ps's PORTS column: "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"."""
-    items = sorted(publications, key=lambda p: (p.mapping.container_port, p.mapping.proto, p.mapping.host_port))
+    items = sorted(publications, key=lambda p: (p.mapping.container_port, p.mapping.proto, p.mapping.host_ip, p.mapping.host_port))
     return ", ".join(f"{p.mapping.host_ip or '0.0.0.0'}:{p.mapping.host_port}->{p.mapping.container_port}/{p.mapping.proto}"
                      for p in items)
 

@@ -15,7 +15,6 @@ Every state change goes through lifecycle.transition, so a forbidden operation i
 with the message the user sees.
 """
 
-import os
 import secrets
 import signal as signals
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import trio
 
-from orch.errors import AlreadyExists, InvalidArgument, NotFound, OrchError, SystemFailure, Unavailable
+from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, OrchError, SystemFailure, Unavailable
 from orch.node.agent import names as naming
 from orch.node.agent import supervision
 from orch.node.agent.state import ContainerStore
@@ -176,8 +175,13 @@ class Node:
                 if state["Status"] not in ("running", "paused", "removing"):
                     self.apply_event(dict(running[cid], event="started"))
                 continue
-            if state["Status"] in ("running", "paused", "removing"):
-                exit_record = self.store.read_exit(cid) or {
+            exit_record = self.store.read_exit(cid)
+            if exit_record and exit_record.get("pid") != rec.get("_exited_pid"):
+                # It ran and exited while the agent was away, perhaps started by an attached
+                # CLI before the agent saw the start: the supervisor's record says how it ended.
+                self.apply_event(dict(exit_record, event="exited", id=cid))
+            elif state["Status"] in ("running", "paused", "removing"):
+                exit_record = {
                     "exit_code": 255, "finished_at": rfc3339_nano(), "oom_killed": False, "pid": state.get("Pid", 0),
                     "error": "the container was lost while the agent was away (no exit record)",
                 }
@@ -201,6 +205,8 @@ class Node:
             if rec.get("_exited_pid") == ev.get("pid") and state["Status"] == "exited":
                 return
             rec["_exited_pid"] = ev.get("pid")
+            if state.get("Pid") != ev.get("pid") and ev.get("started_at"):
+                state["StartedAt"] = ev["started_at"]  # a run whose start the agent never saw
             if state["Status"] != "removing":
                 state["Status"] = "exited"
             state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))
@@ -273,7 +279,8 @@ class Node:
         from orch.node.agent import wiring
 
         await trio.to_thread.run_sync(wiring.setup_network, self, rec)
-        answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"]})
+        answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"],
+                                  "open_stdin": bool(rec["Config"].get("OpenStdin"))})
         pid = answer["pid"]
         # The started event may not have arrived yet on the other connection; wait for it so
         # that `start` returns a running container (or one that already exited again).
@@ -401,7 +408,7 @@ class Node:
 
     async def top(self, rec: dict, ps_args: str = "-ef") -> dict:
         if rec["State"]["Status"] not in ("running", "paused"):
-            raise transition_conflict(rec, self)
+            raise Conflict(f"container {self.display(rec)} is not running; start it first")
         path = rec["_cgroup"]
         pids = set(await trio.to_thread.run_sync(lambda: self.cgroups().pids(path)))
         out = (await trio.run_process(["ps", *ps_args.split()], capture_stdout=True)).stdout.decode()
@@ -435,14 +442,10 @@ class Node:
                        no_new_privileges=base.no_new_privileges)
         return proc.to_json()
 
-    def in_use_images(self, image_id: str) -> list[str]:
-        return [self.display(r) for r in self.records.values() if r["Image"] == image_id]
-
-
-def transition_conflict(rec: dict, node: Node):
-    from orch.errors import Conflict
-
-    return Conflict(f"container {node.display(rec)} is not running; start it first")
+    def image_in_use(self, image_id: str) -> list[str]:
+        """Names of the containers made from an image (the image store's `rmi` asks; it runs
+        in a worker thread, so it reads a copy of the records)."""
+        return [self.display(r) for r in list(self.records.values()) if r["Image"] == image_id]
 
 
 def _signal_number(sig) -> int:
@@ -454,15 +457,3 @@ def _signal_number(sig) -> int:
         return int(getattr(signals.Signals, name))
     except AttributeError:
         raise InvalidArgument(f"invalid signal: {sig}; use a name such as SIGTERM or a number") from None
-
-
-def zero_state() -> dict:
-    return {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False, "Dead": False,
-            "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME}
-
-
-def now_text() -> str:
-    return rfc3339_nano()
-
-
-__all__ = ["Node", "zero_state", "now_text", "_signal_number", "os"]

@@ -107,22 +107,7 @@ async def commit(request):
     return JSONResponse({"Id": image.id}, status_code=201)
 
 
-async def changes(request):
-    from orch.build.commit import compute_changes
-
-    node = node_of(request)
-    rec = node.get(request.path_params["ref"])
-
-    def work():
-        image = node.images.resolve(rec["Image"])
-        lowers = [node.images.snapshots.committed_path(c) for c in reversed(image.chain_ids)]
-        return compute_changes(node.images.upper_dir(rec["Id"]), lowers)
-
-    return JSONResponse(await trio.to_thread.run_sync(work))
-
-
 ROUTES = [
     Route("/build", build, methods=["POST"]),
     Route("/containers/{ref}/commit", commit, methods=["POST"]),
-    Route("/containers/{ref}/changes", changes, methods=["GET"]),
 ]

@@ -57,14 +57,15 @@ async def list_(request):
     from orch.node.agent.filters import container_matches, parse_filters
 
     filters = parse_filters(request.query_params.get("filters"))
+    records = [r for r in node.records.values()
+               if (show_all or r["State"]["Status"] in ("running", "paused")) and container_matches(r, filters)]
+    records.sort(key=lambda r: r["Created"], reverse=True)  # newest first; RFC 3339 stamps sort as text
     # full=1 (orch's own): whole inspect records, so `orch compose` observes a stack in one call.
     view = full_view if flag(request, "full") else summary
-    rows = [view(r) for r in node.records.values()
-            if (show_all or r["State"]["Status"] in ("running", "paused")) and container_matches(r, filters)]
+    rows = [view(r) for r in records]
     if node.net is not None:
         for row in rows:
             row["Ports"] = node.net.ports_text(row["Id"])
-    rows.sort(key=lambda r: r["Created"], reverse=True)
     return JSONResponse(rows)
 
 
@@ -138,6 +139,14 @@ async def top(request):
     return JSONResponse(await node.top(node.get(request.path_params["ref"]), request.query_params.get("ps_args") or "-ef"))
 
 
+async def changes(request):
+    """docker diff: what the container changed in its rootfs, as docker's API shapes it
+    (Kind 0 changed, 1 added, 2 deleted)."""
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    return JSONResponse(await trio.to_thread.run_sync(node.images.changes, rec["Id"]))
+
+
 async def exec_(request):
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
@@ -203,6 +212,7 @@ ROUTES = [
     Route("/containers/{ref}/wait", wait, methods=["POST"]),
     Route("/containers/{ref}/top", top, methods=["GET"]),
     Route("/containers/{ref}/exec", exec_, methods=["POST"]),
+    Route("/containers/{ref}/changes", changes, methods=["GET"]),
     Route("/containers/{ref}/logs", logs, methods=["GET"]),
     Route("/containers/{ref}", remove, methods=["DELETE"]),
 ]

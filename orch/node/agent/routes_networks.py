@@ -83,9 +83,28 @@ async def create(request):
     return JSONResponse({"Id": n.id, "Name": n.name, "Warning": ""}, status_code=201)
 
 
+def matches_filters(request, name: str, labels: dict) -> bool:
+    """docker's ?filters={"label": ["k", "k=v"], "name": ["part"]} for networks and volumes."""
+    import json
+
+    raw = request.query_params.get("filters")
+    if not raw:
+        return True
+    try:
+        filters = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid filters {raw!r}: give JSON such as {{\"label\": [\"k=v\"]}}") from None
+    for want in filters.get("label", ()):
+        key, sep, value = want.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    names = filters.get("name", ())
+    return not names or any(part in name for part in names)
+
+
 async def list_(request):
     node, net = _networks(request)
-    return JSONResponse([network_view(node, net, n) for n in net.nets.list()])
+    return JSONResponse([network_view(node, net, n) for n in net.nets.list() if matches_filters(request, n.name, n.labels)])
 
 
 async def inspect(request):

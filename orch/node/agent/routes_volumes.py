@@ -38,7 +38,10 @@ async def create(request):
 
 async def list_(request):
     node, store = _store(request)
-    return JSONResponse({"Volumes": await trio.to_thread.run_sync(store.list), "Warnings": []})
+    from orch.node.agent.routes_networks import matches_filters
+
+    vols = await trio.to_thread.run_sync(store.list)
+    return JSONResponse({"Volumes": [v for v in vols if matches_filters(request, v["Name"], v.get("Labels") or {})], "Warnings": []})
 
 
 async def inspect(request):

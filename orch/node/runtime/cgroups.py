@@ -235,7 +235,12 @@ class Cgroups:
         return False
 
     def kill_all(self, path: str, sig: int = signal.SIGKILL) -> None:
-        """Signal every process in the group. SIGKILL freezes first, so no fork escapes."""
+        """Signal every process in the group. SIGKILL freezes first, so no fork escapes.
+
+        A container's pid 1 dies only once every process of its pid namespace is reaped,
+        including processes started by exec_in, whose parent is the caller: the caller must
+        keep reaping all its children (a subreaper loop) for pid 1's exit to be seen.
+        """
         rel = path.strip("/")
         if self.version == "v2" and sig == signal.SIGKILL and (self.root / rel / "cgroup.kill").exists():
             _write(self.root / rel / "cgroup.kill", "1")
@@ -244,14 +249,26 @@ class Cgroups:
         if freeze:
             self.freeze(rel)
         try:
-            for pid in self.pids(rel):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+            self._signal(self.pids(rel), sig)
         finally:
             if freeze:
                 self.thaw(rel)
+
+    def is_frozen(self, path: str) -> bool:
+        rel = path.strip("/")
+        if self.version == "v2":
+            return "frozen 1" in _read(self.root / rel / "cgroup.events")
+        if "freezer" not in self.v1:
+            return False
+        return _read(self.v1["freezer"] / rel / "freezer.state").strip() in ("FROZEN", "FREEZING")
+
+    @staticmethod
+    def _signal(pids, sig: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     def remove(self, path: str, timeout: float = 2.0) -> None:
         """Remove the group's directories, retrying while its last processes exit."""
@@ -269,3 +286,4 @@ class Cgroups:
                         raise SystemFailure(f"cgroup: remove {d}: {e.strerror}; processes still in it: {_read(d / 'cgroup.procs').split()}") from e
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)
+

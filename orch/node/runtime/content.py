@@ -14,7 +14,6 @@ Layout under the store's root (ORCH_ROOT/content):
 
 import hashlib
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,14 +30,6 @@ def check_digest(digest: str) -> str:
     if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
         raise InvalidArgument(f"invalid digest '{digest}': want 'sha256:' and 64 lower-case hex digits")
     return hexpart
-
-
-def sha256_of_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 class Writer:
@@ -155,9 +146,6 @@ class ContentStore:
     def list(self) -> Iterator[str]:
         for p in sorted(self.blob_dir.iterdir()):
             yield "sha256:" + p.name
-
-    def copy_to(self, digest: str, dst: Path) -> None:
-        shutil.copyfile(self._existing(digest), dst)
 
     def _existing(self, digest: str) -> Path:
         p = self.path(digest)

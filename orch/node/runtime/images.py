@@ -426,8 +426,8 @@ class ImageStore:
         new, _ = self.add_image(canonical_json(config), blobs, [ref] if ref else [])
         return new
 
-    def changes(self, key: str) -> list[tuple[str, str]]:
-        """What container `key` changed, as `docker diff` prints it: ("A"|"C"|"D", path), sorted."""
+    def changes(self, key: str) -> list[dict]:
+        """What container `key` changed, as docker's API has it: [{"Path", "Kind"}], sorted."""
         upper = self.snapshots.upper_dir(key)
         if not upper.is_dir():
             raise NotFound(f"no such snapshot: '{key}'")

@@ -313,7 +313,11 @@ def run(sys: Syscalls, config: ContainerConfig, stdio: tuple[int, int, int], con
         sys.mkdir(resolve_in_root(config.rootfs, config.process.cwd, sys.lstat_kind))
     # 3. Enter the root: after this, nothing of the host's file system is reachable.
     pivot(sys, config.rootfs)
-    # 4. Hostname, sysctls, masked and read-only paths.
+    # 4. A network namespace of our own starts with `lo` down; docker's `--network none` has
+    #    it up. A prepared one (netns_path) is the network code's to configure.
+    if "net" in config.namespaces and not config.netns_path:
+        sys.loopback_up()
+    # 5. Hostname, sysctls, masked and read-only paths.
     harden(sys, config)
     process = config.process
     if config.init:

@@ -75,6 +75,9 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 TIOCSPTLCK = 0x40045431
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
 TIOCGPTN = 0x80045430
 
 
@@ -208,6 +211,10 @@ class Syscalls:
     def execve(self, path: str, args, env) -> None:
         raise NotImplementedError
 
+    def loopback_up(self) -> None:
+        """Set the network namespace's `lo` up (a new namespace starts with it down)."""
+        raise NotImplementedError
+
 
 class LinuxSyscalls(Syscalls):
     """The real thing. Each failure raises SystemFailure naming the operation and its arguments."""
@@ -313,7 +320,16 @@ class LinuxSyscalls(Syscalls):
         _os_call(os.chdir, f"chdir {path}", path)
 
     def mkdir(self, path, mode=0o755):
-        _os_call(os.makedirs, f"mkdir {path}", path, mode, exist_ok=True)
+        # Most targets (/proc, /dev, /sys) exist in the image: one mkdir call, not makedirs'
+        # walk, on the hot path.
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            _os_call(os.makedirs, f"mkdir {path}", path, mode, exist_ok=True)
+        except OSError as e:
+            raise SystemFailure(f"mkdir {path}: {e.strerror}") from e
 
     def touch(self, path):
         try:
@@ -432,6 +448,18 @@ class LinuxSyscalls(Syscalls):
             os.dup2(slave, target, inheritable=True)
         os.close(slave)
         return path
+
+    def loopback_up(self):
+        # SIOCGIFFLAGS / SIOCSIFFLAGS on a struct ifreq: 16 bytes of name, then the flags.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            ifreq = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH22x", b"lo", 0))
+            flags = struct.unpack("16sH22x", ifreq)[1]
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+        except OSError as e:
+            raise SystemFailure(f"set the loopback interface up: {e.strerror}") from e
+        finally:
+            sock.close()
 
     def close_fds(self, keep_above_stdio):
         os.closerange(3, keep_above_stdio)
@@ -579,6 +607,9 @@ class RecordingSyscalls(Syscalls):
     def setup_terminal(self, console_socket, uid):
         self._record("setup_terminal", console_socket, uid)
         return "/dev/pts/0"
+
+    def loopback_up(self):
+        self._record("loopback_up")
 
     def close_fds(self, keep_above_stdio):
         self._record("close_fds", keep_above_stdio)

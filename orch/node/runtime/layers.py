@@ -402,20 +402,65 @@ def clamp_mtimes(root: Path, epoch: int) -> None:
             os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
-def compute_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
-    """`docker diff` of an overlay upper dir over its lower dirs (top first): A, C and D lines.
+# A container's changes, as `docker diff` reports them. Everything a container changed is in
+# its overlay upper directory: a path no lower layer has was added (A); one a lower layer has
+# was changed (C) (a directory is copied up whenever something inside it changes, and docker
+# reports it as changed too); a 0/0 character device is a whiteout: the name was deleted (D);
+# an opaque directory replaced a lower directory whole, so what it holds was added. "Was it
+# below?" is answered by looking the path up in the lower directories, top first, stopping
+# at a whiteout or an opaque parent, as overlayfs does.
+KIND_CHANGED, KIND_ADDED, KIND_DELETED = 0, 1, 2
+LETTERS = {KIND_CHANGED: "C", KIND_ADDED: "A", KIND_DELETED: "D"}
 
-    A path in the upper dir is Added when no lower dir has it, Changed otherwise; a whiteout
-    is a Deletion. Directories holding changes show as Changed, as docker shows them.
-    """
-    out = []
-    for path in _walk_sorted(Path(upper)):
-        rel = str(path.relative_to(upper))
-        st = os.lstat(path)
-        in_lower = any(os.path.lexists(lower / rel) for lower in lowers)
-        if _is_whiteout(st):
-            if in_lower:
-                out.append(("D", "/" + rel))
-        else:
-            out.append(("C" if in_lower else "A", "/" + rel))
+
+def in_lowers(lowers: list[Path], rel: str) -> bool:
+    """Whether `rel` exists in the stack of lower dirs (top first), overlayfs's way."""
+    parts = rel.split("/")
+    for lower in lowers:
+        # A whiteout or an opaque directory on the way in this layer hides the layers below.
+        hidden = False
+        for i in range(1, len(parts)):
+            prefix = lower.joinpath(*parts[:i])
+            try:
+                st = os.lstat(prefix)
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if _is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+                return False
+            if _opaque(prefix):
+                hidden = True
+        try:
+            st = os.lstat(lower / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            if hidden:
+                return False
+            continue
+        return not _is_whiteout(st)
+    return False
+
+
+def compute_changes(upper: Path, lowers: list[Path]) -> list[dict]:
+    """docker's GET /containers/{id}/changes: [{"Path": "/etc", "Kind": 0|1|2}], sorted by path."""
+    upper = Path(upper)
+    out: list[dict] = []
+
+    def walk(rel_dir: str, parent_new: bool) -> None:
+        base = upper / rel_dir if rel_dir else upper
+        for name in sorted(os.listdir(base)):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            st = os.lstat(base / name)
+            if _is_whiteout(st):
+                if not parent_new and in_lowers(lowers, rel):
+                    out.append({"Path": "/" + rel, "Kind": KIND_DELETED})
+                continue
+            existed = not parent_new and in_lowers(lowers, rel)
+            out.append({"Path": "/" + rel, "Kind": KIND_CHANGED if existed else KIND_ADDED})
+            if stat.S_ISDIR(st.st_mode):
+                walk(rel, parent_new or not existed or _opaque(base / name))
+
+    walk("", False)
     return out
+
+
+def format_changes(changes: list[dict]) -> list[str]:
+    return [f"{LETTERS[c['Kind']]} {c['Path']}" for c in changes]

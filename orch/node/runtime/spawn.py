@@ -14,6 +14,11 @@ The intermediate exists because unshare(CLONE_NEWPID) only moves the *children* 
 caller into the new pid namespace. start() reaps it. Its child, now an orphan, is re-parented
 to the caller (a subreaper).
 
+exec_in's process is a child of the caller too, not of pid 1, though it lives in pid 1's pid
+namespace. The kernel completes pid 1's death only once every process of the namespace is
+reaped, so the caller must keep reaping all its children (waitpid(-1) in its subreaper loop);
+waiting for pid 1 alone while an exec'd process is a zombie would wait forever.
+
 Failures before execve travel back over an O_CLOEXEC error pipe: a successful execve closes
 the pipe with nothing written, so an empty read means the program runs. Otherwise the child
 writes one JSON line {"message", "exit_code"} and exits; start() raises StartError with it.
@@ -23,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from orch.errors import InvalidArgument, OrchError
+from orch.errors import Conflict, InvalidArgument, OrchError
 from orch.node.runtime import init
 from orch.node.runtime.cgroups import Cgroups
 from orch.node.runtime.config import ContainerConfig, Process, check_sysctls
@@ -100,6 +105,9 @@ def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, 
     """Run `process` in the namespaces and cgroup of the container whose pid 1 is `pid1`."""
     _check_terminal(process, stdio)
     cgroups = cgroups or Cgroups()
+    # Joining a frozen cgroup would freeze the new process before it could report back.
+    if cgroups.is_frozen(config.cgroup_path):
+        raise Conflict(f"container {config.id} is paused; unpause it before exec")
     cap = last_cap()
     namespaces = [ns for ns in ORDERED_NAMESPACES if ns in config.namespaces or (ns == "net" and config.netns_path)]
     ns_fds = []

@@ -16,11 +16,10 @@ docker's json-file format (rotated, see containerlog.py) and tees it to attached
 a container's pid 1 is reaped it drains the pipes, writes ORCH_ROOT/containers/<id>/exit.json
 atomically, removes the cgroup, and only then tells attached clients and subscribers.
 
-The kernel side (config loading, spawn, exec, cgroups) is behind a small `Runtime` object so
-the loop can be tested with plain host processes (`HostRuntime`).
+The kernel side (config loading, spawn, exec, cgroups) is behind a small runtime object
+(superruntime.py) so the loop can be tested with plain host processes (`HostRuntime`).
 """
 
-import errno
 import os
 import selectors
 import signal
@@ -40,7 +39,7 @@ TIOCSWINSZ = 0x5414
 class Target:
     """A running process the supervisor parents: a container's pid 1 or an exec'd process."""
 
-    __slots__ = ("id", "pid", "config", "dir", "started_at", "log", "outputs", "master", "clients", "tty_in", "exec_of", "execs")
+    __slots__ = ("id", "pid", "config", "dir", "started_at", "log", "outputs", "master", "clients", "tty_in", "exec_of", "execs", "held")
 
     def __init__(self, id, pid, config, dir, log, exec_of=None):
         self.id, self.pid, self.config, self.dir, self.log, self.exec_of = id, pid, config, dir, log, exec_of
@@ -50,6 +49,7 @@ class Target:
         self.clients: list["Conn"] = []  # attached connections, told the exit code
         self.tty_in: int | None = None  # the attached client's terminal we read from
         self.execs: set[str] = set()
+        self.held: list[int] = []
 
 
 class Conn:
@@ -92,7 +92,12 @@ class Supervisor:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # Python starts with SIGPIPE and SIGXFSZ ignored, and an ignored signal stays ignored
+        # across fork and execve: containers would inherit it (`yes | head` would never end
+        # by SIGPIPE). A handler that does nothing has the same effect here (EPIPE) and, like
+        # every handled signal, is reset to the default by execve.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, _ignore)
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
 
     def serve_forever(self) -> None:
@@ -111,7 +116,9 @@ class Supervisor:
             conn_sock, _ = sock.accept()
         except BlockingIOError:
             return
-        conn_sock.setblocking(True)
+        # Blocking with a deadline: a client (or a stalled agent) that stops reading is dropped
+        # after 5 s instead of stopping the node; the agent re-adopts when it reconnects.
+        conn_sock.settimeout(5.0)
         self.sel.register(conn_sock, selectors.EVENT_READ, ("conn", Conn(conn_sock)))
 
     def on_wake(self, fd, _):
@@ -196,7 +203,8 @@ class Supervisor:
         log = LogWriter(os.path.join(cdir, "container.log"), log_opts.get("max_size", 10 * 1024 * 1024), log_opts.get("max_file", 3))
         attach = self.take_fds(conn, msg.get("attach") or [], fds)
         try:
-            target = self.spawn(cid, config, cdir, log, attach, msg.get("tty_size"), lambda stdio: self.runtime.start(config, **stdio))
+            target = self.spawn(cid, config, cdir, log, attach, msg.get("tty_size"), lambda stdio: self.runtime.start(config, **stdio),
+                                open_stdin=bool(msg.get("open_stdin")))
         except OrchError as err:
             log.close()
             self.broadcast({"event": "start_failed", "id": cid, "message": str(err), "exit_code": getattr(err, "exit_code", 125) or 125})
@@ -261,7 +269,7 @@ class Supervisor:
             raise InvalidArgument(f"attach names {len(roles)} descriptors but the message carries {len(fds)}")
         return dict(zip(roles, fds))
 
-    def spawn(self, tid, config, cdir, log, attach, tty_size, start, exec_of=None, terminal=None):
+    def spawn(self, tid, config, cdir, log, attach, tty_size, start, exec_of=None, terminal=None, open_stdin=False):
         """Start a process with pipes (or a pty) whose far ends are ours; return its Target."""
         terminal = self.runtime.terminal(config) if terminal is None else terminal
         ours, theirs = [], []
@@ -279,7 +287,14 @@ class Supervisor:
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
                 ours += [out_r, err_r]
                 theirs += [out_w, err_w]
-                stdio = {"stdin": attach.get("stdin"), "stdout": out_w, "stderr": err_w, "console": None}
+                stdin = attach.get("stdin")
+                if stdin is None and open_stdin:
+                    # docker run -di: stdin stays open (a pipe whose write end we hold) so that
+                    # `sh` waits instead of reading end-of-file from /dev/null.
+                    stdin, held = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(stdin)
+                    ours.append(held)
+                stdio = {"stdin": stdin, "stdout": out_w, "stderr": err_w, "console": None}
             pid = start(stdio)
         except BaseException:
             for x in ours + theirs:
@@ -314,6 +329,7 @@ class Supervisor:
                 os.set_blocking(fd, False)
                 target.outputs[fd] = stream
                 self.sel.register(fd, selectors.EVENT_READ, ("output", target))
+            target.held = ours[2:]  # the write end of an open stdin, closed when it exits
         self.targets[tid] = target
         self.by_pid[pid] = target
         return target
@@ -378,8 +394,11 @@ class Supervisor:
             _drain(fd, lambda data, s=target.outputs[fd]: self.deliver(target, s, data))
             self.close_output(target, fd)
         self.stop_tty_in(target)
+        for fd in target.held:
+            _close(fd)
+        target.held = []
         self.targets.pop(target.id, None)
-        event = {"event": "exit", "id": target.id, "exit_code": exit_code, "finished_at": rfc3339_nano(), "pid": target.pid}
+        event = {"event": "exit", "id": target.id, "exit_code": exit_code, "started_at": target.started_at, "finished_at": rfc3339_nano(), "pid": target.pid}
         if target.exec_of is None:
             if target.log is not None:
                 target.log.close()
@@ -423,105 +442,8 @@ class Supervisor:
         conn.sock.close()
 
 
-class HostRuntime:
-    """Plain host processes, for tests of the loop: `config` is a JSON file with "args",
-    optional "env", "cwd", "terminal"; no namespaces, no cgroup."""
-
-    def load(self, path):
-        import json
-
-        with open(path) as f:
-            return json.load(f)
-
-    def terminal(self, config):
-        return bool(config.get("terminal"))
-
-    def start(self, config, stdin=None, stdout=None, stderr=None, console=None):
-        return self._fork(config["args"], config.get("env"), config.get("cwd"), stdin, stdout, stderr, console)
-
-    def exec_in(self, pid1, config, process, stdin=None, stdout=None, stderr=None, console=None):
-        return self._fork(process["args"], process.get("env"), process.get("cwd"), stdin, stdout, stderr, console)
-
-    def oom_killed(self, config):
-        return False
-
-    def cleanup(self, config):
-        pass
-
-    @staticmethod
-    def _fork(args, env, cwd, stdin, stdout, stderr, console):
-        master = slave = None
-        if console is not None:
-            master, slave = os.openpty()
-            stdin = stdout = stderr = slave
-        pid = os.fork()
-        if pid == 0:  # the child: only async-signal-safe work, then execve
-            try:
-                if console is not None:
-                    os.setsid()
-                    import fcntl
-                    import termios
-
-                    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-                null = os.open("/dev/null", os.O_RDWR)
-                for i, fd in enumerate((stdin, stdout, stderr)):
-                    os.dup2(null if fd is None else fd, i)
-                if cwd:
-                    os.chdir(cwd)
-                os.execvpe(args[0], args, dict(e.split("=", 1) for e in env) if env else os.environ)
-            except BaseException:
-                os._exit(127)
-        if console is not None:
-            socket.send_fds(socket.socket(fileno=os.dup(console)), [b"m"], [master])
-            os.close(master)
-            os.close(slave)
-        return pid
-
-
-class KernelRuntime:
-    """The real thing: D's config, spawn and cgroups modules, imported once, up front."""
-
-    def __init__(self):
-        from orch.node.runtime import cgroups, config, spawn
-
-        self.config_mod, self.spawn_mod = config, spawn
-        self.cgroups = cgroups.Cgroups()
-
-    def load(self, path):
-        with open(path) as f:
-            import json
-
-            return self.config_mod.ContainerConfig.from_json(json.load(f))
-
-    def terminal(self, config):
-        return bool(config.process.terminal)
-
-    def start(self, config, stdin=None, stdout=None, stderr=None, console=None):
-        return self.spawn_mod.start(config, self.spawn_mod.Stdio(stdin, stdout, stderr, console))
-
-    def exec_in(self, pid1, config, process, stdin=None, stdout=None, stderr=None, console=None):
-        proc = self.config_mod.Process.from_json(process)
-        return self.spawn_mod.exec_in(pid1, config, proc, self.spawn_mod.Stdio(stdin, stdout, stderr, console))
-
-    def oom_killed(self, config):
-        try:
-            return bool(self.cgroups.oom_killed(config.cgroup_path))
-        except OSError:
-            return False
-
-    def cleanup(self, config):
-        # Stragglers (an exec'd process in a container without its own pid namespace) would
-        # keep the cgroup busy; kill them, then remove it, retrying briefly.
-        for _ in range(50):
-            try:
-                self.cgroups.kill_all(config.cgroup_path, signal.SIGKILL)
-                self.cgroups.remove(config.cgroup_path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.01)
-        print(f"supervisor: cannot remove cgroup {config.cgroup_path}", file=sys.stderr, flush=True)
+def _ignore(signum, frame) -> None:
+    pass
 
 
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -599,6 +521,19 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _lock(path: str) -> bool:
+    """Hold an exclusive flock for the life of this process (one supervisor per node)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    return True  # the fd stays open on purpose: the lock dies with the process
+
+
 def set_child_subreaper() -> None:
     import ctypes
 
@@ -615,14 +550,13 @@ def main(argv=None) -> int:
     parser.add_argument("--socket", default=str(paths.supervisor_socket()))
     parser.add_argument("--host-runtime", action="store_true", help="plain host processes (tests)")
     args = parser.parse_args(argv)
+    from orch.node.runtime.superruntime import HostRuntime, KernelRuntime
+
     runtime = HostRuntime() if args.host_runtime else KernelRuntime()
     set_child_subreaper()
     os.makedirs(os.path.dirname(args.socket), mode=0o700, exist_ok=True)
-    try:  # another supervisor already serves this socket: nothing to do
-        proto.call(args.socket, {"op": "ping"}, timeout=1.0)
+    if not _lock(args.socket + ".lock"):  # another supervisor serves this node: nothing to do
         return 0
-    except OrchError:
-        pass
     sup = Supervisor(runtime, args.socket)
     sup.listen()
     print(f"supervisor: pid {os.getpid()} serving {args.socket}", file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ import pty
 import re
 import select
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -81,7 +82,7 @@ def test_network_none_and_host(node):
     after = set(os.listdir("/sys/class/net"))
     assert before & after <= host <= before | after
     proc = node.orch("run", "--rm", "--network", "bridge9", "busybox", "true", check=False)
-    assert proc.returncode == 1 and "network 'bridge9' not found" in proc.stderr
+    assert proc.returncode == 1 and "network bridge9 not found" in proc.stderr
 
 
 def test_init_reaps_as_pid1(node):
@@ -333,3 +334,37 @@ def test_exec_it_and_detached_tty(node):
         proc.kill()
         proc.wait()
     node.orch("rm", "-f", n)
+
+
+def test_detached_interactive_keeps_stdin_open(node):
+    n = name()
+    node.orch("run", "-di", "--name", n, "busybox", "sh")
+    assert node.orch("exec", n, "echo", "still-here").stdout == "still-here\n"
+    assert node.inspect(n)["State"]["Status"] == "running"
+    node.orch("rm", "-f", n)
+
+
+def test_one_agent_and_one_supervisor_per_node(node):
+    agent, sup = node.agent_pid(), node.supervisor_pid()
+    proc = node.popen("agent", stdout=-1, stderr=-1, text=True)  # a second agent in the foreground
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "an agent already serves" in err
+    proc = subprocess.run([sys.executable, "-m", "orch.node.runtime.supervisor", "--socket", str(node.run_dir / "supervisor.sock")],
+                          env=node.env, capture_output=True, timeout=30)
+    assert proc.returncode == 0
+    assert (node.agent_pid(), node.supervisor_pid()) == (agent, sup)
+    assert node.orch("ps").returncode == 0
+
+
+def test_containers_start_with_no_signal_ignored_or_blocked(node):
+    out = node.orch("run", "--rm", "busybox", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status").stdout
+    assert out == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    assert node.orch("run", "--rm", "busybox", "sh", "-c", "yes | head -n 2").stdout == "y\ny\n"
+
+
+def test_container_diff(node):
+    n = name()
+    node.orch("run", "--name", n, "busybox", "sh", "-c", "echo x > /added; rm /bin/ls; echo y >> /etc/passwd")
+    lines = node.orch("container", "diff", n).stdout.splitlines()
+    assert {"A /added", "D /bin/ls", "C /etc/passwd", "C /etc", "C /bin"} <= set(lines)
+    node.orch("rm", n)

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from orch.build.commit import compute_changes, format_changes, in_lowers
+from orch.node.runtime.layers import compute_changes, format_changes, in_lowers
 
 pytestmark = pytest.mark.privileged
 

@@ -20,8 +20,6 @@ from .conftest import cached_base
 pytestmark = pytest.mark.privileged
 
 REPO = Path(__file__).resolve().parents[3]
-# Commands the lead maps in the dispatcher; called here by module so the tests do not depend on it.
-MINE = {"build": "orch.cli.build:build", "history": "orch.cli.build:history", "commit": "orch.cli.build:commit", "diff": "orch.cli.build:diff"}
 
 
 class Node:
@@ -32,11 +30,7 @@ class Node:
         self.env.pop("SOURCE_DATE_EPOCH", None)
 
     def orch(self, *args, check=True) -> subprocess.CompletedProcess:
-        if args[0] in MINE:
-            argv = [sys.executable, "-c", "import sys; from orch.cli import run_command; "
-                    f"sys.exit(run_command('orch {args[0]}', '{MINE[args[0]]}', sys.argv[1:]))", *args[1:]]
-        else:
-            argv = [sys.executable, "-m", "orch", *args]
+        argv = [sys.executable, "-m", "orch", *args]
         proc = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120, cwd=self.base)
         if check and proc.returncode != 0:
             raise AssertionError(f"orch {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
@@ -66,7 +60,7 @@ def node():
     (base / "root").mkdir()
     ImageStore(base / "root").load(cached_base("busybox"))
     log = open(base / "agent.log", "wb")
-    agent = subprocess.Popen([sys.executable, "-m", "tests.integration.build.agent_with_build"], env=n.env, cwd=REPO,
+    agent = subprocess.Popen([sys.executable, "-m", "orch", "agent"], env=n.env, cwd=REPO,
                              stdout=log, stderr=log, start_new_session=True)
     try:
         sock = base / "run" / "orch.sock"

@@ -266,6 +266,8 @@ def test_two_hundred_layers_mount(containers, tmp_path):
     assert run(containers, config) == (0, "200\n199")
 
 
+@pytest.mark.skipif(not any(os.path.exists(p) for p in spawn.INIT_BINARIES),
+                    reason="needs a static tini for init: true (apt-get install tini)")
 def test_init_true_runs_tini_as_pid_1(containers):
     code, out = run(containers, containers.config("sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 3", init=True))
     assert code == 3
@@ -329,11 +331,12 @@ def test_host_network_sees_the_hosts_interfaces(containers):
     assert out.split() == sorted(os.listdir("/sys/class/net")) + [os.readlink("/proc/self/ns/net")]
 
 
-def test_own_network_namespace_has_only_loopback(containers):
-    code, out = sh(containers, "ls /sys/class/net; readlink /proc/self/ns/net")
+def test_own_network_namespace_has_only_loopback_and_it_is_up(containers):
+    code, out = sh(containers, "ls /sys/class/net; readlink /proc/self/ns/net; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo ping-ok")
     assert code == 0
     lines = out.split()
     assert lines[0] == "lo" and lines[1] != os.readlink("/proc/self/ns/net")
+    assert lines[2] == "ping-ok"
 
 
 def test_joining_a_prepared_network_namespace(containers):
@@ -384,8 +387,62 @@ def test_kill_all_reaches_exec_processes_too(containers, cgroups):
     exec_pid = spawn.exec_in(pid, config, Process(args=("sleep", "200"), env=config.process.env), spawn.Stdio())
     assert sorted(cgroups.pids(config.cgroup_path)) == sorted([pid, exec_pid])
     cgroups.kill_all(config.cgroup_path)
-    assert containers.wait(pid) == 137
+    # The exec'd process is our child, not pid 1's: pid 1's death completes only once every
+    # process of its namespace is reaped, so it is reaped first.
     _, status = os.waitpid(exec_pid, 0)
     assert os.WTERMSIG(status) == signal.SIGKILL
+    assert containers.wait(pid) == 137
     assert not cgroups.oom_killed(config.cgroup_path)
     cgroups.remove(config.cgroup_path)
+
+
+def test_kill_all_of_a_paused_container(containers, cgroups):
+    config = containers.config("sleep", "100")
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    cgroups.freeze(config.cgroup_path)
+    assert cgroups.is_frozen(config.cgroup_path)
+    cgroups.kill_all(config.cgroup_path)
+    assert containers.wait(pid) == 137
+
+
+def test_kill_all_without_a_pid_namespace_freezes_around_the_kill(containers, cgroups):
+    config = containers.config("sh", "-c", "sleep 100 & sleep 100 & wait", namespaces=("mount", "uts", "ipc"))
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    deadline = time.monotonic() + 5
+    while len(cgroups.pids(config.cgroup_path)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)  # the shell is still forking its two sleeps
+    assert len(cgroups.pids(config.cgroup_path)) == 3
+    cgroups.kill_all(config.cgroup_path)
+    assert containers.wait(pid) == 137
+    deadline = time.monotonic() + 5
+    while cgroups.pids(config.cgroup_path) and time.monotonic() < deadline:
+        time.sleep(0.001)  # the orphaned sleeps are reaped by init or by us, the subreaper
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    assert cgroups.pids(config.cgroup_path) == []
+
+
+def test_file_bind_and_tmpfs_mounts(containers, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost box\n")
+    config = containers.config(
+        "sh", "-c", "cat /etc/hosts; grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; touch /etc/hosts 2>&1 | grep -o Read-only",
+        mounts=[Mount("bind", str(hosts), "/etc/hosts", ("ro",)),
+                Mount("tmpfs", "tmpfs", "/scratch", ("nosuid", "nodev", "size=1m", "mode=1777"))],
+    )
+    code, out = run(containers, config)
+    assert code == 0
+    assert out.splitlines() == ["127.0.0.1 localhost box", "tmpfs rw,nosuid,nodev,relatime,size=1024k", "Read-only"]
+
+
+def test_exec_in_a_paused_container_is_a_conflict(containers, cgroups):
+    from orch.errors import Conflict
+
+    config = containers.config("sleep", "100")
+    pid = containers.track(spawn.start(config, spawn.Stdio()))
+    cgroups.freeze(config.cgroup_path)
+    with pytest.raises(Conflict, match=f"container {config.id} is paused; unpause it before exec"):
+        spawn.exec_in(pid, config, Process(args=("true",), env=config.process.env), spawn.Stdio())
+    cgroups.thaw(config.cgroup_path)

@@ -264,7 +264,7 @@ def test_changes_and_commit_of_a_container_upper_dir(store, tmp_path, mounts):
     (root / "srv/new").write_text("new")
     subprocess.run(["umount", str(root)], check=True)
 
-    assert store.changes("c1") == [("C", "/etc"), ("C", "/etc/motd"), ("D", "/etc/old"), ("A", "/srv"), ("A", "/srv/new")]
+    assert layers.format_changes(store.changes("c1")) == ["C /etc", "C /etc/motd", "D /etc/old", "A /srv", "A /srv/new"]
     image = store.commit("c1", base, "mine:1", changes={"Cmd": ["cat", "/srv/new"]}, comment="by hand", created_by="orch commit")
     assert image.diff_ids[:1] == base.diff_ids and len(image.diff_ids) == 2
     assert image.config["config"] == {"Cmd": ["cat", "/srv/new"]}

@@ -48,19 +48,27 @@ def make_node(tmp_path, records, running, exits=()):
 async def test_adoption_applies_exit_records_and_adopts_the_running(tmp_path):
     node = make_node(
         tmp_path,
-        [record("alive", "running", 11), record("died", "running", 12), record("lost", "paused", 13), record("late", "created")],
+        [record("alive", "running", 11), record("died", "running", 12), record("lost", "paused", 13), record("late", "created"),
+         record("unseen", "created")],
         running=[{"id": "alive", "pid": 11, "started_at": "2026-01-01T00:00:01.000000000Z"},
                  {"id": "late", "pid": 14, "started_at": "2026-01-01T00:00:02.000000000Z"}],
-        exits=[("died", {"exit_code": 5, "finished_at": "2026-01-01T00:00:03.000000000Z", "oom_killed": True, "pid": 12})],
+        exits=[("died", {"exit_code": 5, "finished_at": "2026-01-01T00:00:03.000000000Z", "oom_killed": True, "pid": 12}),
+               # started by an attached CLI and exited, all while the agent was away
+               ("unseen", {"exit_code": 7, "started_at": "2026-01-01T00:00:04.000000000Z", "finished_at": "2026-01-01T00:00:05.000000000Z", "pid": 15})],
     )
     await node.adopt()
     states = {cid: (r["State"]["Status"], r["State"]["ExitCode"], r["State"]["Pid"]) for cid, r in node.records.items()}
-    assert states == {"alive": ("running", 0, 11), "died": ("exited", 5, 0), "lost": ("exited", 255, 0), "late": ("running", 0, 14)}
+    assert states == {"alive": ("running", 0, 11), "died": ("exited", 5, 0), "lost": ("exited", 255, 0), "late": ("running", 0, 14),
+                      "unseen": ("exited", 7, 0)}
+    assert node.records["unseen"]["State"]["StartedAt"] == "2026-01-01T00:00:04.000000000Z"
     assert node.records["died"]["State"]["OOMKilled"] is True
     assert "lost while the agent was away" in node.records["lost"]["State"]["Error"]
     # What adoption decided is on disk for the next restart.
     again = {r["Id"]: r["State"]["Status"] for r in ContainerStore(tmp_path).load_all()}
-    assert again == {"alive": "running", "died": "exited", "lost": "exited", "late": "running"}
+    assert again == {"alive": "running", "died": "exited", "lost": "exited", "late": "running", "unseen": "exited"}
+    # A second adoption (the next restart) changes nothing.
+    await node.adopt()
+    assert {cid: r["State"]["Status"] for cid, r in node.records.items()} == again
 
 
 async def test_events_are_idempotent_and_ordered_by_pid(tmp_path):

@@ -87,6 +87,7 @@ def test_the_whole_sequence_for_a_non_root_user():
         ("mount", "", ".", "", ("MS_SLAVE", "MS_REC"), ""),
         ("umount2", ".", MNT_DETACH),
         ("chdir", "/"),
+        ("loopback_up",),
         ("sethostname", "web"),
         ("write_file", "/proc/sys/net/ipv4/ip_forward", "1"),
         # Masked: a file gets /dev/null, a directory a read-only tmpfs, a missing path nothing.
@@ -138,6 +139,12 @@ def test_host_network_binds_the_hosts_sys_read_only():
     init.run(sys, make_config(namespaces=("pid", "mount", "uts", "ipc")), (0, 1, 2), None, 7, 40)
     assert ("mount", "/sys", R + "/sys", "bind", ("MS_BIND", "MS_REC"), "") in sys.calls
     assert not [c for c in sys.calls if c[0] == "mount" and c[3] == "sysfs"]
+
+
+def test_a_prepared_network_namespace_is_left_to_the_network_code():
+    sys = recording()
+    init.run(sys, make_config(netns_path="/run/netns/n1"), (0, 1, 2), None, 7, 40)
+    assert ("loopback_up",) not in sys.calls
 
 
 def test_no_uts_namespace_leaves_the_hostname_alone():
