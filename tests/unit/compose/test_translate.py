@@ -1,0 +1,133 @@
+"""compose's names, labels and create bodies, from stacks loaded by orch.spec (pure: no node)."""
+
+from pathlib import Path
+
+import pytest
+
+from orch.compose import translate as t
+from orch.compose.observe import observed_from_records
+from orch.errors import InvalidArgument
+from orch.spec import load_project
+
+
+def load(tmp_path: Path, text: str, files: dict | None = None):
+    for name, content in (files or {}).items():
+        (tmp_path / name).write_text(content)
+    (tmp_path / "compose.yaml").write_text("name: p\n" + text)
+    return load_project([tmp_path / "compose.yaml"])
+
+
+def body(project, name, number=1, networking=True, **kw):
+    svc = project.services[name]
+    return t.compute_create_body(project, name, svc, number=number, config_hash="h", image=svc.image,
+                                 os_environ={"FROM_OS": "yes"}, networking=networking, **kw)
+
+
+def test_names_labels_environment_and_supervision(tmp_path):
+    p = load(tmp_path, """
+services:
+  web:
+    image: busybox
+    command: ["httpd", "-f"]
+    environment: {A: "1", FROM_OS: null, MISSING: null}
+    labels: {tier: front}
+    restart: on-failure:4
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    init: true
+    healthcheck: {test: ["CMD", "true"], interval: 500ms, retries: 2}
+    depends_on: {db: {condition: service_healthy}}
+  db: {image: busybox}
+""")
+    b = body(p, "web", number=2)
+    assert b["name"] == "p-web-2" and b["cmd"] == ["httpd", "-f"] and b["init"] is True
+    assert b["env"] == ["A=1", "FROM_OS=yes"]
+    assert b["labels"]["tier"] == "front"
+    assert {k: b["labels"][k] for k in (t.PROJECT, t.SERVICE, t.NUMBER, t.ONEOFF, t.CONFIG_HASH, t.DEPENDS_ON)} == {
+        t.PROJECT: "p", t.SERVICE: "web", t.NUMBER: "2", t.ONEOFF: "False", t.CONFIG_HASH: "h",
+        t.DEPENDS_ON: "db:service_healthy:false"}
+    assert b["restart_policy"] == {"name": "on-failure", "maximum_retry_count": 4}
+    assert (b["stop_signal"], b["stop_timeout"]) == ("SIGINT", 90.0)
+    assert b["healthcheck"] == {"test": ["CMD", "true"], "interval": 0.5, "retries": 2}
+
+
+@pytest.mark.parametrize("restart, deploy, expected", [
+    (None, None, {"name": "no", "maximum_retry_count": 0}),
+    ("always", None, {"name": "always", "maximum_retry_count": 0}),
+    ("unless-stopped", None, {"name": "unless-stopped", "maximum_retry_count": 0}),
+    ("always", "{condition: on-failure, max_attempts: 2}", {"name": "on-failure", "maximum_retry_count": 2}),
+    (None, "{condition: any}", {"name": "always", "maximum_retry_count": 0}),
+    (None, "{condition: none}", {"name": "no", "maximum_retry_count": 0}),
+])
+def test_restart_policy_table(tmp_path, restart, deploy, expected):
+    text = "services:\n  s:\n    image: busybox\n"
+    if restart:
+        text += f"    restart: {restart}\n"
+    if deploy:
+        text += f"    deploy: {{restart_policy: {deploy}}}\n"
+    assert body(load(tmp_path, text), "s")["restart_policy"] == expected
+
+
+def test_networks_ports_volumes_secrets_and_configs(tmp_path):
+    p = load(tmp_path, """
+services:
+  web:
+    image: busybox
+    container_name: front
+    ports: ["127.0.0.1:8080:80/udp"]
+    networks: {default: null, back: {aliases: [www]}}
+    volumes: ["data:/data", "./site:/site:ro", {type: tmpfs, target: /cache}]
+    tmpfs: [/run/x]
+    secrets: [token]
+    configs: [{source: conf, target: /etc/app.conf}]
+networks: {back: {}}
+volumes: {data: {}}
+secrets: {token: {file: ./token.txt}}
+configs: {conf: {file: ./app.conf}}
+""", files={"token.txt": "s3cret", "app.conf": "x=1"})
+    b = body(p, "web")
+    assert b["name"] == "front" and body(p, "web", number=2)["name"] == "p-web-2"
+    assert b["network_mode"] == "p_default"
+    assert b["networks"] == [
+        {"name": "p_default", "aliases": ["web", "front"], "ipv4_address": None},
+        {"name": "p_back", "aliases": ["web", "front", "www"], "ipv4_address": None},
+    ]
+    assert b["ports"] == [{"host_ip": "127.0.0.1", "host_port": "8080", "container_port": "80", "protocol": "udp"}]
+    kinds = [(m["type"], m["source"].replace(str(tmp_path), "."), m["target"], m["read_only"]) for m in b["mounts"]]
+    assert kinds == [
+        ("volume", "p_data", "/data", False), ("bind", "./site", "/site", True), ("tmpfs", "", "/cache", False),
+        ("tmpfs", "", "/run/x", False), ("bind", "./token.txt", "/run/secrets/token", True),
+        ("bind", "./app.conf", "/etc/app.conf", True),
+    ]
+
+
+def test_a_node_without_networking_gets_host_or_none_and_refuses_ports(tmp_path):
+    p = load(tmp_path, """
+services:
+  a: {image: busybox, network_mode: host, ports: ["80:80"]}
+  b: {image: busybox}
+  c: {image: busybox, ports: ["80:80"]}
+""")
+    assert body(p, "a", networking=False)["network"] == "host"
+    assert body(p, "b", networking=False)["network"] == "none"
+    with pytest.raises(InvalidArgument, match="service c publishes ports, but this node has no networks"):
+        body(p, "c", networking=False)
+
+
+def test_observed_state_from_records():
+    labels = {t.PROJECT: "p", t.SERVICE: "web", t.NUMBER: "3", t.CONFIG_HASH: "abc", t.ONEOFF: "False"}
+    rec = {
+        "Id": "x1", "Name": "/p-web-3", "Created": "2026-01-01T00:00:00Z", "RestartCount": 2, "StoppedByUser": False,
+        "Config": {"Labels": labels}, "HostConfig": {},
+        "State": {"Status": "running", "StartedAt": "2026-01-01T00:00:01Z", "FinishedAt": "0001-01-01T00:00:00Z",
+                  "Health": {"Status": "healthy", "Log": [
+                      {"End": "2026-01-01T00:00:02Z", "ExitCode": 1}, {"End": "2026-01-01T00:00:03Z", "ExitCode": 0},
+                      {"End": "2026-01-01T00:00:04Z", "ExitCode": 0}]}},
+    }
+    c = observed_from_records("p", [rec]).containers[0]
+    assert (c.id, c.name, c.service, c.number, c.config_hash, c.state, c.health, c.restart_count) == (
+        "x1", "p-web-3", "web", 3, "abc", "running", "healthy", 2)
+    assert c.started_at - c.created_at == 1.0 and c.health_changed_at - c.created_at == 3.0
+    stopped = dict(rec, StoppedByUser=True, State={"Status": "exited", "ExitCode": 137, "StartedAt": "", "FinishedAt": ""})
+    c = observed_from_records("p", [stopped]).containers[0]
+    assert (c.state, c.exit_code, c.stopped_by_user, c.health) == ("exited", 137, True, "none")
