@@ -15,6 +15,13 @@ from orch.compose.logs import LogPrinter, short_name
 
 
 def run_attached(stack, options) -> int:
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # SIGTERM (a service manager, `kill`) stops the stack as Ctrl-C does.
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         code = stack.converge(options)
         if code:

@@ -1,6 +1,9 @@
 """`orch compose` end to end on busybox stacks: real containers, networks, volumes, healthchecks."""
 
+import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -228,3 +231,46 @@ services:
 def _get(port: int, timeout: float = 3.0) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as answer:
         return answer.read().decode().strip()
+
+
+def test_ctrl_c_stops_a_foreground_up_in_reverse_order(node, stack):
+    import signal
+
+    stack.write(CHAIN.format(colour="red"))
+    proc = subprocess.Popen([sys.executable, "-m", "orch", "compose", "-f", str(stack.file), "up"], env=node.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "running" not in node.orch("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.split(f"{stack.name}-worker-2 ")[-1][:8]:
+            time.sleep(0.1)
+        time.sleep(0.3)  # attached to the logs
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Gracefully stopping" in err
+    order = [line.split()[2] for line in err.splitlines() if line.endswith("Stopped")]
+    assert order.index(f"{stack.name}-db-1") > order.index(f"{stack.name}-app-1") > order.index(f"{stack.name}-worker-1")
+    states = node.orch("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout
+    assert all(f"{stack.name}-{s} exited" in states for s in ("db-1", "app-1", "worker-1", "worker-2"))
+
+
+def test_after_an_agent_restart_always_comes_back_and_unless_stopped_does_not(node, stack):
+    stack.write("""
+services:
+  always: {image: busybox:latest, command: ["sleep", "1000"], restart: always, init: true}
+  unless: {image: busybox:latest, command: ["sleep", "1000"], restart: unless-stopped, init: true}
+""")
+    stack.compose("up", "-d")
+    stack.compose("stop")
+    agent = node.pid("agent.pid")
+    os.kill(agent, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (node.run_dir / "agent.pid").exists():
+        time.sleep(0.05)
+    node.orch("ps")  # starts the agent again
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and node.inspect(f"{stack.name}-always-1")["State"]["Status"] != "running":
+        time.sleep(0.1)
+    assert node.inspect(f"{stack.name}-always-1")["State"]["Status"] == "running"
+    assert node.inspect(f"{stack.name}-unless-1")["State"]["Status"] == "exited"
