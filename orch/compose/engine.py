@@ -72,6 +72,7 @@ class Stack:
         self.image_ids: dict[str, str] = {}
         self.rolled_back: dict[str, str] = {}
         self.draining = False  # up drains replicas it removes; down does not need to
+        self.stop_timeout: float | None = None  # down -t: overrides each container's grace period
         self._serving: set[str] = set()  # services with a running, ready replica (this pass)
         self._unready: set[str] = set()  # new replicas kept out of DNS until healthy
 
@@ -156,10 +157,21 @@ class Stack:
         return image_id or ""
 
     def pull(self, ref: str, service: str) -> None:
+        import json
+
         self.report.once(f" ⠿ Image {ref:<32} Pulling")
         try:
-            for _ in self.client.stream("POST", "/images/pull", {"image": ref}):
-                pass
+            buf = b""
+            for chunk in self.client.stream("POST", "/images/pull", {"ref": ref}):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    event = json.loads(line) if line.strip() else {}
+                    if "error" in event:
+                        # Errors travel in-band in a pull's stream, as in docker's.
+                        from orch.errors import from_kind
+
+                        raise from_kind(event.get("kind", "error"), event["error"])
         except OrchError as err:
             raise NotFound(f"image {ref} of service {service} is not on this node and could not be pulled ({err}); "
                            "bootstrap or build it first (orch bootstrap, or give the service a build:)") from None
@@ -323,8 +335,9 @@ class Stack:
                 time.sleep(DRAIN_SECONDS)
             except NotFound:
                 pass  # gone already, or an agent without drain
+        query = "" if self.stop_timeout is None else f"?t={self.stop_timeout:g}"
         try:
-            self.client.call("POST", f"/containers/{target}/stop")
+            self.client.call("POST", f"/containers/{target}/stop{query}")
         except (Conflict, NotFound):
             pass
         try:
@@ -392,6 +405,7 @@ class Stack:
             desired = self.desired_without_images()
         except OrchError:
             pass
+        self.stop_timeout = timeout
         plan = plan_down(self.observe(), desired=desired, remove_orphans=remove_orphans)
         for text in plan.warnings:
             self.report.once(f"WARN[0000] {text}")
