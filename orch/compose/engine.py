@@ -75,6 +75,7 @@ class Stack:
         self.stop_timeout: float | None = None  # down -t: overrides each container's grace period
         self._serving: set[str] = set()  # services with a running, ready replica (this pass)
         self._unready: set[str] = set()  # new replicas kept out of DNS until healthy
+        self._cloned: dict[str, dict] = {}  # rollback sources read before their removal
 
     # -- the node's capabilities ----------------------------------------------------------------
     @property
@@ -278,6 +279,8 @@ class Stack:
             self._create(a)
             self.report.done("Container", a.name, "Started")
         elif a.kind == "recreate":
+            if a.clone_from:
+                self._cloned[a.clone_from] = self.client.call("GET", f"/containers/{a.clone_from}/json")
             self._remove(a.target)
             self._create(a)
             self.report.done("Container", a.name, "Recreated")
@@ -298,11 +301,15 @@ class Stack:
             self.report.once(f" ! Service {a.service:<30} Rolled back: {a.reason}")
 
     def _create(self, a) -> None:
-        if a.clone_from:
-            raise Conflict(f"service {a.service}: rolling back needs the previous configuration; run up with the previous stack file")
         svc = self.project.services[a.service]
-        body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
-                                     image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name)
+        if a.clone_from:
+            from orch.compose.clone import clone_body
+
+            body = clone_body(self._cloned.get(a.clone_from) or self.client.call("GET", f"/containers/{a.clone_from}/json"),
+                              name=a.name, number=a.number)
+        else:
+            body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
+                                         image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name)
         created = self.client.call("POST", "/containers/create", body)
         if self.draining and self.networking and svc.healthcheck is not None and a.service in self._serving:
             # A replica that joins others that serve: unnamed in DNS until it is healthy.
@@ -375,6 +382,9 @@ class Stack:
                     for c in observed.containers:
                         if not c.one_off and c.service in (options.services or desired.services) and c.running:
                             self.report.done("Container", c.name, "Running")
+                if self.rolled_back:
+                    # The stack runs, but not as the file says: a failed update was rolled back.
+                    return 1
                 if not wait:
                     return 0
                 verdict = _health_verdict(observed, desired, options)

@@ -274,3 +274,30 @@ services:
         time.sleep(0.1)
     assert node.inspect(f"{stack.name}-always-1")["State"]["Status"] == "running"
     assert node.inspect(f"{stack.name}-unless-1")["State"]["Status"] == "exited"
+
+
+def test_a_failed_update_rolls_back_to_the_old_configuration(node, stack):
+    template = """
+services:
+  app:
+    image: busybox:latest
+    init: true
+    command: ["sh", "-c", "{command}"]
+    environment: {{V: "{version}"}}
+    deploy:
+      replicas: 2
+      update_config: {{parallelism: 1, order: start-first, failure_action: rollback}}
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 0.2s
+      retries: 3
+"""
+    stack.write(template.format(command="touch /tmp/ok; exec sleep 1000", version=1))
+    stack.compose("up", "-d", "--wait")
+    before = stack.ids()
+    stack.write(template.format(command="exec sleep 1000", version=2))  # never healthy
+    failed = stack.compose("up", "-d", check=False)
+    assert failed.returncode == 1 and "Rolled back" in failed.stderr and "was rolled back" in failed.stderr
+    assert stack.ids() == before  # the old replicas kept running throughout
+    for name in before:
+        assert "V=1" in node.inspect(name)["Config"]["Env"]
