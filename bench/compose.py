@@ -71,7 +71,8 @@ def busybox_archive() -> Path:
 
 def bench_orch(stack: Path, runs: int) -> dict:
     base = Path(tempfile.mkdtemp(prefix="orch-bench-compose-"))
-    env = dict(os.environ, ORCH_ROOT=str(base / "root"), ORCH_RUN=str(base / "run"), PYTHONPATH=str(REPO))
+    prefix = "orchB" + os.urandom(2).hex()  # its own nftables table and bridges (orch/net/README.md)
+    env = dict(os.environ, ORCH_ROOT=str(base / "root"), ORCH_RUN=str(base / "run"), PYTHONPATH=str(REPO), ORCH_NET_PREFIX=prefix)
     orch = [sys.executable, "-m", "orch"]
     try:
         run(orch + ["load", "-i", str(busybox_archive())], env=env)
@@ -87,6 +88,15 @@ def bench_orch(stack: Path, runs: int) -> dict:
         except Exception:  # noqa: BLE001 - already gone
             pass
         time.sleep(0.5)
+        import json
+
+        try:
+            state = json.loads((base / "root" / "networks" / "state.json").read_text())
+        except (FileNotFoundError, ValueError):
+            state = {}
+        for net in state.get("networks", {}).values():
+            subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "ip", prefix], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -28,7 +28,11 @@ class Node:
         self.base = base
         self.root = base / "root"
         self.run_dir = base / "run"
+        # ORCH_NET_PREFIX: this node's own nftables table and bridge names, so a node of another
+        # test run on this machine neither rewrites our port rules nor we theirs.
+        self.net_prefix = "orchK" + os.urandom(2).hex()
         self.env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir), NO_COLOR="1",
+                        ORCH_NET_PREFIX=self.net_prefix,
                         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
 
     def orch(self, *args, check=True, timeout=120, cwd=None) -> subprocess.CompletedProcess:
@@ -73,6 +77,17 @@ def _supervisor_pid(node: Node):
         return None
 
 
+def _remove_networks(n: Node) -> None:
+    """Bridges outlive agents, as docker0 does: the test node deletes its own and its table."""
+    try:
+        state = json.loads((n.root / "networks" / "state.json").read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    for net in state.get("networks", {}).values():
+        subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", n.net_prefix], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def node():
     if os.geteuid() != 0:
@@ -98,6 +113,7 @@ def node():
             sup = _supervisor_pid(n)
             _kill(n.pid("agent.pid"))
             _kill(sup)
+        _remove_networks(n)
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         shutil.rmtree(base, ignore_errors=True)
         assert not mounts, f"mounts left behind: {mounts}"

@@ -1,5 +1,6 @@
 """`orch compose` end to end on busybox stacks: real containers, networks, volumes, healthchecks."""
 
+import json
 import os
 import signal
 import subprocess
@@ -98,14 +99,18 @@ volumes:
     volume = f"{stack.name}_data"
     assert volume in node.orch("volume", "ls").stdout
     assert f"{stack.name}_default" in node.orch("network", "ls").stdout
+    veths = [e["host_ifname"] for e in json.loads((node.root / "networks" / "state.json").read_text()).get("endpoints", [])]
+    assert veths
     stack.compose("down", "-v")
     assert stack.compose("ps", "-a", "-q").stdout.strip() == ""
     assert f"{stack.name}-" not in node.orch("ps", "-a").stdout
     assert volume not in node.orch("volume", "ls").stdout
     assert f"{stack.name}_default" not in node.orch("network", "ls").stdout
     assert str(node.root) not in "".join(line for line in open("/proc/self/mounts") if "volumes" in line)
-    rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["nft", "list", "table", "ip", node.net_prefix], capture_output=True, text=True).stdout
     assert str(port) not in rules
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not [v for v in veths if f" {v}@" in links or f" {v}:" in links]
     with pytest.raises(OSError):
         _get(port, timeout=0.5)
 
