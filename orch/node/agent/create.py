@@ -39,7 +39,7 @@ def build_container(node, cid: str, name: str, req) -> dict:
     inner = image.config.get("config") or {}
     cgroup = f"orch/{cid}"
     config = ContainerConfig(
-        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=tuple(mounts), mounts=wired.mounts, process=process,
+        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=wired.rootfs_mounts, mounts=wired.mounts, process=process,
         namespaces=namespaces, netns_path=wired.netns_path, cgroup_path=cgroup,
         resources=Resources(memory=req.memory or None, memory_swap=req.memory_swap, cpus=(req.nano_cpus / 1e9) if req.nano_cpus else None, pids=req.pids_limit or None),
         init=req.init, labels=dict(req.labels),

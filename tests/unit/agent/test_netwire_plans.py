@@ -192,3 +192,34 @@ def test_remove_network_in_use_names_the_containers(networking):
         n.remove_network("front", ["web"])
     n.remove_network("front", [])
     assert n.nets.list() == []
+
+
+def test_each_node_root_has_its_own_prefix(tmp_path):
+    from orch.node.agent.networking import default_prefix
+
+    assert default_prefix("/var/lib/orch") == "orch"
+    a, b = default_prefix(tmp_path / "a"), default_prefix(tmp_path / "b")
+    assert a != b and a.startswith("orch") and len(a) == 8
+    assert default_prefix(tmp_path / "a") == a
+
+
+def test_a_clean_stop_without_containers_leaves_no_bridge_or_table(networking):
+    n, kernel, tmp = networking
+    n.create_network("front")
+    bridge = n.nets.get("front").bridge
+    n.close()
+    assert bridge not in kernel.links and kernel.nft[-1] == "table ip t\ndelete table ip t\n"
+    # The next agent makes them again from the persisted state.
+    again = NodeNetworking(tmp / "root", tmp / "run", networks=Networks(kernel, run_dir=tmp / "run", table="t"))
+    again.open()
+    assert bridge in kernel.links and "chain forward" in kernel.nft[-1]
+
+
+def test_a_clean_stop_with_containers_keeps_everything(networking):
+    n, kernel, tmp = networking
+    cid = "d" * 64
+    (tmp / "root" / "containers" / cid).mkdir(parents=True)
+    n.setup(record(cid, "web", plan()))
+    calls = len(kernel.calls)
+    n.close()
+    assert kernel.calls[calls:] == [] and n.nets.get("bridge").bridge in kernel.links
