@@ -104,10 +104,26 @@ class NodeNetworking:
                 raise NotFound(f"network {name} not found; create it with 'orch network create {name}'")
             self.create_network(DEFAULT_NETWORK)
 
-    def create_network(self, name: str, **kw):
+    def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None, **kw):
+        """A network; without --subnet, a subnet whose gateway's port 53 another program still
+        holds (a DNS server left by another tool, seen here: podman's aardvark-dns outliving
+        its network) is skipped for the next free one instead of failing."""
+        from orch.net import ipam
+
         with self._lock:
+            skipped: list[str] = []
             try:
-                return self.nets.create_network(name, **kw)
+                while True:
+                    chosen = subnet
+                    if subnet is None:
+                        chosen = str(ipam.compute_subnet(self.nets.state.ipam, self.nets.kernel.host_routes() + skipped,
+                                                         pools=self.nets.pools))
+                    try:
+                        return self.nets.create_network(name, subnet=chosen, gateway=gateway, **kw)
+                    except Conflict as err:
+                        if subnet is not None or gateway is not None or ":53 is already in use" not in str(err) or len(skipped) >= 8:
+                            raise
+                        skipped.append(chosen)
             finally:
                 self._save()
 

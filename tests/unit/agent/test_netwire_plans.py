@@ -239,3 +239,33 @@ def test_the_deciders_are_pure(module):
     path = check.ROOT / "node" / "agent" / module
     offenders = [name for name in check.reachable_imports(path) if name.split(".")[0] in check.FORBIDDEN]
     assert offenders == []
+
+
+def test_a_subnet_whose_dns_port_is_held_elsewhere_is_skipped(networking):
+    n, kernel, tmp = networking
+
+    class BusyFirst:
+        """A DNS service whose first listener finds its port taken (as by a stale aardvark-dns)."""
+
+        def __init__(self):
+            self.started = []
+
+        def start(self, network, address):
+            if not self.started:
+                self.started.append(None)
+                raise Conflict(f"dns for network {network!r}: {address}:53 is already in use")
+            self.started.append(address)
+
+        def set_table(self, table):
+            pass
+
+        def stop(self, network):
+            pass
+
+    n.nets.dns = BusyFirst()
+    net = n.create_network("front")
+    assert net.subnet != "10.89.0.0/24" and n.nets.dns.started[-1] == net.gateway
+    assert [x.name for x in n.nets.list()] == ["front"] and len(kernel.links) == 1
+    with pytest.raises(Conflict):  # a subnet the user asked for is not silently changed
+        n.nets.dns = BusyFirst()
+        n.create_network("back", subnet="10.77.0.0/24")
