@@ -81,6 +81,10 @@ def build_container(node, cid: str, name: str, req) -> dict:
     record.update(private)
     # The network before the record: a taken port or a bad address fails the create, and the
     # caller discards what was made (a crash here leaves a namespace the next agent releases).
-    wiring.setup_network(node, record, wired.joined)
+    try:
+        wiring.setup_network(node, record, wired.joined)
+    except BaseException:
+        wiring.undo_volumes(node, wired)
+        raise
     node.store.save(record)
     return record

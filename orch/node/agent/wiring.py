@@ -97,6 +97,14 @@ def with_init_layer(rootfs_mounts, cdir) -> tuple[Mount, ...]:
     return tuple(out)
 
 
+def undo_volumes(node, prep: Prepared) -> None:
+    """A create that failed after its volumes were made: its anonymous volumes go (named ones
+    stay, as docker keeps a volume a failed `run -v name:/x` created)."""
+    for e in prep.mounts_plan:
+        if e["type"] == "volume" and e["anonymous"] and e["source"]:
+            node.volumes.remove(e["source"], force=True)
+
+
 def _image_layers(rootfs_mounts) -> list[str]:
     from orch.node.runtime.kernel import split_overlay_options
 
