@@ -34,6 +34,10 @@ COMMANDS = {
     "inspect": "orch.cli.container:inspect",
     "wait": "orch.cli.container:wait",
     "container": "orch.cli.container:container_group",
+    "port": "orch.cli.wireflags:port",
+    # networks and volumes
+    "network": "orch.cli.network:main",
+    "volume": "orch.cli.volume:main",
     # images
     "images": "orch.cli.image:images",
     "rmi": "orch.cli.image:rmi",
@@ -61,7 +65,9 @@ A declarative multi-container orchestrator on real Linux containers.
 
 Stacks:      compose (config, graph, up, down, ps, logs, ...), up, down
 Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause, unpause,
-             rm, inspect, wait, container
+             rm, inspect, wait, port, container
+Networks:    network (create, ls, inspect, rm, prune, connect, disconnect)
+Volumes:     volume (create, ls, inspect, rm, prune)
 Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,
              login, logout
 Node:        system (df, prune), agent, bootstrap

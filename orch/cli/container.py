@@ -84,6 +84,9 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("--log-opt", action="append", default=[])
     p.add_argument("--help", action="help")
+    from orch.cli.wireflags import add_flags
+
+    add_flags(p)  # networks, ports, mounts
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -110,6 +113,9 @@ def _create_body(a) -> dict:
         body["pids_limit"] = a.pids_limit
     if a.label:
         body["labels"] = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
+    from orch.cli.wireflags import body_fields
+
+    body.update(body_fields(a))
     for opt in a.log_opt:
         key, _, value = opt.partition("=")
         if key == "max-size":
@@ -198,6 +204,7 @@ def start(prog: str, argv: list[str]) -> int:
         if len(a.containers) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
         info = client.call("GET", f"/containers/{a.containers[0]}/json")
+        client.call("POST", f"/containers/{info['Id']}/prepare")  # its network, before the supervisor starts it
         return attach_start(info["Id"], tty=info["Config"]["Tty"], stdin=a.interactive, sig_proxy=True)
     return _each(client, a.containers, lambda c: client.call("POST", f"/containers/{c}/start"))
 
@@ -346,6 +353,8 @@ def _verb(prog, argv, description, path, *, timeout=False, signal_flag=False, fo
         query.append(f"signal={a.signal}")
     if force and a.force:
         query.append("force=1")
+    if force and a.volumes:
+        query.append("v=1")
     suffix = ("?" + "&".join(query)) if query else ""
     method = "DELETE" if path == "" else "POST"
     return _each(client, a.containers, lambda c: client.call(method, f"/containers/{c}{path}{suffix}"))

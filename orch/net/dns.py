@@ -57,8 +57,10 @@ class _Resolver:
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
         reply = request.reply()
         q = request.q
-        answer = compute_answer(self.service.table, self.network, handler.client_address[0],
-                                str(q.qname), next(self.service.rotation))
+        # Only A (and ANY) queries turn the rotation: a resolver asks A and AAAA for one lookup,
+        # and counting both would hand every lookup the same first address.
+        turn = next(self.service.rotation) if q.qtype in (QTYPE.A, QTYPE.ANY) else 0
+        answer = compute_answer(self.service.table, self.network, handler.client_address[0], str(q.qname), turn)
         if answer.addresses:
             # The name is ours: A records for A and ANY; an empty NOERROR for other types
             # (AAAA), so the client does not wait for an upstream that cannot know the name.

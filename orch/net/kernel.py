@@ -34,6 +34,7 @@ class Kernel(Protocol):
     def configure_in_netns(self, netns_path: str, ifname: str, address: str, prefixlen: int,
                            gateway: str, default_route: bool) -> None: ...
     def delete_link_in_netns(self, netns_path: str, ifname: str) -> None: ...
+    def loopback_up(self, netns_path: str) -> None: ...
     def create_netns(self, path: str) -> None: ...
     def remove_netns(self, path: str) -> None: ...
     def netns_exists(self, path: str) -> bool: ...
@@ -136,6 +137,14 @@ class RealKernel:
         except Exception as err:
             raise _fail(f"configure {ifname} ({address}/{prefixlen} via {gateway}) in network namespace {netns_path}", err) from None
 
+    def loopback_up(self, netns_path: str) -> None:
+        # --network none: a namespace with only lo, which programs expect to be up.
+        try:
+            with self._ipr(netns_path) as ipr:
+                ipr.link("set", index=self._index(ipr, "lo"), state="up")
+        except Exception as err:
+            raise _fail(f"bring lo up in network namespace {netns_path}", err) from None
+
     def delete_link_in_netns(self, netns_path: str, ifname: str) -> None:
         if not netns.is_namespace(netns_path):
             return  # the namespace is gone, and its links with it
@@ -206,6 +215,9 @@ class RecordingKernel:
 
     def configure_in_netns(self, netns_path, ifname, address, prefixlen, gateway, default_route):
         self.calls.append(("configure_in_netns", netns_path, ifname, address, prefixlen, gateway, default_route))
+
+    def loopback_up(self, netns_path):
+        self.calls.append(("loopback_up", netns_path))
 
     def delete_link_in_netns(self, netns_path, ifname):
         self.calls.append(("delete_link_in_netns", netns_path, ifname))

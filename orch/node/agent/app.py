@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse
 from orch import paths
 from orch.errors import OrchError
 
-ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry")
+ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
+                 "routes_networks", "routes_volumes")
 
 
 def collect_routes() -> list:
@@ -64,6 +65,15 @@ def open_image_store(root: Path):
     return ImageStore(root)
 
 
+def open_networks_and_volumes(node, root: Path, run_dir: Path) -> None:
+    from orch.node.agent.networking import NodeNetworking
+    from orch.node.runtime.volumes import VolumeStore
+
+    node.volumes = VolumeStore(root)
+    node.net = NodeNetworking(root, run_dir)
+    node.net.open()
+
+
 async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
@@ -88,6 +98,7 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
     if sock.exists():
         sock.unlink()  # a socket left by an agent that was killed
     node = Node(root, run_dir, images=open_image_store(root))
+    open_networks_and_volumes(node, root, run_dir)
     node.load()
     config = Config()
     config.bind = [f"unix:{sock}"]
@@ -107,6 +118,8 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
             task_status.started(node)
             nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
     finally:
+        if node.net is not None:
+            node.net.close()  # DNS listeners and held ports; bridges and rules stay for the next agent
         # A clean stop leaves no socket behind (after kill -9 the next agent removes it).
         for leftover in (sock, run_dir / "agent.pid"):
             try:

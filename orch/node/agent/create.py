@@ -9,32 +9,27 @@ state.json, which the agent discards when it starts (state.ContainerStore.load_a
 
 import os
 
-from orch.errors import InvalidArgument
 from orch.node.runtime.containerlog import rfc3339_nano
 from orch.node.runtime.superproto import write_json_atomic
 
-NETWORK_MODES = ("none", "host")
-DEFAULT_NETWORK = "none"  # until the networking issue brings bridge networks
 ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def compute_namespaces(network_mode: str) -> tuple[str, ...]:
-    """The namespaces a container gets: all of docker's, minus net with --network host
-    (`none` is a new network namespace with only lo)."""
-    if network_mode not in NETWORK_MODES:
-        raise InvalidArgument(f"network {network_mode!r} not found; this node knows --network none and --network host")
-    base = ("pid", "mount", "uts", "ipc", "cgroup")
-    return base if network_mode == "host" else base + ("net",)
+NAMESPACES = ("pid", "mount", "uts", "ipc", "cgroup", "net")
 
 
 def build_container(node, cid: str, name: str, req) -> dict:
+    from orch.node.agent import wiring
     from orch.node.runtime.config import ContainerConfig, Resources, compute_process
 
     image = node.images.resolve(req.image)
-    network = req.network or DEFAULT_NETWORK
-    namespaces = compute_namespaces(network)
     hostname = req.hostname or cid[:12]
-    if network == "host" and not req.hostname:
+    mounts = node.images.prepare_rootfs(image, cid)
+    d = node.store.path(cid)
+    d.mkdir(mode=0o700, parents=True)
+    (d / "rootfs").mkdir()
+    # Networks and volumes (wiring.py): the namespace to join, the mounts, the record's fields.
+    wired = wiring.prepare_create(node, cid, req, image, mounts)
+    namespaces = tuple(ns for ns in NAMESPACES if ns not in wired.drop_namespaces)
+    if wired.net["mode"] == "host" and not req.hostname:
         hostname = os.uname().nodename
         namespaces = tuple(ns for ns in namespaces if ns != "uts")  # docker shares uts with host networking
     process = compute_process(
@@ -42,14 +37,10 @@ def build_container(node, cid: str, name: str, req) -> dict:
         user=req.user, tty=req.tty, hostname=hostname,
     )
     inner = image.config.get("config") or {}
-    d = node.store.path(cid)
-    d.mkdir(mode=0o700, parents=True)
-    (d / "rootfs").mkdir()
-    mounts = node.images.prepare_rootfs(image, cid)
     cgroup = f"orch/{cid}"
     config = ContainerConfig(
-        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=tuple(mounts), mounts=(), process=process,
-        namespaces=namespaces, cgroup_path=cgroup,
+        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=wired.rootfs_mounts, mounts=wired.mounts, process=process,
+        namespaces=namespaces, netns_path=wired.netns_path, cgroup_path=cgroup,
         resources=Resources(memory=req.memory or None, memory_swap=req.memory_swap, cpus=(req.nano_cpus / 1e9) if req.nano_cpus else None, pids=req.pids_limit or None),
         init=req.init, labels=dict(req.labels),
     )
@@ -79,11 +70,21 @@ def build_container(node, cid: str, name: str, req) -> dict:
         },
         "HostConfig": {
             "Memory": req.memory or 0, "MemorySwap": req.memory_swap or 0, "NanoCpus": req.nano_cpus or 0, "PidsLimit": req.pids_limit or None,
-            "NetworkMode": network, "AutoRemove": req.auto_remove, "Init": req.init,
+            "AutoRemove": req.auto_remove, "Init": req.init,
             "LogConfig": {"Type": "json-file", "Config": {"max-size": str(req.log_max_size), "max-file": str(req.log_max_file)}},
         },
         "_cgroup": cgroup,
         "_log": {"max_size": req.log_max_size, "max_file": req.log_max_file},
     }
+    host_config, private = wiring.record_fields(wired, req)
+    record["HostConfig"].update(host_config)
+    record.update(private)
+    # The network before the record: a taken port or a bad address fails the create, and the
+    # caller discards what was made (a crash here leaves a namespace the next agent releases).
+    try:
+        wiring.setup_network(node, record, wired.joined)
+    except BaseException:
+        wiring.undo_volumes(node, wired)
+        raise
     node.store.save(record)
     return record

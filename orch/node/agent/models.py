@@ -8,6 +8,28 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NetworkAttachment(Body):
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    ipv4_address: str | None = None
+
+
+class PortBinding(Body):
+    host_ip: str = ""
+    host_port: str | int = ""
+    container_port: str | int
+    protocol: str = "tcp"
+
+
+class MountRequest(Body):
+    type: str = "volume"
+    source: str = ""
+    target: str
+    read_only: bool = False
+    tmpfs_size: int | None = None
+    nocopy: bool = False
+
+
 class CreateRequest(Body):
     image: str
     cmd: list[str] | None = None
@@ -29,6 +51,16 @@ class CreateRequest(Body):
     labels: dict[str, str] = Field(default_factory=dict)
     log_max_size: int = 10 * 1024 * 1024
     log_max_file: int = 3
+    # Networks and volumes (api.md; agent/wiring.py reads them).
+    network_mode: str | None = None
+    networks: list[NetworkAttachment] = Field(default_factory=list)
+    ports: list[PortBinding] = Field(default_factory=list)
+    publish_all: bool = False
+    mounts: list[MountRequest] = Field(default_factory=list)
+    volumes_from: list[str] = Field(default_factory=list)
+    dns: list[str] = Field(default_factory=list)
+    dns_search: list[str] = Field(default_factory=list)
+    extra_hosts: list[str] = Field(default_factory=list)
 
 
 class ExecRequest(Body):

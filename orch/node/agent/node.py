@@ -45,6 +45,9 @@ class Node:
         self.changed = trio.Event()
         self.nursery: trio.Nursery | None = None
         self._cgroups = None
+        # Networks (agent/networking.py) and volumes (runtime/volumes.py); set by app.serve.
+        self.net = None
+        self.volumes = None
 
     # -- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -181,6 +184,10 @@ class Node:
                     "error": "the container was lost while the agent was away (no exit record)",
                 }
                 self.apply_event(dict(exit_record, event="exited", id=cid))
+        if self.net is not None:
+            # Networks of containers that ended while no agent was watching (kill -9 of both).
+            keep = {cid for cid, r in self.records.items() if r["State"]["Status"] in ("running", "paused", "created")}
+            await trio.to_thread.run_sync(self.net.reconcile, keep)
 
     def apply_event(self, ev: dict) -> None:
         rec = self.records.get(ev.get("id", ""))
@@ -202,6 +209,7 @@ class Node:
                 state["Status"] = "exited"
             state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))
             self.save(rec, durable=False)
+            self._release_network(rec["Id"])
             if rec["HostConfig"].get("AutoRemove") and state["Status"] == "exited" and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
         elif kind == "start_failed":
@@ -215,7 +223,7 @@ class Node:
         if rec is None or rec["State"]["Status"] in ("running", "paused", "removing"):
             return
         try:
-            await self.remove(rec, force=True)
+            await self.remove(rec, force=True, volumes=True)
         except OrchError as err:
             print(f"agent: auto-remove of {cid[:12]}: {err}", file=sys.stderr, flush=True)
 
@@ -262,6 +270,9 @@ class Node:
     async def start(self, rec: dict) -> None:
         if self.change(rec, "start") == "running" and rec["State"]["Status"] in ("running",):
             return  # docker: starting a running container does nothing
+        from orch.node.agent import wiring
+
+        await trio.to_thread.run_sync(wiring.setup_network, self, rec)
         answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"],
                                   "open_stdin": bool(rec["Config"].get("OpenStdin"))})
         pid = answer["pid"]
@@ -326,7 +337,7 @@ class Node:
             self._cgroups = Cgroups()
         return self._cgroups
 
-    async def remove(self, rec: dict, force: bool = False) -> None:
+    async def remove(self, rec: dict, force: bool = False, volumes: bool = False) -> None:
         """docker rm: the record and directory go at once (one rename); the container's
         snapshot and files are deleted right after, in a worker thread."""
         self.change(rec, "force_remove" if force else "remove")
@@ -341,12 +352,31 @@ class Node:
             raise SystemFailure(f"cannot remove container {self.display(rec)}: {err.strerror}") from None
         self.records.pop(cid, None)
         self.notify()
-        if self.nursery is not None:
-            self.nursery.start_soon(trio.to_thread.run_sync, self._cleanup_removed, cid)
-        else:
-            await trio.to_thread.run_sync(self._cleanup_removed, cid)
+        self._release_network(cid)
+        anonymous = []
+        if volumes:
+            from orch.node.agent.wiring import anonymous_volumes
 
-    def _cleanup_removed(self, cid: str) -> None:
+            anonymous = anonymous_volumes(self, rec)
+        if self.nursery is not None:
+            self.nursery.start_soon(trio.to_thread.run_sync, self._cleanup_removed, cid, anonymous)
+        else:
+            await trio.to_thread.run_sync(self._cleanup_removed, cid, anonymous)
+
+    def _release_network(self, cid: str) -> None:
+        """Done at once in this thread (~25 ms): a start that follows must find it released."""
+        if self.net is not None:
+            try:
+                self.net.release(cid)
+            except OrchError as err:
+                print(f"agent: releasing the network of {cid[:12]}: {err}", file=sys.stderr, flush=True)
+
+    def _cleanup_removed(self, cid: str, volumes=()) -> None:
+        for name in volumes:
+            try:
+                self.volumes.remove(name, force=True)
+            except (OrchError, OSError) as err:
+                print(f"agent: removing volume {name} of {cid[:12]}: {err}", file=sys.stderr, flush=True)
         if self.images is not None:
             try:
                 self.images.remove_snapshot(cid)

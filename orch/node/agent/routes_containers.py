@@ -56,11 +56,23 @@ async def list_(request):
     show_all = flag(request, "all")
     records = [r for r in node.records.values() if show_all or r["State"]["Status"] in ("running", "paused")]
     records.sort(key=lambda r: r["Created"], reverse=True)  # newest first; RFC 3339 stamps sort as text
-    return JSONResponse([summary(r) for r in records])
+    rows = [summary(r) for r in records]
+    if node.net is not None:
+        for row in rows:
+            row["Ports"] = node.net.ports_text(row["Id"])
+    return JSONResponse(rows)
 
 
 async def inspect(request):
-    return JSONResponse(inspect_view(node_of(request).get(request.path_params["ref"])))
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    view = inspect_view(rec)
+    if node.net is not None and "_net" in rec:
+        from orch.node.agent.wiring import mounts_view
+
+        view["NetworkSettings"] = node.net.settings(rec)
+        view["Mounts"] = mounts_view(node, rec)
+    return JSONResponse(view)
 
 
 async def start(request):
@@ -103,7 +115,7 @@ async def unpause(request):
 
 async def remove(request):
     node = node_of(request)
-    await node.remove(node.get(request.path_params["ref"]), force=flag(request, "force"))
+    await node.remove(node.get(request.path_params["ref"]), force=flag(request, "force"), volumes=flag(request, "v"))
     return Response(status_code=204)
 
 

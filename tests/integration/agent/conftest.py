@@ -29,7 +29,9 @@ class OrchNode:
         self.base = base
         self.root = base / "root"
         self.run_dir = base / "run"
-        self.env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir),
+        # ORCH_NET_PREFIX: this node's own nftables table and bridge names (see _remove_networks).
+        self.net_prefix = "orchA" + os.urandom(2).hex()
+        self.env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir), ORCH_NET_PREFIX=self.net_prefix,
                         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
 
     def orch(self, *args, check=True, timeout=60, input=None) -> subprocess.CompletedProcess:
@@ -91,6 +93,17 @@ def _orch_cgroups(ids) -> list[str]:
     return found
 
 
+def _remove_networks(n: OrchNode) -> None:
+    """The default bridge outlives agents, as docker0 does; a test node deletes it and its table."""
+    try:
+        state = json.loads((n.root / "networks" / "state.json").read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    for net in state.get("networks", {}).values():
+        subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", n.net_prefix], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def node():
     if os.geteuid() != 0:
@@ -122,6 +135,7 @@ def node():
             sup = n.supervisor_pid()
             _kill(n.agent_pid())
             _kill(sup)
+            _remove_networks(n)
         signal.signal(signal.SIGTERM, previous)
         if (n.root / "containers").exists():
             seen_ids.update(p.name for p in (n.root / "containers").glob("*"))

@@ -82,7 +82,7 @@ def test_network_none_and_host(node):
     after = set(os.listdir("/sys/class/net"))
     assert before & after <= host <= before | after
     proc = node.orch("run", "--rm", "--network", "bridge9", "busybox", "true", check=False)
-    assert proc.returncode == 1 and "network 'bridge9' not found" in proc.stderr
+    assert proc.returncode == 1 and "network bridge9 not found" in proc.stderr
 
 
 def test_init_reaps_as_pid1(node):

@@ -9,7 +9,6 @@ import pytest
 from orch.cli.container import parse_bytes, parse_env
 from orch.errors import InvalidArgument
 from orch.node.agent import names, views
-from orch.node.agent.create import compute_namespaces
 from orch.node.agent.state import ContainerStore
 from orch.node.runtime import containerlog
 
@@ -71,19 +70,6 @@ def test_parse_env(tmp_path, monkeypatch):
     f.write_text("BAD KEY=1\n")
     with pytest.raises(InvalidArgument, match=f"{f}:1"):
         parse_env([], [str(f)])
-
-
-@pytest.mark.parametrize("mode,namespaces", [
-    ("none", ("pid", "mount", "uts", "ipc", "cgroup", "net")),
-    ("host", ("pid", "mount", "uts", "ipc", "cgroup")),
-])
-def test_namespaces(mode, namespaces):
-    assert compute_namespaces(mode) == namespaces
-
-
-def test_unknown_network():
-    with pytest.raises(InvalidArgument, match="network 'bridge0' not found"):
-        compute_namespaces("bridge0")
 
 
 def test_names():

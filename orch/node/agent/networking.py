@@ -1,0 +1,307 @@
+"""The node's networks in the agent: one `orch.net.manager.Networks`, persisted, and a
+container's network set up from its plan (netspec.py) when it starts and released when it ends.
+
+Life of a container's network:
+- create (`config_parts`): the namespace path and the /etc files' mounts go into config.json;
+  nothing of the kernel is touched yet except by `setup`, which create calls too so that a
+  taken port fails `orch run` before a container exists (docker fails at start; with `run`
+  that is the same moment). The runtime joins the pinned namespace (ContainerConfig.netns_path)
+  and bind-mounts hosts, hostname and resolv.conf from the container's directory.
+- start (`setup`): make the namespace, connect to each network with the container's name, its
+  aliases and its short id, publish ports on the first network, write the three files.
+  Idempotent: a namespace that exists means it is set up already.
+- exit, rm, an unexpected death, or found dead after an agent restart (`release`): endpoints,
+  ports and namespace go; the plan stays in the record, so a restart sets it up again.
+
+Every change is followed by writing ORCH_ROOT/networks/state.json atomically, so a `kill -9`
+of the agent at any moment leaves a state that `Networks.restore` can bring back: bridges,
+nftables rules, the DNS listeners and the sockets holding published ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+from orch.errors import Conflict, InvalidArgument, NotFound, OrchError
+from orch.net.model import PortMapping
+from orch.node.agent.netspec import DEFAULT_NETWORK, compute_network_settings, compute_ports_text
+from orch.node.runtime.mount import Mount
+from orch.node.runtime.superproto import write_json_atomic
+
+FILES = (("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf"))
+# The nftables table's name and the bridges' prefix. Each node on a host needs its own, since
+# a node rewrites its table whole: the node at the default root is "orch", any other (a test's,
+# a bench's) "orch" + 4 hex digits of its root's path, unless ORCH_NET_PREFIX says otherwise.
+PREFIX_ENV = "ORCH_NET_PREFIX"
+DEFAULT_ROOT = Path("/var/lib/orch")
+
+
+def default_prefix(root: Path) -> str:
+    import hashlib
+
+    path = Path(root).resolve()
+    if path == DEFAULT_ROOT:
+        return "orch"
+    return "orch" + hashlib.sha256(str(path).encode()).hexdigest()[:4]
+
+
+class NodeNetworking:
+    def __init__(self, root: Path, run_dir: Path, *, prefix: str | None = None, networks=None):
+        self.state_path = Path(root) / "networks" / "state.json"
+        self.containers_dir = Path(root) / "containers"
+        self.prefix = prefix or os.environ.get(PREFIX_ENV) or default_prefix(root)
+        if networks is None:
+            networks = _real_networks(Path(run_dir), self.prefix)
+        self.nets = networks
+        self._lock = threading.RLock()
+
+    def open(self) -> None:
+        """Restore the persisted state (bridges, rules, DNS, held ports) after an agent start."""
+        from orch.net.manager import NetState
+
+        try:
+            data = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return
+        self.nets.restore(NetState.from_json(data))
+        self._save()
+
+    def close(self) -> None:
+        """At a clean agent stop: DNS listeners and held ports go. With no container attached
+        anywhere, the bridges and the table go too (the state stays: the next agent's `open`
+        makes them again), so a stopped node with nothing running leaves no trace in the kernel;
+        otherwise they stay, and published ports keep working while no agent runs."""
+        with self._lock:
+            self.nets.close()
+            if self.nets.state.endpoints:
+                return
+            from orch.net import bridge
+            from orch.net.ports import compute_delete
+
+            try:
+                for net in self.nets.state.networks.values():
+                    bridge.remove_bridge(self.nets.kernel, net)
+                if self.nets.state.networks:
+                    self.nets.kernel.apply_nft(compute_delete(self.nets.table))
+            except OrchError as err:  # the next agent's restore takes it from here
+                print(f"agent: removing idle bridges at stop: {err}", file=sys.stderr, flush=True)
+
+    def _save(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.state_path, self.nets.state.to_json())
+
+    # -- networks ----------------------------------------------------------------------------
+    def ensure(self, name: str) -> None:
+        """The default `bridge` network is made on first use; any other must exist."""
+        with self._lock:
+            if name in self.nets.state.networks:
+                return
+            if name != DEFAULT_NETWORK:
+                raise NotFound(f"network {name} not found; create it with 'orch network create {name}'")
+            self.create_network(DEFAULT_NETWORK)
+
+    def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None, **kw):
+        """A network; without --subnet, a subnet whose gateway's port 53 another program still
+        holds (a DNS server left by another tool, seen here: podman's aardvark-dns outliving
+        its network) is skipped for the next free one instead of failing."""
+        from orch.net import ipam
+
+        with self._lock:
+            skipped: list[str] = []
+            try:
+                while True:
+                    chosen = subnet
+                    if subnet is None:
+                        chosen = str(ipam.compute_subnet(self.nets.state.ipam, self.nets.kernel.host_routes() + skipped,
+                                                         pools=self.nets.pools))
+                    try:
+                        return self.nets.create_network(name, subnet=chosen, gateway=gateway, **kw)
+                    except Conflict as err:
+                        if subnet is not None or gateway is not None or ":53 is already in use" not in str(err) or len(skipped) >= 8:
+                            raise
+                        skipped.append(chosen)
+            finally:
+                self._save()
+
+    def remove_network(self, name: str, users: list[str]) -> None:
+        with self._lock:
+            self.nets.get(name)
+            if users:
+                raise Conflict(f"network {name} has active endpoints ({', '.join(users)}); "
+                               f"stop them or run 'orch network disconnect {name} CONTAINER' first")
+            try:
+                self.nets.remove_network(name)
+            finally:
+                self._save()
+
+    def prune(self) -> list[str]:
+        with self._lock:
+            try:
+                return self.nets.prune(keep={DEFAULT_NETWORK})
+            finally:
+                self._save()
+
+    # -- a container -------------------------------------------------------------------------
+    def netns_path(self, cid: str) -> str:
+        return self.nets.netns_path(cid)
+
+    def config_parts(self, plan: dict, cid: str, cdir: Path, joined: dict | None) -> tuple[tuple[str, ...], str | None, tuple[Mount, ...]]:
+        """(namespaces to drop, netns_path, mounts) for the ContainerConfig of a new container.
+        `joined` is the record of the container whose namespace a container: mode joins."""
+        if plan["mode"] == "host":
+            return ("net",), None, _file_mounts(cdir)
+        if plan["mode"] == "container":
+            other = joined["_net"] if joined else {}
+            if other.get("mode") == "host":
+                return ("net",), None, _file_mounts(self.containers_dir / joined["Id"])
+            return (), self.netns_path(joined["Id"]), _file_mounts(self.containers_dir / joined["Id"])
+        return (), self.netns_path(cid), _file_mounts(cdir)
+
+    def setup(self, rec: dict, joined: dict | None = None) -> None:
+        """Make the container's network (see the module's doc); undone if any step fails."""
+        plan, cid, cdir = rec["_net"], rec["Id"], self.containers_dir / rec["Id"]
+        hostname = rec["Config"]["Hostname"]
+        if plan["mode"] == "container":
+            if joined is None or not joined["State"]["Running"]:
+                raise Conflict(f"cannot join the network of container {plan['container']}: it is not running; start it first")
+            return
+        if plan["mode"] == "host":
+            _write_files(cdir, _host_files(hostname, plan))
+            return
+        with self._lock:
+            path = self.netns_path(cid)
+            if self.nets.kernel.netns_exists(path):
+                return
+            try:
+                self.nets.create_netns(cid)
+                if plan["mode"] == "none":
+                    self.nets.kernel.loopback_up(path)
+                for i, entry in enumerate(plan["networks"]):
+                    self.ensure(entry["name"])
+                    self._connect(rec, entry, publish=plan["ports"] if i == 0 else ())
+                self.write_files(rec)
+            except BaseException:
+                self.nets.release_container(cid)
+                raise
+            finally:
+                self._save()
+
+    def _connect(self, rec: dict, entry: dict, publish=()) -> None:
+        name = rec["Name"].lstrip("/")
+        names = tuple(dict.fromkeys((name, *entry.get("aliases", ()), rec["Id"][:12])))
+        self.nets.connect(entry["name"], rec["Id"], self.netns_path(rec["Id"]), names=names,
+                          ipv4_address=entry.get("ipv4_address"), publish=[PortMapping.from_json(p) for p in publish])
+
+    def write_files(self, rec: dict) -> None:
+        plan = rec["_net"]
+        files = self.nets.container_files(
+            rec["Id"], rec["Config"]["Hostname"], dns=tuple(plan.get("dns", ())), dns_search=tuple(plan.get("dns_search", ())),
+            extra_hosts=tuple(tuple(h) for h in plan.get("extra_hosts", ())))
+        _write_files(self.containers_dir / rec["Id"], files)
+
+    def release(self, cid: str) -> None:
+        """Everything of a container's network; safe to repeat, and for containers never set up."""
+        with self._lock:
+            self.nets.release_container(cid)
+            self._save()
+
+    def is_set_up(self, cid: str) -> bool:
+        return self.nets.kernel.netns_exists(self.netns_path(cid))
+
+    def connect(self, rec: dict, network: str, aliases: list[str], ipv4_address: str | None) -> dict:
+        """`orch network connect`: the plan gains the network; a running container joins it now."""
+        with self._lock:
+            self.ensure(network)
+            plan = rec["_net"]
+            if plan["mode"] != "bridge":
+                raise InvalidArgument(f"container {rec['Name'].lstrip('/')} uses network mode {plan['mode']}; "
+                                      "only containers on bridge networks can join other networks")
+            if any(n["name"] == network for n in plan["networks"]):
+                raise Conflict(f"container {rec['Name'].lstrip('/')} is already connected to network {network}")
+            entry = {"name": network, "aliases": list(aliases), "ipv4_address": ipv4_address}
+            if self.is_set_up(rec["Id"]):
+                try:
+                    self._connect(rec, entry)
+                    self.write_files(rec)
+                finally:
+                    self._save()
+            return dict(plan, networks=plan["networks"] + [entry])
+
+    def disconnect(self, rec: dict, network: str) -> dict:
+        with self._lock:
+            plan = rec["_net"]
+            if not any(n["name"] == network for n in plan["networks"]):
+                raise NotFound(f"container {rec['Name'].lstrip('/')} is not connected to network {network}")
+            if any(e.network == network for e in self.nets.endpoints_of(rec["Id"])):
+                try:
+                    self.nets.disconnect(network, rec["Id"])
+                    self.write_files(rec)
+                finally:
+                    self._save()
+            return dict(plan, networks=[n for n in plan["networks"] if n["name"] != network])
+
+    def reconcile(self, keep: set[str]) -> None:
+        """After an agent start: release every container's network but those in `keep`
+        (running or created ones), and namespace files no container owns."""
+        with self._lock:
+            owners = {e.container_id for e in self.nets.state.endpoints}
+            netns_dir = Path(self.nets.run_dir) / "netns"
+            if netns_dir.is_dir():
+                owners |= {p.name for p in netns_dir.iterdir()}
+            for cid in sorted(owners - keep):
+                self.nets.release_container(cid)
+            self._save()
+
+    # -- views -------------------------------------------------------------------------------
+    def ports_text(self, cid: str) -> str:
+        return compute_ports_text(self.nets.publications_of(cid))
+
+    def settings(self, rec: dict) -> dict:
+        cid = rec["Id"]
+        up = self.is_set_up(cid)
+        return compute_network_settings(rec["_net"], self.nets.endpoints_of(cid), dict(self.nets.state.networks),
+                                        self.nets.publications_of(cid), self.netns_path(cid) if up else "")
+
+
+def _file_mounts(cdir: Path) -> tuple[Mount, ...]:
+    # Read-write as docker mounts them (programs such as `hostname -F` or resolvconf write them).
+    return tuple(Mount("bind", str(cdir / name), target, ("bind",)) for name, target in FILES)
+
+
+def _write_files(cdir: Path, files: dict[str, str]) -> None:
+    """Rewrite in place: a file bind-mounted into a running container is one inode, and a
+    rename would leave the container with the old text."""
+    for name, text in files.items():
+        with open(cdir / name, "w") as f:
+            f.write(text)
+
+
+def _host_files(hostname: str, plan: dict) -> dict[str, str]:
+    """--network host: the host's hosts (plus --add-host) and resolv.conf, as docker copies them."""
+    hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
+    hosts += "".join(f"{ip}\t{name}\n" for name, ip in plan.get("extra_hosts", ()))
+    resolv = _read("/etc/resolv.conf")
+    if plan.get("dns"):
+        resolv = "".join(f"nameserver {d}\n" for d in plan["dns"])
+    return {"hosts": hosts, "hostname": hostname + "\n", "resolv.conf": resolv}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _real_networks(run_dir: Path, prefix: str):
+    from orch.net.dns import DnsService, host_upstreams
+    from orch.net.files import parse_resolv_conf
+    from orch.net.kernel import RealKernel
+    from orch.net.manager import Networks
+
+    return Networks(RealKernel(), run_dir=run_dir, dns=DnsService(host_upstreams()), table=prefix,
+                    bridge_prefix=prefix + "-", host_resolv=parse_resolv_conf(_read("/etc/resolv.conf")))
