@@ -39,7 +39,7 @@ def build_container(node, cid: str, name: str, req) -> dict:
     inner = image.config.get("config") or {}
     cgroup = f"orch/{cid}"
     config = ContainerConfig(
-        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=tuple(mounts), mounts=wired.mounts, process=process,
+        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=wired.rootfs_mounts, mounts=wired.mounts, process=process,
         namespaces=namespaces, netns_path=wired.netns_path, cgroup_path=cgroup,
         resources=Resources(memory=req.memory or None, memory_swap=req.memory_swap, cpus=(req.nano_cpus / 1e9) if req.nano_cpus else None, pids=req.pids_limit or None),
         init=req.init, labels=dict(req.labels),
@@ -86,6 +86,10 @@ def build_container(node, cid: str, name: str, req) -> dict:
     record.update(private)
     # The network before the record: a taken port or a bad address fails the create, and the
     # caller discards what was made (a crash here leaves a namespace the next agent releases).
-    wiring.setup_network(node, record, wired.joined)
+    try:
+        wiring.setup_network(node, record, wired.joined)
+    except BaseException:
+        wiring.undo_volumes(node, wired)
+        raise
     node.store.save(record)
     return record

@@ -22,26 +22,38 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
-from orch.errors import Conflict, InvalidArgument, NotFound
+from orch.errors import Conflict, InvalidArgument, NotFound, OrchError
 from orch.net.model import PortMapping
 from orch.node.agent.netspec import DEFAULT_NETWORK, compute_network_settings, compute_ports_text
 from orch.node.runtime.mount import Mount
 from orch.node.runtime.superproto import write_json_atomic
 
 FILES = (("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf"))
-# Set in tests (and by anyone running two nodes on one host) so that each node has its own
-# nftables table and bridge names: the table is rewritten whole by its owner.
+# The nftables table's name and the bridges' prefix. Each node on a host needs its own, since
+# a node rewrites its table whole: the node at the default root is "orch", any other (a test's,
+# a bench's) "orch" + 4 hex digits of its root's path, unless ORCH_NET_PREFIX says otherwise.
 PREFIX_ENV = "ORCH_NET_PREFIX"
+DEFAULT_ROOT = Path("/var/lib/orch")
+
+
+def default_prefix(root: Path) -> str:
+    import hashlib
+
+    path = Path(root).resolve()
+    if path == DEFAULT_ROOT:
+        return "orch"
+    return "orch" + hashlib.sha256(str(path).encode()).hexdigest()[:4]
 
 
 class NodeNetworking:
     def __init__(self, root: Path, run_dir: Path, *, prefix: str | None = None, networks=None):
         self.state_path = Path(root) / "networks" / "state.json"
         self.containers_dir = Path(root) / "containers"
-        self.prefix = prefix or os.environ.get(PREFIX_ENV) or "orch"
+        self.prefix = prefix or os.environ.get(PREFIX_ENV) or default_prefix(root)
         if networks is None:
             networks = _real_networks(Path(run_dir), self.prefix)
         self.nets = networks
@@ -59,7 +71,24 @@ class NodeNetworking:
         self._save()
 
     def close(self) -> None:
-        self.nets.close()
+        """At a clean agent stop: DNS listeners and held ports go. With no container attached
+        anywhere, the bridges and the table go too (the state stays: the next agent's `open`
+        makes them again), so a stopped node with nothing running leaves no trace in the kernel;
+        otherwise they stay, and published ports keep working while no agent runs."""
+        with self._lock:
+            self.nets.close()
+            if self.nets.state.endpoints:
+                return
+            from orch.net import bridge
+            from orch.net.ports import compute_delete
+
+            try:
+                for net in self.nets.state.networks.values():
+                    bridge.remove_bridge(self.nets.kernel, net)
+                if self.nets.state.networks:
+                    self.nets.kernel.apply_nft(compute_delete(self.nets.table))
+            except OrchError as err:  # the next agent's restore takes it from here
+                print(f"agent: removing idle bridges at stop: {err}", file=sys.stderr, flush=True)
 
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,10 +104,26 @@ class NodeNetworking:
                 raise NotFound(f"network {name} not found; create it with 'orch network create {name}'")
             self.create_network(DEFAULT_NETWORK)
 
-    def create_network(self, name: str, **kw):
+    def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None, **kw):
+        """A network; without --subnet, a subnet whose gateway's port 53 another program still
+        holds (a DNS server left by another tool, seen here: podman's aardvark-dns outliving
+        its network) is skipped for the next free one instead of failing."""
+        from orch.net import ipam
+
         with self._lock:
+            skipped: list[str] = []
             try:
-                return self.nets.create_network(name, **kw)
+                while True:
+                    chosen = subnet
+                    if subnet is None:
+                        chosen = str(ipam.compute_subnet(self.nets.state.ipam, self.nets.kernel.host_routes() + skipped,
+                                                         pools=self.nets.pools))
+                    try:
+                        return self.nets.create_network(name, subnet=chosen, gateway=gateway, **kw)
+                    except Conflict as err:
+                        if subnet is not None or gateway is not None or ":53 is already in use" not in str(err) or len(skipped) >= 8:
+                            raise
+                        skipped.append(chosen)
             finally:
                 self._save()
 

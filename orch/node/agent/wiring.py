@@ -26,6 +26,7 @@ class Prepared:
     drop_namespaces: tuple[str, ...]
     netns_path: str | None
     mounts: tuple[Mount, ...]  # for ContainerConfig.mounts
+    rootfs_mounts: tuple[Mount, ...]  # the store's, with the init layer on top (see with_init_layer)
     joined: dict | None  # the record whose network namespace a container: mode joins
 
 
@@ -71,7 +72,37 @@ def prepare_create(node, cid: str, req, image, rootfs_mounts) -> Prepared:
             mounts.append(Mount("tmpfs", "tmpfs", e["target"], options))
     drop, netns_path, files = node.net.config_parts(net, cid, node.store.path(cid), joined)
     # The /etc files first: a user's bind over /etc/hosts must win, so theirs comes later.
-    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), joined)
+    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), with_init_layer(rootfs_mounts, node.store.path(cid)), joined)
+
+
+INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+
+
+def with_init_layer(rootfs_mounts, cdir) -> tuple[Mount, ...]:
+    """Docker's init layer: empty /etc/hosts, /etc/hostname and /etc/resolv.conf in a read-only
+    layer between the image and the container's upper dir. The bind mounts of the real files
+    then land on files that exist, so the kernel never creates them in the upper dir, and
+    `orch diff` and `orch commit` do not see them (an image without /etc/hostname stays so)."""
+    init = cdir / "init"
+    for rel in INIT_FILES:
+        path = init / rel
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.touch(mode=0o644)
+    out = []
+    for m in rootfs_mounts:
+        if m.type == "overlay" and any(o.startswith("lowerdir=") for o in m.options):
+            m = Mount(m.type, m.source, m.target, tuple(f"lowerdir={init}:{o[len('lowerdir='):]}" if o.startswith("lowerdir=") else o
+                                                          for o in m.options))
+        out.append(m)
+    return tuple(out)
+
+
+def undo_volumes(node, prep: Prepared) -> None:
+    """A create that failed after its volumes were made: its anonymous volumes go (named ones
+    stay, as docker keeps a volume a failed `run -v name:/x` created)."""
+    for e in prep.mounts_plan:
+        if e["type"] == "volume" and e["anonymous"] and e["source"]:
+            node.volumes.remove(e["source"], force=True)
 
 
 def _image_layers(rootfs_mounts) -> list[str]:

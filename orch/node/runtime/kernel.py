@@ -333,7 +333,9 @@ class LinuxSyscalls(Syscalls):
 
     def touch(self, path):
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
+            # Read-only: opening an overlay's lower file for writing copies it up into the
+            # container's upper dir, and a mount target must not show in `orch diff`.
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
         except IsADirectoryError:
             pass
         except OSError as e:

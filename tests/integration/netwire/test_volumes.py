@@ -86,6 +86,9 @@ def test_anonymous_volumes_and_rm_v(node):
     before = set(node.ok("volume", "ls", "-q").split())
     node.ok("run", "--rm", "anon", "true")
     assert set(node.ok("volume", "ls", "-q").split()) == before
+    # A create that fails after its volumes were made (a bad network) leaves no anonymous volume.
+    assert "not found" in node.fails("run", "--rm", "--network", "nosuch", "anon", "true")
+    assert set(node.ok("volume", "ls", "-q").split()) == before
 
 
 def test_binds_and_tmpfs(node, tmp_path):

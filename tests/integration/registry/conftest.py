@@ -58,7 +58,7 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
 @pytest.fixture
 def registry_server(tmp_path):
     if not shutil.which("docker-registry"):
-        pytest.skip("needs Debian's docker-registry package (apt-get install docker-registry)")
+        pytest.fail("missing docker-registry: run scripts/setup (apt-get install docker-registry)", pytrace=False)
     procs = []
 
     def start(auth: bool = False) -> Registry:
@@ -74,7 +74,7 @@ def registry_server(tmp_path):
         }
         if auth:
             if not shutil.which("htpasswd"):
-                pytest.skip("needs htpasswd (apt-get install apache2-utils)")
+                pytest.fail("missing htpasswd: run scripts/setup (apt-get install apache2-utils)", pytrace=False)
             htpasswd = base / "htpasswd"
             out = subprocess.run(["htpasswd", "-Bbn", "-C", "4", USER, PASSWORD], check=True, capture_output=True, text=True).stdout
             htpasswd.write_text(out)

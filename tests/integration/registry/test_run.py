@@ -38,7 +38,7 @@ def _podman(root, run_root, *args) -> subprocess.CompletedProcess:
     return subprocess.run(base + list(args), capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(not (shutil.which("podman") and shutil.which("runc")), reason="needs podman and runc (apt-get install podman runc)")
+@pytest.mark.tools("podman", "runc", package="podman runc")
 def test_podman_runs_what_orch_pushed(registry_server, store_factory, busybox_archive, tmp_path):
     reg = registry_server()
     store = store_factory()
@@ -62,8 +62,6 @@ def test_podman_runs_what_orch_pushed(registry_server, store_factory, busybox_ar
 
 
 def test_orch_runs_what_skopeo_pushed(registry_server, store_factory, busybox_archive, tmp_path):
-    if not shutil.which("skopeo"):
-        pytest.skip("needs skopeo (apt-get install skopeo)")
     reg = registry_server()
     ref = f"{reg.host}/base/busybox:skopeo"
     done = subprocess.run(["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false", "--dest-compress",

@@ -1,7 +1,6 @@
 """Interop with skopeo (containers/image): orch pushes and skopeo reads; skopeo pushes and orch pulls."""
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -11,7 +10,7 @@ from orch.registry.push import push
 
 from .conftest import PASSWORD, USER, make_image
 
-pytestmark = pytest.mark.skipif(not shutil.which("skopeo"), reason="needs skopeo (apt-get install skopeo)")
+pytestmark = pytest.mark.tools("skopeo", package="skopeo")
 
 LAYERS = [{"bin/app": b"#!/bin/sh\necho skopeo\n"}, {"etc/motd": b"layer two\n" * 100}]
 

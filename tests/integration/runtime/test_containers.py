@@ -266,8 +266,7 @@ def test_two_hundred_layers_mount(containers, tmp_path):
     assert run(containers, config) == (0, "200\n199")
 
 
-@pytest.mark.skipif(not any(os.path.exists(p) for p in spawn.INIT_BINARIES),
-                    reason="needs a static tini for init: true (apt-get install tini)")
+@pytest.mark.tools("/usr/bin/tini-static", package="tini")
 def test_init_true_runs_tini_as_pid_1(containers):
     code, out = run(containers, containers.config("sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 3", init=True))
     assert code == 3

@@ -1,7 +1,6 @@
 """Archives interchangeable with the peers: skopeo reads what orch saves, orch loads what skopeo writes."""
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -12,7 +11,7 @@ from .conftest import entry, tar_bytes
 
 pytestmark = [
     pytest.mark.privileged,
-    pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo (apt-get install skopeo)"),
+    pytest.mark.tools("skopeo", package="skopeo"),
 ]
 
 

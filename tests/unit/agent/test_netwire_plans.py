@@ -192,3 +192,80 @@ def test_remove_network_in_use_names_the_containers(networking):
         n.remove_network("front", ["web"])
     n.remove_network("front", [])
     assert n.nets.list() == []
+
+
+def test_each_node_root_has_its_own_prefix(tmp_path):
+    from orch.node.agent.networking import default_prefix
+
+    assert default_prefix("/var/lib/orch") == "orch"
+    a, b = default_prefix(tmp_path / "a"), default_prefix(tmp_path / "b")
+    assert a != b and a.startswith("orch") and len(a) == 8
+    assert default_prefix(tmp_path / "a") == a
+
+
+def test_a_clean_stop_without_containers_leaves_no_bridge_or_table(networking):
+    n, kernel, tmp = networking
+    n.create_network("front")
+    bridge = n.nets.get("front").bridge
+    n.close()
+    assert bridge not in kernel.links and kernel.nft[-1] == "table ip t\ndelete table ip t\n"
+    # The next agent makes them again from the persisted state.
+    again = NodeNetworking(tmp / "root", tmp / "run", networks=Networks(kernel, run_dir=tmp / "run", table="t"))
+    again.open()
+    assert bridge in kernel.links and "chain forward" in kernel.nft[-1]
+
+
+def test_a_clean_stop_with_containers_keeps_everything(networking):
+    n, kernel, tmp = networking
+    cid = "d" * 64
+    (tmp / "root" / "containers" / cid).mkdir(parents=True)
+    n.setup(record(cid, "web", plan()))
+    calls = len(kernel.calls)
+    n.close()
+    assert kernel.calls[calls:] == [] and n.nets.get("bridge").bridge in kernel.links
+
+
+@pytest.mark.parametrize("module", ["netspec.py", "mountspec.py"])
+def test_the_deciders_are_pure(module):
+    """No trio, pyroute2, subprocess or ctypes, directly or through what they import (the
+    scheduler's layering check, applied to the agent's two deciders)."""
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "test_scheduler_layering.py"
+    spec = importlib.util.spec_from_file_location("orch_layering_check", here)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    path = check.ROOT / "node" / "agent" / module
+    offenders = [name for name in check.reachable_imports(path) if name.split(".")[0] in check.FORBIDDEN]
+    assert offenders == []
+
+
+def test_a_subnet_whose_dns_port_is_held_elsewhere_is_skipped(networking):
+    n, kernel, tmp = networking
+
+    class BusyFirst:
+        """A DNS service whose first listener finds its port taken (as by a stale aardvark-dns)."""
+
+        def __init__(self):
+            self.started = []
+
+        def start(self, network, address):
+            if not self.started:
+                self.started.append(None)
+                raise Conflict(f"dns for network {network!r}: {address}:53 is already in use")
+            self.started.append(address)
+
+        def set_table(self, table):
+            pass
+
+        def stop(self, network):
+            pass
+
+    n.nets.dns = BusyFirst()
+    net = n.create_network("front")
+    assert net.subnet != "10.89.0.0/24" and n.nets.dns.started[-1] == net.gateway
+    assert [x.name for x in n.nets.list()] == ["front"] and len(kernel.links) == 1
+    with pytest.raises(Conflict):  # a subnet the user asked for is not silently changed
+        n.nets.dns = BusyFirst()
+        n.create_network("back", subnet="10.77.0.0/24")

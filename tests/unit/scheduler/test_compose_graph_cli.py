@@ -1,6 +1,5 @@
 """`orch compose graph` output files: text formats, and SVG/PNG through Graphviz's dot."""
 
-import shutil
 from dataclasses import dataclass, field
 
 import pytest
@@ -28,7 +27,7 @@ def test_text_files(tmp_path, suffix, render):
     assert path.read_text() == render(GRAPH)
 
 
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot (apt-get install graphviz)")
+needs_dot = pytest.mark.tools("dot", package="graphviz")
 
 
 @needs_dot
