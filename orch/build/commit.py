@@ -22,7 +22,6 @@ docker does by default), so the layer is one consistent state of its files.
 
 """
 
-from orch.node.runtime import layers
 from orch.node.runtime.imageconfig import apply_changes
 from orch.node.runtime.images import Image
 

@@ -19,6 +19,7 @@ def node_of(request):
 
 
 async def parse(request, model):
+    """The request's JSON body as `model`; a body that does not fit is one InvalidArgument line."""
     from pydantic import ValidationError
 
     raw = await request.body()
@@ -27,7 +28,7 @@ async def parse(request, model):
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidArgument(f"bad request to {request.url.path}: {where}: {first['msg']}") from None
+        raise InvalidArgument(f"{request.method} {request.url.path}: {where}: {first['msg'].lower()}") from None
 
 
 def flag(request, name: str, default=False) -> bool:

@@ -13,12 +13,12 @@ reference anyway.
 from typing import Literal
 
 import trio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orch.errors import InvalidArgument
+from orch.node.agent.routes_containers import parse
 from orch.node.runtime import imageconfig
 
 
@@ -61,16 +61,6 @@ class ImageRef(BaseModel):
     message: str = ""
 
 
-async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
-    raw = await request.body()
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidArgument(f"{request.method} {request.url.path}: {where}: {first['msg'].lower()}") from None
-
-
 def _store(request: Request):
     return request.app.state.node.images
 
@@ -111,7 +101,7 @@ async def remove_image(request: Request) -> JSONResponse:
 
 
 async def tag_image(request: Request) -> JSONResponse:
-    body = await _body(request, TagRequest)
+    body = await parse(request, TagRequest)
     store = _store(request)
     await trio.to_thread.run_sync(store.tag, body.source, body.target)
     image = await trio.to_thread.run_sync(store.resolve, body.target)
@@ -119,7 +109,7 @@ async def tag_image(request: Request) -> JSONResponse:
 
 
 async def import_image(request: Request) -> JSONResponse:
-    body = await _body(request, ImportRequest)
+    body = await parse(request, ImportRequest)
     store = _store(request)
     changes = imageconfig.apply_changes({}, body.changes) if isinstance(body.changes, list) else body.changes
     image = await trio.to_thread.run_sync(lambda: store.import_rootfs(body.source, body.ref, changes, comment=body.message))
@@ -127,14 +117,14 @@ async def import_image(request: Request) -> JSONResponse:
 
 
 async def load_images(request: Request) -> JSONResponse:
-    body = await _body(request, LoadRequest)
+    body = await parse(request, LoadRequest)
     store = _store(request)
     lines = await trio.to_thread.run_sync(store.load, body.path)
     return _reply(Lines(lines=lines))
 
 
 async def save_images(request: Request) -> JSONResponse:
-    body = await _body(request, SaveRequest)
+    body = await parse(request, SaveRequest)
     store = _store(request)
     await trio.to_thread.run_sync(lambda: store.save(body.refs, body.path, body.format))
     return _reply(Lines(lines=[]))
@@ -143,7 +133,7 @@ async def save_images(request: Request) -> JSONResponse:
 async def bootstrap_image(request: Request) -> JSONResponse:
     from orch.node.runtime.bootstrap import bootstrap
 
-    body = await _body(request, BootstrapRequest)
+    body = await parse(request, BootstrapRequest)
     store = _store(request)
     image, built, message = await trio.to_thread.run_sync(lambda: bootstrap(store, body.name, body.force))
     return _reply(ImageRef(id=image.id, repo_tags=list(image.repo_tags), message=message), 201 if built else 200)

@@ -19,12 +19,13 @@ import queue
 import threading
 
 import trio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from orch.errors import InvalidArgument, OrchError
+from orch.errors import OrchError
+from orch.node.agent.routes_containers import parse
 from orch.registry import credentials
 
 _DONE = object()
@@ -38,16 +39,6 @@ class Auth(BaseModel):
 class TransferRequest(BaseModel):
     ref: str
     auth: Auth | None = None
-
-
-async def _body(request: Request) -> TransferRequest:
-    raw = await request.body()
-    try:
-        return TransferRequest.model_validate_json(raw or b"{}")
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidArgument(f"{request.method} {request.url.path}: {where}: {first['msg'].lower()}") from None
 
 
 def _lookup(body: TransferRequest):
@@ -86,7 +77,7 @@ def _stream(work) -> StreamingResponse:
 async def pull_image(request: Request) -> StreamingResponse:
     from orch.registry.pull import pull
 
-    body = await _body(request)
+    body = await parse(request, TransferRequest)
     store = request.app.state.node.images
     return _stream(lambda events: pull(store, body.ref, events=events, lookup=_lookup(body)))
 
@@ -94,7 +85,7 @@ async def pull_image(request: Request) -> StreamingResponse:
 async def push_image(request: Request) -> StreamingResponse:
     from orch.registry.push import push
 
-    body = await _body(request)
+    body = await parse(request, TransferRequest)
     store = request.app.state.node.images
     return _stream(lambda events: push(store, body.ref, events=events, lookup=_lookup(body)))
 
