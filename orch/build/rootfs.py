@@ -25,6 +25,7 @@ IDs whenever the steps themselves write the same bytes.
 """
 
 import ctypes
+import hashlib
 import os
 import shutil
 import stat
@@ -61,6 +62,13 @@ def image_value(config: dict, layer_descs: list[dict]) -> Image:
 
 def new_key() -> str:
     return "build-" + uuid.uuid4().hex[:24]
+
+
+def build_cgroup_path(root: Path, key: str) -> str:
+    """A RUN step's cgroup: under orch-build/, named after its node (a hash of the node's root)
+    and the step, so two nodes on one host (a test's and a user's) never mistake each other's."""
+    node = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+    return f"orch-build/{node}-{key}"
 
 
 def commit_layer(store, key: str) -> tuple[dict, str, int]:
@@ -176,7 +184,7 @@ def run(store, image: Image, argv: list[str], *, env: list[str], cwd: str, user:
     config = ContainerConfig(
         id=key, hostname=key[6:18], rootfs=str(tmp / "rootfs"), rootfs_mounts=tuple(mounts), mounts=extra,
         process=Process(args=tuple(argv), env=tuple(env), cwd=cwd or "/", user=user or "", no_new_privileges=False),
-        namespaces=namespaces, cgroup_path=f"orch-build/{key}",
+        namespaces=namespaces, cgroup_path=build_cgroup_path(store.root, key),
     )
     r, w = os.pipe2(os.O_CLOEXEC)
     ok = False

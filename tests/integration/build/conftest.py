@@ -50,8 +50,11 @@ def build_mounts(*dirs) -> list[str]:
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if line.split()[4].startswith(prefixes)]
 
 
-def build_cgroups() -> list[str]:
-    return [str(p) for p in Path("/sys/fs/cgroup").glob("*/orch-build/build-*")]
+def build_cgroups(root: Path) -> list[str]:
+    """The RUN-step cgroups of the node at `root` that still exist (other nodes' are not ours)."""
+    from orch.build.rootfs import build_cgroup_path
+
+    return [str(p) for p in Path("/sys/fs/cgroup").glob("*/" + build_cgroup_path(root, "*"))]
 
 
 @pytest.fixture
@@ -68,7 +71,7 @@ def store(tmp_path, monkeypatch):
         yield s
     finally:
         assert build_mounts(tmp_path) == [], "a build left a mount behind"
-        assert build_cgroups() == [], "a build left a cgroup behind"
+        assert build_cgroups(root) == [], "a build left a cgroup behind"
 
 
 @pytest.fixture

@@ -291,14 +291,14 @@ def test_a_stopped_build_leaves_no_container_cgroup_or_snapshot(store, context):
         for line in worker.stdout:
             if json.loads(line).get("stream") == "started\n":
                 break
-        assert build_cgroups() != []  # the step runs
+        assert build_cgroups(store.root) != []  # the step runs
         worker.terminate()
         assert worker.wait(timeout=10) == 143
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    assert build_cgroups() == []
+    assert build_cgroups(store.root) == []
     assert store.snapshots.list_active() == []
 
 
