@@ -6,19 +6,16 @@ talks to), so the context and -f paths are made absolute here instead of being s
 as the docker CLI does. Errors are OrchErrors and print as one line.
 """
 
-import argparse
 import json
 import os
 import sys
 import time
 from urllib.parse import quote
 
+from orch.cli.args import Parser
 from orch.errors import InvalidArgument, from_kind
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise InvalidArgument(f"{self.prog}: {message}; see '{self.prog} --help'")
 
 
 def _client():
@@ -44,7 +41,7 @@ def _key_value(text: str, flag: str) -> tuple[str, str]:
 
 
 def build(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Build an image from a Dockerfile.")
+    p = Parser(prog=prog, description="Build an image from a Dockerfile.")
     p.add_argument("-t", "--tag", action="append", default=[], help="name and optionally a tag, NAME[:TAG] (repeatable)")
     p.add_argument("-f", "--file", help="the Dockerfile (default: PATH/Dockerfile)")
     p.add_argument("--build-arg", action="append", default=[], help="set a build-time variable, KEY=VALUE (repeatable)")
@@ -100,7 +97,7 @@ def build(prog: str, argv: list[str]) -> int:
 def history(prog: str, argv: list[str]) -> int:
     from orch.cli.format import human_duration, human_size
 
-    p = _Parser(prog=prog, description="Show the history of an image.")
+    p = Parser(prog=prog, description="Show the history of an image.")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate the output")
     p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     p.add_argument("-H", "--human", default="true", help="sizes and dates in human-readable form (default true)")
@@ -140,7 +137,7 @@ def history(prog: str, argv: list[str]) -> int:
 
 
 def commit(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Create a new image from a container's changes.")
+    p = Parser(prog=prog, description="Create a new image from a container's changes.")
     p.add_argument("-a", "--author", default="", help='author (e.g. "Jane Doe <jane@example.com>")')
     p.add_argument("-c", "--change", action="append", default=[], help="apply a Dockerfile instruction to the image (repeatable)")
     p.add_argument("-m", "--message", default="", help="commit message")

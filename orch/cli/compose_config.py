@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from orch.cli.args import Parser
 from orch.cli.compose import add_common_options, load_from_options
 
 
@@ -29,7 +30,7 @@ def dump_yaml(stack: dict) -> str:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Validate the stack and print it in its normalized form.")
+    parser = Parser(prog=prog, description="Validate the stack and print it in its normalized form.")
     add_common_options(parser)
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--services", action="store_true", help="print the names of the (active) services")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orch.cli.args import Parser
 from orch.errors import SystemFailure, UserError
 
 FORMATS = ("mermaid", "dot")
@@ -23,7 +24,7 @@ SUFFIXES = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot
 def build_parser(prog: str) -> argparse.ArgumentParser:
     from orch.cli.compose import add_common_options
 
-    parser = argparse.ArgumentParser(prog=prog, description="Show the services' dependency graph.")
+    parser = Parser(prog=prog, description="Show the services' dependency graph.")
     add_common_options(parser)
     parser.add_argument("--format", choices=FORMATS, default="mermaid", help="text format to print (default mermaid)")
     parser.add_argument("-o", "--output", help="write to FILE.svg, FILE.png, FILE.dot or FILE.mmd instead of printing")

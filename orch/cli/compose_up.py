@@ -5,19 +5,17 @@ import argparse
 import sys
 import time
 
+from orch.cli.args import Parser
 from orch.cli.compose import add_common_options, load_from_options
 from orch.errors import InvalidArgument
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise InvalidArgument(f"{self.prog}: {message}")
 
 
 def parser(prog: str, description: str, *, follow: bool = False) -> argparse.ArgumentParser:
     """A subcommand's parser with the stack options; with `follow`, -f is --follow (as in
     `docker compose logs -f`) and the file is given as --file or before the subcommand."""
-    p = _Parser(prog=prog, description=description, conflict_handler="resolve" if follow else "error")
+    p = Parser(prog=prog, description=description, conflict_handler="resolve" if follow else "error")
     add_common_options(p)
     if follow:
         p.add_argument("-f", "--follow", action="store_true", help="follow log output")

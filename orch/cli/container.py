@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 
+from orch.cli.args import Parser
 from orch.errors import InvalidArgument, OrchError
 
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
@@ -61,7 +62,7 @@ def _from_environ(name: str):
 
 # -- argument parsers ---------------------------------------------------------------------------
 def _parser(prog: str, description: str, add_help: bool = True) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=prog, description=description, add_help=add_help)
+    return Parser(prog=prog, description=description, add_help=add_help)
 
 
 def _add_create_flags(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ import tempfile
 import time
 from urllib.parse import quote
 
+from orch.cli.args import Parser
 from orch.errors import InvalidArgument, NotFound, OrchError
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
@@ -22,11 +23,6 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Cr
 DEFAULT_IMAGES_FORMAT = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports misuse as an OrchError (one line, exit 1) instead of exiting 2."""
-
-    def error(self, message):
-        raise InvalidArgument(f"{self.prog}: {message}; see '{self.prog} --help'")
 
 
 def _call(method: str, path: str, body=None):
@@ -73,7 +69,7 @@ def _matches(row: dict, pattern: str) -> bool:
 
 
 def images(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="List images.")
+    p = Parser(prog=prog, description="List images.")
     p.add_argument("repository", nargs="?", help="only REPOSITORY[:TAG] (wildcards allowed)")
     p.add_argument("-a", "--all", action="store_true", help="show all images (orch keeps no intermediate images)")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
@@ -105,7 +101,7 @@ def images(prog: str, argv: list[str]) -> int:
 
 
 def _inspect(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Show images as docker's JSON.")
+    p = Parser(prog=prog, description="Show images as docker's JSON.")
     p.add_argument("-f", "--format", help="Go template, e.g. '{{json .RootFS.Layers}}'")
     p.add_argument("image", nargs="+")
     args = p.parse_args(argv)
@@ -138,7 +134,7 @@ def _ellipsis(text: str, width: int) -> str:
 
 
 def _history(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Show the history of an image, newest first.")
+    p = Parser(prog=prog, description="Show the history of an image, newest first.")
     p.add_argument("-H", "--human", action=argparse.BooleanOptionalAction, default=True, help="human sizes and dates")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
     p.add_argument("--no-trunc", action="store_true")
@@ -169,7 +165,7 @@ def _history(prog: str, argv: list[str]) -> int:
 
 
 def rmi(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Remove images.")
+    p = Parser(prog=prog, description="Remove images.")
     p.add_argument("-f", "--force", action="store_true", help="untag an image that containers use, or one with many names")
     p.add_argument("--no-prune", action="store_true", help="accepted for docker compatibility")
     p.add_argument("image", nargs="+")
@@ -191,7 +187,7 @@ def rmi(prog: str, argv: list[str]) -> int:
 
 
 def tag(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Give an image another name.")
+    p = Parser(prog=prog, description="Give an image another name.")
     p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
     p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
     args = p.parse_args(argv)
@@ -213,7 +209,7 @@ def _stdin_to_file(prefix: str) -> str:
 
 
 def _import(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Make a one-layer image from a rootfs tar, tar.gz or directory.")
+    p = Parser(prog=prog, description="Make a one-layer image from a rootfs tar, tar.gz or directory.")
     p.add_argument("-c", "--change", action="append", default=[], help="Dockerfile instruction to apply, e.g. 'CMD [\"sh\"]'")
     p.add_argument("-m", "--message", help="history comment")
     p.add_argument("--platform", help="only linux/amd64")
@@ -240,7 +236,7 @@ def _import(prog: str, argv: list[str]) -> int:
 
 
 def load(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Load images from a docker-archive or OCI layout (tar or directory).")
+    p = Parser(prog=prog, description="Load images from a docker-archive or OCI layout (tar or directory).")
     p.add_argument("-i", "--input", help="the archive (default: stdin)")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -257,7 +253,7 @@ def load(prog: str, argv: list[str]) -> int:
 
 
 def save(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Save images to a docker-archive (default) or an OCI layout tar.")
+    p = Parser(prog=prog, description="Save images to a docker-archive (default) or an OCI layout tar.")
     p.add_argument("-o", "--output", help="the file to write (default: stdout)")
     p.add_argument("--format", choices=["docker", "oci"], default="docker", help="archive format (default docker)")
     p.add_argument("image", nargs="+")
@@ -279,7 +275,7 @@ def save(prog: str, argv: list[str]) -> int:
 
 
 def bootstrap(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=prog, description="Make a base image from Debian packages: busybox (busybox:latest) or debian (debian:bookworm).")
+    p = Parser(prog=prog, description="Make a base image from Debian packages: busybox (busybox:latest) or debian (debian:bookworm).")
     p.add_argument("name", choices=["busybox", "debian"])
     p.add_argument("--force", action="store_true", help="build again even if the image exists")
     args = p.parse_args(argv)

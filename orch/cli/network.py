@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from urllib.parse import quote
 
+from orch.cli.args import Parser
 from orch.errors import InvalidArgument, OrchError
 
 
@@ -32,7 +32,7 @@ def _labels(items: list[str]) -> dict:
 
 
 def create(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Create a network")
+    p = Parser(prog=prog, description="Create a network")
     p.add_argument("-d", "--driver", default="bridge")
     p.add_argument("--subnet")
     p.add_argument("--gateway")
@@ -57,7 +57,7 @@ def create(prog, argv):
 
 
 def ls(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="List networks")
+    p = Parser(prog=prog, description="List networks")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("--format")
@@ -79,7 +79,7 @@ def ls(prog, argv):
 
 
 def inspect(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Display detailed information on one or more networks")
+    p = Parser(prog=prog, description="Display detailed information on one or more networks")
     p.add_argument("-f", "--format")
     p.add_argument("networks", nargs="+")
     a = p.parse_args(argv)
@@ -101,7 +101,7 @@ def inspect(prog, argv):
 
 
 def rm(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Remove one or more networks")
+    p = Parser(prog=prog, description="Remove one or more networks")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("networks", nargs="+")
     a = p.parse_args(argv)
@@ -119,7 +119,7 @@ def rm(prog, argv):
 
 
 def prune(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Remove all unused networks")
+    p = Parser(prog=prog, description="Remove all unused networks")
     p.add_argument("-f", "--force", action="store_true")
     a = p.parse_args(argv)
     if not a.force and not _confirm("WARNING! This will remove all custom networks not used by at least one container."):
@@ -139,7 +139,7 @@ def _confirm(warning: str) -> bool:
 
 
 def connect(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Connect a container to a network")
+    p = Parser(prog=prog, description="Connect a container to a network")
     p.add_argument("--alias", action="append", default=[])
     p.add_argument("--ip")
     p.add_argument("network")
@@ -151,7 +151,7 @@ def connect(prog, argv):
 
 
 def disconnect(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Disconnect a container from a network")
+    p = Parser(prog=prog, description="Disconnect a container from a network")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("network")
     p.add_argument("container")

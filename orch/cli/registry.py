@@ -9,16 +9,13 @@ agent serves the same functions at POST /images/pull and /images/push for API cl
 (orch/node/agent/routes_registry.py).
 """
 
-import argparse
 import getpass
 import sys
 
+from orch.cli.args import Parser
 from orch.errors import InvalidArgument
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise InvalidArgument(f"{self.prog}: {message}; see '{self.prog} --help'")
 
 
 def _store():
@@ -38,7 +35,7 @@ def _events(quiet: bool):
 
 
 def pull(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=f"{prog} pull", description="Download an image from a registry.")
+    p = Parser(prog=f"{prog} pull", description="Download an image from a registry.")
     p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
     p.add_argument("--platform", default=None, help="only linux/amd64 is supported")
@@ -61,7 +58,7 @@ def pull(prog: str, argv: list[str]) -> int:
 
 
 def push(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=f"{prog} push", description="Upload an image to a registry.")
+    p = Parser(prog=f"{prog} push", description="Upload an image to a registry.")
     p.add_argument("image", metavar="NAME[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the manifest digest")
     args = p.parse_args(argv)
@@ -79,7 +76,7 @@ def push(prog: str, argv: list[str]) -> int:
 
 
 def login(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=f"{prog} login", description="Log in to a registry (Docker Hub when no server is given).")
+    p = Parser(prog=f"{prog} login", description="Log in to a registry (Docker Hub when no server is given).")
     p.add_argument("server", nargs="?", default=None, metavar="SERVER")
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password", help="insecure: it shows in the process list; prefer --password-stdin")
@@ -121,7 +118,7 @@ def login(prog: str, argv: list[str]) -> int:
 
 
 def logout(prog: str, argv: list[str]) -> int:
-    p = _Parser(prog=f"{prog} logout", description="Forget the credentials of a registry (Docker Hub when no server is given).")
+    p = Parser(prog=f"{prog} logout", description="Forget the credentials of a registry (Docker Hub when no server is given).")
     p.add_argument("server", nargs="?", default=None, metavar="SERVER")
     args = p.parse_args(argv)
     from orch.registry import credentials

@@ -1,9 +1,9 @@
 """Node commands: `orch system df|prune|info` and `orch agent [--detach]`."""
 
-import argparse
 import os
 import sys
 
+from orch.cli.args import Parser
 from orch.errors import InvalidArgument, OrchError
 
 
@@ -23,7 +23,7 @@ def human_size(n: float) -> str:
 
 
 def df(prog: str, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Show disk usage")
+    p = Parser(prog=prog, description="Show disk usage")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     usage = _agent().call("GET", "/system/df")
@@ -54,7 +54,7 @@ def df(prog: str, argv: list[str]) -> int:
 
 
 def prune(prog: str, argv: list[str], images: bool = True) -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Remove stopped containers" + (" and dangling images" if images else ""))
+    p = Parser(prog=prog, description="Remove stopped containers" + (" and dangling images" if images else ""))
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     a = p.parse_args(argv)
     if not a.force:
@@ -98,7 +98,7 @@ def system_group(prog: str, argv: list[str]) -> int:
 
 
 def agent(prog: str, argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Run the node agent (and start the node supervisor)")
+    p = Parser(prog=prog, description="Run the node agent (and start the node supervisor)")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background; log to ORCH_ROOT/agent.log")
     a = p.parse_args(argv)
     if os.geteuid() != 0:

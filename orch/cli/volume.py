@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from urllib.parse import quote
 
+from orch.cli.args import Parser
 from orch.cli.network import filter_query
 from orch.errors import InvalidArgument, OrchError
 
@@ -18,7 +18,7 @@ def _client():
 
 
 def create(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Create a volume")
+    p = Parser(prog=prog, description="Create a volume")
     p.add_argument("-d", "--driver", default="local")
     p.add_argument("-o", "--opt", action="append", default=[])
     p.add_argument("--label", action="append", default=[])
@@ -34,7 +34,7 @@ def create(prog, argv):
 
 
 def ls(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="List volumes")
+    p = Parser(prog=prog, description="List volumes")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--format")
     p.add_argument("-f", "--filter", action="append", default=[])
@@ -54,7 +54,7 @@ def ls(prog, argv):
 
 
 def inspect(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Display detailed information on one or more volumes")
+    p = Parser(prog=prog, description="Display detailed information on one or more volumes")
     p.add_argument("-f", "--format")
     p.add_argument("volumes", nargs="+")
     a = p.parse_args(argv)
@@ -76,7 +76,7 @@ def inspect(prog, argv):
 
 
 def rm(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Remove one or more volumes")
+    p = Parser(prog=prog, description="Remove one or more volumes")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("volumes", nargs="+")
     a = p.parse_args(argv)
@@ -92,7 +92,7 @@ def rm(prog, argv):
 
 
 def prune(prog, argv):
-    p = argparse.ArgumentParser(prog=prog, description="Remove unused local volumes")
+    p = Parser(prog=prog, description="Remove unused local volumes")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-f", "--force", action="store_true")
     a = p.parse_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from orch.cli.args import Parser
 from orch.errors import InvalidArgument
 
 
@@ -118,7 +119,7 @@ def parse_tmpfs(spec: str) -> dict:
 
 def port(prog: str, argv: list[str]) -> int:
     """orch port CONTAINER [PRIVATE_PORT[/PROTO]]: docker's lines "80/tcp -> 0.0.0.0:8080"."""
-    p = argparse.ArgumentParser(prog=prog, description="List port mappings or a specific mapping for the container")
+    p = Parser(prog=prog, description="List port mappings or a specific mapping for the container")
     p.add_argument("container")
     p.add_argument("private_port", nargs="?")
     a = p.parse_args(argv)

@@ -29,3 +29,20 @@ def test_cli_startup_imports_stay_lean():
     code = "import sys, orch.cli; heavy = {'pydantic', 'trio', 'httpx', 'yaml', 'networkx'} & set(sys.modules); print(sorted(heavy))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "--cpus", "x", "busybox"], "orch: argument --cpus: invalid float value: 'x'; see 'orch run --help'"),
+        (["network", "create"], "orch: the following arguments are required: name; see 'orch network create --help'"),
+        (["compose", "config", "--bogus"], "orch: unrecognized arguments: --bogus; see 'orch compose config --help'"),
+        (["volume", "create", "--nope"], "orch: unrecognized arguments: --nope; see 'orch volume create --help'"),
+        (["build"], "orch: the following arguments are required: PATH; see 'orch build --help'"),
+    ],
+)
+def test_misuse_of_any_command_is_one_line_and_exit_1(argv, expected, capsys):
+    # Flags are checked before the agent is reached, so this needs no node.
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == expected + "\n"

@@ -40,7 +40,7 @@ def test_cli_misuse_is_one_line(registry_server, tmp_path, monkeypatch):
     monkeypatch.setenv("ORCH_ROOT", str(tmp_path / "node"))
     with pytest.raises(InvalidArgument, match="orch pull: --platform linux/arm64: orch runs linux/amd64 images only"):
         cli.pull("orch", ["--platform", "linux/arm64", "x"])
-    with pytest.raises(InvalidArgument, match=r"orch push: the following arguments are required: NAME\[:TAG\]"):
+    with pytest.raises(InvalidArgument, match=r"the following arguments are required: NAME\[:TAG\]; see .orch push --help."):
         cli.push("orch", [])
     with pytest.raises(NotFound, match="no such image: localhost:5999/none:v1"):
         cli.push("orch", ["localhost:5999/none:v1"])
