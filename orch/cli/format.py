@@ -392,3 +392,15 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def print_inspected(objects: list, fmt: str | None) -> None:
+    """What every `inspect` prints: each object through `--format`, or all of them as one JSON
+    array, indented as docker prints it."""
+    if fmt:
+        for obj in objects:
+            print(render(fmt, obj))
+    else:
+        import json
+
+        print(json.dumps(objects, indent=4))

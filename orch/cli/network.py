@@ -90,13 +90,9 @@ def inspect(prog, argv):
         except OrchError as err:
             print(f"orch: {err}", file=sys.stderr)
             failed = 1
-    if a.format:
-        from orch.cli.format import render
+    from orch.cli.format import print_inspected
 
-        for obj in found:
-            print(render(a.format, obj))
-    else:
-        print(json.dumps(found, indent=4))
+    print_inspected(found, a.format)
     return failed
 
 
