@@ -394,6 +394,24 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds / 3600) // 24 // 365} years"
 
 
+def inspect_each(client, paths: list[str], fmt: str | None) -> int:
+    """`orch X inspect REF...`: GET each path, print what was found (see print_inspected),
+    report each failure as one line, as docker does; 1 if any failed."""
+    import sys
+
+    from orch.errors import OrchError
+
+    found, failed = [], 0
+    for path in paths:
+        try:
+            found.append(client.call("GET", path))
+        except OrchError as err:
+            print(f"orch: {err}", file=sys.stderr)
+            failed = 1
+    print_inspected(found, fmt)
+    return failed
+
+
 def print_inspected(objects: list, fmt: str | None) -> None:
     """What every `inspect` prints: each object through `--format`, or all of them as one JSON
     array, indented as docker prints it."""

@@ -57,17 +57,9 @@ def inspect(prog, argv):
     p.add_argument("-f", "--format")
     p.add_argument("volumes", nargs="+")
     a = p.parse_args(argv)
-    client, found, failed = _client(), [], 0
-    for name in a.volumes:
-        try:
-            found.append(client.call("GET", f"/volumes/{quote(name, safe='')}"))
-        except OrchError as err:
-            print(f"orch: {err}", file=sys.stderr)
-            failed = 1
-    from orch.cli.format import print_inspected
+    from orch.cli.format import inspect_each
 
-    print_inspected(found, a.format)
-    return failed
+    return inspect_each(_client(), [f"/volumes/{quote(r, safe='')}" for r in a.volumes], a.format)
 
 
 def rm(prog, argv):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.processes import stop_process
+
 from orch.node.runtime import superproto
 
 REPO = Path(__file__).resolve().parents[3]
@@ -67,20 +69,6 @@ class OrchNode:
         raise AssertionError(f"timed out waiting for {what}")
 
 
-def _kill(pid: int | None) -> None:
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(250):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
 
 
 def _orch_cgroups(ids) -> list[str]:
@@ -133,8 +121,8 @@ def node():
                 n.orch("rm", "-f", *ids, check=False)
         finally:
             sup = n.supervisor_pid()
-            _kill(n.agent_pid())
-            _kill(sup)
+            stop_process(n.agent_pid())
+            stop_process(sup)
             _remove_networks(n)
         signal.signal(signal.SIGTERM, previous)
         if (n.root / "containers").exists():

@@ -4,7 +4,6 @@ multi-stage, .dockerignore, the context's walls, reproducible layers."""
 import json
 import os
 import tarfile
-from pathlib import Path
 
 import pytest
 

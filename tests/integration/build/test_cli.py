@@ -4,7 +4,6 @@ inspect's layers, a container changed by hand, diff, commit, tag, run from the n
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.integration.processes import stop_process
 
 from orch.node.runtime.images import ImageStore
 
@@ -37,18 +38,6 @@ class Node:
         return proc
 
 
-def _stop(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(250):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +69,10 @@ def node():
             sup = superproto.call(str(base / "run" / "supervisor.sock"), {"op": "ping"}, timeout=2)["pid"]
         except Exception:
             pass
-        _stop(agent.pid)
+        stop_process(agent.pid)
         agent.wait(timeout=10)
         if sup:
-            _stop(sup)
+            stop_process(sup)
         log.close()
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         shutil.rmtree(base, ignore_errors=True)

@@ -9,15 +9,15 @@ no mount, cgroup, veth or nftables rule of this node is left.
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.integration.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
@@ -52,20 +52,6 @@ class Node:
             return None
 
 
-def _kill(pid):
-    if not pid:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(250):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
 
 
 def _supervisor_pid(node: Node):
@@ -111,8 +97,8 @@ def node():
                 n.orch("network", "rm", net, check=False)
         finally:
             sup = _supervisor_pid(n)
-            _kill(n.pid("agent.pid"))
-            _kill(sup)
+            stop_process(n.pid("agent.pid"))
+            stop_process(sup)
         _remove_networks(n)
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         shutil.rmtree(base, ignore_errors=True)

@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.processes import stop_process
+
 _AGENT = Path(__file__).resolve().parents[1] / "agent" / "conftest.py"
 _spec = importlib.util.spec_from_file_location("orch_agent_test_node", _AGENT)
 _agent = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_agent)
-OrchNode, kill_process = _agent.OrchNode, _agent._kill
+OrchNode = _agent.OrchNode
 
 # The host's /usr, read-only, gives a busybox container a Python (for UDP and the bench).
 HOST_PYTHON = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"]
@@ -115,8 +117,8 @@ def node():
             _clean(n)
         finally:
             sup = n.supervisor_pid()
-            kill_process(n.agent_pid())
-            kill_process(sup)
+            stop_process(n.agent_pid())
+            stop_process(sup)
             bridges = n.bridges()
             # The default bridge stays between agents, as docker0 does; the test node deletes it.
             for bridge in bridges.values():

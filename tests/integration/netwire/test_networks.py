@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import HOST_PYTHON, free_port, host_address, nft_table
+from tests.integration.netwire.conftest import HOST_PYTHON, free_port, host_address, nft_table
 
 pytestmark = pytest.mark.privileged
 

@@ -11,7 +11,7 @@ from orch.registry.client import RegistryClient
 from orch.registry.pull import pull
 from orch.registry.push import push
 
-from .conftest import make_image, sha256
+from .conftest import make_image
 
 AMD = [{"bin/app": b"amd64 program\n"}]
 ARM = [{"bin/app": b"arm64 program\n"}]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from orch.errors import NotFound, SystemFailure
+from orch.errors import NotFound
 from orch.registry.pull import pull
 from orch.registry.push import push
 
