@@ -84,6 +84,7 @@ class DnsService:
         self.table = NameTable()
         self.rotation = itertools.count()
         self._servers: dict[str, list[tuple[object, threading.Thread]]] = {}
+        self._stopping: dict[str, threading.Thread] = {}  # address -> the thread closing its listeners
         self._lock = threading.Lock()
 
     def set_table(self, table: NameTable) -> None:
@@ -99,6 +100,9 @@ class DnsService:
         with self._lock:
             if network in self._servers:
                 return
+            stopping = self._stopping.pop(address, None)
+            if stopping is not None:
+                stopping.join()  # a removed network's listeners on this very address
             started = []
             try:
                 for cls in (UDPServer, TCPServer):
@@ -117,13 +121,26 @@ class DnsService:
             self._servers[network] = started
 
     def stop(self, network: str) -> None:
+        """Stop answering for `network`. The listeners close in the background: a server
+        notices a shutdown only at its next poll (up to 50 ms), which a network's removal need
+        not wait for; a later `start` on the same address, and `close`, wait for it."""
         with self._lock:
             servers = self._servers.pop(network, [])
-        _stop(servers)
+            if not servers:
+                return
+            address = servers[0][0].server_address[0]
+            earlier = self._stopping.get(address)
+            closer = threading.Thread(target=_stop, args=(servers, earlier), name=f"orch-dns-stop-{network}", daemon=True)
+            self._stopping[address] = closer
+            closer.start()
 
     def close(self) -> None:
         for network in list(self._servers):
             self.stop(network)
+        with self._lock:
+            closers, self._stopping = list(self._stopping.values()), {}
+        for closer in closers:
+            closer.join()
 
     def forward(self, request: DNSRecord, *, tcp: bool) -> DNSRecord:
         """Ask each upstream in turn over UDP; SERVFAIL when none answers.
@@ -144,9 +161,16 @@ class DnsService:
         return reply
 
 
-def _stop(servers: list) -> None:
+def _stop(servers: list, earlier: threading.Thread | None = None) -> None:
+    if earlier is not None:
+        earlier.join()
+    # Ask every server first, then wait: their polls run side by side, not one after another.
+    shutdowns = [threading.Thread(target=server.shutdown, daemon=True) for server, _ in servers]
+    for t in shutdowns:
+        t.start()
+    for t in shutdowns:
+        t.join()
     for server, thread in servers:
-        server.shutdown()
         server.server_close()
         thread.join()
 

@@ -9,6 +9,14 @@ rules, the DNS listeners and the port reservations that died with the old proces
 Order of work in each operation: check and reserve first (addresses, host ports), so that bad
 input or a taken port fails before the kernel is touched; then change the kernel; then the
 state. A failure half-way undoes what the operation did.
+
+Releasing a container is cheap on purpose (`orch compose down` releases twenty at once): its
+endpoints leave the state (so DNS and rules forget them at once) and its namespace file is
+unmounted; the kernel then destroys the namespace in the background, and every veth end in it
+with its host peer, many namespaces in one batch (~75 ms for twenty here, where deleting each
+veth over netlink waits ~30 ms for the kernel each, one after the other). Until the host end
+is gone the endpoint is *retiring*: kept in the state, its address still allocated, so no
+address is handed out while a veth that had it exists. `reap` frees those whose veth is gone.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,12 +43,21 @@ MTU_OPTION = "com.docker.network.driver.mtu"
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
+# How long remove_network waits for the kernel to destroy released namespaces (and their veths)
+# before it deletes what is left itself.
+RETIRE_WAIT = 2.0
+
+
 @dataclass(frozen=True)
 class NetState:
     networks: dict[str, Network] = field(default_factory=dict)
     endpoints: tuple[Endpoint, ...] = ()
     publications: tuple[Publication, ...] = ()
     ipam: ipam.IpamState = field(default_factory=ipam.IpamState)
+    # Endpoints of released containers whose host veth may still exist (see the module's doc).
+    retiring: tuple[Endpoint, ...] = ()
+    # Containers (ids) the DNS does not name: drained before they stop (`Networks.hide`).
+    hidden: frozenset[str] = frozenset()
 
     def to_json(self) -> dict:
         return {
@@ -47,6 +65,8 @@ class NetState:
             "endpoints": [e.to_json() for e in self.endpoints],
             "publications": [p.to_json() for p in self.publications],
             "ipam": self.ipam.to_json(),
+            "retiring": [e.to_json() for e in self.retiring],
+            "hidden": sorted(self.hidden),
         }
 
     @classmethod
@@ -56,6 +76,8 @@ class NetState:
             tuple(Endpoint.from_json(e) for e in data.get("endpoints", ())),
             tuple(Publication.from_json(p) for p in data.get("publications", ())),
             ipam.IpamState.from_json(data.get("ipam", {})),
+            tuple(Endpoint.from_json(e) for e in data.get("retiring", ())),
+            frozenset(data.get("hidden", ())),
         )
 
 
@@ -75,6 +97,7 @@ class Networks:
         self.state = NetState()
         self.warnings: list[str] = []
         self._rules: str | None = None  # the nft text loaded last (None: load on next sync)
+        self.retire_wait = RETIRE_WAIT
         self._lock = threading.RLock()
 
     # Networks.
@@ -115,8 +138,12 @@ class Networks:
             users = sorted({e.container_id for e in self.state.endpoints if e.network == name})
             if users:
                 raise Conflict(f"network {name!r} has active endpoints ({', '.join(users)}); disconnect or remove them first")
+            # No veth of the network may outlive it: give the kernel a moment to finish the
+            # released namespaces (it usually has by now), then delete what is left.
+            self._wait_retired(name, self.retire_wait)
             new_state = replace(self.state, networks={n: v for n, v in self.state.networks.items() if n != name},
-                                ipam=ipam.release_network(self.state.ipam, name))
+                                ipam=ipam.release_network(self.state.ipam, name),
+                                retiring=tuple(e for e in self.state.retiring if e.network != name))
             if self.dns is not None:
                 self.dns.stop(name)
             self._sync(new_state)
@@ -168,6 +195,7 @@ class Networks:
                 raise AlreadyExists(f"container {container_id} is already connected to network {network!r}")
             if publish and net.internal:
                 raise InvalidArgument(f"network {network!r} is internal: ports of its containers cannot be published")
+            self.reap()
             new_ipam, address = ipam.allocate_address(self.state.ipam, network, container_id, ipv4_address)
             held = self.ports.reserve(list(publish))
             try:
@@ -176,8 +204,14 @@ class Networks:
                 ep = endpoints.connect(self.kernel, net, container_id, netns_path, address=address,
                                        ifname=ifname, names=tuple(names), default_route=not mine)
                 pubs = tuple(Publication(m, container_id, network, address) for m in held)
+                # The container's earlier endpoint here, if still retiring, had this veth name:
+                # endpoints.connect deleted it, so its address is free now.
+                old = [e for e in self.state.retiring if e.host_ifname == ep.host_ifname]
+                for e in old:
+                    new_ipam = ipam.release_address(new_ipam, e.network, e.address)
                 new_state = replace(self.state, endpoints=self.state.endpoints + (ep,),
-                                    publications=self.state.publications + pubs, ipam=new_ipam)
+                                    publications=self.state.publications + pubs, ipam=new_ipam,
+                                    retiring=tuple(e for e in self.state.retiring if e not in old))
                 try:
                     self._sync(new_state)
                 except BaseException:
@@ -208,11 +242,87 @@ class Networks:
             self.state = new_state
 
     def release_container(self, container_id: str) -> None:
-        """Everything of a container, also when it died unexpectedly: endpoints, ports, namespace."""
+        """Everything of a container, also when it died unexpectedly: endpoints, ports, namespace.
+
+        For a container whose processes are gone. Its names and rules go at once; its veths go
+        with its namespace, which the kernel destroys in the background once the file is
+        unmounted; until then its endpoints are retiring (see the module's doc). A container
+        that joined this namespace (`--network container:X`) and still runs keeps it alive:
+        `reap(force=True)` deletes such leftovers."""
         with self._lock:
-            for ep in [e for e in self.state.endpoints if e.container_id == container_id]:
-                self.disconnect(ep.network, container_id)
+            gone = tuple(e for e in self.state.endpoints if e.container_id == container_id)
+            pubs = [p for p in self.state.publications if p.container_id == container_id]
+            if gone or pubs:
+                new_state = replace(
+                    self.state,
+                    endpoints=tuple(e for e in self.state.endpoints if e.container_id != container_id),
+                    publications=tuple(p for p in self.state.publications if p not in pubs),
+                    retiring=self.state.retiring + gone,
+                )
+                self._sync(new_state)
+                self.state = new_state
+                self.ports.release([p.mapping for p in pubs])
             self.kernel.remove_netns(self.netns_path(container_id))
+
+    def reap(self, *, force: bool = False) -> int:
+        """Free the addresses of retiring endpoints whose veth the kernel has deleted; with
+        `force`, delete the veths still there first. Returns how many still retire."""
+        with self._lock:
+            if not self.state.retiring:
+                return 0
+            present = set(self.kernel.links_present([e.host_ifname for e in self.state.retiring]))
+            if force:
+                for host in sorted(present):
+                    self.kernel.delete_link(host)
+                present = set()
+            done = [e for e in self.state.retiring if e.host_ifname not in present]
+            if done:
+                new_ipam = self.state.ipam
+                for e in done:
+                    new_ipam = ipam.release_address(new_ipam, e.network, e.address)
+                self.state = replace(self.state, ipam=new_ipam,
+                                     retiring=tuple(e for e in self.state.retiring if e not in done))
+            return len(self.state.retiring)
+
+    def _wait_retired(self, network: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(e.network == network for e in self.state.retiring):
+            left = [e.host_ifname for e in self.state.retiring if e.network == network]
+            if not self.kernel.links_present(left):
+                break
+            if time.monotonic() > deadline:
+                for host in left:
+                    self.kernel.delete_link(host)
+                break
+            time.sleep(0.01)
+        self.reap()
+
+    # DNS draining.
+
+    def hide(self, container_id: str) -> None:
+        """The DNS stops naming the container (on every network, also ones it joins later);
+        it keeps its addresses and its connections. Kept until `show` or `forget`."""
+        self._set_hidden(self.state.hidden | {container_id})
+
+    def show(self, container_id: str) -> None:
+        """The DNS names the container again (a new replica turned healthy)."""
+        self._set_hidden(self.state.hidden - {container_id})
+
+    def forget(self, container_ids) -> None:
+        """Drop what is kept about containers that no longer exist (their hidden mark)."""
+        self._set_hidden(self.state.hidden - set(container_ids))
+
+    def is_hidden(self, container_id: str) -> bool:
+        return container_id in self.state.hidden
+
+    def _set_hidden(self, hidden: frozenset[str]) -> None:
+        with self._lock:
+            hidden = frozenset(hidden)
+            if hidden == self.state.hidden:
+                return
+            new_state = replace(self.state, hidden=hidden)
+            self._sync(new_state)
+            self.state = new_state
 
     def endpoints_of(self, container_id: str) -> list[Endpoint]:
         with self._lock:
@@ -253,7 +363,8 @@ class Networks:
         """
         with self._lock:
             alive = tuple(e for e in state.endpoints if self.kernel.netns_exists(e.netns_path))
-            dead = [e for e in state.endpoints if e not in alive]
+            # Retiring endpoints are done with too: their namespaces were let go before.
+            dead = [e for e in state.endpoints if e not in alive] + list(state.retiring)
             new_ipam = state.ipam
             for e in dead:
                 new_ipam = ipam.release_address(new_ipam, e.network, e.address)
@@ -269,7 +380,7 @@ class Networks:
                     # The rule still forwards the port; only the guard against other programs
                     # is missing. Refusing to start the agent would be worse.
                     self.warnings.append(f"restore published port of container {pub.container_id}: {err}")
-            new_state = NetState(dict(state.networks), alive, pubs, new_ipam)
+            new_state = NetState(dict(state.networks), alive, pubs, new_ipam, hidden=state.hidden)
             self._rules = None  # the kernel's table may be anything after a restart: load it
             self._sync(new_state, start_dns=list(state.networks.values()))
             self.state = new_state
@@ -293,7 +404,7 @@ class Networks:
         self._rules = apply_rules(self.kernel, nets, list(state.publications), table=self.table, last=self._rules)
         if self.dns is not None:
             internal = frozenset(n.name for n in nets if n.internal)
-            self.dns.set_table(compute_name_table(list(state.endpoints), internal))
+            self.dns.set_table(compute_name_table(list(state.endpoints), internal, state.hidden))
             for net in start_dns:
                 self.dns.start(net.name, net.gateway)
 

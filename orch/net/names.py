@@ -10,6 +10,8 @@ asks `compute_answer` for every query. The rules, as docker's embedded DNS has t
   (`db.backend` is `db` on network `backend`).
 - A name the table does not know is forwarded upstream, except from an internal network,
   which has no way out (the answer is NXDOMAIN).
+- A hidden (drained) container's names are left out, so nobody is sent to it any more; it
+  still resolves the others' names (its own addresses still scope its view).
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ class NameTable:
     internal: frozenset[str] = frozenset()
 
 
-def compute_name_table(endpoints: list[Endpoint], internal: frozenset[str] = frozenset()) -> NameTable:
+def compute_name_table(endpoints: list[Endpoint], internal: frozenset[str] = frozenset(),
+                       hidden: frozenset[str] = frozenset()) -> NameTable:
+    """The table for `endpoints`; containers in `hidden` (ids) are not named."""
     names: dict[str, dict[str, list[str]]] = {}
     by_container: dict[str, set[str]] = {}
     addresses_of: dict[str, list[str]] = {}
     for ep in endpoints:
         table = names.setdefault(ep.network, {})
-        for name in dict.fromkeys(n.lower() for n in ep.names):
+        shown = () if ep.container_id in hidden else ep.names
+        for name in dict.fromkeys(n.lower() for n in shown):
             table.setdefault(name, [])
             if ep.address not in table[name]:
                 table[name].append(ep.address)

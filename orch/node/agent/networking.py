@@ -11,11 +11,20 @@ Life of a container's network:
   aliases and its short id, publish ports on the first network, write the three files.
   Idempotent: a namespace that exists means it is set up already.
 - exit, rm, an unexpected death, or found dead after an agent restart (`release`): endpoints,
-  ports and namespace go; the plan stays in the record, so a restart sets it up again.
+  ports and namespace go; the plan stays in the record, so a restart sets it up again. It
+  costs well under a millisecond: the kernel destroys the namespace and its veths in the
+  background (orch.net.manager), and a timer (`REAP_AFTER`) frees their addresses afterwards,
+  deleting any veth still there (a `container:` joiner that still runs keeps the namespace).
+- drain (`hide`/`show`): the DNS stops naming a container that is about to be replaced, or
+  that is new and not healthy yet; kept in the state, so an agent restart keeps it, and
+  forgotten when the container is removed.
 
 Every change is followed by writing ORCH_ROOT/networks/state.json atomically, so a `kill -9`
 of the agent at any moment leaves a state that `Networks.restore` can bring back: bridges,
-nftables rules, the DNS listeners and the sockets holding published ports.
+nftables rules, the DNS listeners and the sockets holding published ports. A release is the
+exception: it is written by the reaper a moment later (or by the next change), not at once,
+because a state that missed it still lists the released endpoints, and `restore` drops every
+endpoint whose namespace is gone (with its address, ports and any veth left).
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ FILES = (("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf",
 # a bench's) "orch" + 4 hex digits of its root's path, unless ORCH_NET_PREFIX says otherwise.
 PREFIX_ENV = "ORCH_NET_PREFIX"
 DEFAULT_ROOT = Path("/var/lib/orch")
+# Seconds after a release when the reaper frees the addresses of veths the kernel deleted
+# (and deletes those it did not: a namespace kept alive by a process that joined it).
+REAP_AFTER = 2.0
 
 
 def default_prefix(root: Path) -> str:
@@ -58,6 +70,7 @@ class NodeNetworking:
             networks = _real_networks(Path(run_dir), self.prefix)
         self.nets = networks
         self._lock = threading.RLock()
+        self._reaper: threading.Timer | None = None
 
     def open(self) -> None:
         """Restore the persisted state (bridges, rules, DNS, held ports) after an agent start."""
@@ -76,13 +89,19 @@ class NodeNetworking:
         makes them again), so a stopped node with nothing running leaves no trace in the kernel;
         otherwise they stay, and published ports keep working while no agent runs."""
         with self._lock:
+            if self._reaper is not None:
+                self._reaper.cancel()
+                self._reaper = None
             self.nets.close()
             if self.nets.state.endpoints:
+                self._save()  # releases not written yet
                 return
             from orch.net import bridge
             from orch.net.ports import compute_delete
 
             try:
+                self.nets.reap(force=True)
+                self._save()
                 for net in self.nets.state.networks.values():
                     bridge.remove_bridge(self.nets.kernel, net)
                 if self.nets.state.networks:
@@ -204,9 +223,41 @@ class NodeNetworking:
         _write_files(self.containers_dir / rec["Id"], files)
 
     def release(self, cid: str) -> None:
-        """Everything of a container's network; safe to repeat, and for containers never set up."""
+        """Everything of a container's network; safe to repeat, and for containers never set up.
+        A container that is gone for good (its directory was removed) is forgotten too."""
         with self._lock:
+            before = self.nets.state
             self.nets.release_container(cid)
+            if not (self.containers_dir / cid).exists():
+                self.nets.forget([cid])
+            if self.nets.state is not before:
+                self._schedule_reap()  # which saves the state (see the module's doc)
+
+    def _schedule_reap(self) -> None:
+        if self._reaper is None:
+            self._reaper = threading.Timer(REAP_AFTER, self.reap)
+            self._reaper.daemon = True
+            self._reaper.start()
+
+    def reap(self) -> None:
+        """The timer's work: free what the kernel has finished, delete what it left, save."""
+        with self._lock:
+            self._reaper = None
+            try:
+                self.nets.reap(force=True)
+                self._save()
+            except (OrchError, OSError) as err:  # the next change, or the next agent, repairs it
+                print(f"agent: reaping released veths: {err}", file=sys.stderr, flush=True)
+
+    def hide(self, cid: str) -> None:
+        """Drain: the DNS stops naming the container (orch.node.agent.routes_drain)."""
+        with self._lock:
+            self.nets.hide(cid)
+            self._save()
+
+    def show(self, cid: str) -> None:
+        with self._lock:
+            self.nets.show(cid)
             self._save()
 
     def is_set_up(self, cid: str) -> bool:
@@ -254,7 +305,10 @@ class NodeNetworking:
                 owners |= {p.name for p in netns_dir.iterdir()}
             for cid in sorted(owners - keep):
                 self.nets.release_container(cid)
+            self.nets.forget([cid for cid in self.nets.state.hidden if not (self.containers_dir / cid).exists()])
             self._save()
+            if self.nets.state.retiring:
+                self._schedule_reap()
 
     # -- views -------------------------------------------------------------------------------
     def ports_text(self, cid: str) -> str:
