@@ -177,7 +177,14 @@ class NodeNetworking:
             other = joined["_net"] if joined else {}
             if other.get("mode") == "host":
                 return ("net",), None, _file_mounts(self.containers_dir / joined["Id"])
+            if other.get("mode") == "none":
+                # Its namespace is its pid 1's own (no file of ours); setup checks it runs.
+                return (), f"/proc/{joined['State'].get('Pid', 0)}/ns/net", _file_mounts(self.containers_dir / joined["Id"])
             return (), self.netns_path(joined["Id"]), _file_mounts(self.containers_dir / joined["Id"])
+        if plan["mode"] == "none":
+            # A namespace with only `lo`: the container unshares its own and its init brings lo
+            # up. Nothing to create here, hold, or release later: this is `run`'s fast path.
+            return (), None, _file_mounts(cdir)
         return (), self.netns_path(cid), _file_mounts(cdir)
 
     def setup(self, rec: dict, joined: dict | None = None) -> None:
@@ -190,6 +197,9 @@ class NodeNetworking:
             return
         if plan["mode"] == "host":
             _write_files(cdir, _host_files(hostname, plan))
+            return
+        if plan["mode"] == "none":
+            self.write_files(rec)
             return
         with self._lock:
             path = self.netns_path(cid)
@@ -227,8 +237,10 @@ class NodeNetworking:
         A container that is gone for good (its directory was removed) is forgotten too."""
         with self._lock:
             before = self.nets.state
-            self.nets.release_container(cid)
-            if not (self.containers_dir / cid).exists():
+            # Nothing held (network none or host, or released already): nothing to do.
+            if self.nets.endpoints_of(cid) or self.is_set_up(cid):
+                self.nets.release_container(cid)
+            if self.nets.is_hidden(cid) and not (self.containers_dir / cid).exists():
                 self.nets.forget([cid])
             if self.nets.state is not before:
                 self._schedule_reap()  # which saves the state (see the module's doc)
