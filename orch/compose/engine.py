@@ -335,7 +335,8 @@ class Stack:
                 self._unready.discard(c.id)
 
     def _remove(self, target: str, *, drain: bool = False) -> None:
-        """Stop gracefully (the container's stop signal and grace period), then remove.
+        """Stop gracefully (the container's stop signal and grace period), then remove: one
+        request (`DELETE ?stop=1`), so a stack of twenty goes in twenty requests, not forty.
 
         With `drain` (a replica replaced while others serve) the network DNS first stops
         answering with its address (orch.node.agent.routes_drain), and requests in flight get
@@ -346,13 +347,9 @@ class Stack:
                 time.sleep(DRAIN_SECONDS)
             except NotFound:
                 pass  # gone already, or an agent without drain
-        query = "" if self.stop_timeout is None else f"?t={self.stop_timeout:g}"
+        query = "" if self.stop_timeout is None else f"&t={self.stop_timeout:g}"
         try:
-            self.client.call("POST", f"/containers/{target}/stop{query}")
-        except (Conflict, NotFound):
-            pass
-        try:
-            self.client.call("DELETE", f"/containers/{target}?force=1")
+            self.client.call("DELETE", f"/containers/{target}?stop=1&force=1{query}")
         except NotFound:
             pass
 

@@ -138,9 +138,6 @@ class Networks:
             users = sorted({e.container_id for e in self.state.endpoints if e.network == name})
             if users:
                 raise Conflict(f"network {name!r} has active endpoints ({', '.join(users)}); disconnect or remove them first")
-            # No veth of the network may outlive it: give the kernel a moment to finish the
-            # released namespaces (it usually has by now), then delete what is left.
-            self._wait_retired(name, self.retire_wait)
             new_state = replace(self.state, networks={n: v for n, v in self.state.networks.items() if n != name},
                                 ipam=ipam.release_network(self.state.ipam, name),
                                 retiring=tuple(e for e in self.state.retiring if e.network != name))
@@ -148,6 +145,9 @@ class Networks:
                 self.dns.stop(name)
             self._sync(new_state)
             bridges.remove_bridge(self.kernel, network)
+            # No veth of the network may outlive it: the kernel has had the time the above
+            # took to finish the released namespaces; wait a little more, then delete the rest.
+            self._wait_gone([e.host_ifname for e in self.state.retiring if e.network == name], self.retire_wait)
             self.state = new_state
 
     def prune(self, keep: set[str] = frozenset()) -> list[str]:
@@ -284,18 +284,14 @@ class Networks:
                                      retiring=tuple(e for e in self.state.retiring if e not in done))
             return len(self.state.retiring)
 
-    def _wait_retired(self, network: str, timeout: float) -> None:
+    def _wait_gone(self, links: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while any(e.network == network for e in self.state.retiring):
-            left = [e.host_ifname for e in self.state.retiring if e.network == network]
-            if not self.kernel.links_present(left):
-                break
+        while links := self.kernel.links_present(links):
             if time.monotonic() > deadline:
-                for host in left:
+                for host in links:
                     self.kernel.delete_link(host)
-                break
-            time.sleep(0.01)
-        self.reap()
+                return
+            time.sleep(0.005)
 
     # DNS draining.
 

@@ -254,7 +254,9 @@ class NodeNetworking:
     def reap(self) -> None:
         """The timer's work: free what the kernel has finished, delete what it left, save."""
         with self._lock:
-            self._reaper = None
+            if self._reaper is not None:
+                self._reaper.cancel()  # when called before the timer (tests, close)
+                self._reaper = None
             try:
                 self.nets.reap(force=True)
                 self._save()

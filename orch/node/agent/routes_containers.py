@@ -122,7 +122,12 @@ async def unpause(request):
 
 async def remove(request):
     node = node_of(request)
-    await node.remove(node.get(request.path_params["ref"]), force=flag(request, "force"), volumes=flag(request, "v"))
+    rec = node.get(request.path_params["ref"])
+    if flag(request, "stop") and rec["State"]["Status"] in ("running", "paused"):
+        # ?stop=1: a graceful stop first (as POST /stop, with ?t=), so that `compose down`
+        # takes one request per container instead of two.
+        await node.stop(rec, number(request, "t"))
+    await node.remove(rec, force=flag(request, "force"), volumes=flag(request, "v"))
     return Response(status_code=204)
 
 

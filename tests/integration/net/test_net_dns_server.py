@@ -115,6 +115,11 @@ def test_port_in_use_is_a_conflict_and_stop_frees_it(service):
         other.close()
     service.stop("front")
     assert service.listening() == {}
+    # The listeners close in the background; a start on the same address waits for them.
+    service.start("front", "127.0.0.1")
+    assert [str(rr.rdata) for rr in ask(service, "web").rr] == ["10.89.0.2", "10.89.0.3"]
+    service.stop("front")
+    service.close()  # waits for every listener to be closed
     with socket.socket() as s:
         s.bind(("127.0.0.1", service.port))
 

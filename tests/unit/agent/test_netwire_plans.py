@@ -148,7 +148,8 @@ def networking(tmp_path):
     kernel = RecordingKernel()
     nets = Networks(kernel, run_dir=tmp_path / "run", table="t")
     n = NodeNetworking(tmp_path / "root", tmp_path / "run", networks=nets)
-    return n, kernel, tmp_path
+    yield n, kernel, tmp_path
+    n.close()  # no reaper timer outlives the test
 
 
 def test_setup_release_and_persisted_state(networking):
@@ -270,6 +271,9 @@ def test_a_subnet_whose_dns_port_is_held_elsewhere_is_skipped(networking):
         def stop(self, network):
             pass
 
+        def close(self):
+            pass
+
     n.nets.dns = BusyFirst()
     net = n.create_network("front")
     assert net.subnet != "10.89.0.0/24" and n.nets.dns.started[-1] == net.gateway
@@ -277,3 +281,26 @@ def test_a_subnet_whose_dns_port_is_held_elsewhere_is_skipped(networking):
     with pytest.raises(Conflict):  # a subnet the user asked for is not silently changed
         n.nets.dns = BusyFirst()
         n.create_network("back", subnet="10.77.0.0/24")
+
+
+def test_release_is_written_by_the_reaper_and_a_drain_is_kept_until_removal(networking):
+    n, kernel, tmp = networking
+    cid = "d" * 64
+    cdir = tmp / "root" / "containers" / cid
+    cdir.mkdir(parents=True)
+    n.setup(record(cid, "app", plan(network_mode=None)))
+    state_file = tmp / "root" / "networks" / "state.json"
+    n.hide(cid)
+    assert json.loads(state_file.read_text())["hidden"] == [cid]
+    n.release(cid)  # the container exited: its mark stays (a restart keeps it drained)
+    assert n.nets.is_hidden(cid) and n._reaper is not None
+    # Not written at once (restore would repair a state that missed it); the reaper writes it.
+    assert [e["container_id"] for e in json.loads(state_file.read_text())["endpoints"]] == [cid]
+    n.reap()
+    saved = json.loads(state_file.read_text())
+    assert saved["endpoints"] == [] and saved["retiring"] == [] and saved["hidden"] == [cid]
+    cdir.rename(tmp / "gone")  # removed: the store took its directory away
+    n.release(cid)
+    assert not n.nets.is_hidden(cid)
+    n.close()
+    assert n._reaper is None and json.loads(state_file.read_text())["hidden"] == []

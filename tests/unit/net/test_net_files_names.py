@@ -87,3 +87,19 @@ TABLE = compute_name_table([
 def test_compute_answer(network, client, qname, rotation, addresses, forward):
     answer = compute_answer(TABLE, network, client, qname, rotation)
     assert (answer.addresses, answer.forward) == (addresses, forward)
+
+
+@pytest.mark.parametrize("client, qname, addresses", [
+    # w2 is drained: nobody is sent to it, by its own name or by the shared one.
+    ("10.89.0.4", "web.", ("10.89.0.2",)),
+    ("10.89.0.4", "web-2.", ()),
+    # w2 itself still resolves its neighbours (its address still scopes its view).
+    ("10.89.0.3", "client.", ("10.89.0.4",)),
+])
+def test_hidden_containers_are_not_named(client, qname, addresses):
+    table = compute_name_table([
+        ep("front", "w1", "10.89.0.2", "web-1", "web"),
+        ep("front", "w2", "10.89.0.3", "web-2", "web"),
+        ep("front", "cl", "10.89.0.4", "client"),
+    ], hidden=frozenset({"w2"}))
+    assert compute_answer(table, "front", client, qname).addresses == addresses
