@@ -137,6 +137,10 @@ class DnsService:
     def close(self) -> None:
         for network in list(self._servers):
             self.stop(network)
+        self.wait_stopped()
+
+    def wait_stopped(self) -> None:
+        """Wait until the listeners of every stopped network are closed."""
         with self._lock:
             closers, self._stopping = list(self._stopping.values()), {}
         for closer in closers:

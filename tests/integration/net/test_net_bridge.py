@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -146,6 +147,7 @@ def test_remove_network_leaves_nothing(env):
     listed = subprocess.run(["nft", "list", "table", "ip", env.networks.table], capture_output=True, text=True)
     assert listed.returncode != 0, "the nft table must be gone with the last network"
     assert env.networks.dns.listening() == {}
+    env.networks.dns.wait_stopped()  # the listeners close in the background
     sockets = subprocess.run(["ss", "-lnu"], capture_output=True, text=True).stdout
     assert f"{net.gateway}:53" not in sockets
 
@@ -187,3 +189,36 @@ def test_connect_and_disconnect_a_running_container(env):
     assert env.run("db1", RESOLVE.format(name="app")).stdout.startswith("FAILED gaierror")
     assert second.address not in env.networks.state.ipam.networks["back"].allocated
     assert server.poll() is None, "the container's process lives on"
+
+
+def _links() -> str:
+    return _ip("-o", "link")
+
+
+def test_release_lets_the_kernel_delete_the_veth_and_keeps_the_address_until_then(env):
+    env.networks.create_network("front")
+    ep = env.container("front", "c1", names=("c1",))
+    env.networks.release_container("c1")
+    assert not netns.is_namespace(env.networks.netns_path("c1"))
+    assert env.networks.state.endpoints == ()
+    allocated = lambda: env.networks.state.ipam.networks["front"].allocated  # noqa: E731
+    # The kernel destroys the namespace, and the veth with it, in its own time (~0.1 s here).
+    deadline = time.monotonic() + 10
+    while (left := env.networks.reap()) and time.monotonic() < deadline:
+        assert ep.address in allocated() and ep.host_ifname in _links()
+        time.sleep(0.01)
+    assert left == 0, "the kernel did not delete the veth of a released namespace"
+    assert ep.address not in allocated() and ep.host_ifname not in _links()
+
+
+def test_a_namespace_someone_still_holds_keeps_its_veth_until_forced(env):
+    # A process left in the namespace (as a `--network container:X` joiner) keeps it alive.
+    env.networks.create_network("front")
+    ep = env.container("front", "c1", names=("c1",))
+    holder = env.start("c1", TCP_SERVER.format(port=7000, name="c1"))
+    env.networks.release_container("c1")
+    assert env.networks.reap() == 1 and ep.host_ifname in _links()
+    assert env.networks.reap(force=True) == 0
+    assert ep.host_ifname not in _links()
+    assert ep.address not in env.networks.state.ipam.networks["front"].allocated
+    assert holder.poll() is None  # the process lives on, without the network

@@ -237,3 +237,32 @@ def test_publish_all_exposed_ports(node):
     port = lines[1].rsplit(":", 1)[1]
     assert fetch(f"http://127.0.0.1:{port}/") == "exposed"
     assert node.inspect("all")["HostConfig"]["PublishAllPorts"] is True
+
+
+def test_a_drained_container_stays_unnamed_across_an_agent_restart(node):
+    from orch.client import Client
+
+    node.ok("network", "create", "pool")
+    httpd(node, "r1", "--network", "pool", "--network-alias", "svc")
+    httpd(node, "r2", "--network", "pool", "--network-alias", "svc")
+    r1 = node.inspect("r1")["Id"]
+    Client(str(node.run_dir / "orch.sock")).call("POST", f"/containers/{r1}/drain")
+    assert node.net_state()["hidden"] == [r1]
+    lookup = "nslookup r1 2>&1 | tail -2; for i in 1 2 3 4; do wget -qO- http://svc/; done"
+    out = client(node, "pool", lookup)
+    assert "NXDOMAIN" in out and out.split()[-4:] == ["r2"] * 4, out
+    # kill -9 of the agent: the next command's agent restores the drain from the state.
+    old = node.agent_pid()
+    os.kill(old, signal.SIGKILL)
+    node.wait_for(lambda: not os.path.exists(f"/proc/{old}/status") or "Z" in open(f"/proc/{old}/status").read().split("State:")[1][:4],
+                  what="the old agent to die")
+    out = client(node, "pool", lookup)
+    assert node.agent_pid() != old
+    assert "NXDOMAIN" in out and out.split()[-4:] == ["r2"] * 4, out
+    Client(str(node.run_dir / "orch.sock")).call("POST", f"/containers/{r1}/drain?undo=1")
+    assert client(node, "pool", "wget -qO- http://r1/") == "r1"
+    # Drained again, then removed: nothing of it stays in the state.
+    Client(str(node.run_dir / "orch.sock")).call("POST", f"/containers/{r1}/drain")
+    node.ok("rm", "-f", "r1")
+    # A release is written by the agent's reaper a moment later (REAP_AFTER).
+    node.wait_for(lambda: node.net_state()["hidden"] == [], what="the removed container's drain to be forgotten")
