@@ -34,6 +34,11 @@ POLL = 0.1
 # one request in about 700 on a loaded 2-core machine (a proxy resolved, was descheduled,
 # then connected to a replica already stopping); 2 s leaves room for such stalls.
 DRAIN_SECONDS = 2.0
+# A new replica created with this label is unnamed in DNS from its first network setup on, in
+# the agent, until `drain?undo=1` (orch.node.agent.networking.START_DRAINED, the same text): a
+# drain requested after the create would leave a moment when its names answer while nothing
+# listens yet, and a client that resolves then is refused.
+START_DRAINED = "orch.start-drained"
 
 
 class Reporter:
@@ -314,14 +319,13 @@ class Stack:
         else:
             body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
                                          image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name)
+        # A replica that joins others that serve: unnamed in DNS until it is healthy.
+        drained = self.draining and self.networking and svc.healthcheck is not None and a.service in self._serving
+        labels = {k: v for k, v in (body.get("labels") or {}).items() if k != START_DRAINED}  # a clone's too
+        body["labels"] = {**labels, START_DRAINED: "true"} if drained else labels
         created = self.client.call("POST", "/containers/create", body)
-        if self.draining and self.networking and svc.healthcheck is not None and a.service in self._serving:
-            # A replica that joins others that serve: unnamed in DNS until it is healthy.
-            try:
-                self.client.call("POST", f"/containers/{created['Id']}/drain")
-                self._unready.add(created["Id"])
-            except NotFound:
-                pass
+        if drained:
+            self._unready.add(created["Id"])
         self.client.call("POST", f"/containers/{created['Id']}/start")
 
     def _name_ready(self, observed) -> None:

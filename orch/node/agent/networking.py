@@ -16,7 +16,8 @@ Life of a container's network:
   background (orch.net.manager), and a timer (`REAP_AFTER`) frees their addresses afterwards,
   deleting any veth still there (a `container:` joiner that still runs keeps the namespace).
 - drain (`hide`/`show`): the DNS stops naming a container that is about to be replaced, or
-  that is new and not healthy yet; kept in the state, so an agent restart keeps it, and
+  that is new and not healthy yet (created with the START_DRAINED label, so that its names
+  never answer before it listens); kept in the state, so an agent restart keeps it, and
   forgotten when the container is removed.
 
 Every change is followed by writing ORCH_ROOT/networks/state.json atomically, so a `kill -9`
@@ -50,6 +51,9 @@ DEFAULT_ROOT = Path("/var/lib/orch")
 # Seconds after a release when the reaper frees the addresses of veths the kernel deleted
 # (and deletes those it did not: a namespace kept alive by a process that joined it).
 REAP_AFTER = 2.0
+# A container created with this label (orch compose's new replicas that join serving ones) is
+# drained from its first setup on, before any of its names can answer (orch.compose.engine).
+START_DRAINED = "orch.start-drained"
 
 
 def default_prefix(root: Path) -> str:
@@ -205,6 +209,10 @@ class NodeNetworking:
             path = self.netns_path(cid)
             if self.nets.kernel.netns_exists(path):
                 return
+            # At create only: a restart later keeps whatever `show` said since.
+            drained = rec["State"].get("Status") == "created" and (rec["Config"].get("Labels") or {}).get(START_DRAINED) == "true"
+            if drained:
+                self.nets.hide(cid)
             try:
                 self.nets.create_netns(cid)
                 if plan["mode"] == "none":
@@ -215,6 +223,8 @@ class NodeNetworking:
                 self.write_files(rec)
             except BaseException:
                 self.nets.release_container(cid)
+                if drained:
+                    self.nets.forget([cid])
                 raise
             finally:
                 self._save()

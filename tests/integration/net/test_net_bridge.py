@@ -205,7 +205,7 @@ def test_release_lets_the_kernel_delete_the_veth_and_keeps_the_address_until_the
     # The kernel destroys the namespace, and the veth with it, in its own time (~0.1 s here).
     deadline = time.monotonic() + 10
     while (left := env.networks.reap()) and time.monotonic() < deadline:
-        assert ep.address in allocated() and ep.host_ifname in _links()
+        assert ep.address in allocated()  # reap saw the veth still there
         time.sleep(0.01)
     assert left == 0, "the kernel did not delete the veth of a released namespace"
     assert ep.address not in allocated() and ep.host_ifname not in _links()

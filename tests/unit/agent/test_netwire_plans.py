@@ -304,3 +304,22 @@ def test_release_is_written_by_the_reaper_and_a_drain_is_kept_until_removal(netw
     assert not n.nets.is_hidden(cid)
     n.close()
     assert n._reaper is None and json.loads(state_file.read_text())["hidden"] == []
+
+
+def test_a_container_created_start_drained_is_never_named_until_shown(networking):
+    from orch.node.agent.networking import START_DRAINED
+
+    n, kernel, tmp = networking
+    cid = "e" * 64
+    (tmp / "root" / "containers" / cid).mkdir(parents=True)
+    rec = record(cid, "app-2", plan(network_mode=None))
+    rec["Config"]["Labels"] = {START_DRAINED: "true"}
+    rec["State"] = {"Status": "created"}
+    n.setup(rec)
+    # Hidden before its endpoint existed: no name table ever named it.
+    assert n.nets.is_hidden(cid) and n.nets.endpoints_of(cid)
+    n.show(cid)
+    n.release(cid)
+    rec["State"] = {"Status": "exited"}  # restarted by its policy after it was shown
+    n.setup(rec)
+    assert not n.nets.is_hidden(cid)
