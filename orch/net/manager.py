@@ -298,22 +298,22 @@ class Networks:
     def hide(self, container_id: str) -> None:
         """The DNS stops naming the container (on every network, also ones it joins later);
         it keeps its addresses and its connections. Kept until `show` or `forget`."""
-        self._set_hidden(self.state.hidden | {container_id})
+        self._set_hidden(add={container_id})
 
     def show(self, container_id: str) -> None:
         """The DNS names the container again (a new replica turned healthy)."""
-        self._set_hidden(self.state.hidden - {container_id})
+        self._set_hidden(remove={container_id})
 
     def forget(self, container_ids) -> None:
         """Drop what is kept about containers that no longer exist (their hidden mark)."""
-        self._set_hidden(self.state.hidden - set(container_ids))
+        self._set_hidden(remove=set(container_ids))
 
     def is_hidden(self, container_id: str) -> bool:
         return container_id in self.state.hidden
 
-    def _set_hidden(self, hidden: frozenset[str]) -> None:
+    def _set_hidden(self, *, add=frozenset(), remove=frozenset()) -> None:
         with self._lock:
-            hidden = frozenset(hidden)
+            hidden = (self.state.hidden | add) - remove
             if hidden == self.state.hidden:
                 return
             new_state = replace(self.state, hidden=hidden)
@@ -362,9 +362,11 @@ class Networks:
             # Retiring endpoints are done with too: their namespaces were let go before.
             dead = [e for e in state.endpoints if e not in alive] + list(state.retiring)
             new_ipam = state.ipam
+            alive_links = {e.host_ifname for e in alive}
             for e in dead:
                 new_ipam = ipam.release_address(new_ipam, e.network, e.address)
-                self.kernel.delete_link(e.host_ifname)
+                if e.host_ifname not in alive_links:
+                    self.kernel.delete_link(e.host_ifname)
             pubs = tuple(p for p in state.publications if any(
                 e.container_id == p.container_id and e.network == p.network for e in alive))
             for net in state.networks.values():
