@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from orch.errors import InvalidArgument, NotFound
 from orch.node.agent.mountspec import compute_mount_plan, compute_mounts_view, volumes_in
@@ -72,22 +73,29 @@ def prepare_create(node, cid: str, req, image, rootfs_mounts) -> Prepared:
             mounts.append(Mount("tmpfs", "tmpfs", e["target"], options))
     drop, netns_path, files = node.net.config_parts(net, cid, node.store.path(cid), joined)
     # The /etc files first: a user's bind over /etc/hosts must win, so theirs comes later.
-    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), with_init_layer(rootfs_mounts, node.store.path(cid)), joined)
+    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), with_init_layer(rootfs_mounts, init_layer(node.root)), joined)
 
 
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 
-def with_init_layer(rootfs_mounts, cdir) -> tuple[Mount, ...]:
+def init_layer(root: Path) -> Path:
+    """The node's init layer directory, made once: its files are empty and it is a read-only
+    lower layer, so every container can share the one copy (docker makes one per container)."""
+    init = root / "init-layer"
+    if not (init / INIT_FILES[-1]).exists():
+        for rel in INIT_FILES:
+            path = init / rel
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            path.touch(mode=0o644)
+    return init
+
+
+def with_init_layer(rootfs_mounts, init: Path) -> tuple[Mount, ...]:
     """Docker's init layer: empty /etc/hosts, /etc/hostname and /etc/resolv.conf in a read-only
     layer between the image and the container's upper dir. The bind mounts of the real files
     then land on files that exist, so the kernel never creates them in the upper dir, and
     `orch diff` and `orch commit` do not see them (an image without /etc/hostname stays so)."""
-    init = cdir / "init"
-    for rel in INIT_FILES:
-        path = init / rel
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        path.touch(mode=0o644)
     out = []
     for m in rootfs_mounts:
         if m.type == "overlay" and any(o.startswith("lowerdir=") for o in m.options):
