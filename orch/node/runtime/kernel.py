@@ -14,6 +14,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource  # imported here, not in setrlimit: after pivot_root the host's modules are gone
 import signal
 import socket
 import stat as stat_module
@@ -394,8 +395,6 @@ class LinuxSyscalls(Syscalls):
                         f"raise ambient capability {cap}")
 
     def setrlimit(self, name, soft, hard):
-        import resource
-
         number = getattr(resource, "RLIMIT_" + name.upper())
         try:
             resource.setrlimit(number, (soft, hard))

@@ -141,7 +141,7 @@ def parse_sysctl(text: str, where: str = "--sysctl") -> tuple[str, str]:
     key = key.strip()
     if not eq or not key:
         raise InvalidArgument(f"invalid {where} {text!r}: use KEY=VALUE, e.g. net.ipv4.ip_forward=1")
-    check_sysctl_key(key, where)
+    check_sysctl_key(key, f"{where} {text!r}")
     return key, value
 
 
