@@ -181,8 +181,10 @@ def compute_security(name: str, service) -> dict:
         for key, value in service.sysctls.items():
             if value is None:
                 raise InvalidArgument(f"{where}: sysctls.{key} has no value; write {key}=VALUE")
-            security.check_sysctl_key(key, f"{where}: sysctls")
             sysctls[key] = str(value)
+        # network_mode: host shares the host's network namespace; the agent would refuse too,
+        # but here the message can name the service.
+        security.check_sysctls(sysctls, namespaces=("ipc",), own_netns=service.network_mode != "host", where=f"{where}: sysctls")
         body["sysctls"] = sysctls
     if service.ulimits:
         body["ulimits"] = [dict(zip(("name", "soft", "hard"), security.check_ulimit(key, int(u.soft), int(u.hard), f"{where}: ulimits")))

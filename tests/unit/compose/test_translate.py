@@ -168,6 +168,8 @@ def test_no_security_keys_add_no_fields(tmp_path):
     ("{image: busybox, cap_drop: [nope]}", "invalid service web: cap_drop 'nope'"),
     ("{image: busybox, sysctls: {vm.swappiness: 1}}", "invalid service web: sysctls: sysctl 'vm.swappiness' is not whitelisted"),
     ("{image: busybox, sysctls: [net.core.somaxconn]}", "service web: sysctls.net.core.somaxconn has no value"),
+    ("{image: busybox, network_mode: host, sysctls: [net.core.somaxconn=1]}",
+     "invalid service web: sysctls: sysctl 'net.core.somaxconn' is not allowed in the host network namespace"),
     ("{image: busybox, ulimits: {nofile: {soft: 3, hard: 2}}}", "invalid service web: ulimits: nofile soft limit must be"),
     ("{image: busybox, ulimits: {files: 3}}", "invalid service web: ulimits: unknown ulimit 'files'"),
 ])
