@@ -104,7 +104,13 @@ class OrchNode:
         subprocess.run([sys.executable, "-m", "orch", "agent", "--detach"], env=self.env, check=True, stdout=subprocess.DEVNULL)
 
     def cmd(self, *args) -> list[str]:
-        return [sys.executable, "-m", "orch", *args]
+        """How a user runs orch: the `orch` script that `pip install` put beside this Python
+        (what `scripts/setup` makes), or `python -m orch` where there is none."""
+        return [sys.executable, *self.python_args(*args)]
+
+    def python_args(self, *args) -> list[str]:
+        script = Path(sys.executable).parent / "orch"
+        return [str(script), *args] if script.exists() else ["-m", "orch", *args]
 
     def stop(self):
         from orch.node.runtime import superproto
@@ -195,7 +201,7 @@ def where_time_goes(node: OrchNode) -> None:
         steps.append(f"{what} +{m - last:.1f}")
         last = m
     print("  CLI phases, median ms since exec (ORCH_TRACE=1; exec time has 10 ms resolution): " + ", ".join(steps))
-    proc = subprocess.run([sys.executable, "-X", "importtime", *node.cmd("run", "--rm", "--network", "none", "busybox", "true")[1:]],
+    proc = subprocess.run([sys.executable, "-X", "importtime", *node.python_args("run", "--rm", "--network", "none", "busybox", "true")],
                           env=node.env, capture_output=True, text=True)
     rows = [line.split("|") for line in proc.stderr.splitlines() if line.startswith("import time:") and "|" in line]
     total = sum(int(r[0].split(":")[1]) for r in rows[1:] if r[0].split(":")[1].strip().isdigit())

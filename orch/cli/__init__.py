@@ -18,7 +18,7 @@ COMMANDS = {
     "up": "orch.cli.compose:up_shortcut",
     "down": "orch.cli.compose:down_shortcut",
     # containers (docker's grammar)
-    "run": "orch.cli.container:run",
+    "run": "orch.cli.fastrun:run",
     "create": "orch.cli.container:create",
     "ps": "orch.cli.container:ps",
     "logs": "orch.cli.container:logs",

@@ -36,12 +36,14 @@ def parse_bytes(text: str, flag: str) -> int:
     return int(value * UNITS[unit])
 
 
-def parse_env(values: list[str], files: list[str]) -> list[str]:
-    """-e K=V, -e K (taken from this environment; dropped if unset), --env-file lines."""
+def parse_env(values: list[str], files: list[str], *, environ=None, cwd: str | None = None) -> list[str]:
+    """-e K=V, -e K (taken from the client's environment `environ`; dropped if unset), and
+    --env-file lines (a relative path is relative to the client's `cwd`)."""
+    environ = os.environ if environ is None else environ
     env = []
     for path in files:
         try:
-            lines = open(path).read().splitlines()
+            lines = open(os.path.join(cwd, path) if cwd else path).read().splitlines()
         except OSError as err:
             raise InvalidArgument(f"cannot read env file {path}: {err.strerror}") from None
         for n, line in enumerate(lines, 1):
@@ -50,14 +52,14 @@ def parse_env(values: list[str], files: list[str]) -> list[str]:
                 continue
             if line.split("=", 1)[0].strip() != line.split("=", 1)[0] or " " in line.split("=", 1)[0]:
                 raise InvalidArgument(f"{path}:{n}: variable name {line.split('=', 1)[0]!r} contains whitespace")
-            env.append(line if "=" in line else _from_environ(line))
+            env.append(line if "=" in line else _from_environ(line, environ))
     for v in values:
-        env.append(v if "=" in v else _from_environ(v))
+        env.append(v if "=" in v else _from_environ(v, environ))
     return [e for e in env if e is not None]
 
 
-def _from_environ(name: str):
-    return f"{name}={os.environ[name]}" if name in os.environ else None
+def _from_environ(name: str, environ):
+    return f"{name}={environ[name]}" if name in environ else None
 
 
 # -- argument parsers ---------------------------------------------------------------------------
@@ -98,8 +100,8 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
-def _create_body(a) -> dict:
-    body = {"image": a.image, "cmd": a.command or None, "env": parse_env(a.env, a.env_file), "tty": a.tty, "open_stdin": a.interactive,
+def _create_body(a, environ=None, cwd: str | None = None) -> dict:
+    body = {"image": a.image, "cmd": a.command or None, "env": parse_env(a.env, a.env_file, environ=environ, cwd=cwd), "tty": a.tty, "open_stdin": a.interactive,
             "auto_remove": a.rm, "init": a.init}
     if a.entrypoint is not None:
         body["entrypoint"] = [a.entrypoint] if a.entrypoint else []
@@ -147,55 +149,36 @@ def _agent():
 
 
 # -- run / create / start -------------------------------------------------------------------------
-def run(prog: str, argv: list[str]) -> int:
-    p = _parser(prog, "Create and run a new container from an image", add_help=False)
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--sig-proxy", default="true")
-    _add_create_flags(p)
-    a = p.parse_args(argv)
-    if a.tty and not a.detach and not os.isatty(0):
-        raise InvalidArgument("the input device is not a TTY; drop -t or run from a terminal")
-    trace("parsed")
-    client = _agent()
-    created = client.call("POST", "/containers/create", _create_body(a))
-    cid = created["Id"]
-    trace("created")
-    if a.detach:
-        client.call("POST", f"/containers/{cid}/start")
-        print(cid)
-        return 0
-    code = attach_start(cid, tty=a.tty, stdin=a.interactive, sig_proxy=a.sig_proxy != "false")
-    trace("exited")
-    if a.rm:
-        try:
-            client.call("POST", f"/containers/{cid}/wait?condition=removed")
-        except OrchError:
-            pass  # removed already
-        trace("removed")
-    return code
+# `orch run` itself is orch/cli/fastrun.py, a client that imports almost nothing; the node
+# agent parses its command line with the parser below (orch/node/agent/runsock.py).
+class HelpShown(Exception):
+    """`orch run --help` parsed in the agent: the text goes back to the client."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
 
 
-def trace(what: str) -> None:
-    """ORCH_TRACE=1: print the milliseconds since the interpreter started, per phase."""
-    if os.environ.get("ORCH_TRACE"):
-        import time
-
-        print(f"orch-trace {what} {(time.perf_counter() - _T0) * 1000 + _BOOT_MS:.1f} ms", file=sys.stderr)
+class _HelpToClient(Parser):
+    def print_help(self, file=None):
+        raise HelpShown(self.format_help())
 
 
-def _boot_ms() -> float:
-    """Milliseconds from this process's exec to now (from /proc: its start time in clock ticks)."""
-    if not os.environ.get("ORCH_TRACE"):
-        return 0.0
-    with open("/proc/self/stat") as f:
-        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/uptime") as f:
-        uptime = float(f.read().split()[0])
-    return (uptime - start_ticks / os.sysconf("SC_CLK_TCK")) * 1000
+_run_parser = None
 
 
-_BOOT_MS = _boot_ms()
-_T0 = __import__("time").perf_counter()
+def parse_run(argv: list[str], *, environ: dict, cwd: str) -> tuple[argparse.Namespace, dict]:
+    """`orch run`'s flags and the create request they make, for a client whose environment and
+    working directory are `environ` and `cwd`. Misuse raises InvalidArgument; --help HelpShown."""
+    global _run_parser
+    if _run_parser is None:  # built once per agent; parse_args leaves a parser as it was
+        p = _HelpToClient(prog="orch run", description="Create and run a new container from an image", add_help=False)
+        p.add_argument("-d", "--detach", action="store_true")
+        p.add_argument("--sig-proxy", default="true")
+        _add_create_flags(p)
+        _run_parser = p
+    a = _run_parser.parse_args(argv)
+    return a, _create_body(a, environ=environ, cwd=cwd)
 
 
 def create(prog: str, argv: list[str]) -> int:
@@ -271,7 +254,6 @@ def _attached(msg: dict, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
                 signal.signal(sig, lambda signum, _f: proto.send(sock, {"op": "signal", "signal": signum}))
         proto.send(sock, msg, fds)
         answer, _ = proto.recv(sock)
-        trace("started")
         try:
             proto.raise_for(answer, msg["op"])
         except OrchError as err:
@@ -569,8 +551,14 @@ def diff(prog: str, argv: list[str]) -> int:
 
 
 # -- the `container` group ---------------------------------------------------------------------------
+def _fast_run(prog: str, argv: list[str]) -> int:
+    from orch.cli.fastrun import run
+
+    return run(prog, argv)
+
+
 GROUP = {
-    "run": run, "create": create, "start": start, "stop": stop, "restart": restart, "kill": kill, "pause": pause,
+    "run": _fast_run, "create": create, "start": start, "stop": stop, "restart": restart, "kill": kill, "pause": pause,
     "unpause": unpause, "rm": rm, "remove": rm, "inspect": inspect, "logs": logs, "top": top, "exec": exec_, "wait": wait,
     "ls": ps, "list": ps, "ps": ps, "diff": diff,
 }

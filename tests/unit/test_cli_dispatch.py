@@ -34,7 +34,7 @@ def test_cli_startup_imports_stay_lean():
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["run", "--cpus", "x", "busybox"], "orch: argument --cpus: invalid float value: 'x'; see 'orch run --help'"),
+        (["create", "--cpus", "x", "busybox"], "orch: argument --cpus: invalid float value: 'x'; see 'orch create --help'"),
         (["network", "create"], "orch: the following arguments are required: name; see 'orch network create --help'"),
         (["compose", "config", "--bogus"], "orch: unrecognized arguments: --bogus; see 'orch compose config --help'"),
         (["volume", "create", "--nope"], "orch: unrecognized arguments: --nope; see 'orch volume create --help'"),

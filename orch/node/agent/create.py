@@ -105,7 +105,10 @@ def build_container(node, cid: str, name: str, req) -> dict:
     except BaseException:
         wiring.undo_volumes(node, wired)
         raise
-    node.store.save(record)
+    # Durable, except for `--rm` containers: after a power loss those would be removed anyway
+    # (the agent discards what it cannot find, and collects snapshots without a record), so
+    # their fsync would only slow down `run --rm`.
+    node.store.save(record, durable=not req.auto_remove)
     return record
 
 

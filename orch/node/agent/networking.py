@@ -158,7 +158,14 @@ class NodeNetworking:
             other = joined["_net"] if joined else {}
             if other.get("mode") == "host":
                 return ("net",), None, _file_mounts(self.containers_dir / joined["Id"])
+            if other.get("mode") == "none":
+                # Its namespace is its pid 1's own (no file of ours); setup checks it runs.
+                return (), f"/proc/{joined['State'].get('Pid', 0)}/ns/net", _file_mounts(self.containers_dir / joined["Id"])
             return (), self.netns_path(joined["Id"]), _file_mounts(self.containers_dir / joined["Id"])
+        if plan["mode"] == "none":
+            # A namespace with only `lo`: the container unshares its own and its init brings lo
+            # up. Nothing to create here, hold, or release later: this is `run`'s fast path.
+            return (), None, _file_mounts(cdir)
         return (), self.netns_path(cid), _file_mounts(cdir)
 
     def setup(self, rec: dict, joined: dict | None = None) -> None:
@@ -171,6 +178,9 @@ class NodeNetworking:
             return
         if plan["mode"] == "host":
             _write_files(cdir, _host_files(hostname, plan))
+            return
+        if plan["mode"] == "none":
+            self.write_files(rec)
             return
         with self._lock:
             path = self.netns_path(cid)
@@ -206,6 +216,8 @@ class NodeNetworking:
     def release(self, cid: str) -> None:
         """Everything of a container's network; safe to repeat, and for containers never set up."""
         with self._lock:
+            if not self.nets.endpoints_of(cid) and not self.is_set_up(cid):
+                return  # nothing held (network none or host, or released already): no state to save
             self.nets.release_container(cid)
             self._save()
 

@@ -286,6 +286,35 @@ class Node:
         # that `start` returns a running container (or one that already exited again).
         await self.wait_until(lambda: rec["State"].get("Pid") == pid or rec.get("_exited_pid") == pid or rec["Id"] not in self.records, 10)
 
+    async def start_attached(self, rec: dict, roles: list[str], fds: list[int], tty_size=None):
+        """Start `rec` with a client's descriptors as its stdio (`roles`: "stdin", "stdout",
+        "stderr", or "tty"), as `orch run` does; return the supervisor connection, on which
+        the exit event comes. The network was set up by `create`, just before."""
+        import array
+
+        supervision.cancel_restart(self, rec)
+        supervision.on_user_start(rec)
+        self.change(rec, "start")
+        msg = {"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"], "attach": roles}
+        if tty_size:
+            msg["tty_size"] = list(tty_size)
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
+        try:
+            await sock.connect(self.sup_path)
+            await sock.sendmsg([proto.encode(msg)], [(trio.socket.SOL_SOCKET, trio.socket.SCM_RIGHTS, array.array("i", fds))])
+            data = await sock.recv(proto.MAX_MESSAGE)
+            answer = proto.decode(data) if data else None
+            try:
+                proto.raise_for(answer, "start")
+            except OrchError as err:
+                # 127: command not found, 126: not executable, 125: anything else (docker's codes)
+                err.exit_code = (answer or {}).get("exit_code", 125)
+                raise
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     async def kill(self, rec: dict, sig: int) -> None:
         self.change(rec, "kill")
         supervision.on_user_stop(rec)

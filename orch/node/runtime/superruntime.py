@@ -13,6 +13,8 @@ import socket
 import sys
 import time
 
+from orch.errors import OrchError
+
 
 class HostRuntime:
     """Plain host processes, for tests of the loop: `config` is a JSON file with "args",
@@ -95,11 +97,11 @@ class KernelRuntime:
         return bool(config.process.terminal)
 
     def start(self, config, stdin=None, stdout=None, stderr=None, console=None):
-        return self.spawn_mod.start(config, self.spawn_mod.Stdio(stdin, stdout, stderr, console))
+        return self.spawn_mod.start(config, self.spawn_mod.Stdio(stdin, stdout, stderr, console), self.cgroups)
 
     def exec_in(self, pid1, config, process, stdin=None, stdout=None, stderr=None, console=None):
         proc = self.config_mod.Process.from_json(process)
-        return self.spawn_mod.exec_in(pid1, config, proc, self.spawn_mod.Stdio(stdin, stdout, stderr, console))
+        return self.spawn_mod.exec_in(pid1, config, proc, self.spawn_mod.Stdio(stdin, stdout, stderr, console), self.cgroups)
 
     def oom_killed(self, config):
         try:
@@ -108,6 +110,13 @@ class KernelRuntime:
             return False
 
     def cleanup(self, config):
+        # Usually the group is empty: pid 1's death ended its pid namespace, and with it
+        # every process in it. Then the directories just go.
+        try:
+            self.cgroups.remove(config.cgroup_path, timeout=0)
+            return
+        except OrchError:
+            pass
         # Stragglers (an exec'd process in a container without its own pid namespace) would
         # keep the cgroup busy; kill them, then remove it, retrying briefly.
         for _ in range(50):

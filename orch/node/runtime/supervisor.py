@@ -404,7 +404,6 @@ class Supervisor:
                 target.log.close()
             event["oom_killed"] = self.runtime.oom_killed(target.config)
             proto.write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
-            self.runtime.cleanup(target.config)
         else:
             target.exec_of.execs.discard(target.id)
         for conn in target.clients:
@@ -414,6 +413,9 @@ class Supervisor:
             conn.fds, conn.target = {}, None
         if target.exec_of is None:
             self.broadcast(dict(event, event="exited"))
+            # The cgroup goes after the news: nobody waits on it, and this loop is single
+            # threaded, so a start of the same container (a restart) still comes after it.
+            self.runtime.cleanup(target.config)
 
     def broadcast(self, event: dict) -> None:
         for conn in list(self.subscribers):

@@ -173,12 +173,20 @@ def test_setup_release_and_persisted_state(networking):
     assert json.loads((tmp / "root" / "networks" / "state.json").read_text())["endpoints"] == []
 
 
-def test_none_mode_brings_up_lo_and_unknown_network_is_not_found(networking):
+def test_none_mode_leaves_the_namespace_to_the_container_and_unknown_network_is_not_found(networking):
     n, kernel, tmp = networking
     cid = "b" * 64
-    (tmp / "root" / "containers" / cid).mkdir(parents=True)
-    n.setup(record(cid, "quiet", plan(network_mode="none")))
-    assert ("loopback_up", n.netns_path(cid)) in kernel.calls
+    cdir = tmp / "root" / "containers" / cid
+    cdir.mkdir(parents=True)
+    rec = record(cid, "quiet", plan(network_mode="none"))
+    # The container unshares its own network namespace (its init brings lo up): the agent
+    # makes none, holds none, and has nothing to release; it only writes the files.
+    assert n.config_parts(rec["_net"], cid, cdir, None)[:2] == ((), None)
+    n.setup(rec)
+    assert not kernel.netns_exists(n.netns_path(cid)) and kernel.calls == []
+    assert "localhost" in (cdir / "hosts").read_text()
+    n.release(cid)
+    assert kernel.calls == []
     with pytest.raises(NotFound, match="network nosuch not found"):
         n.setup(record("c" * 64, "x", plan(network_mode="nosuch")))
     # A failed setup leaves no namespace behind.

@@ -3,7 +3,7 @@
 import pytest
 
 from orch.errors import SystemFailure
-from orch.node.runtime.cgroups import Cgroups, compute_limits
+from orch.node.runtime.cgroups import V1_DEVICE_RULES, Cgroups, compute_limits
 from orch.node.runtime.config import Resources
 
 MB = 1 << 20
@@ -59,14 +59,36 @@ def test_v1_create_writes_limits_and_device_rules(tmp_path):
     cg = fake_v1(tmp_path, unified=True)
     cg.create("orch/c1", Resources(memory=20 * MB, cpus=0.5, pids=10))
     assert [d.relative_to(tmp_path).as_posix() for d in cg.dirs("orch/c1")] == [
-        "memory/orch/c1", "cpu/orch/c1", "cpuacct/orch/c1", "pids/orch/c1", "freezer/orch/c1", "devices/orch/c1", "unified/orch/c1"]
+        "memory/orch/c1", "cpu/orch/c1", "cpuacct/orch/c1", "pids/orch/c1", "freezer/orch/c1", "devices/orch/c1"]  # not unified/: nothing of ours lives there
     assert all(d.is_dir() for d in cg.dirs("orch/c1"))
     read = lambda p: (tmp_path / p).read_text()  # noqa: E731
     assert read("memory/orch/c1/memory.limit_in_bytes") == "20971520"
     assert read("memory/orch/c1/memory.memsw.limit_in_bytes") == "20971520"
     assert read("cpu/orch/c1/cpu.cfs_quota_us") == "50000"
     assert read("pids/orch/c1/pids.max") == "10"
-    assert read("devices/orch/c1/devices.deny") == "a"
+    # docker's device rules are on the parent, which each new group copies (kernel v1).
+    assert read("devices/orch/devices.deny") == "a"
+    assert not (tmp_path / "devices/orch/c1/devices.deny").exists()
+
+
+def test_v1_device_rules_fall_back_to_each_group_when_the_parent_refuses(tmp_path):
+    cg = fake_v1(tmp_path)
+    (tmp_path / "devices/orch/devices.deny").mkdir(parents=True)  # a write there fails, as EINVAL would
+    cg.create("orch/c1", Resources())
+    cg.create("orch/c2", Resources())
+    assert (tmp_path / "devices/orch/c1/devices.deny").read_text() == "a"
+    assert (tmp_path / "devices/orch/c2/devices.deny").read_text() == "a"
+
+
+def test_v1_device_rules_already_on_the_parent_are_not_written_again(tmp_path):
+    cg = fake_v1(tmp_path)
+    parent = tmp_path / "devices/orch"
+    parent.mkdir(parents=True)
+    allowed = [rule for name, rule in V1_DEVICE_RULES if name == "devices.allow"]
+    (parent / "devices.list").write_text("\n".join(reversed(allowed)) + "\n")
+    cg.create("orch/c1", Resources())
+    assert not (parent / "devices.deny").exists()
+    assert not (tmp_path / "devices/orch/c1/devices.deny").exists()
 
 
 def test_v1_without_swap_accounting_sets_memory_only(tmp_path):
@@ -98,6 +120,8 @@ def test_add_and_pids(tmp_path):
     cg.create("orch/c1", Resources())
     cg.add("orch/c1", 4242)
     assert {(d / "cgroup.procs").read_text() for d in cg.dirs("orch/c1")} == {"4242"}
+    cg.join("orch/c1")  # the calling thread: "0" into v1's per-thread file
+    assert {(d / "tasks").read_text() for d in cg.dirs("orch/c1")} == {"0"}
     (tmp_path / "pids/orch/c1/cgroup.procs").write_text("1\n2\n3\n")
     assert cg.pids("orch/c1") == [1, 2, 3]
 

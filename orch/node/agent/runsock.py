@@ -1,0 +1,220 @@
+"""`orch run`'s one connection: the agent parses, creates, starts and reports the exit.
+
+Starting a container is the command people time. Python takes 11 ms to start here, and the
+modules a full CLI needs (argparse, json, socket, pathlib, which pull in re and enum) about
+15 ms more, so the `orch run` client (orch/cli/fastrun.py) imports only what is built into
+the interpreter and sends its whole command line here, to a process that has everything
+imported and warm. One SOCK_SEQPACKET connection on ORCH_RUN/run.sock (0600, root only) carries
+the run from start to end:
+
+    client -> agent   {"argv", "cwd", "env", "tty_in"} with the client's fds 0, 1, 2
+    agent  -> client  {"attach": "tty"}              (-t: the client makes its terminal raw)
+    client -> agent   {"go": true, "tty_size": [rows, cols]}
+    agent  -> client  {"started": true}               (the program runs)
+    client -> agent   {"signal": N} | {"resize": [rows, cols]}   (any number, any time after the
+                      request: the client forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT from the start;
+                      the agent passes them to the program without -t unless --sig-proxy=false,
+                      and otherwise answers with exit 128+N, leaving the container running)
+    agent  -> client  {"out": text} / {"err": text}, then {"exit": code}   (always last)
+
+Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
+both ends are the same installation, and only root can connect). The command line is parsed
+by the very parser `orch create` uses (orch/cli/container.py), so flags, help and one-line
+misuse errors are the same; the client's environment and working directory come along for
+`-e NAME` and `--env-file`.
+
+The client's stdout and stderr (or its terminal) go on to the supervisor, which hands them
+to the container's pid 1 exactly as an attached `orch start -a` does; this agent only relays
+signals and window sizes and waits for the exit event on that supervisor connection. With
+`--rm` it answers once the container is removed, as `docker run --rm` does.
+"""
+
+import marshal
+import os
+
+import trio
+
+from orch.errors import InvalidArgument, OrchError, Unavailable
+from orch.node.runtime import superproto as proto
+
+MAX_MESSAGE = 1 << 20
+CLIENT_FDS = 3  # the client's stdin, stdout, stderr
+
+
+async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
+    old = os.umask(0o077)
+    try:
+        await listener.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                conn, _ = await listener.accept()
+                nursery.start_soon(_handle, node, conn)
+    finally:
+        listener.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+async def _handle(node, conn) -> None:
+    fds: list[int] = []
+    try:
+        with conn:
+            try:
+                data, fds = await _recv(conn)
+                if not data:
+                    return
+                code = await Run(node, conn, marshal.loads(data), fds).run()
+            except OrchError as err:
+                code = err.exit_code
+                await _send(conn, {"err": f"orch: {err}\n"})
+            except (ValueError, EOFError, TypeError, KeyError):
+                code = 2
+                await _send(conn, {"err": "orch: the run request could not be read; is the CLI from this installation?\n"})
+            await _send(conn, {"exit": code})
+    except OSError:
+        pass  # the client went away; the container, if any, runs on as a detached one
+    finally:
+        for fd in fds:
+            _close(fd)
+
+
+class Run:
+    """One `orch run`: what the client asked, and the connection to answer on."""
+
+    def __init__(self, node, conn, request: dict, fds: list[int]):
+        self.node, self.conn, self.request, self.fds = node, conn, request, fds
+
+    async def run(self) -> int:
+        from orch.cli.container import HelpShown, parse_run
+
+        env, cwd = self.request.get("env") or {}, self.request.get("cwd") or "/"
+        try:
+            a, body = parse_run(list(self.request["argv"]), environ=env, cwd=cwd)
+        except HelpShown as shown:
+            await _send(self.conn, {"out": shown.text})
+            return 0
+        if a.tty and not a.detach and not self.request.get("tty_in"):
+            raise InvalidArgument("the input device is not a TTY; drop -t or run from a terminal")
+        if len(self.fds) != CLIENT_FDS:
+            raise InvalidArgument(f"the run request carries {len(self.fds)} descriptors, not the client's stdin, stdout and stderr")
+        from orch.node.agent.models import CreateRequest
+
+        rec = await self.node.create(CreateRequest.model_validate(body))
+        if a.detach:
+            await self.node.start(rec)
+            await _send(self.conn, {"out": rec["Id"] + "\n"})
+            return 0
+        return await self.attached(rec, tty=a.tty, stdin=a.interactive, sig_proxy=a.sig_proxy != "false")
+
+    async def attached(self, rec: dict, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
+        tty_size = None
+        if tty:
+            await _send(self.conn, {"attach": "tty"})
+            while True:  # the client's "go" (a signal it forwarded meanwhile has no one to go to)
+                data, extra = await _recv(self.conn)
+                for fd in extra:
+                    _close(fd)
+                if not data:
+                    raise Unavailable("the client left before the container started")
+                answer = marshal.loads(data)
+                if answer.get("go"):
+                    break
+            tty_size = answer.get("tty_size")
+            roles, fds = ["tty"], [self.fds[0]]
+        else:
+            roles, fds = ["stdout", "stderr"], self.fds[1:]
+            if stdin:
+                roles, fds = ["stdin", *roles], self.fds
+        try:
+            sup = await self.node.start_attached(rec, roles, fds, tty_size)
+        except OrchError:
+            if rec["HostConfig"].get("AutoRemove"):
+                with trio.move_on_after(10):
+                    await self.node.wait(rec, "removed")  # as after an exit: gone when we answer
+            raise
+        with sup:
+            for fd in self.fds:
+                _close(fd)  # the supervisor holds its own copies now
+            self.fds.clear()
+            await _send(self.conn, {"started": True})
+            code = await self._relay_until_exit(sup, tty=tty, sig_proxy=sig_proxy)
+        if rec["HostConfig"].get("AutoRemove"):
+            await self.node.wait(rec, "removed")
+        return code
+
+    async def _relay_until_exit(self, sup, *, tty: bool, sig_proxy: bool) -> int:
+        """Forward the client's signals and window sizes until the supervisor says it exited."""
+        code = None
+        signalled: list[int] = []
+        async with trio.open_nursery() as nursery:
+            async def from_client():
+                while True:
+                    data, extra = await _recv(self.conn)
+                    for fd in extra:
+                        _close(fd)
+                    if not data:
+                        # The client left (killed, or its terminal closed): the container
+                        # goes on, as with a detached docker client; stop waiting for it.
+                        nursery.cancel_scope.cancel()
+                        return
+                    msg = marshal.loads(data)
+                    if "resize" in msg and tty:
+                        rows, cols = msg["resize"]
+                        await sup.send(proto.encode({"op": "resize", "rows": rows, "cols": cols}))
+                    elif "signal" in msg and sig_proxy and not tty:
+                        await sup.send(proto.encode({"op": "signal", "signal": int(msg["signal"])}))
+                    elif "signal" in msg:
+                        # Not proxied (-t, or --sig-proxy=false): the signal ends the client,
+                        # as it ends docker's; the container runs on.
+                        signalled.append(int(msg["signal"]))
+                        nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(from_client)
+            while True:
+                data = await sup.recv(proto.MAX_MESSAGE)
+                if not data:
+                    raise Unavailable("the node supervisor went away before the container exited; see ORCH_ROOT/supervisor.log")
+                event = proto.decode(data)
+                if event.get("event") == "exit":
+                    code = int(event["exit_code"])
+                    nursery.cancel_scope.cancel()
+                    break
+        if signalled:
+            return 128 + signalled[0]
+        if code is None:
+            raise Unavailable("the client left before the container exited")
+        return code
+
+
+async def _recv(conn) -> tuple[bytes, list[int]]:
+    import array
+
+    data, ancdata, _flags, _addr = await conn.recvmsg(MAX_MESSAGE, trio.socket.CMSG_LEN(CLIENT_FDS * 4), trio.socket.MSG_CMSG_CLOEXEC)
+    fds = array.array("i")
+    for level, kind, payload in ancdata:
+        if level == trio.socket.SOL_SOCKET and kind == trio.socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
+
+
+async def _send(conn, msg: dict) -> None:
+    await conn.send(marshal.dumps(msg))
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
