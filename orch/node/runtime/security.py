@@ -17,7 +17,7 @@ and go-units' ulimit grammar. The code is orch's own.
 from dataclasses import dataclass
 
 from orch.errors import InvalidArgument
-from orch.node.runtime.config import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES
+from orch.node.runtime.config import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, capability_mask
 
 ALL = "ALL"
 
@@ -99,8 +99,6 @@ def compute_capability_sets(names, *, uid: int, last_cap: int) -> CapabilitySets
     and ambient stay empty, as docker has them since CVE-2022-24769. Bits past the kernel's
     last capability are left out: capset would refuse them.
     """
-    from orch.node.runtime.config import capability_mask
-
     mask = capability_mask(names) & ((1 << (last_cap + 1)) - 1)
     if uid == 0:
         return CapabilitySets(bounding=mask, effective=mask, permitted=mask)
