@@ -70,4 +70,20 @@ def clone_body(record: dict, *, name: str, number: int) -> dict:
         mounts.append({"type": kind, "source": source, "target": m["Destination"], "read_only": not m.get("RW", True)})
     if mounts:
         body["mounts"] = mounts
+    body.update(_security(host))
     return body
+
+
+def _security(host: dict) -> dict:
+    """Capabilities, read-only root, sysctls and ulimits, from docker's HostConfig names."""
+    out: dict = {}
+    for key, field in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop")):
+        if host.get(key):
+            out[field] = list(host[key])
+    if host.get("ReadonlyRootfs"):
+        out["read_only"] = True
+    if host.get("Sysctls"):
+        out["sysctls"] = dict(host["Sysctls"])
+    if host.get("Ulimits"):
+        out["ulimits"] = [{"name": u["Name"], "soft": u["Soft"], "hard": u["Hard"]} for u in host["Ulimits"]]
+    return out

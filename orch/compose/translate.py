@@ -157,6 +157,41 @@ def compute_ports(service) -> list[dict]:
     return ports
 
 
+def compute_security(name: str, service) -> dict:
+    """cap_add, cap_drop, read_only, privileged, sysctls (list or map) and ulimits (a number
+    or {soft, hard}) as the agent's fields, checked with the node's rules so a mistake names
+    the service and key before anything is created."""
+    from orch.node.runtime import security
+
+    body: dict[str, Any] = {}
+    where = f"service {name}"
+    if service.privileged:
+        raise InvalidArgument(f"{where}: privileged: true is not supported by orch (it would hand the container the host's "
+                              "devices and every capability); grant only what it needs with cap_add")
+    add, drop = security.compute_cap_add_drop(service.cap_add or (), service.cap_drop or (),
+                                              add_where=f"{where}: cap_add", drop_where=f"{where}: cap_drop")
+    if add:
+        body["cap_add"] = list(add)
+    if drop:
+        body["cap_drop"] = list(drop)
+    if service.read_only:
+        body["read_only"] = True
+    if service.sysctls:
+        sysctls = {}
+        for key, value in service.sysctls.items():
+            if value is None:
+                raise InvalidArgument(f"{where}: sysctls.{key} has no value; write {key}=VALUE")
+            sysctls[key] = str(value)
+        # network_mode: host shares the host's network namespace; the agent would refuse too,
+        # but here the message can name the service.
+        security.check_sysctls(sysctls, namespaces=("ipc",), own_netns=service.network_mode != "host", where=f"{where}: sysctls")
+        body["sysctls"] = sysctls
+    if service.ulimits:
+        body["ulimits"] = [dict(zip(("name", "soft", "hard"), security.check_ulimit(key, int(u.soft), int(u.hard), f"{where}: ulimits")))
+                           for key, u in service.ulimits.items()]
+    return body
+
+
 def compute_create_body(project, name: str, service, *, number: int, config_hash: str, image: str,
                         os_environ: dict[str, str], networking: bool, oneoff: bool = False,
                         cname: str | None = None, command: list[str] | None = None) -> dict:
@@ -193,6 +228,7 @@ def compute_create_body(project, name: str, service, *, number: int, config_hash
             body["nano_cpus"] = int(float(limits.cpus) * 1e9)
         if limits.pids:
             body["pids_limit"] = int(limits.pids)
+    body.update(compute_security(name, service))
     mounts = compute_mounts(project, service)
     ports = [] if oneoff else compute_ports(service)
     if networking:

@@ -48,6 +48,14 @@ class MountRequest(Body):
     nocopy: bool = False
 
 
+class UlimitBody(Body):
+    """docker's Ulimit: soft and hard, -1 for unlimited."""
+
+    name: str
+    soft: int = Field(ge=-1)
+    hard: int = Field(ge=-1)
+
+
 class CreateRequest(Body):
     image: str
     cmd: list[str] | None = None
@@ -84,6 +92,14 @@ class CreateRequest(Body):
     dns: list[str] = Field(default_factory=list)
     dns_search: list[str] = Field(default_factory=list)
     extra_hosts: list[str] = Field(default_factory=list)
+    # Privileges and limits (orch.node.runtime.security checks them): docker's CapAdd, CapDrop,
+    # ReadonlyRootfs, Sysctls, Ulimits. privileged: true is refused (not supported).
+    cap_add: list[str] = Field(default_factory=list)
+    cap_drop: list[str] = Field(default_factory=list)
+    read_only: bool = False
+    privileged: bool = False
+    sysctls: dict[str, str] = Field(default_factory=dict)
+    ulimits: list[UlimitBody] = Field(default_factory=list)
 
 
 class ExecRequest(Body):

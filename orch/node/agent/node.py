@@ -477,7 +477,7 @@ class Node:
             raise InvalidArgument(f"working directory {cwd!r} is not absolute; use a path that starts with /")
         proc = Process(args=tuple(req.cmd), env=tuple(env), cwd=cwd, user=req.user if req.user is not None else base.user,
                        additional_groups=base.additional_groups, terminal=req.tty, capabilities=base.capabilities,
-                       no_new_privileges=base.no_new_privileges)
+                       no_new_privileges=base.no_new_privileges, rlimits=base.rlimits)
         return proc.to_json()
 
     def image_in_use(self, image_id: str) -> list[str]:

@@ -131,3 +131,67 @@ def test_observed_state_from_records():
     stopped = dict(rec, StoppedByUser=True, State={"Status": "exited", "ExitCode": 137, "StartedAt": "", "FinishedAt": ""})
     c = observed_from_records("p", [stopped]).containers[0]
     assert (c.state, c.exit_code, c.stopped_by_user, c.health) == ("exited", 137, True, "none")
+
+
+# -- privileges and limits: cap_add, cap_drop, read_only, privileged, sysctls, ulimits ----------
+
+SECURITY = """
+services:
+  web:
+    image: busybox
+    cap_add: [net_admin, CAP_SYS_TIME]
+    cap_drop: [NET_RAW]
+    read_only: true
+    privileged: false
+    sysctls: {sysctls}
+    ulimits: {{nofile: {{soft: 1024, hard: 2048}}, nproc: 100}}
+"""
+
+
+@pytest.mark.parametrize("sysctls", ["[net.core.somaxconn=1024, kernel.shmmax=65536]", "{net.core.somaxconn: 1024, kernel.shmmax: 65536}"])
+def test_security_keys_become_create_fields(tmp_path, sysctls):
+    b = body(load(tmp_path, SECURITY.format(sysctls=sysctls)), "web")
+    assert (b["cap_add"], b["cap_drop"], b["read_only"]) == (["CAP_NET_ADMIN", "CAP_SYS_TIME"], ["CAP_NET_RAW"], True)
+    assert b["sysctls"] == {"net.core.somaxconn": "1024", "kernel.shmmax": "65536"}
+    assert b["ulimits"] == [{"name": "nofile", "soft": 1024, "hard": 2048}, {"name": "nproc", "soft": 100, "hard": 100}]
+    assert "privileged" not in b
+
+
+def test_no_security_keys_add_no_fields(tmp_path):
+    b = body(load(tmp_path, "services: {web: {image: busybox}}"), "web")
+    assert not {"cap_add", "cap_drop", "read_only", "privileged", "sysctls", "ulimits"} & set(b)
+
+
+@pytest.mark.parametrize("service, message", [
+    ("{image: busybox, privileged: true}", "service web: privileged: true is not supported by orch"),
+    ("{image: busybox, cap_add: [FLY]}", "invalid service web: cap_add 'FLY': unknown capability CAP_FLY"),
+    ("{image: busybox, cap_drop: [nope]}", "invalid service web: cap_drop 'nope'"),
+    ("{image: busybox, sysctls: {vm.swappiness: 1}}", "invalid service web: sysctls: sysctl 'vm.swappiness' is not whitelisted"),
+    ("{image: busybox, sysctls: [net.core.somaxconn]}", "service web: sysctls.net.core.somaxconn has no value"),
+    ("{image: busybox, network_mode: host, sysctls: [net.core.somaxconn=1]}",
+     "invalid service web: sysctls: sysctl 'net.core.somaxconn' is not allowed in the host network namespace"),
+    ("{image: busybox, ulimits: {nofile: {soft: 3, hard: 2}}}", "invalid service web: ulimits: nofile soft limit must be"),
+    ("{image: busybox, ulimits: {files: 3}}", "invalid service web: ulimits: unknown ulimit 'files'"),
+])
+def test_bad_security_keys_name_the_service(tmp_path, service, message):
+    project = load(tmp_path, f"services: {{web: {service}}}")
+    with pytest.raises(InvalidArgument) as info:
+        body(project, "web")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change", [
+    "cap_add: [NET_ADMIN]", "cap_drop: [NET_RAW]", "read_only: true", "sysctls: {net.core.somaxconn: 1024}",
+    "ulimits: {nofile: 1024}",
+])
+def test_a_changed_security_key_changes_the_config_hash(tmp_path, change):
+    from orch.scheduler.desired import compute_config_hash
+
+    base = load(tmp_path, "services: {web: {image: busybox}}").services["web"]
+    changed = load(tmp_path, f"services: {{web: {{image: busybox, {change}}}}}").services["web"]
+    assert compute_config_hash(base, "sha256:1") != compute_config_hash(changed, "sha256:1")
+
+
+def test_security_keys_are_not_listed_as_unsupported(tmp_path):
+    project = load(tmp_path, SECURITY.format(sysctls="[net.core.somaxconn=1]"))
+    assert project.unsupported() == []
