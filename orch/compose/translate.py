@@ -92,8 +92,20 @@ def compute_restart_policy(service) -> dict:
     """The agent's restart policy: deploy.restart_policy when given, else `restart:`."""
     policy = service.deploy.restart_policy if service.deploy else None
     if policy is not None:
+        # Swarm's policy: a fixed delay between restarts, max_attempts for any condition, and
+        # a window a restart must stay up to count as a success. on-failure keeps docker's
+        # MaximumRetryCount; the other conditions carry max_attempts in a field of their own,
+        # since docker's HostConfig refuses a retry count for `always`.
         name = {"none": "no", "on-failure": "on-failure", "any": "always", None: "always"}[policy.condition]
-        return {"name": name, "maximum_retry_count": (policy.max_attempts or 0) if name == "on-failure" else 0}
+        body = {"name": name, "maximum_retry_count": (policy.max_attempts or 0) if name == "on-failure" else 0}
+        if name != "no":
+            if policy.max_attempts and name != "on-failure":
+                body["max_attempts"] = policy.max_attempts
+            for key in ("delay", "window"):
+                value = _seconds(getattr(policy, key))
+                if value is not None:
+                    body[key] = value
+        return body
     text = (service.restart or "no").strip()
     name, _, count = text.partition(":")
     return {"name": name, "maximum_retry_count": int(count) if count.isdigit() else 0}

@@ -58,6 +58,11 @@ services:
     ("always", "{condition: on-failure, max_attempts: 2}", {"name": "on-failure", "maximum_retry_count": 2}),
     (None, "{condition: any}", {"name": "always", "maximum_retry_count": 0}),
     (None, "{condition: none}", {"name": "no", "maximum_retry_count": 0}),
+    (None, "{condition: none, delay: 2s, max_attempts: 3}", {"name": "no", "maximum_retry_count": 0}),
+    (None, "{delay: 1s, max_attempts: 2}", {"name": "always", "maximum_retry_count": 0, "max_attempts": 2, "delay": 1.0}),
+    (None, "{condition: on-failure, delay: 500ms, max_attempts: 4, window: 1m}",
+     {"name": "on-failure", "maximum_retry_count": 4, "delay": 0.5, "window": 60.0}),
+    (None, "{condition: any, window: 10s}", {"name": "always", "maximum_retry_count": 0, "window": 10.0}),
 ])
 def test_restart_policy_table(tmp_path, restart, deploy, expected):
     text = "services:\n  s:\n    image: busybox\n"
