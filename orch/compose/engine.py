@@ -34,6 +34,8 @@ POLL = 0.1
 # one request in about 700 on a loaded 2-core machine (a proxy resolved, was descheduled,
 # then connected to a replica already stopping); 2 s leaves room for such stalls.
 DRAIN_SECONDS = 2.0
+# The pull events that end a layer: compose prints these under the image's Pulling line.
+LAYER_DONE = ("Pull complete", "Already exists")
 
 
 class Reporter:
@@ -80,6 +82,7 @@ class Stack:
         self._serving: set[str] = set()  # services with a running, ready replica (this pass)
         self._unready: set[str] = set()  # new replicas kept out of DNS until healthy
         self._cloned: dict[str, dict] = {}  # rollback sources read before their removal
+        self.quiet_pull = False  # up --quiet-pull: no pull progress
 
     # -- the node's capabilities ----------------------------------------------------------------
     @property
@@ -94,14 +97,25 @@ class Stack:
         return self._networking
 
     # -- images -------------------------------------------------------------------------------
-    def resolve_images(self, services=None, *, build: bool = False, pull: bool = False) -> dict[str, str]:
+    def resolve_images(self, services=None, *, build: bool = False, pull: bool = False, no_build: bool = False) -> dict[str, str]:
         """Each service's image id: built when it has `build:` and is missing (or with --build),
-        pulled with --pull or when missing and not buildable."""
+        pulled with --pull or when missing and not buildable. With `no_build` (up --no-build)
+        nothing is built: a buildable service whose image is missing is an error, as in compose,
+        rather than a pull of an image that only exists as a build."""
+        if build and no_build:
+            raise InvalidArgument("--build and --no-build are incompatible; drop one of them")
         names = list(services or self.project.services)
         built: set[str] = set()
         for name in names:
             svc = self.project.services[name]
-            if svc.build is not None and svc.image not in built and (build or self._image_id(svc.image) is None):
+            if svc.build is None or svc.image in built:
+                continue
+            if no_build:
+                if not pull and self._image_id(svc.image) is None:
+                    raise NotFound(f"service {name}: image {svc.image} is missing and --no-build forbids building it; "
+                                   f"run 'orch compose build {name}' first, or up without --no-build")
+                continue
+            if build or self._image_id(svc.image) is None:
                 self.build_service(name)
                 built.add(svc.image)
         for name in names:
@@ -162,9 +176,13 @@ class Stack:
         return image_id or ""
 
     def pull(self, ref: str, service: str) -> None:
+        """Pull `ref` through the agent. Progress (the Pulling line and one line per layer as it
+        completes, as compose nests them under the image) is left out with up --quiet-pull;
+        the result line and errors are not progress and stay."""
         import json
 
-        self.report.once(f" ⠿ Image {ref:<32} Pulling")
+        if not self.quiet_pull:
+            self.report.once(f" ⠿ Image {ref:<32} Pulling")
         try:
             buf = b""
             for chunk in self.client.stream("POST", "/images/pull", {"ref": ref}):
@@ -177,6 +195,8 @@ class Stack:
                         from orch.errors import from_kind
 
                         raise from_kind(event.get("kind", "error"), event["error"])
+                    if not self.quiet_pull and event.get("id") and not event.get("progressDetail") and event.get("status") in LAYER_DONE:
+                        self.report.once(f"   ✔ {event['id']} {event['status']}")
         except OrchError as err:
             raise NotFound(f"image {ref} of service {service} is not on this node and could not be pulled ({err}); "
                            "bootstrap or build it first (orch bootstrap, or give the service a build:)") from None

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from orch.node.agent.views import parse_time
+from tests.integration.registry.conftest import registry_server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.privileged
 
@@ -39,3 +40,63 @@ services:
     assert all(b - a >= 1.0 for a, b in zip(starts, starts[1:])), starts
     logged = [line.split()[0] for line in node.orch("logs", "-t", name).stdout.splitlines() if line.endswith("started")]
     assert len(logged) == 3
+
+
+def test_up_no_build_never_builds(node, stack):
+    (stack.dir / "ctx").mkdir()
+    (stack.dir / "ctx" / "Dockerfile").write_text("FROM busybox:latest\nRUN false\n")  # a build would fail
+    image = f"{stack.name}-app:latest"
+    stack.write(f"""
+services:
+  app:
+    image: {image}
+    build: ./ctx
+    command: ["sleep", "1000"]
+    init: true
+""")
+    missing = stack.compose("up", "-d", "--no-build", check=False)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"orch: service app: image {image} is missing and --no-build forbids building it; "
+        "run 'orch compose build app' first, or up without --no-build")
+    assert stack.ids() == {}
+    both = stack.compose("up", "-d", "--build", "--no-build", check=False)
+    assert both.returncode == 1 and "--build and --no-build are incompatible" in both.stderr
+    node.orch("tag", "busybox:latest", image)
+    try:
+        up = stack.compose("up", "-d", "--no-build")
+        assert "Building" not in up.stderr and "Built" not in up.stderr
+        assert node.inspect(f"{stack.name}-app-1")["State"]["Status"] == "running"
+    finally:
+        stack.compose("down")
+        node.orch("rmi", image, check=False)
+
+
+def test_up_quiet_pull_prints_no_pull_progress(node, stack, registry_server):
+    registry = registry_server()
+    image = f"{registry.host}/{stack.name}/app:v1"
+    # An image of its own (busybox plus a layer), so that the pull has layers to report.
+    maker = f"{stack.name}-maker"
+    node.orch("run", "--name", maker, "busybox:latest", "sh", "-c", f"echo {stack.name} > /stamp")
+    node.orch("commit", maker, image)
+    node.orch("rm", maker)
+    node.orch("push", image)
+    image_id = node.inspect(image)["Id"]
+    node.orch("rmi", "-f", image_id)  # by id: the tag and the digest the push recorded go
+    stack.write(f"""
+services:
+  app: {{image: "{image}", command: ["sleep", "1000"], init: true}}
+""")
+    try:
+        loud = stack.compose("up", "-d").stderr
+        assert f"Image {image}" in loud and "Pulling" in loud and "Pulled" in loud
+        assert "Pull complete" in loud or "Already exists" in loud
+        stack.compose("down")
+        node.orch("rmi", "-f", node.inspect(image)["Id"])
+        quiet = stack.compose("up", "-d", "--quiet-pull").stderr
+        assert "Pulling" not in quiet and "Pull complete" not in quiet and "Already exists" not in quiet
+        assert f" ✔ Image {image}" in quiet and "Pulled" in quiet  # the result is not progress
+        assert node.inspect(f"{stack.name}-app-1")["State"]["Status"] == "running"
+    finally:
+        stack.compose("down")
+        node.orch("rmi", image, check=False)
