@@ -128,7 +128,9 @@ def plan(prog: str, argv: list[str]) -> int:
     )
     now = time.time()
     try:
-        result = plan_reconcile(stack.desired(), stack.observe(), now=now, options=options)
+        desired = stack.desired()
+        stack.recall(desired, options, report=False, persist=False)  # a rolled back update shows as a warning
+        result = plan_reconcile(desired, stack.observe(), now=now, options=options)
     except NotFound as err:
         raise InvalidArgument(str(err)) from None
     print(result.explain(now=now))

@@ -83,6 +83,8 @@ class Stack:
         self._unready: set[str] = set()  # new replicas kept out of DNS until healthy
         self._cloned: dict[str, dict] = {}  # rollback sources read before their removal
         self.quiet_pull = False  # up --quiet-pull: no pull progress
+        self.remembered: dict[str, dict] = {}  # updates rolled back by an earlier up (compose.memory)
+        self._memory_doc: dict = {}
 
     # -- the node's capabilities ----------------------------------------------------------------
     @property
@@ -262,9 +264,35 @@ class Stack:
 
     def observe(self) -> ObservedState:
         observed = observed_from_records(self.name, self.records())
-        if self.rolled_back:
-            observed = ObservedState(observed.project, observed.containers, rolled_back=dict(self.rolled_back))
+        rolled_back = {name: entry["hash"] for name, entry in self.remembered.items()} | self.rolled_back
+        if rolled_back:
+            observed = ObservedState(observed.project, observed.containers, rolled_back=rolled_back)
         return observed
+
+    def recall(self, desired, options: ReconcileOptions, *, report: bool = True, persist: bool = True) -> None:
+        """Read the updates earlier `up`s rolled back (orch.compose.memory) before planning;
+        drop the entries the stack file or --force-recreate made obsolete (on the node too,
+        with `persist`; `plan` only looks)."""
+        from orch.compose import memory
+
+        doc = memory.load(self.client, self.name)
+        forced = set(options.services or desired.services) if options.force_recreate else set()
+        hashes = {name: svc.config_hash for name, svc in desired.services.items()}
+        self.remembered = memory.compute_remembered(doc, hashes, forced)
+        self._memory_doc = dict(doc, rolled_back=dict(self.remembered))
+        if persist and self.remembered != (doc.get("rolled_back") or {}):
+            memory.save(self.client, self.name, self._memory_doc)
+        selected = set(options.services or desired.services)
+        for name, entry in sorted(self.remembered.items()):
+            if report and name in selected:
+                self.report.once(f" ! Service {name:<30} Rolled back: {memory.describe(name, entry)}")
+
+    def _remember(self, action) -> None:
+        from orch.compose import memory
+
+        entry = {"hash": action.config_hash, "reason": action.reason, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._memory_doc = dict(self._memory_doc, rolled_back={**(self._memory_doc.get("rolled_back") or {}), action.service: entry})
+        memory.save(self.client, self.name, self._memory_doc)
 
     def desired(self):
         from orch.scheduler.desired import desired_from_project
@@ -322,6 +350,7 @@ class Stack:
             self.report.done("Container", a.name, "Removed")
         elif a.kind == "rollback":
             self.rolled_back[a.service] = a.config_hash
+            self._remember(a)
             self.report.once(f" ! Service {a.service:<30} Rolled back: {a.reason}")
 
     def _create(self, a) -> None:
@@ -381,6 +410,8 @@ class Stack:
         from orch.scheduler.reconcile import plan_reconcile
 
         desired = self.desired()
+        self.recall(desired, options)
+        selected = set(options.services or desired.services)
         self.draining = True
         deadline = None if timeout is None else time.monotonic() + timeout
         acted = False
@@ -390,7 +421,8 @@ class Stack:
             self._serving = {c.service for c in observed.containers if c.running and c.health in ("none", "healthy")}
             plan = plan_reconcile(desired, observed, now=time.time(), options=options)
             for text in plan.warnings:
-                self.report.once(f"WARN[0000] {text}")
+                if not any(text.startswith(f"service {name}: the update to hash ") for name in self.remembered):
+                    self.report.once(f"WARN[0000] {text}")  # (a remembered rollback has its own line)
             actions = [a for a in plan.actions if not _policy_restart(a)]
             if actions:
                 self.apply(Plan(plan.project, tuple(actions)))
@@ -406,8 +438,9 @@ class Stack:
                     for c in observed.containers:
                         if not c.one_off and c.service in (options.services or desired.services) and c.running:
                             self.report.done("Container", c.name, "Running")
-                if self.rolled_back:
-                    # The stack runs, but not as the file says: a failed update was rolled back.
+                if self.rolled_back or selected & set(self.remembered):
+                    # The stack runs, but not as the file says: a failed update was rolled back
+                    # (by this up, or by an earlier one whose file is still the same).
                     return 1
                 if not wait:
                     return 0
@@ -444,6 +477,9 @@ class Stack:
         for text in plan.warnings:
             self.report.once(f"WARN[0000] {text}")
         self.apply(plan)
+        from orch.compose import memory
+
+        memory.forget(self.client, self.name)  # the stack is gone: so are its rolled back updates
         if self.networking:
             self._remove_labelled("networks", "Network")
             if volumes:

@@ -100,3 +100,54 @@ services:
     finally:
         stack.compose("down")
         node.orch("rmi", image, check=False)
+
+
+ROLLING = """
+services:
+  app:
+    image: busybox:latest
+    init: true
+    command: ["sh", "-c", "{command}"]
+    environment: {{V: "{version}"}}
+    deploy:
+      replicas: 2
+      update_config: {{parallelism: 1, order: start-first, failure_action: rollback}}
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 0.2s
+      retries: 3
+"""
+HEALTHY, BROKEN = "touch /tmp/ok; exec sleep 1000", "exec sleep 1000"
+
+
+def test_a_rolled_back_update_is_remembered_until_the_file_changes_or_force_recreate(node, stack):
+    stack.write(ROLLING.format(command=HEALTHY, version=1))
+    stack.compose("up", "-d", "--wait")
+    before = stack.ids()
+    stack.write(ROLLING.format(command=BROKEN, version=2))
+    first = stack.compose("up", "-d", check=False)
+    assert first.returncode == 1 and "Rolled back" in first.stderr
+    assert stack.ids() == before
+
+    # The same file again: nothing is tried, and up says why and what to do.
+    again = stack.compose("up", "-d", check=False)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    said = [line for line in again.stderr.splitlines() if "Rolled back:" in line]
+    assert len(said) == 1 and "failed at " in said[0] and "is unhealthy" in said[0]
+    assert said[0].endswith("fix the stack file, or run up --force-recreate app to try it again")
+    assert "Started" not in again.stderr and "Recreated" not in again.stderr and stack.ids() == before
+    assert "was rolled back" in stack.compose("plan").stdout
+
+    # --force-recreate tries the update again (and it fails again).
+    forced = stack.compose("up", "-d", "--force-recreate", check=False)
+    assert forced.returncode == 1 and "Started" in forced.stderr and "Rolled back" in forced.stderr
+    for name in stack.ids():
+        assert "V=1" in node.inspect(name)["Config"]["Env"]
+
+    # A fixed file rolls out; the memory is gone with it.
+    stack.write(ROLLING.format(command=HEALTHY, version=3))
+    fixed = stack.compose("up", "-d", "--wait")
+    assert "Rolled back" not in fixed.stderr
+    for name in stack.ids():
+        assert "V=3" in node.inspect(name)["Config"]["Env"]
+    assert not (node.root / "projects" / f"{stack.name}.json").exists()
