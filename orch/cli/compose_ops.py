@@ -273,7 +273,8 @@ def run(prog, argv):
     name = a.name or f"{stack.name}-{a.service}-run-{secrets.token_hex(6)}"
     body = t.compute_create_body(stack.project, a.service, svc, number=1, config_hash="oneoff", image=svc.image,
                                  os_environ=dict(os.environ), networking=stack.networking, oneoff=True, cname=name,
-                                 command=a.command or None)
+                                 command=a.command or None,
+                                 network_container=stack.network_container_of(a.service))
     body["env"] += a.env
     tty = not a.no_tty and os.isatty(0) and os.isatty(1)
     body["tty"], body["open_stdin"], body["auto_remove"] = tty, not a.detach, a.rm

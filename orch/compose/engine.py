@@ -85,6 +85,7 @@ class Stack:
         self.quiet_pull = False  # up --quiet-pull: no pull progress
         self.remembered: dict[str, dict] = {}  # updates rolled back by an earlier up (compose.memory)
         self._memory_doc: dict = {}
+        self._last_observed: ObservedState | None = None
 
     # -- the node's capabilities ----------------------------------------------------------------
     @property
@@ -264,6 +265,7 @@ class Stack:
 
     def observe(self) -> ObservedState:
         observed = observed_from_records(self.name, self.records())
+        self._last_observed = observed
         rolled_back = {name: entry["hash"] for name, entry in self.remembered.items()} | self.rolled_back
         if rolled_back:
             observed = ObservedState(observed.project, observed.containers, rolled_back=rolled_back)
@@ -360,9 +362,13 @@ class Stack:
 
             body = clone_body(self._cloned.get(a.clone_from) or self.client.call("GET", f"/containers/{a.clone_from}/json"),
                               name=a.name, number=a.number)
+            if (svc.network_mode or "").startswith("service:") and self.networking:
+                body["network_mode"] = f"container:{self._network_container(a.service, svc)}"
         else:
+            joins = self._network_container(a.service, svc) if (svc.network_mode or "").startswith("service:") else None
             body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
-                                         image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name)
+                                         image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name,
+                                         network_container=joins)
         created = self.client.call("POST", "/containers/create", body)
         if self.draining and self.networking and svc.healthcheck is not None and a.service in self._serving:
             # A replica that joins others that serve: unnamed in DNS until it is healthy.
@@ -372,6 +378,24 @@ class Stack:
             except NotFound:
                 pass
         self.client.call("POST", f"/containers/{created['Id']}/start")
+
+    def network_container_of(self, service: str) -> str | None:
+        """For a one-off `run`: the container a network_mode: service:X service joins, or None."""
+        svc = self.project.services[service]
+        if not (svc.network_mode or "").startswith("service:") or not self.networking:
+            return None
+        return self._network_container(service, svc)
+
+    def _network_container(self, service: str, svc) -> str | None:
+        """network_mode: service:X: the container of X to join, as compose picks it: the
+        lowest-numbered one that runs (the reconciler starts this service only after X's)."""
+        other = svc.network_mode.removeprefix("service:")
+        observed = self._last_observed or self.observe()
+        mine = sorted((c for c in observed.containers if c.service == other and not c.one_off), key=lambda c: (not c.running, c.number))
+        if not mine:
+            raise InvalidArgument(f"service {service}: network_mode service:{other} needs a container of service {other}; "
+                                  f"start {other} first (orch compose up {other})")
+        return mine[0].id
 
     def _name_ready(self, observed) -> None:
         """Give DNS names back to drained new replicas that turned healthy."""

@@ -143,13 +143,20 @@ def compute_mounts(project, service) -> list[dict]:
     return mounts
 
 
-def compute_networks(project, name: str, service, cname: str) -> tuple[str, list[dict]]:
+def compute_networks(project, name: str, service, cname: str, network_container: str | None = None) -> tuple[str, list[dict]]:
     """(network_mode, networks): the primary network first, each with the DNS aliases
-    compose gives (the service name and the container name, plus the service's own)."""
+    compose gives (the service name and the container name, plus the service's own).
+
+    network_mode: service:X becomes docker's container:<id of X's container>, as compose
+    resolves it; the executor gives the container (`network_container`)."""
     mode = service.network_mode
     if mode:
         if mode.startswith("service:"):
-            raise InvalidArgument(f"service {name}: network_mode service: is not supported yet; use a shared network")
+            if not network_container:
+                other = mode.removeprefix("service:")
+                raise InvalidArgument(f"service {name}: network_mode {mode} needs a container of service {other}; "
+                                      f"start {other} first (orch compose up {other})")
+            return f"container:{network_container}", []
         return mode, []
     entries = []
     for key, options in (service.networks or {"default": None}).items():
@@ -171,7 +178,8 @@ def compute_ports(service) -> list[dict]:
 
 def compute_create_body(project, name: str, service, *, number: int, config_hash: str, image: str,
                         os_environ: dict[str, str], networking: bool, oneoff: bool = False,
-                        cname: str | None = None, command: list[str] | None = None) -> dict:
+                        cname: str | None = None, command: list[str] | None = None,
+                        network_container: str | None = None) -> dict:
     cname = cname or container_name(project.name, name, number, service.container_name)
     body: dict[str, Any] = {
         "image": image,
@@ -208,7 +216,7 @@ def compute_create_body(project, name: str, service, *, number: int, config_hash
     mounts = compute_mounts(project, service)
     ports = [] if oneoff else compute_ports(service)
     if networking:
-        mode, networks = compute_networks(project, name, service, cname)
+        mode, networks = compute_networks(project, name, service, cname, network_container)
         body["network_mode"] = mode
         if networks:
             body["networks"] = networks

@@ -136,3 +136,25 @@ def test_observed_state_from_records():
     stopped = dict(rec, StoppedByUser=True, State={"Status": "exited", "ExitCode": 137, "StartedAt": "", "FinishedAt": ""})
     c = observed_from_records("p", [stopped]).containers[0]
     assert (c.state, c.exit_code, c.stopped_by_user, c.health) == ("exited", 137, True, "none")
+
+
+def test_network_mode_service_joins_the_given_container(tmp_path):
+    p = load(tmp_path, """
+services:
+  vpn: {image: busybox}
+  app: {image: busybox, network_mode: "service:vpn"}
+""")
+    b = body(p, "app", network_container="c0ffee")
+    assert b["network_mode"] == "container:c0ffee" and "networks" not in b
+    with pytest.raises(InvalidArgument, match=r"^service app: network_mode service:vpn needs a container of service vpn; "
+                                              r"start vpn first \(orch compose up vpn\)$"):
+        body(p, "app")
+
+
+def test_observed_network_container_comes_from_network_mode():
+    def rec(mode):
+        return {"Id": "x", "Name": "/p-app-1", "Config": {"Labels": {t.SERVICE: "app", t.NUMBER: "1"}},
+                "HostConfig": {"NetworkMode": mode}, "State": {"Status": "running"}}
+
+    seen = observed_from_records("p", [rec("container:abc"), rec("p_default"), rec("host")]).containers
+    assert [c.network_container for c in seen] == ["abc", None, None]
