@@ -151,3 +151,85 @@ def test_a_rolled_back_update_is_remembered_until_the_file_changes_or_force_recr
     for name in stack.ids():
         assert "V=3" in node.inspect(name)["Config"]["Env"]
     assert not (node.root / "projects" / f"{stack.name}.json").exists()
+
+
+def _ip(node, ref: str) -> str:
+    return node.orch("exec", ref, "sh", "-c", "ip -4 -o addr show eth0").stdout.split()[3].split("/")[0]
+
+
+def test_run_network_container_shares_the_namespace(node, stack):
+    owner = f"{stack.name}-owner"
+    node.orch("run", "-d", "--name", owner, "--hostname", "owner-host", "busybox:latest", "sh", "-c",
+              "echo served > /tmp/index.html; httpd -p 8080 -h /tmp; exec sleep 1000")
+    try:
+        out = node.orch("run", "--rm", "--network", f"container:{owner}", "busybox:latest", "sh", "-c",
+                        "hostname; ip -4 -o addr show eth0; wget -qO- http://localhost:8080/index.html").stdout.split("\n")
+        assert out[0] == "owner-host"  # docker gives the joiner the other's hostname
+        assert out[1].split()[3].split("/")[0] == _ip(node, owner)
+        assert out[2] == "served"
+        joiner = f"{stack.name}-joiner"
+        node.orch("run", "-d", "--name", joiner, "--network", f"container:{owner}", "busybox:latest", "sleep", "1000")
+        rec = node.inspect(joiner)
+        assert rec["HostConfig"]["NetworkMode"] == f"container:{node.inspect(owner)['Id']}"
+        assert rec["NetworkSettings"]["Networks"] == {} and rec["NetworkSettings"]["IPAddress"] == ""
+        node.orch("rm", "-f", joiner)
+        bad = node.orch("run", "--rm", "--network", f"container:{owner}", "--hostname", "x", "busybox:latest", "true", check=False)
+        assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "drop --hostname" in bad.stderr
+        node.orch("stop", "-t", "0", owner)
+        stopped = node.orch("run", "--rm", "--network", f"container:{owner}", "busybox:latest", "true", check=False)
+        assert stopped.returncode != 0 and stopped.stderr.strip() == (
+            f"orch: cannot join the network of container {owner}: it is not running; start it first")
+        missing = node.orch("run", "--rm", "--network", "container:nosuch-owner", "busybox:latest", "true", check=False)
+        assert missing.returncode != 0 and missing.stderr.strip() == "orch: no such container: nosuch-owner"
+        assert joiner not in node.orch("ps", "-a", "--format", "{{.Names}}").stdout
+    finally:
+        node.orch("rm", "-f", owner, check=False)
+
+
+SHARED = """
+services:
+  vpn:
+    image: busybox:latest
+    init: true
+    hostname: vpn-host
+    environment: {{V: "{version}"}}
+    command: ["sh", "-c", "echo served > /tmp/index.html; httpd -p 8080 -h /tmp; exec sleep 1000"]
+  app:
+    image: busybox:latest
+    init: true
+    network_mode: "service:vpn"
+    command: ["sleep", "1000"]
+  client:
+    image: busybox:latest
+    init: true
+    command: ["sleep", "1000"]
+"""
+
+
+def test_network_mode_service_joins_orders_and_follows_a_recreate(node, stack):
+    stack.write(SHARED.format(version=1))
+    stack.compose("up", "-d")
+    vpn, app, client = (f"{stack.name}-{s}-1" for s in ("vpn", "app", "client"))
+    first = node.inspect(app)
+    assert parse_time(first["State"]["StartedAt"]) >= parse_time(node.inspect(vpn)["State"]["StartedAt"])
+    assert _ip(node, app) == _ip(node, vpn)
+    assert node.orch("exec", app, "wget", "-qO-", "http://localhost:8080/index.html").stdout.strip() == "served"
+    assert node.orch("exec", app, "hostname").stdout.strip() == "vpn-host"
+    # app has no endpoint and no name of its own on the stack's network; vpn has both.
+    assert node.orch("exec", client, "nslookup", "vpn", check=False).returncode == 0
+    assert node.orch("exec", client, "nslookup", "app", check=False).returncode != 0
+    assert stack.compose("up", "-d").stderr.count("Running") == 3  # converged: nothing to do
+
+    stack.write(SHARED.format(version=2))  # only vpn changes: app is recreated to follow it
+    out = stack.compose("up", "-d").stderr
+    assert f"Container {vpn}" in out and f"Container {app}" in out and f"Container {client}" not in out
+    second = node.inspect(app)
+    assert second["Id"] != first["Id"]
+    assert second["HostConfig"]["NetworkMode"] == f"container:{node.inspect(vpn)['Id']}"
+    assert _ip(node, app) == _ip(node, vpn)
+    assert node.orch("exec", app, "wget", "-qO-", "http://localhost:8080/index.html").stdout.strip() == "served"
+
+    node.orch("restart", "-t", "0", vpn)  # a new namespace for vpn: the next up restarts app into it
+    out = stack.compose("up", "-d").stderr
+    assert f"Container {app}" in out and "Restarted" in out and node.inspect(app)["Id"] == second["Id"]
+    assert node.orch("exec", app, "wget", "-qO-", "http://localhost:8080/index.html").stdout.strip() == "served"
