@@ -241,3 +241,31 @@ def compute_create_body(project, name: str, service, *, number: int, config_hash
         if mounts:
             raise InvalidArgument(f"service {name} has volumes, tmpfs, secrets or configs, but this node has no mounts API yet")
     return body
+
+
+def compute_network_waves(services, selected, *, joiners: bool = True) -> list[list[str]]:
+    """The order `restart` works in when services share network namespaces.
+
+    A restart gives a container a new network namespace, and a service with `network_mode:
+    service:X` that stays behind is left in X's dead one: it must restart after X. So the
+    services go in waves, X before those that join it; with `joiners` (no --no-deps) the
+    services that join a selected one are added, as compose restarts dependents.
+    `services` maps names to models with `network_mode`; `selected` empty means all.
+    """
+    owner = {name: svc.network_mode.removeprefix("service:") for name, svc in services.items()
+             if (svc.network_mode or "").startswith("service:")}
+    chosen = set(selected or services)
+    while joiners:
+        more = {name for name, other in owner.items() if other in chosen} - chosen
+        if not more:
+            break
+        chosen |= more
+    waves: list[list[str]] = []
+    placed: set[str] = set()
+    while len(placed) < len(chosen):
+        wave = sorted(n for n in chosen - placed if owner.get(n) not in chosen - placed)
+        if not wave:  # a cycle, which the spec refuses; do not loop forever on it
+            wave = sorted(chosen - placed)
+        waves.append(wave)
+        placed |= set(wave)
+    return waves

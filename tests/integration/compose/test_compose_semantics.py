@@ -229,7 +229,15 @@ def test_network_mode_service_joins_orders_and_follows_a_recreate(node, stack):
     assert _ip(node, app) == _ip(node, vpn)
     assert node.orch("exec", app, "wget", "-qO-", "http://localhost:8080/index.html").stdout.strip() == "served"
 
-    node.orch("restart", "-t", "0", vpn)  # a new namespace for vpn: the next up restarts app into it
+    # compose restart vpn restarts app after it (vpn's namespace is new), unless --no-deps.
+    started = node.inspect(app)["State"]["StartedAt"]
+    out = stack.compose("restart", "-t", "0", "vpn").stderr.splitlines()
+    assert [line.split()[2] for line in out if line.endswith("Restarted")] == [vpn, app]
+    assert node.inspect(app)["State"]["StartedAt"] != started
+    assert node.orch("exec", app, "wget", "-qO-", "http://localhost:8080/index.html").stdout.strip() == "served"
+    assert app not in stack.compose("restart", "-t", "0", "--no-deps", "vpn").stderr
+
+    node.orch("restart", "-t", "0", vpn)  # behind compose's back: the next up restarts app into vpn's namespace
     out = stack.compose("up", "-d").stderr
     assert f"Container {app}" in out and "Restarted" in out and node.inspect(app)["Id"] == second["Id"]
     assert node.orch("exec", app, "wget", "-qO-", "http://localhost:8080/index.html").stdout.strip() == "served"

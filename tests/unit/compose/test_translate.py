@@ -158,3 +158,20 @@ def test_observed_network_container_comes_from_network_mode():
 
     seen = observed_from_records("p", [rec("container:abc"), rec("p_default"), rec("host")]).containers
     assert [c.network_container for c in seen] == ["abc", None, None]
+
+
+class _Svc:
+    def __init__(self, network_mode=None):
+        self.network_mode = network_mode
+
+
+@pytest.mark.parametrize("name, selected, joiners, waves", [
+    ("all: owners first, then who joins them, then who joins those", [], True, [["db", "vpn"], ["app"], ["sidecar"]]),
+    ("restart vpn brings app and sidecar after it", ["vpn"], True, [["vpn"], ["app"], ["sidecar"]]),
+    ("--no-deps: only what was named", ["vpn"], False, [["vpn"]]),
+    ("a joiner alone restarts alone", ["app"], True, [["app"], ["sidecar"]]),
+    ("unrelated services", ["db"], True, [["db"]]),
+])
+def test_compute_network_waves(name, selected, joiners, waves):
+    services = {"vpn": _Svc(), "app": _Svc("service:vpn"), "sidecar": _Svc("service:app"), "db": _Svc("host")}
+    assert t.compute_network_waves(services, selected, joiners=joiners) == waves, name
