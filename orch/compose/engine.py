@@ -362,10 +362,11 @@ class Stack:
 
             body = clone_body(self._cloned.get(a.clone_from) or self.client.call("GET", f"/containers/{a.clone_from}/json"),
                               name=a.name, number=a.number)
-            if (svc.network_mode or "").startswith("service:") and self.networking:
-                body["network_mode"] = f"container:{self._network_container(a.service, svc)}"
+            joins = self.network_container_of(a.service)
+            if joins:  # the old configuration's owner may have been replaced since
+                body["network_mode"] = f"container:{joins}"
         else:
-            joins = self._network_container(a.service, svc) if (svc.network_mode or "").startswith("service:") else None
+            joins = self.network_container_of(a.service)
             body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
                                          image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name,
                                          network_container=joins)
@@ -380,7 +381,8 @@ class Stack:
         self.client.call("POST", f"/containers/{created['Id']}/start")
 
     def network_container_of(self, service: str) -> str | None:
-        """For a one-off `run`: the container a network_mode: service:X service joins, or None."""
+        """The container a network_mode: service:X service joins (compose's container:<id>), or
+        None for other services and on a node without networks."""
         svc = self.project.services[service]
         if not (svc.network_mode or "").startswith("service:") or not self.networking:
             return None
