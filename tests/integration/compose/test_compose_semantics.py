@@ -1,7 +1,6 @@
 """`orch compose` semantics on busybox stacks, end to end: deploy.restart_policy timing,
 `network_mode: service:`, a remembered rollback, `up --no-build` and `--quiet-pull`."""
 
-import json
 import time
 
 import pytest

@@ -61,7 +61,7 @@ def crashed(*, started, finished, restarts, streak):
 def run_crash_loop(policy: RestartPolicy, run_seconds: float, limit: int = 10) -> list[float]:
     """Start times of a container that crashes after `run_seconds`, each restart performed at
     the moment the decider allows it; stops when the decider gives up (or after `limit`)."""
-    starts, restarts, streak, now = [0.0], 0, 0, 0.0
+    starts, restarts, streak = [0.0], 0, 0
     for _ in range(limit):
         finished = starts[-1] + run_seconds
         d = classify_exit(policy, crashed(started=starts[-1], finished=finished, restarts=restarts, streak=streak), now=finished)
