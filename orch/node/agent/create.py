@@ -33,6 +33,8 @@ def build_container(node, cid: str, name: str, req) -> dict:
     # Networks and volumes (wiring.py): the namespace to join, the mounts, the record's fields.
     wired = wiring.prepare_create(node, cid, req, image, mounts)
     namespaces = tuple(ns for ns in NAMESPACES if ns not in wired.drop_namespaces)
+    if wired.hostname:
+        hostname = wired.hostname  # --network container:X: X's hostname, as docker gives it
     if wired.net["mode"] == "host" and not req.hostname:
         hostname = os.uname().nodename
         namespaces = tuple(ns for ns in namespaces if ns != "uts")  # docker shares uts with host networking

@@ -24,6 +24,11 @@ class HealthcheckBody(Body):
 class RestartPolicyBody(Body):
     name: Literal["no", "always", "on-failure", "unless-stopped", ""] = "no"
     maximum_retry_count: int = Field(default=0, ge=0)
+    # deploy.restart_policy (swarm's): attempts for any policy, a fixed delay between restarts
+    # instead of the doubling back-off, and how long a run must last to count as a success.
+    max_attempts: int = Field(default=0, ge=0)
+    delay: float | None = Field(default=None, ge=0)
+    window: float | None = Field(default=None, ge=0)
 
 
 class NetworkAttachment(Body):

@@ -29,6 +29,7 @@ class Prepared:
     mounts: tuple[Mount, ...]  # for ContainerConfig.mounts
     rootfs_mounts: tuple[Mount, ...]  # the store's, with the init layer on top (see with_init_layer)
     joined: dict | None  # the record whose network namespace a container: mode joins
+    hostname: str | None = None  # the joined container's: docker copies it (Config.Hostname)
 
 
 def _field(req, name, default):
@@ -44,10 +45,13 @@ def prepare_create(node, cid: str, req, image, rootfs_mounts) -> Prepared:
         networks=[n.model_dump() for n in _field(req, "networks", [])],
         ports=[p.model_dump() for p in _field(req, "ports", [])], publish_all=_field(req, "publish_all", False),
         exposed=inner.get("ExposedPorts") or {}, dns=_field(req, "dns", []), dns_search=_field(req, "dns_search", []),
-        extra_hosts=_field(req, "extra_hosts", []))
+        extra_hosts=_field(req, "extra_hosts", []), hostname=_field(req, "hostname", None))
     joined = None
     if net["mode"] == "container":
         joined = node.get(net["container"])
+        # A container that itself shares another's namespace: the namespace is that other's.
+        while joined.get("_net", {}).get("mode") == "container" and joined["_net"]["container"] in node.records:
+            joined = node.records[joined["_net"]["container"]]
         net["container"] = joined["Id"]
     volumes_from = []
     for spec in _field(req, "volumes_from", []):
@@ -73,7 +77,8 @@ def prepare_create(node, cid: str, req, image, rootfs_mounts) -> Prepared:
             mounts.append(Mount("tmpfs", "tmpfs", e["target"], options))
     drop, netns_path, files = node.net.config_parts(net, cid, node.store.path(cid), joined)
     # The /etc files first: a user's bind over /etc/hosts must win, so theirs comes later.
-    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), with_init_layer(rootfs_mounts, init_layer(node.root)), joined)
+    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), with_init_layer(rootfs_mounts, init_layer(node.root)), joined,
+                    hostname=joined["Config"]["Hostname"] if joined else None)
 
 
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")

@@ -58,6 +58,11 @@ services:
     ("always", "{condition: on-failure, max_attempts: 2}", {"name": "on-failure", "maximum_retry_count": 2}),
     (None, "{condition: any}", {"name": "always", "maximum_retry_count": 0}),
     (None, "{condition: none}", {"name": "no", "maximum_retry_count": 0}),
+    (None, "{condition: none, delay: 2s, max_attempts: 3}", {"name": "no", "maximum_retry_count": 0}),
+    (None, "{delay: 1s, max_attempts: 2}", {"name": "always", "maximum_retry_count": 0, "max_attempts": 2, "delay": 1.0}),
+    (None, "{condition: on-failure, delay: 500ms, max_attempts: 4, window: 1m}",
+     {"name": "on-failure", "maximum_retry_count": 4, "delay": 0.5, "window": 60.0}),
+    (None, "{condition: any, window: 10s}", {"name": "always", "maximum_retry_count": 0, "window": 10.0}),
 ])
 def test_restart_policy_table(tmp_path, restart, deploy, expected):
     text = "services:\n  s:\n    image: busybox\n"
@@ -195,3 +200,42 @@ def test_a_changed_security_key_changes_the_config_hash(tmp_path, change):
 def test_security_keys_are_not_listed_as_unsupported(tmp_path):
     project = load(tmp_path, SECURITY.format(sysctls="[net.core.somaxconn=1]"))
     assert project.unsupported() == []
+
+
+def test_network_mode_service_joins_the_given_container(tmp_path):
+    p = load(tmp_path, """
+services:
+  vpn: {image: busybox}
+  app: {image: busybox, network_mode: "service:vpn"}
+""")
+    b = body(p, "app", network_container="c0ffee")
+    assert b["network_mode"] == "container:c0ffee" and "networks" not in b
+    with pytest.raises(InvalidArgument, match=r"^service app: network_mode service:vpn needs a container of service vpn; "
+                                              r"start vpn first \(orch compose up vpn\)$"):
+        body(p, "app")
+
+
+def test_observed_network_container_comes_from_network_mode():
+    def rec(mode):
+        return {"Id": "x", "Name": "/p-app-1", "Config": {"Labels": {t.SERVICE: "app", t.NUMBER: "1"}},
+                "HostConfig": {"NetworkMode": mode}, "State": {"Status": "running"}}
+
+    seen = observed_from_records("p", [rec("container:abc"), rec("p_default"), rec("host")]).containers
+    assert [c.network_container for c in seen] == ["abc", None, None]
+
+
+class _Svc:
+    def __init__(self, network_mode=None):
+        self.network_mode = network_mode
+
+
+@pytest.mark.parametrize("name, selected, joiners, waves", [
+    ("all: owners first, then who joins them, then who joins those", [], True, [["db", "vpn"], ["app"], ["sidecar"]]),
+    ("restart vpn brings app and sidecar after it", ["vpn"], True, [["vpn"], ["app"], ["sidecar"]]),
+    ("--no-deps: only what was named", ["vpn"], False, [["vpn"]]),
+    ("a joiner alone restarts alone", ["app"], True, [["app"], ["sidecar"]]),
+    ("unrelated services", ["db"], True, [["db"]]),
+])
+def test_compute_network_waves(name, selected, joiners, waves):
+    services = {"vpn": _Svc(), "app": _Svc("service:vpn"), "sidecar": _Svc("service:app"), "db": _Svc("host")}
+    assert t.compute_network_waves(services, selected, joiners=joiners) == waves, name
