@@ -23,6 +23,11 @@ STDIO = (0, 1, 2)
 
 def run(prog: str, argv: list[str]) -> int:
     trace = _Trace() if os.environ.get("ORCH_TRACE") else None
+    for fd in STDIO:  # a closed one would be taken by our socket, and sent as the container's
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
     sock = _connect()
     _forward_signals(sock)  # from the start: a Ctrl-C right after the program's first output counts
     request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "tty_in": os.isatty(0), "trace": bool(trace)}
