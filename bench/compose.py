@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.peers import private_dockerd  # noqa: E402
 CACHE = Path(os.environ.get("ORCH_TEST_CACHE", "/var/cache/orch-test"))
 
 
@@ -101,37 +102,18 @@ def bench_orch(stack: Path, runs: int) -> dict:
 
 
 def bench_docker(stack: Path, runs: int) -> dict | None:
-    if not shutil.which("dockerd") or not shutil.which("docker-compose"):
-        print("docker-compose   skipped: needs dockerd and docker-compose (apt-get install docker.io docker-compose)")
+    if not shutil.which("docker-compose"):
+        print("docker-compose   skipped: needs docker-compose (apt-get install docker-compose)")
         return None
-    base = Path(tempfile.mkdtemp(prefix="orch-bench-docker-"))
-    sock = base / "docker.sock"
-    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", COMPOSE_INTERACTIVE_NO_CLI="1")
-    log = open(base / "dockerd.log", "w")
-    daemon = subprocess.Popen(
-        ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"), "--pidfile", str(base / "docker.pid"),
-         "--host", f"unix://{sock}", "--iptables=false", "--ip-masq=false", "--bridge=none"],
-        stdout=log, stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                print(f"docker-compose   skipped: dockerd did not start (see {base / 'dockerd.log'})")
-                return None
-            time.sleep(0.2)
-        run(["docker", "load", "-i", str(busybox_archive())], env=env)
+    with private_dockerd(busybox_archive()) as env:
+        if isinstance(env, str):
+            print(f"docker-compose   skipped: {env}")
+            return None
         compose = ["docker-compose", "-f", str(stack), "-p", "benchdocker"]
-        return measure("docker-compose", compose + ["up", "-d"], compose + ["down"], runs, env=env)
-    finally:
-        subprocess.run(["docker-compose", "-f", str(stack), "-p", "benchdocker", "down", "-v"], env=env, capture_output=True)
-        daemon.terminate()
         try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        log.close()
-        _umount_under(base)
-        shutil.rmtree(base, ignore_errors=True)
+            return measure("docker-compose", compose + ["up", "-d"], compose + ["down"], runs, env=env)
+        finally:
+            subprocess.run(compose + ["down", "-v"], env=env, capture_output=True)
 
 
 def bench_podman(stack: Path, runs: int) -> dict | None:
@@ -163,12 +145,6 @@ def _stop_pidfile(path: Path) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.02)
-
-
-def _umount_under(base: Path) -> None:
-    mounts = [line.split()[1] for line in open("/proc/self/mounts") if line.split()[1].startswith(str(base))]
-    for m in sorted(mounts, key=len, reverse=True):
-        subprocess.run(["umount", "-l", m], capture_output=True)
 
 
 def main() -> int:

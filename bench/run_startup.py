@@ -14,8 +14,9 @@ What it sets up, all under a temporary directory removed at the end:
   machine's hybrid cgroups;
 - podman: the same image loaded with `podman load` (docker-archive from `orch save`'s code),
   `podman run --rm --network none|host`.
-- docker: used only when a daemon answers (`docker info`); this script does not install or
-  start dockerd, because dockerd rewrites the host's iptables, which other tests here use.
+- docker: the machine's daemon when one answers (`docker info`), else a private dockerd
+  (bench/peers.py: own data root and socket, no iptables rules, no bridge) with busybox loaded
+  from the same docker-archive, stopped and removed at the end.
 
 Needs: apt-get install hyperfine runc crun podman (each one missing is reported as "not
 available: why"). Timings come from hyperfine (-N: no shell, 3 warm-up runs).
@@ -24,6 +25,7 @@ where orch's time goes (`python -X importtime` of the CLI, `strace -c -f` of one
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +39,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.peers import private_dockerd  # noqa: E402
 
 
 def have(tool: str) -> bool:
@@ -188,10 +191,16 @@ def podman_flags(node: OrchNode, base: Path) -> list[str] | str:
 def where_time_goes(node: OrchNode) -> None:
     print("\nWhere orch's time goes (`orch run --rm --network none busybox true`):")
     phases: dict[str, list[float]] = {}
+    agent: dict[str, list[float]] = {}
     for _ in range(9):
         proc = subprocess.run(node.cmd("run", "--rm", "--network", "none", "busybox", "true"), env=dict(node.env, ORCH_TRACE="1"), capture_output=True, text=True)
         for line in proc.stderr.splitlines():
-            if line.startswith("orch-trace "):
+            if line.startswith("orch-trace agent: "):
+                # "orch-trace agent: parsed +0.2, created +1.9, ... ms": the agent's own steps
+                for step in line[len("orch-trace agent: "):].removesuffix(" ms").split(", "):
+                    what, _, ms = step.partition(" +")
+                    agent.setdefault(what, []).append(float(ms))
+            elif line.startswith("orch-trace "):
                 _, what, ms, _unit = line.split()
                 phases.setdefault(what, []).append(float(ms))
     last = 0.0
@@ -201,6 +210,8 @@ def where_time_goes(node: OrchNode) -> None:
         steps.append(f"{what} +{m - last:.1f}")
         last = m
     print("  CLI phases, median ms since exec (ORCH_TRACE=1; exec time has 10 ms resolution): " + ", ".join(steps))
+    if agent:
+        print("  the agent's steps, median ms each: " + ", ".join(f"{what} {statistics.median(v):.1f}" for what, v in agent.items()))
     proc = subprocess.run([sys.executable, "-X", "importtime", *node.python_args("run", "--rm", "--network", "none", "busybox", "true")],
                           env=node.env, capture_output=True, text=True)
     rows = [line.split("|") for line in proc.stderr.splitlines() if line.startswith("import time:") and "|" in line]
@@ -226,6 +237,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="orch-bench-"))
     node = OrchNode(base)
     unavailable: dict[str, str] = {}
+    peers = contextlib.ExitStack()  # a private dockerd, when the machine runs none
     try:
         node.setup()
         env = dict(node.env)
@@ -258,11 +270,20 @@ def main() -> int:
                     commands[f"podman/{net}"] = ["podman", "run", *flags, "--rm", "--network", net, "busybox", "true"]
         else:
             unavailable["podman"] = "not installed (apt-get install podman)"
+        docker = None
         if have("docker") and subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0:
-            for net in ("none", "host"):
-                commands[f"docker/{net}"] = ["docker", "run", "--rm", "--network", net, "busybox", "true"]
+            docker = ["docker"]  # the machine's own daemon
         else:
-            unavailable["docker"] = "no docker daemon answers (the CLI alone is installed); not started here because dockerd rewrites iptables"
+            archive = base / "busybox-docker.tar"
+            node.store.save(["busybox:latest"], archive)
+            daemon = peers.enter_context(private_dockerd(archive))
+            if isinstance(daemon, str):
+                unavailable["docker"] = daemon
+            else:
+                docker = ["docker", "-H", daemon["DOCKER_HOST"]]
+        if docker:
+            for net in ("none", "host"):
+                commands[f"docker/{net}"] = [*docker, "run", "--rm", "--network", net, "busybox", "true"]
         floors = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "python -S -c pass": [sys.executable, "-S", "-c", "pass"],
@@ -296,6 +317,7 @@ def main() -> int:
         print(f"\norch target: <= 25 ms from the CLI's start to its exit without a network; measured {medians.get('orch/none', float('nan')) * 1000:.1f} ms")
         where_time_goes(node)
     finally:
+        peers.close()
         node.stop()
         for tool, state in (("runc", base / "runc-state"), ("crun", base / "crun-state")):
             if state.exists():

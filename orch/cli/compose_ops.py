@@ -11,7 +11,7 @@ import sys
 import time
 
 from orch.cli.compose_up import open_stack, parse_scale, parser
-from orch.errors import InvalidArgument, NotFound
+from orch.errors import InvalidArgument, NotFound, OrchError
 
 PS_TABLE = "table {{.Name}}\t{{.Image}}\t{{.Command}}\t{{.Service}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}"
 PS_HEADERS = {"Name": "NAME", "Image": "IMAGE", "Command": "COMMAND", "Service": "SERVICE", "RunningFor": "CREATED",
@@ -142,8 +142,35 @@ def stop(prog, argv):
 
 
 def restart(prog, argv):
-    return _each(prog, argv, "Restart services", "restart", "/containers/{id}/restart", "Restarted",
-                 extra=lambda p: p.add_argument("-t", "--timeout", type=int))
+    """docker compose restart: the services' containers, with the services that share their
+    network namespace (network_mode: service:X) restarted after them, unless --no-deps."""
+    p = parser(prog, "Restart services")
+    p.add_argument("-t", "--timeout", type=int)
+    p.add_argument("--no-deps", action="store_true", help="do not restart the services that share their network")
+    p.add_argument("services", nargs="*", metavar="SERVICE")
+    a = p.parse_args(argv)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orch.compose.translate import compute_network_waves
+
+    stack = open_stack(a)
+    _service_records(stack, a.services)  # an unknown service is an error before anything restarts
+    query = "" if a.timeout is None else f"?t={a.timeout}"
+    failed = []
+
+    def one(r):
+        name = r["Name"].lstrip("/")
+        try:
+            stack.client.call("POST", f"/containers/{r['Id']}/restart{query}")
+            stack.report.done("Container", name, "Restarted")
+        except OrchError as err:
+            stack.report.failed("Container", name, str(err))
+            failed.append(name)
+
+    for wave in compute_network_waves(stack.project.services, a.services, joiners=not a.no_deps):
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(one, _service_records(stack, wave)))
+    return 1 if failed else 0
 
 
 def pause(prog, argv):
@@ -273,7 +300,8 @@ def run(prog, argv):
     name = a.name or f"{stack.name}-{a.service}-run-{secrets.token_hex(6)}"
     body = t.compute_create_body(stack.project, a.service, svc, number=1, config_hash="oneoff", image=svc.image,
                                  os_environ=dict(os.environ), networking=stack.networking, oneoff=True, cname=name,
-                                 command=a.command or None)
+                                 command=a.command or None,
+                                 network_container=stack.network_container_of(a.service))
     body["env"] += a.env
     tty = not a.no_tty and os.isatty(0) and os.isatty(1)
     body["tty"], body["open_stdin"], body["auto_remove"] = tty, not a.detach, a.rm

@@ -54,15 +54,16 @@ def main(prog: str, argv: list[str]) -> int:
     p.add_argument("--remove-orphans", action="store_true")
     p.add_argument("--force-recreate", action="store_true")
     p.add_argument("--no-deps", action="store_true")
-    p.add_argument("--no-build", action="store_true")
-    p.add_argument("-q", "--quiet-pull", action="store_true")
+    p.add_argument("--no-build", action="store_true", help="never build; a missing image of a buildable service is an error")
+    p.add_argument("--quiet-pull", action="store_true", help="pull without printing progress")
     p.add_argument("services", nargs="*", metavar="SERVICE")
     a = p.parse_args(argv)
     from orch.scheduler.model import ReconcileOptions
 
     stack = open_stack(a)
+    stack.quiet_pull = a.quiet_pull
     selected = _with_deps(stack.project, a.services, a.no_deps)
-    stack.resolve_images(selected, build=a.build, pull=a.pull == "always")
+    stack.resolve_images(selected, build=a.build, pull=a.pull == "always", no_build=a.no_build)
     stack.ensure_resources(selected)
     options = ReconcileOptions(
         force_recreate=a.force_recreate, no_deps=a.no_deps, remove_orphans=a.remove_orphans,
@@ -127,7 +128,9 @@ def plan(prog: str, argv: list[str]) -> int:
     )
     now = time.time()
     try:
-        result = plan_reconcile(stack.desired(), stack.observe(), now=now, options=options)
+        desired = stack.desired()
+        stack.recall(desired, options, report=False, persist=False)  # a rolled back update shows as a warning
+        result = plan_reconcile(desired, stack.observe(), now=now, options=options)
     except NotFound as err:
         raise InvalidArgument(str(err)) from None
     print(result.explain(now=now))

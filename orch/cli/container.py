@@ -93,6 +93,9 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     from orch.cli.wireflags import add_flags
 
     add_flags(p)  # networks, ports, mounts
+    from orch.cli.security_flags import add_flags
+
+    add_flags(p)  # capabilities, read-only root, sysctls, ulimits
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -131,6 +134,9 @@ def _create_body(a, environ=None, cwd: str | None = None) -> dict:
         else:
             raise InvalidArgument(f"unknown log option {key!r}; json-file takes max-size and max-file")
     from orch.cli.supervision_flags import apply_flags
+
+    apply_flags(a, body)
+    from orch.cli.security_flags import apply_flags
 
     apply_flags(a, body)
     return body

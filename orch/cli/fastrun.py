@@ -23,9 +23,14 @@ STDIO = (0, 1, 2)
 
 def run(prog: str, argv: list[str]) -> int:
     trace = _Trace() if os.environ.get("ORCH_TRACE") else None
+    for fd in STDIO:  # a closed one would be taken by our socket, and sent as the container's
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
     sock = _connect()
     _forward_signals(sock)  # from the start: a Ctrl-C right after the program's first output counts
-    request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "tty_in": os.isatty(0)}
+    request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "tty_in": os.isatty(0), "trace": bool(trace)}
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in STDIO)
     sock.sendmsg([marshal.dumps(request)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
     trace and trace("sent")
@@ -41,6 +46,8 @@ def run(prog: str, argv: list[str]) -> int:
                 _write(1, msg["out"])
             if "err" in msg:
                 _write(2, msg["err"])
+            if "trace" in msg:
+                _write(2, f"orch-trace agent: {msg['trace']} ms\n")
             if msg.get("attach") == "tty":
                 restore = _raw_mode(sock)
             if msg.get("started"):

@@ -26,8 +26,7 @@ def clone_body(record: dict, *, name: str, number: int) -> dict:
         "tty": bool(config.get("Tty")),
         "open_stdin": bool(config.get("OpenStdin")),
         "init": bool(host.get("Init")),
-        "restart_policy": {"name": (host.get("RestartPolicy") or {}).get("Name") or "no",
-                           "maximum_retry_count": (host.get("RestartPolicy") or {}).get("MaximumRetryCount") or 0},
+        "restart_policy": _restart_policy(host.get("RestartPolicy") or {}),
     }
     if config.get("Cmd") is not None:
         body["cmd"] = list(config["Cmd"])
@@ -70,4 +69,30 @@ def clone_body(record: dict, *, name: str, number: int) -> dict:
         mounts.append({"type": kind, "source": source, "target": m["Destination"], "read_only": not m.get("RW", True)})
     if mounts:
         body["mounts"] = mounts
+    body.update(_security(host))
+    return body
+
+
+def _security(host: dict) -> dict:
+    """Capabilities, read-only root, sysctls and ulimits, from docker's HostConfig names."""
+    out: dict = {}
+    for key, field in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop")):
+        if host.get(key):
+            out[field] = list(host[key])
+    if host.get("ReadonlyRootfs"):
+        out["read_only"] = True
+    if host.get("Sysctls"):
+        out["sysctls"] = dict(host["Sysctls"])
+    if host.get("Ulimits"):
+        out["ulimits"] = [{"name": u["Name"], "soft": u["Soft"], "hard": u["Hard"]} for u in host["Ulimits"]]
+    return out
+
+
+def _restart_policy(policy: dict) -> dict:
+    body = {"name": policy.get("Name") or "no", "maximum_retry_count": policy.get("MaximumRetryCount") or 0}
+    if policy.get("MaxAttempts"):
+        body["max_attempts"] = policy["MaxAttempts"]
+    for key, field in (("Delay", "delay"), ("Window", "window")):
+        if policy.get(key) is not None:
+            body[field] = policy[key] / NS
     return body

@@ -34,6 +34,8 @@ POLL = 0.1
 # one request in about 700 on a loaded 2-core machine (a proxy resolved, was descheduled,
 # then connected to a replica already stopping); 2 s leaves room for such stalls.
 DRAIN_SECONDS = 2.0
+# The pull events that end a layer: compose prints these under the image's Pulling line.
+LAYER_DONE = ("Pull complete", "Already exists")
 # A new replica created with this label is unnamed in DNS from its first network setup on, in
 # the agent, until `drain?undo=1` (orch.node.agent.networking.START_DRAINED, the same text): a
 # drain requested after the create would leave a moment when its names answer while nothing
@@ -85,6 +87,10 @@ class Stack:
         self._serving: set[str] = set()  # services with a running, ready replica (this pass)
         self._unready: set[str] = set()  # new replicas kept out of DNS until healthy
         self._cloned: dict[str, dict] = {}  # rollback sources read before their removal
+        self.quiet_pull = False  # up --quiet-pull: no pull progress
+        self.remembered: dict[str, dict] = {}  # updates rolled back by an earlier up (compose.memory)
+        self._memory_doc: dict = {}
+        self._last_observed: ObservedState | None = None
 
     # -- the node's capabilities ----------------------------------------------------------------
     @property
@@ -99,14 +105,25 @@ class Stack:
         return self._networking
 
     # -- images -------------------------------------------------------------------------------
-    def resolve_images(self, services=None, *, build: bool = False, pull: bool = False) -> dict[str, str]:
+    def resolve_images(self, services=None, *, build: bool = False, pull: bool = False, no_build: bool = False) -> dict[str, str]:
         """Each service's image id: built when it has `build:` and is missing (or with --build),
-        pulled with --pull or when missing and not buildable."""
+        pulled with --pull or when missing and not buildable. With `no_build` (up --no-build)
+        nothing is built: a buildable service whose image is missing is an error, as in compose,
+        rather than a pull of an image that only exists as a build."""
+        if build and no_build:
+            raise InvalidArgument("--build and --no-build are incompatible; drop one of them")
         names = list(services or self.project.services)
         built: set[str] = set()
         for name in names:
             svc = self.project.services[name]
-            if svc.build is not None and svc.image not in built and (build or self._image_id(svc.image) is None):
+            if svc.build is None or svc.image in built:
+                continue
+            if no_build:
+                if not pull and self._image_id(svc.image) is None:
+                    raise NotFound(f"service {name}: image {svc.image} is missing and --no-build forbids building it; "
+                                   f"run 'orch compose build {name}' first, or up without --no-build")
+                continue
+            if build or self._image_id(svc.image) is None:
                 self.build_service(name)
                 built.add(svc.image)
         for name in names:
@@ -167,9 +184,13 @@ class Stack:
         return image_id or ""
 
     def pull(self, ref: str, service: str) -> None:
+        """Pull `ref` through the agent. Progress (the Pulling line and one line per layer as it
+        completes, as compose nests them under the image) is left out with up --quiet-pull;
+        the result line and errors are not progress and stay."""
         import json
 
-        self.report.once(f" ⠿ Image {ref:<32} Pulling")
+        if not self.quiet_pull:
+            self.report.once(f" ⠿ Image {ref:<32} Pulling")
         try:
             buf = b""
             for chunk in self.client.stream("POST", "/images/pull", {"ref": ref}):
@@ -182,6 +203,8 @@ class Stack:
                         from orch.errors import from_kind
 
                         raise from_kind(event.get("kind", "error"), event["error"])
+                    if not self.quiet_pull and event.get("id") and not event.get("progressDetail") and event.get("status") in LAYER_DONE:
+                        self.report.once(f"   ✔ {event['id']} {event['status']}")
         except OrchError as err:
             raise NotFound(f"image {ref} of service {service} is not on this node and could not be pulled ({err}); "
                            "bootstrap or build it first (orch bootstrap, or give the service a build:)") from None
@@ -247,9 +270,36 @@ class Stack:
 
     def observe(self) -> ObservedState:
         observed = observed_from_records(self.name, self.records())
-        if self.rolled_back:
-            observed = ObservedState(observed.project, observed.containers, rolled_back=dict(self.rolled_back))
+        self._last_observed = observed
+        rolled_back = {name: entry["hash"] for name, entry in self.remembered.items()} | self.rolled_back
+        if rolled_back:
+            observed = ObservedState(observed.project, observed.containers, rolled_back=rolled_back)
         return observed
+
+    def recall(self, desired, options: ReconcileOptions, *, report: bool = True, persist: bool = True) -> None:
+        """Read the updates earlier `up`s rolled back (orch.compose.memory) before planning;
+        drop the entries the stack file or --force-recreate made obsolete (on the node too,
+        with `persist`; `plan` only looks)."""
+        from orch.compose import memory
+
+        doc = memory.load(self.client, self.name)
+        forced = set(options.services or desired.services) if options.force_recreate else set()
+        hashes = {name: svc.config_hash for name, svc in desired.services.items()}
+        self.remembered = memory.compute_remembered(doc, hashes, forced)
+        self._memory_doc = dict(doc, rolled_back=dict(self.remembered))
+        if persist and self.remembered != (doc.get("rolled_back") or {}):
+            memory.save(self.client, self.name, self._memory_doc)
+        selected = set(options.services or desired.services)
+        for name, entry in sorted(self.remembered.items()):
+            if report and name in selected:
+                self.report.once(f" ! Service {name:<30} Rolled back: {memory.describe(name, entry)}")
+
+    def _remember(self, action) -> None:
+        from orch.compose import memory
+
+        entry = {"hash": action.config_hash, "reason": action.reason, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._memory_doc = dict(self._memory_doc, rolled_back={**(self._memory_doc.get("rolled_back") or {}), action.service: entry})
+        memory.save(self.client, self.name, self._memory_doc)
 
     def desired(self):
         from orch.scheduler.desired import desired_from_project
@@ -307,6 +357,7 @@ class Stack:
             self.report.done("Container", a.name, "Removed")
         elif a.kind == "rollback":
             self.rolled_back[a.service] = a.config_hash
+            self._remember(a)
             self.report.once(f" ! Service {a.service:<30} Rolled back: {a.reason}")
 
     def _create(self, a) -> None:
@@ -316,9 +367,14 @@ class Stack:
 
             body = clone_body(self._cloned.get(a.clone_from) or self.client.call("GET", f"/containers/{a.clone_from}/json"),
                               name=a.name, number=a.number)
+            joins = self.network_container_of(a.service)
+            if joins:  # the old configuration's owner may have been replaced since
+                body["network_mode"] = f"container:{joins}"
         else:
+            joins = self.network_container_of(a.service)
             body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
-                                         image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name)
+                                         image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name,
+                                         network_container=joins)
         # A replica that joins others that serve: unnamed in DNS until it is healthy.
         drained = self.draining and self.networking and svc.healthcheck is not None and a.service in self._serving
         labels = {k: v for k, v in (body.get("labels") or {}).items() if k != START_DRAINED}  # a clone's too
@@ -327,6 +383,25 @@ class Stack:
         if drained:
             self._unready.add(created["Id"])
         self.client.call("POST", f"/containers/{created['Id']}/start")
+
+    def network_container_of(self, service: str) -> str | None:
+        """The container a network_mode: service:X service joins (compose's container:<id>), or
+        None for other services and on a node without networks."""
+        svc = self.project.services[service]
+        if not (svc.network_mode or "").startswith("service:") or not self.networking:
+            return None
+        return self._network_container(service, svc)
+
+    def _network_container(self, service: str, svc) -> str | None:
+        """network_mode: service:X: the container of X to join, as compose picks it: the
+        lowest-numbered one that runs (the reconciler starts this service only after X's)."""
+        other = svc.network_mode.removeprefix("service:")
+        observed = self._last_observed or self.observe()
+        mine = sorted((c for c in observed.containers if c.service == other and not c.one_off), key=lambda c: (not c.running, c.number))
+        if not mine:
+            raise InvalidArgument(f"service {service}: network_mode service:{other} needs a container of service {other}; "
+                                  f"start {other} first (orch compose up {other})")
+        return mine[0].id
 
     def _name_ready(self, observed) -> None:
         """Give DNS names back to drained new replicas that turned healthy."""
@@ -362,6 +437,8 @@ class Stack:
         from orch.scheduler.reconcile import plan_reconcile
 
         desired = self.desired()
+        self.recall(desired, options)
+        selected = set(options.services or desired.services)
         self.draining = True
         deadline = None if timeout is None else time.monotonic() + timeout
         acted = False
@@ -371,7 +448,8 @@ class Stack:
             self._serving = {c.service for c in observed.containers if c.running and c.health in ("none", "healthy")}
             plan = plan_reconcile(desired, observed, now=time.time(), options=options)
             for text in plan.warnings:
-                self.report.once(f"WARN[0000] {text}")
+                if not any(text.startswith(f"service {name}: the update to hash ") for name in self.remembered):
+                    self.report.once(f"WARN[0000] {text}")  # (a remembered rollback has its own line)
             actions = [a for a in plan.actions if not _policy_restart(a)]
             if actions:
                 self.apply(Plan(plan.project, tuple(actions)))
@@ -387,8 +465,9 @@ class Stack:
                     for c in observed.containers:
                         if not c.one_off and c.service in (options.services or desired.services) and c.running:
                             self.report.done("Container", c.name, "Running")
-                if self.rolled_back:
-                    # The stack runs, but not as the file says: a failed update was rolled back.
+                if self.rolled_back or selected & set(self.remembered):
+                    # The stack runs, but not as the file says: a failed update was rolled back
+                    # (by this up, or by an earlier one whose file is still the same).
                     return 1
                 if not wait:
                     return 0
@@ -425,6 +504,9 @@ class Stack:
         for text in plan.warnings:
             self.report.once(f"WARN[0000] {text}")
         self.apply(plan)
+        from orch.compose import memory
+
+        memory.forget(self.client, self.name)  # the stack is gone: so are its rolled back updates
         if self.networking:
             self._remove_labelled("networks", "Network")
             if volumes:

@@ -41,12 +41,19 @@ def observed_from_records(project: str, records: list[dict]) -> ObservedState:
             restart_count=int(r.get("RestartCount") or 0),
             stopped_by_user=False if state.get("Restarting") else state["Status"] == "exited" and _stopped_by_user(r),
             one_off=labels.get(t.ONEOFF) == "True",
+            network_container=_network_container(r),
         ))
     return ObservedState(project, tuple(containers))
 
 
 def _labels(r: dict) -> dict:
     return (r.get("Config") or {}).get("Labels") or r.get("Labels") or {}
+
+
+def _network_container(r: dict) -> str | None:
+    """The id in HostConfig.NetworkMode "container:<id>" (network_mode: service:X), else None."""
+    mode = (r.get("HostConfig") or {}).get("NetworkMode") or ""
+    return mode.removeprefix("container:") if mode.startswith("container:") else None
 
 
 def _number(r: dict) -> int:

@@ -92,8 +92,20 @@ def compute_restart_policy(service) -> dict:
     """The agent's restart policy: deploy.restart_policy when given, else `restart:`."""
     policy = service.deploy.restart_policy if service.deploy else None
     if policy is not None:
+        # Swarm's policy: a fixed delay between restarts, max_attempts for any condition, and
+        # a window a restart must stay up to count as a success. on-failure keeps docker's
+        # MaximumRetryCount; the other conditions carry max_attempts in a field of their own,
+        # since docker's HostConfig refuses a retry count for `always`.
         name = {"none": "no", "on-failure": "on-failure", "any": "always", None: "always"}[policy.condition]
-        return {"name": name, "maximum_retry_count": (policy.max_attempts or 0) if name == "on-failure" else 0}
+        body = {"name": name, "maximum_retry_count": (policy.max_attempts or 0) if name == "on-failure" else 0}
+        if name != "no":
+            if policy.max_attempts and name != "on-failure":
+                body["max_attempts"] = policy.max_attempts
+            for key in ("delay", "window"):
+                value = _seconds(getattr(policy, key))
+                if value is not None:
+                    body[key] = value
+        return body
     text = (service.restart or "no").strip()
     name, _, count = text.partition(":")
     return {"name": name, "maximum_retry_count": int(count) if count.isdigit() else 0}
@@ -131,13 +143,20 @@ def compute_mounts(project, service) -> list[dict]:
     return mounts
 
 
-def compute_networks(project, name: str, service, cname: str) -> tuple[str, list[dict]]:
+def compute_networks(project, name: str, service, cname: str, network_container: str | None = None) -> tuple[str, list[dict]]:
     """(network_mode, networks): the primary network first, each with the DNS aliases
-    compose gives (the service name and the container name, plus the service's own)."""
+    compose gives (the service name and the container name, plus the service's own).
+
+    network_mode: service:X becomes docker's container:<id of X's container>, as compose
+    resolves it; the executor gives the container (`network_container`)."""
     mode = service.network_mode
     if mode:
         if mode.startswith("service:"):
-            raise InvalidArgument(f"service {name}: network_mode service: is not supported yet; use a shared network")
+            if not network_container:
+                other = mode.removeprefix("service:")
+                raise InvalidArgument(f"service {name}: network_mode {mode} needs a container of service {other}; "
+                                      f"start {other} first (orch compose up {other})")
+            return f"container:{network_container}", []
         return mode, []
     entries = []
     for key, options in (service.networks or {"default": None}).items():
@@ -157,9 +176,45 @@ def compute_ports(service) -> list[dict]:
     return ports
 
 
+def compute_security(name: str, service) -> dict:
+    """cap_add, cap_drop, read_only, privileged, sysctls (list or map) and ulimits (a number
+    or {soft, hard}) as the agent's fields, checked with the node's rules so a mistake names
+    the service and key before anything is created."""
+    from orch.node.runtime import security
+
+    body: dict[str, Any] = {}
+    where = f"service {name}"
+    if service.privileged:
+        raise InvalidArgument(f"{where}: privileged: true is not supported by orch (it would hand the container the host's "
+                              "devices and every capability); grant only what it needs with cap_add")
+    add, drop = security.compute_cap_add_drop(service.cap_add or (), service.cap_drop or (),
+                                              add_where=f"{where}: cap_add", drop_where=f"{where}: cap_drop")
+    if add:
+        body["cap_add"] = list(add)
+    if drop:
+        body["cap_drop"] = list(drop)
+    if service.read_only:
+        body["read_only"] = True
+    if service.sysctls:
+        sysctls = {}
+        for key, value in service.sysctls.items():
+            if value is None:
+                raise InvalidArgument(f"{where}: sysctls.{key} has no value; write {key}=VALUE")
+            sysctls[key] = str(value)
+        # network_mode: host shares the host's network namespace; the agent would refuse too,
+        # but here the message can name the service.
+        security.check_sysctls(sysctls, namespaces=("ipc",), own_netns=service.network_mode != "host", where=f"{where}: sysctls")
+        body["sysctls"] = sysctls
+    if service.ulimits:
+        body["ulimits"] = [dict(zip(("name", "soft", "hard"), security.check_ulimit(key, int(u.soft), int(u.hard), f"{where}: ulimits")))
+                           for key, u in service.ulimits.items()]
+    return body
+
+
 def compute_create_body(project, name: str, service, *, number: int, config_hash: str, image: str,
                         os_environ: dict[str, str], networking: bool, oneoff: bool = False,
-                        cname: str | None = None, command: list[str] | None = None) -> dict:
+                        cname: str | None = None, command: list[str] | None = None,
+                        network_container: str | None = None) -> dict:
     cname = cname or container_name(project.name, name, number, service.container_name)
     body: dict[str, Any] = {
         "image": image,
@@ -193,10 +248,11 @@ def compute_create_body(project, name: str, service, *, number: int, config_hash
             body["nano_cpus"] = int(float(limits.cpus) * 1e9)
         if limits.pids:
             body["pids_limit"] = int(limits.pids)
+    body.update(compute_security(name, service))
     mounts = compute_mounts(project, service)
     ports = [] if oneoff else compute_ports(service)
     if networking:
-        mode, networks = compute_networks(project, name, service, cname)
+        mode, networks = compute_networks(project, name, service, cname, network_container)
         body["network_mode"] = mode
         if networks:
             body["networks"] = networks
@@ -221,3 +277,31 @@ def compute_create_body(project, name: str, service, *, number: int, config_hash
         if mounts:
             raise InvalidArgument(f"service {name} has volumes, tmpfs, secrets or configs, but this node has no mounts API yet")
     return body
+
+
+def compute_network_waves(services, selected, *, joiners: bool = True) -> list[list[str]]:
+    """The order `restart` works in when services share network namespaces.
+
+    A restart gives a container a new network namespace, and a service with `network_mode:
+    service:X` that stays behind is left in X's dead one: it must restart after X. So the
+    services go in waves, X before those that join it; with `joiners` (no --no-deps) the
+    services that join a selected one are added, as compose restarts dependents.
+    `services` maps names to models with `network_mode`; `selected` empty means all.
+    """
+    owner = {name: svc.network_mode.removeprefix("service:") for name, svc in services.items()
+             if (svc.network_mode or "").startswith("service:")}
+    chosen = set(selected or services)
+    while joiners:
+        more = {name for name, other in owner.items() if other in chosen} - chosen
+        if not more:
+            break
+        chosen |= more
+    waves: list[list[str]] = []
+    placed: set[str] = set()
+    while len(placed) < len(chosen):
+        wave = sorted(n for n in chosen - placed if owner.get(n) not in chosen - placed)
+        if not wave:  # a cycle, which the spec refuses; do not loop forever on it
+            wave = sorted(chosen - placed)
+        waves.append(wave)
+        placed |= set(wave)
+    return waves

@@ -48,7 +48,15 @@ def desired_service(name: str, service: Any, *, image_id: str) -> DesiredService
         restart=compute_restart_policy(name, getattr(service, "restart", None), getattr(deploy, "restart_policy", None)),
         update=_update_config(getattr(deploy, "update_config", None)),
         healthcheck=_has_healthcheck(getattr(service, "healthcheck", None)),
+        network_of=_network_of(service),
     )
+
+
+def _network_of(service: Any) -> str | None:
+    mode = getattr(service, "network_mode", None)
+    if isinstance(mode, str) and mode.startswith("service:"):
+        return mode.removeprefix("service:")
+    return None
 
 
 def compute_config_hash(service: Any, image_id: str) -> str:
@@ -93,28 +101,34 @@ def _depends_on(service: Any) -> dict[str, Dependency]:
     """depends_on, plus the services that links, network_mode and volumes_from name.
 
     Those need the other service's container to exist, so they order like service_started,
-    as in compose (and in orch.scheduler.graph).
+    as in compose (and in orch.scheduler.graph). network_mode also restarts: a container that
+    shares another's network namespace is left in a dead one when that other restarts (its
+    namespace is made anew at each start), so it restarts after it, as `restart: true` does.
     """
     implied: dict[str, Dependency] = {}
     for link in getattr(service, "links", None) or ():
         implied[str(link).split(":")[0]] = Dependency()
-    mode = getattr(service, "network_mode", None)
-    if isinstance(mode, str) and mode.startswith("service:"):
-        implied[mode.removeprefix("service:")] = Dependency()
+    network_of = _network_of(service)
+    if network_of is not None:
+        implied[network_of] = Dependency()
     for source in getattr(service, "volumes_from", None) or ():
         if not str(source).startswith("container:"):
             implied[str(source).split(":")[0]] = Dependency()
     deps = getattr(service, "depends_on", None) or {}
     if not isinstance(deps, Mapping):  # The short form, a list of names.
-        return implied | {name: Dependency() for name in deps}
-    return implied | {
-        name: Dependency(
-            condition=getattr(d, "condition", None) or "service_started",
-            required=getattr(d, "required", True) is not False,
-            restart=bool(getattr(d, "restart", False)),
-        )
-        for name, d in deps.items()
-    }
+        merged = implied | {name: Dependency() for name in deps}
+    else:
+        merged = implied | {
+            name: Dependency(
+                condition=getattr(d, "condition", None) or "service_started",
+                required=getattr(d, "required", True) is not False,
+                restart=bool(getattr(d, "restart", False)),
+            )
+            for name, d in deps.items()
+        }
+    if network_of is not None:
+        merged[network_of] = dataclasses.replace(merged[network_of], restart=True)
+    return merged
 
 
 def _update_config(config: Any) -> UpdateConfig:

@@ -82,6 +82,8 @@ class DesiredService:
     restart: RestartPolicy = RestartPolicy()
     update: UpdateConfig = UpdateConfig(parallelism=0)
     healthcheck: bool = False
+    # network_mode: service:NAME: the service whose container's network namespace it joins.
+    network_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class ObservedContainer:
     (docker's RestartCount); `backoff_streak` counts restarts in a row after short runs. The
     executor stores both from the `attempt` and `streak` of the restart action it performed.
     `health_changed_at` is when the health status last changed: a replica is ready from then.
+    `network_container` is set for a container that joined another's network namespace
+    (network_mode: service:NAME, docker's container:ID).
     """
 
     id: str
@@ -116,6 +120,7 @@ class ObservedContainer:
     backoff_streak: int = 0
     stopped_by_user: bool = False
     one_off: bool = False
+    network_container: str | None = None  # The id of the container whose network it shares.
 
     @property
     def running(self) -> bool:

@@ -223,6 +223,7 @@ class _Pass:
             forced=forced,
             up_since=self.options.up_since,
             rolled_back=self.observed.rolled_back.get(svc.name) == svc.config_hash,
+            stale=self.stale_network(svc, containers),
         )
         handled = plan_update(sp, self)
         for c in containers:
@@ -231,6 +232,15 @@ class _Pass:
         for c in containers:
             if c.id not in handled:
                 self.plan_dependency_restart(svc, c)
+
+    def stale_network(self, svc: DesiredService, containers: list[ObservedContainer]) -> frozenset[str]:
+        """network_mode: service:X replicas that share the namespace of a container X no
+        longer has. A replica of X that only restarted keeps its id: its dependents restart
+        (plan_dependency_restart, the implied `restart: true`) and join its new namespace."""
+        if svc.network_of is None:
+            return frozenset()
+        owners = {c.id for c in self.by_service.get(svc.network_of, [])}
+        return frozenset(c.id for c in containers if c.network_container is not None and c.network_container not in owners)
 
     def plan_stopped(self, svc: DesiredService, c: ObservedContainer) -> None:
         """Start a current replica that does not run, if `up` or its restart policy says so."""

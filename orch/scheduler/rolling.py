@@ -43,6 +43,9 @@ class ServicePass:
     forced: bool = False
     up_since: float | None = None
     rolled_back: bool = False
+    # Replicas that joined the network namespace of a container their network_of service no
+    # longer has (it was recreated): outdated whatever their hash, as compose recreates them.
+    stale: frozenset[str] = frozenset()
 
 
 class Emitter(Protocol):
@@ -56,6 +59,8 @@ class Emitter(Protocol):
 
 
 def is_outdated(sp: ServicePass, c: ObservedContainer) -> bool:
+    if c.id in sp.stale:
+        return True
     if sp.rolled_back:
         # The desired hash was rolled back: the replicas that still carry it are the outdated ones.
         return c.config_hash == sp.svc.config_hash
@@ -197,6 +202,8 @@ def _rollback_source(sp: ServicePass) -> ObservedContainer | None:
 
 
 def _change(sp: ServicePass, c: ObservedContainer, source: ObservedContainer | None) -> str:
+    if c.id in sp.stale:
+        return f"the {sp.svc.network_of} container whose network it shares was replaced"
     if sp.rolled_back:
         return f"rolling back to hash {short_hash(source.config_hash if source else None)}"
     if c.config_hash == sp.svc.config_hash:

@@ -35,15 +35,20 @@ def service(
     restart: str | RestartPolicy = "no",
     update: UpdateConfig | None = None,
     healthcheck: bool = False,
+    network_of: str | None = None,
 ) -> DesiredService:
-    """A desired service; `deps` maps a dependency to its condition or a full Dependency."""
+    """A desired service; `deps` maps a dependency to its condition or a full Dependency.
+    `network_of` (network_mode: service:X) also adds X as a `restart: true` dependency, as
+    desired.py does."""
     depends_on = {d: (c if isinstance(c, Dependency) else Dependency(c)) for d, c in (deps or {}).items()}
+    if network_of is not None:
+        depends_on = {network_of: Dependency(restart=True)} | depends_on
     if isinstance(restart, str):
         mode, _, n = restart.partition(":")
         restart = RestartPolicy(mode=mode, max_attempts=int(n or 0))
     return DesiredService(
         name, config_hash, replicas=replicas, depends_on=depends_on, restart=restart,
-        update=update or UpdateConfig(parallelism=0), healthcheck=healthcheck,
+        update=update or UpdateConfig(parallelism=0), healthcheck=healthcheck, network_of=network_of,
     )
 
 
@@ -67,13 +72,14 @@ def container(
     streak: int = 0,
     by_user: bool = False,
     one_off: bool = False,
+    joins: str | None = None,
 ) -> ObservedContainer:
     return ObservedContainer(
         id=f"{service}{number}", name=f"{PROJECT}-{service}-{number}", service=service, number=number,
         config_hash=config_hash, state=state, health=health, exit_code=exit_code,
         created_at=created if created is not None else started, started_at=started, finished_at=finished,
         health_changed_at=health_at, restart_count=restarts, backoff_streak=streak,
-        stopped_by_user=by_user, one_off=one_off,
+        stopped_by_user=by_user, one_off=one_off, network_container=joins,
     )
 
 

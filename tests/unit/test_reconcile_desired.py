@@ -164,11 +164,12 @@ def test_a_service_without_an_image_id():
 
 
 def test_links_network_mode_and_volumes_from_order_like_depends_on():
+    # network_mode also restarts web after vpn restarts: vpn's namespace is new at each start.
     svc = desired(
         web=Service(links=["db:database"], network_mode="service:vpn", volumes_from=["data:ro", "container:abc"],
                     depends_on={"cache": DependsOn("service_healthy")}),
     ).services["web"]
     assert svc.depends_on == {
-        "db": Dependency(), "vpn": Dependency(), "data": Dependency(), "cache": Dependency("service_healthy"),
+        "db": Dependency(), "vpn": Dependency(restart=True), "data": Dependency(), "cache": Dependency("service_healthy"),
     }
     assert desired(web=Service(depends_on=["db"])).services["web"].depends_on == {"db": Dependency()}

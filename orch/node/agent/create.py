@@ -8,6 +8,7 @@ state.json, which the agent discards when it starts (state.ContainerStore.load_a
 """
 
 import os
+from dataclasses import replace
 
 from orch.node.runtime.containerlog import rfc3339_nano
 from orch.node.runtime.superproto import write_json_atomic
@@ -20,6 +21,9 @@ def build_container(node, cid: str, name: str, req) -> dict:
     from orch.node.agent import wiring
     from orch.node.runtime.config import ContainerConfig, Resources, compute_process
 
+    # Bad privilege or limit fields fail before anything is made (the namespace checks,
+    # which need the network plan, come again below).
+    _security_plan(req, NAMESPACES, "own")
     image = node.images.resolve(req.image)
     hostname = req.hostname or cid[:12]
     mounts = node.images.prepare_rootfs(image, cid)
@@ -29,6 +33,8 @@ def build_container(node, cid: str, name: str, req) -> dict:
     # Networks and volumes (wiring.py): the namespace to join, the mounts, the record's fields.
     wired = wiring.prepare_create(node, cid, req, image, mounts)
     namespaces = tuple(ns for ns in NAMESPACES if ns not in wired.drop_namespaces)
+    if wired.hostname:
+        hostname = wired.hostname  # --network container:X: X's hostname, as docker gives it
     if wired.net["mode"] == "host" and not req.hostname:
         hostname = os.uname().nodename
         namespaces = tuple(ns for ns in namespaces if ns != "uts")  # docker shares uts with host networking
@@ -38,11 +44,20 @@ def build_container(node, cid: str, name: str, req) -> dict:
     )
     inner = image.config.get("config") or {}
     cgroup = f"orch/{cid}"
+    try:
+        secured = _security_plan(req, namespaces, wired.netns_path)
+    except BaseException:
+        wiring.undo_volumes(node, wired)
+        raise
+    process = replace(process, capabilities=secured.capabilities, rlimits=secured.rlimits)
+    from orch.node.agent.securityspec import compute_readonly_file_mounts
+
     config = ContainerConfig(
-        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=wired.rootfs_mounts, mounts=wired.mounts, process=process,
+        id=cid, hostname=hostname, rootfs=str(d / "rootfs"), rootfs_mounts=wired.rootfs_mounts,
+        mounts=compute_readonly_file_mounts(wired.mounts, secured.readonly_rootfs), process=process,
         namespaces=namespaces, netns_path=wired.netns_path, cgroup_path=cgroup,
         resources=Resources(memory=req.memory or None, memory_swap=req.memory_swap, cpus=(req.nano_cpus / 1e9) if req.nano_cpus else None, pids=req.pids_limit or None),
-        init=req.init, labels=dict(req.labels),
+        readonly_rootfs=secured.readonly_rootfs, init=req.init, sysctls=secured.sysctls, labels=dict(req.labels),
     )
     # config.json without its own fsync: state.json, written last and durably, commits the
     # directory (and with ext4's ordered data mode the config's blocks before it).
@@ -77,6 +92,7 @@ def build_container(node, cid: str, name: str, req) -> dict:
             "AutoRemove": req.auto_remove, "Init": req.init,
             "LogConfig": {"Type": "json-file", "Config": {"max-size": str(req.log_max_size), "max-file": str(req.log_max_file)}},
             **supervised["HostConfig"],
+            **secured.host_config,
         },
         "_cgroup": cgroup,
         "_log": {"max_size": req.log_max_size, "max_file": req.log_max_file},
@@ -96,3 +112,37 @@ def build_container(node, cid: str, name: str, req) -> dict:
     # their fsync would only slow down `run --rm`.
     node.store.save(record, durable=not req.auto_remove)
     return record
+
+
+def _security_plan(req, namespaces, netns_path):
+    """Capabilities, limits, sysctls and the read-only root (agent/securityspec.py), with
+    what only the node knows: the capabilities its own processes hold."""
+    from orch.node.agent.securityspec import compute_security_plan
+
+    return compute_security_plan(
+        cap_add=req.cap_add, cap_drop=req.cap_drop, read_only=req.read_only, privileged=req.privileged, sysctls=req.sysctls,
+        ulimits=[u.model_dump() for u in req.ulimits], available=node_capabilities(), namespaces=namespaces,
+        own_netns=bool(netns_path))
+
+
+_node_capabilities: tuple[str, ...] | None = None
+
+
+def node_capabilities() -> tuple[str, ...]:
+    """The capabilities the node's processes can hand out: known to this kernel, in the agent's
+    bounding and permitted sets (the supervisor runs with the same). On this machine every one
+    but CAP_SYS_RESOURCE."""
+    global _node_capabilities
+    if _node_capabilities is None:
+        from orch.node.runtime.security import capabilities_in_mask
+
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last_cap = int(f.read())
+        fields = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        mask = int(fields.get("CapBnd", "0"), 16) & int(fields.get("CapPrm", "0"), 16)
+        _node_capabilities = capabilities_in_mask(mask, last_cap)
+    return _node_capabilities

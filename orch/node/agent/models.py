@@ -24,6 +24,11 @@ class HealthcheckBody(Body):
 class RestartPolicyBody(Body):
     name: Literal["no", "always", "on-failure", "unless-stopped", ""] = "no"
     maximum_retry_count: int = Field(default=0, ge=0)
+    # deploy.restart_policy (swarm's): attempts for any policy, a fixed delay between restarts
+    # instead of the doubling back-off, and how long a run must last to count as a success.
+    max_attempts: int = Field(default=0, ge=0)
+    delay: float | None = Field(default=None, ge=0)
+    window: float | None = Field(default=None, ge=0)
 
 
 class NetworkAttachment(Body):
@@ -46,6 +51,14 @@ class MountRequest(Body):
     read_only: bool = False
     tmpfs_size: int | None = None
     nocopy: bool = False
+
+
+class UlimitBody(Body):
+    """docker's Ulimit: soft and hard, -1 for unlimited."""
+
+    name: str
+    soft: int = Field(ge=-1)
+    hard: int = Field(ge=-1)
 
 
 class CreateRequest(Body):
@@ -84,6 +97,14 @@ class CreateRequest(Body):
     dns: list[str] = Field(default_factory=list)
     dns_search: list[str] = Field(default_factory=list)
     extra_hosts: list[str] = Field(default_factory=list)
+    # Privileges and limits (orch.node.runtime.security checks them): docker's CapAdd, CapDrop,
+    # ReadonlyRootfs, Sysctls, Ulimits. privileged: true is refused (not supported).
+    cap_add: list[str] = Field(default_factory=list)
+    cap_drop: list[str] = Field(default_factory=list)
+    read_only: bool = False
+    privileged: bool = False
+    sysctls: dict[str, str] = Field(default_factory=dict)
+    ulimits: list[UlimitBody] = Field(default_factory=list)
 
 
 class ExecRequest(Body):

@@ -23,12 +23,14 @@ SPECIAL_MODES = ("none", "host")
 
 def compute_net_plan(*, network_mode: str | None, networks: list[dict] = (), ports: list[dict] = (),
                      publish_all: bool = False, exposed: dict | None = None, dns: list[str] = (),
-                     dns_search: list[str] = (), extra_hosts: list[str] = ()) -> dict:
+                     dns_search: list[str] = (), extra_hosts: list[str] = (), hostname: str | None = None) -> dict:
     """{"mode", "container", "networks": [{name, aliases, ipv4_address}], "ports": [PortMapping
     json], "dns", "dns_search", "extra_hosts": [[name, ip]]}.
 
     mode is "bridge" (connected to `networks`, the first one primary), "none" (a namespace with
-    only lo), "host" (no namespace of its own) or "container" (join `container`'s namespace).
+    only lo), "host" (no namespace of its own) or "container" (join `container`'s namespace:
+    its addresses, its ports on localhost, its /etc files and, as docker gives it, its
+    hostname; no endpoint or DNS name of its own).
     """
     extra = [_network_entry(n) for n in networks]
     # No mode but networks (a stack's service): the first network is the primary one, and the
@@ -63,6 +65,9 @@ def compute_net_plan(*, network_mode: str | None, networks: list[dict] = (), por
                               "(drop -p/-P or use a bridge network)")
     if kind == "host":
         mappings = []  # docker discards published ports with host networking: every port is the host's
+    if kind == "container" and hostname:
+        raise InvalidArgument("--hostname cannot be used with --network container:NAME: the container takes the other one's "
+                              "hostname; drop --hostname")
     if kind == "container" and (dns or dns_search or extra_hosts):
         raise InvalidArgument("--dns, --dns-search and --add-host cannot be used with --network container:NAME: "
                               "the container shares the other one's files")

@@ -197,7 +197,8 @@ class NodeNetworking:
         hostname = rec["Config"]["Hostname"]
         if plan["mode"] == "container":
             if joined is None or not joined["State"]["Running"]:
-                raise Conflict(f"cannot join the network of container {plan['container']}: it is not running; start it first")
+                other = joined["Name"].lstrip("/") if joined else plan["container"][:12]
+                raise Conflict(f"cannot join the network of container {other}: it is not running; start it first")
             return
         if plan["mode"] == "host":
             _write_files(cdir, _host_files(hostname, plan))

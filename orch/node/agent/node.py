@@ -200,7 +200,7 @@ class Node:
             if rec.get("_exited_pid") == ev["pid"] or state["Status"] == "removing":
                 return
             state.update(Status="running", Running=True, Paused=False, Pid=ev["pid"], StartedAt=ev["started_at"], ExitCode=0, Error="", OOMKilled=False)
-            self.save(rec, durable=False)
+            self._save_event(rec)
         elif kind == "exited":
             if rec.get("_exited_pid") == ev.get("pid") and state["Status"] == "exited":
                 return
@@ -210,7 +210,7 @@ class Node:
             if state["Status"] != "removing":
                 state["Status"] = "exited"
             state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))
-            self.save(rec, durable=False)
+            self._save_event(rec)
             self._release_network(rec["Id"])
             if rec["HostConfig"].get("AutoRemove") and state["Status"] == "exited" and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
@@ -220,6 +220,15 @@ class Node:
             if rec["HostConfig"].get("AutoRemove") and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
         supervision.after_event(self, rec, kind)
+
+    def _save_event(self, rec: dict) -> None:
+        """A start or an exit the supervisor reported. The file is written without fsync (a
+        reboot ends every container, and adoption derives both facts again from the
+        supervisor), and not at all for `--rm` containers, which are about to be removed."""
+        if rec["HostConfig"].get("AutoRemove"):
+            self.notify()
+        else:
+            self.save(rec, durable=False)
 
     async def _auto_remove(self, cid: str) -> None:
         rec = self.records.get(cid)
@@ -468,7 +477,7 @@ class Node:
             raise InvalidArgument(f"working directory {cwd!r} is not absolute; use a path that starts with /")
         proc = Process(args=tuple(req.cmd), env=tuple(env), cwd=cwd, user=req.user if req.user is not None else base.user,
                        additional_groups=base.additional_groups, terminal=req.tty, capabilities=base.capabilities,
-                       no_new_privileges=base.no_new_privileges)
+                       no_new_privileges=base.no_new_privileges, rlimits=base.rlimits)
         return proc.to_json()
 
     def image_in_use(self, image_id: str) -> list[str]:

@@ -7,7 +7,7 @@ the interpreter and sends its whole command line here, to a process that has eve
 imported and warm. One SOCK_SEQPACKET connection on ORCH_RUN/run.sock (0600, root only) carries
 the run from start to end:
 
-    client -> agent   {"argv", "cwd", "env", "tty_in"} with the client's fds 0, 1, 2
+    client -> agent   {"argv", "cwd", "env", "tty_in", "trace"} with the client's fds 0, 1, 2
     agent  -> client  {"attach": "tty"}              (-t: the client makes its terminal raw)
     client -> agent   {"go": true, "tty_size": [rows, cols]}
     agent  -> client  {"started": true}               (the program runs)
@@ -15,7 +15,7 @@ the run from start to end:
                       request: the client forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT from the start;
                       the agent passes them to the program without -t unless --sig-proxy=false,
                       and otherwise answers with exit 128+N, leaving the container running)
-    agent  -> client  {"out": text} / {"err": text}, then {"exit": code}   (always last)
+    agent  -> client  {"out": text} / {"err": text} / {"trace": text}, then {"exit": code} (last)
 
 Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
 both ends are the same installation, and only root can connect). The command line is parsed
@@ -31,6 +31,7 @@ signals and window sizes and waits for the exit event on that supervisor connect
 
 import marshal
 import os
+import time
 
 import trio
 
@@ -94,6 +95,19 @@ class Run:
 
     def __init__(self, node, conn, request: dict, fds: list[int]):
         self.node, self.conn, self.request, self.fds = node, conn, request, fds
+        # ORCH_TRACE=1 in the client: the agent's steps in ms, sent with the answers.
+        self.marks: list | None = [("received", time.perf_counter())] if request.get("trace") else None
+
+    def mark(self, what: str) -> None:
+        if self.marks is not None:
+            self.marks.append((what, time.perf_counter()))
+
+    def steps(self) -> dict:
+        """{"trace": "parsed +0.2, created +1.9, ..."} for the client to print, or {}."""
+        if not self.marks:
+            return {}
+        text = ", ".join(f"{what} +{(t - self.marks[i][1]) * 1000:.1f}" for i, (what, t) in enumerate(self.marks[1:]))
+        return {"trace": text}
 
     async def run(self) -> int:
         from orch.cli.container import HelpShown, parse_run
@@ -101,6 +115,7 @@ class Run:
         env, cwd = self.request.get("env") or {}, self.request.get("cwd") or "/"
         try:
             a, body = parse_run(list(self.request["argv"]), environ=env, cwd=cwd)
+            self.mark("parsed")
         except HelpShown as shown:
             await _send(self.conn, {"out": shown.text})
             return 0
@@ -111,6 +126,7 @@ class Run:
         from orch.node.agent.models import CreateRequest
 
         rec = await self.node.create(CreateRequest.model_validate(body))
+        self.mark("created")
         if a.detach:
             await self.node.start(rec)
             await _send(self.conn, {"out": rec["Id"] + "\n"})
@@ -147,10 +163,15 @@ class Run:
             for fd in self.fds:
                 _close(fd)  # the supervisor holds its own copies now
             self.fds.clear()
+            self.mark("started")
             await _send(self.conn, {"started": True})
             code = await self._relay_until_exit(sup, tty=tty, sig_proxy=sig_proxy)
+            self.mark("exited")
         if rec["HostConfig"].get("AutoRemove"):
             await self.node.wait(rec, "removed")
+            self.mark("removed")
+        if self.marks:
+            await _send(self.conn, self.steps())
         return code
 
     async def _relay_until_exit(self, sup, *, tty: bool, sig_proxy: bool) -> int:

@@ -6,7 +6,8 @@ watch_supervisor calls `after_adopt` once it has adopted what runs. From there:
 - a started container with a healthcheck gets one probe task (orch.node.agent.health);
 - an exited container is started again when its restart policy says so, after the back-off of
   the pure `orch.scheduler.restart.classify_exit` (100 ms doubling to one minute, reset after
-  10 s of running), so a crash loop costs one start a minute, not a spinning CPU;
+  10 s of running), so a crash loop costs one start a minute, not a spinning CPU; a
+  deploy.restart_policy's delay, max_attempts and window replace those numbers (swarm's);
 - after the agent starts, `always` containers come back even when a user stopped them and
   `unless-stopped` ones do not (docker's one difference between the two).
 
@@ -22,6 +23,8 @@ import time
 
 from orch.errors import OrchError
 from orch.node.runtime.containerlog import rfc3339_nano
+
+NS = 1_000_000_000
 
 
 def _tasks(node, kind: str) -> dict:
@@ -102,11 +105,17 @@ def watch_health(node, rec: dict, *, fresh: bool = False) -> None:
 
 
 def restart_policy(rec: dict):
+    """The record's HostConfig.RestartPolicy as the decider's value. Docker's keys (Name,
+    MaximumRetryCount) plus, from deploy.restart_policy, MaxAttempts and Delay / Window in
+    nanoseconds (the unit of docker's other durations, such as Healthcheck.Interval)."""
     from orch.scheduler.model import RestartPolicy
 
     policy = rec["HostConfig"].get("RestartPolicy") or {}
     name = policy.get("Name") or "no"
-    return RestartPolicy(mode=name, max_attempts=int(policy.get("MaximumRetryCount") or 0))
+    attempts = int(policy.get("MaxAttempts") or policy.get("MaximumRetryCount") or 0)
+    delay, window = (policy.get(key) for key in ("Delay", "Window"))
+    return RestartPolicy(mode=name, max_attempts=attempts, delay=None if delay is None else delay / NS,
+                         window=None if window is None else window / NS)
 
 
 def observed(rec: dict):
@@ -205,4 +214,11 @@ def supervised_config(req, image_config: dict) -> dict:
 
         raise Conflict("a container removed when it exits (--rm) cannot have a restart policy; drop one of them")
     host = {"RestartPolicy": {"Name": name, "MaximumRetryCount": policy.maximum_retry_count if policy else 0}}
+    if policy is not None and name != "no":
+        # Only when given, so a docker-style policy inspects exactly as docker's does.
+        if policy.max_attempts:
+            host["RestartPolicy"]["MaxAttempts"] = policy.max_attempts
+        for key, value in (("Delay", policy.delay), ("Window", policy.window)):
+            if value is not None:
+                host["RestartPolicy"][key] = round(value * NS)
     return {"Config": config, "HostConfig": host}

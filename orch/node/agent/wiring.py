@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from orch.errors import InvalidArgument, NotFound
 from orch.node.agent.mountspec import compute_mount_plan, compute_mounts_view, volumes_in
@@ -28,6 +29,7 @@ class Prepared:
     mounts: tuple[Mount, ...]  # for ContainerConfig.mounts
     rootfs_mounts: tuple[Mount, ...]  # the store's, with the init layer on top (see with_init_layer)
     joined: dict | None  # the record whose network namespace a container: mode joins
+    hostname: str | None = None  # the joined container's: docker copies it (Config.Hostname)
 
 
 def _field(req, name, default):
@@ -43,10 +45,13 @@ def prepare_create(node, cid: str, req, image, rootfs_mounts) -> Prepared:
         networks=[n.model_dump() for n in _field(req, "networks", [])],
         ports=[p.model_dump() for p in _field(req, "ports", [])], publish_all=_field(req, "publish_all", False),
         exposed=inner.get("ExposedPorts") or {}, dns=_field(req, "dns", []), dns_search=_field(req, "dns_search", []),
-        extra_hosts=_field(req, "extra_hosts", []))
+        extra_hosts=_field(req, "extra_hosts", []), hostname=_field(req, "hostname", None))
     joined = None
     if net["mode"] == "container":
         joined = node.get(net["container"])
+        # A container that itself shares another's namespace: the namespace is that other's.
+        while joined.get("_net", {}).get("mode") == "container" and joined["_net"]["container"] in node.records:
+            joined = node.records[joined["_net"]["container"]]
         net["container"] = joined["Id"]
     volumes_from = []
     for spec in _field(req, "volumes_from", []):
@@ -72,22 +77,30 @@ def prepare_create(node, cid: str, req, image, rootfs_mounts) -> Prepared:
             mounts.append(Mount("tmpfs", "tmpfs", e["target"], options))
     drop, netns_path, files = node.net.config_parts(net, cid, node.store.path(cid), joined)
     # The /etc files first: a user's bind over /etc/hosts must win, so theirs comes later.
-    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), with_init_layer(rootfs_mounts, node.store.path(cid)), joined)
+    return Prepared(net, entries, drop, netns_path, files + tuple(mounts), with_init_layer(rootfs_mounts, init_layer(node.root)), joined,
+                    hostname=joined["Config"]["Hostname"] if joined else None)
 
 
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 
-def with_init_layer(rootfs_mounts, cdir) -> tuple[Mount, ...]:
+def init_layer(root: Path) -> Path:
+    """The node's init layer directory, made once: its files are empty and it is a read-only
+    lower layer, so every container can share the one copy (docker makes one per container)."""
+    init = root / "init-layer"
+    if not (init / INIT_FILES[-1]).exists():
+        for rel in INIT_FILES:
+            path = init / rel
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            path.touch(mode=0o644)
+    return init
+
+
+def with_init_layer(rootfs_mounts, init: Path) -> tuple[Mount, ...]:
     """Docker's init layer: empty /etc/hosts, /etc/hostname and /etc/resolv.conf in a read-only
     layer between the image and the container's upper dir. The bind mounts of the real files
     then land on files that exist, so the kernel never creates them in the upper dir, and
     `orch diff` and `orch commit` do not see them (an image without /etc/hostname stays so)."""
-    init = cdir / "init"
-    for rel in INIT_FILES:
-        path = init / rel
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        path.touch(mode=0o644)
     out = []
     for m in rootfs_mounts:
         if m.type == "overlay" and any(o.startswith("lowerdir=") for o in m.options):

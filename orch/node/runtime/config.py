@@ -92,6 +92,8 @@ class Process:
     terminal: bool = False
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
     no_new_privileges: bool = True
+    # (name, soft, hard) as docker's --ulimit has them ("nofile", 1024, 2048); -1 is unlimited.
+    rlimits: tuple[tuple[str, int, int], ...] = ()
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -107,6 +109,7 @@ class Process:
             terminal=bool(data.get("terminal", False)),
             capabilities=tuple(data.get("capabilities", DEFAULT_CAPABILITIES)),
             no_new_privileges=bool(data.get("no_new_privileges", True)),
+            rlimits=tuple((str(n), int(s), int(h)) for n, s, h in data.get("rlimits", ())),
         )
 
 
@@ -186,27 +189,12 @@ class ContainerConfig:
         )
 
 
-# Sysctls a container may set: only those the kernel keeps per namespace (docker's
-# `opts/sysctl` rules). Anything else would change the host, since the container's root is the
-# host's root as far as /proc/sys is concerned.
-IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
-               "kernel.shmmni", "kernel.shm_rmid_forced")
-UTS_SYSCTLS = ("kernel.domainname", "kernel.hostname")
-
-
 def check_sysctls(config: "ContainerConfig") -> None:
-    """Refuse sysctls that are not namespaced, or whose namespace the container does not own."""
-    for key in config.sysctls:
-        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
-            needed = "ipc"
-        elif key in UTS_SYSCTLS:
-            needed = "uts"
-        elif key.startswith("net."):
-            needed = "net"
-        else:
-            raise InvalidArgument(f"sysctl {key!r} is not allowed in a container: it is not namespaced and would change the host")
-        if needed not in config.namespaces and not (needed == "net" and config.netns_path):
-            raise InvalidArgument(f"sysctl {key!r} needs the container's own {needed} namespace; it would change the host's")
+    """Refuse sysctls that are not namespaced, or whose namespace the container does not own
+    (the rules are security.check_sysctls')."""
+    from orch.node.runtime.security import check_sysctls as check
+
+    check(config.sysctls, namespaces=config.namespaces, own_netns=bool(config.netns_path))
 
 
 def merge_env(base, overrides) -> list[str]:

@@ -13,7 +13,8 @@ import posixpath
 from dataclasses import replace
 
 from orch.errors import SystemFailure
-from orch.node.runtime.config import ContainerConfig, Process, capability_mask
+from orch.node.runtime import security
+from orch.node.runtime.config import ContainerConfig, Process
 from orch.node.runtime.kernel import MNT_DETACH, Syscalls, split_overlay_options
 from orch.node.runtime.mount import Mount
 from orch.node.runtime.users import resolve_user
@@ -213,8 +214,7 @@ def harden(sys: Syscalls, config: ContainerConfig) -> None:
     if "uts" in config.namespaces and config.hostname:
         sys.sethostname(config.hostname)
     # Sysctls are written before /proc/sys becomes read-only below.
-    for key, value in sorted(config.sysctls.items()):
-        sys.write_file("/proc/sys/" + key.replace(".", "/"), str(value))
+    security.apply_sysctls(sys, config.sysctls)
     for path in config.masked_paths:
         kind = sys.lstat_kind(path)
         if kind == "missing":
@@ -229,7 +229,7 @@ def harden(sys: Syscalls, config: ContainerConfig) -> None:
         sys.mount(path, path, "bind", ("MS_BIND", "MS_REC"))
         sys.mount(path, path, "bind", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY", "MS_NOSUID", "MS_NOEXEC", "MS_NODEV"))
     if config.readonly_rootfs:
-        sys.mount("/", "/", "bind", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY"))
+        security.apply_readonly_rootfs(sys)
 
 
 def find_executable(sys: Syscalls, name: str, env) -> str:
@@ -274,20 +274,18 @@ def exec_process(sys: Syscalls, process: Process, stdio: tuple[int, int, int], c
     else:
         sys.setup_stdio(*stdio)
 
-    # Capabilities: the bounding set limits what any descendant can ever regain (even via a
-    # setuid binary); it is dropped while we still hold CAP_SETPCAP.
-    keep = capability_mask(process.capabilities)
-    sys.drop_bounding(tuple(cap for cap in range(last_cap + 1) if not keep & (1 << cap)))
-    sys.setgroups(user.groups)
-    sys.setgid(user.gid)
-    sys.setuid(user.uid)
-    # setuid to a non-root user clears the permitted and effective sets (no PR_SET_KEEPCAPS):
-    # that is docker's behaviour too (CapEff 0 for a non-root user). Root keeps the list;
-    # inheritable stays empty, as docker has it since CVE-2022-24769.
-    if user.uid == 0:
-        sys.capset(keep, keep, 0)
-    else:
-        sys.capset(0, 0, 0)
+    # Limits while we are still root with every capability the node has (security.py).
+    security.apply_rlimits(sys, process.rlimits)
+
+    def switch_user():
+        sys.setgroups(user.groups)
+        sys.setgid(user.gid)
+        sys.setuid(user.uid)
+
+    # Capabilities (security.py): the bounding set limits what any descendant can ever regain
+    # (even via a setuid binary); then the user; then docker's sets for that user.
+    sets = security.compute_capability_sets(process.capabilities, uid=user.uid, last_cap=last_cap)
+    security.apply_capabilities(sys, sets, last_cap, switch_user)
     if process.no_new_privileges:
         sys.set_no_new_privs()
 

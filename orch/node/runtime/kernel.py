@@ -14,6 +14,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource  # imported here, not in setrlimit: after pivot_root the host's modules are gone
 import signal
 import socket
 import stat as stat_module
@@ -166,6 +167,10 @@ class Syscalls:
         raise NotImplementedError
 
     def raise_ambient(self, caps: tuple[int, ...]) -> None:
+        raise NotImplementedError
+
+    def setrlimit(self, name: str, soft: int, hard: int) -> None:
+        """Set RLIMIT_<NAME> ("nofile"); -1 is unlimited."""
         raise NotImplementedError
 
     def set_no_new_privs(self) -> None:
@@ -389,6 +394,18 @@ class LinuxSyscalls(Syscalls):
             self._check(self.libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, ctypes.c_ulong(cap), 0, 0),
                         f"raise ambient capability {cap}")
 
+    def setrlimit(self, name, soft, hard):
+        number = getattr(resource, "RLIMIT_" + name.upper())
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (ValueError, OSError) as e:
+            # Python reports EPERM as ValueError("not allowed to raise maximum limit").
+            node_hard = resource.getrlimit(number)[1]
+            if node_hard != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > node_hard):
+                raise SystemFailure(f"setrlimit {name} soft={soft} hard={hard}: the node's hard limit is {node_hard} and raising it "
+                                    f"needs CAP_SYS_RESOURCE, which this node does not hold; use a hard limit of at most {node_hard}") from e
+            raise SystemFailure(f"setrlimit {name} soft={soft} hard={hard}: {getattr(e, 'strerror', None) or e}") from e
+
     def set_no_new_privs(self):
         self._check(self.libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl PR_SET_NO_NEW_PRIVS")
 
@@ -577,6 +594,9 @@ class RecordingSyscalls(Syscalls):
 
     def raise_ambient(self, caps):
         self._record("raise_ambient", tuple(caps))
+
+    def setrlimit(self, name, soft, hard):
+        self._record("setrlimit", name, soft, hard)
 
     def set_no_new_privs(self):
         self._record("set_no_new_privs")

@@ -36,8 +36,9 @@ class OrchNode:
         self.env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir), ORCH_NET_PREFIX=self.net_prefix,
                         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
 
-    def orch(self, *args, check=True, timeout=60, input=None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([PYTHON, "-m", "orch", *args], env=self.env, capture_output=True, text=True, timeout=timeout, input=input, cwd=self.base)
+    def orch(self, *args, check=True, timeout=60, input=None, env=None, cwd=None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([PYTHON, "-m", "orch", *args], env=dict(self.env, **(env or {})), capture_output=True, text=True,
+                              timeout=timeout, input=input, cwd=cwd or self.base)
         if check and proc.returncode != 0:
             raise AssertionError(f"orch {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc

@@ -73,6 +73,19 @@ def test_cpus_env_workdir_user_entrypoint(node, tmp_path):
     assert node.orch("run", "--rm", "--entrypoint", "echo", "busybox", "hi", "there").stdout == "hi there\n"
 
 
+def test_run_parses_in_the_agent_with_the_clients_environment_and_directory(node, tmp_path):
+    # `orch run` sends its argv, environment and cwd to the agent (run.sock), which parses.
+    (tmp_path / "vars").write_text("FROM_FILE=2\n")
+    out = node.orch("run", "--rm", "-e", "MINE", "-e", "UNSET_HERE", "--env-file", "vars", "busybox", "sh", "-c",
+                    'echo "$MINE $FROM_FILE ${UNSET_HERE-unset}"', env={"MINE": "from-client"}, cwd=tmp_path).stdout
+    assert out == "from-client 2 unset\n"
+    usage = node.orch("run", "--help")
+    assert usage.stdout.startswith("usage: orch run") and usage.returncode == 0
+    misuse = node.orch("run", "--cpus", "x", "busybox", check=False)
+    assert (misuse.returncode, misuse.stdout, misuse.stderr) == (1, "", "orch: argument --cpus: invalid float value: 'x'; see 'orch run --help'\n")
+    assert oct(os.stat(node.run_dir / "run.sock").st_mode & 0o777) == "0o600"
+
+
 def test_network_none_and_host(node):
     none = node.orch("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").stdout.split()
     assert none == ["lo"]
@@ -317,6 +330,18 @@ def test_ctrl_c_is_forwarded_to_an_attached_container(node):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert (proc.returncode, out) == (3, "got-int\n")
+
+
+def test_ctrl_c_without_sig_proxy_ends_the_client_and_the_container_runs_on(node):
+    n = name()
+    proc = node.popen("run", "--name", n, "--sig-proxy=false", "busybox", "sh", "-c", "echo ready; sleep 300",
+                      stdout=-1, stderr=-1, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130  # 128 + SIGINT, as a shell reports it; docker's client ends the same way
+    assert node.inspect(n)["State"]["Running"] is True
+    node.orch("rm", "-f", n)
 
 
 def test_exec_it_and_detached_tty(node):

@@ -47,6 +47,7 @@ def test_primary_network_keeps_its_aliases_and_address():
     ({"network_mode": "none", "ports": [{"container_port": "80"}]}, "network mode 'none'"),
     ({"network_mode": "container:web", "ports": [{"container_port": "80"}]}, "network mode 'container:web'"),
     ({"network_mode": "container:web", "dns": ["1.1.1.1"]}, "shares the other one's files"),
+    ({"network_mode": "container:web", "hostname": "h"}, "takes the other one's hostname; drop --hostname"),
     ({"ports": [{"container_port": "80", "host_port": "99999"}]}, "ports go from 1 to 65535"),
     ({"ports": [{"container_port": "80", "protocol": "sctp"}]}, "use tcp or udp"),
     ({"ports": [{"container_port": "80", "host_port": "8080"}, {"container_port": "81", "host_port": "8080"}]}, "published twice"),

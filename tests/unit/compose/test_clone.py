@@ -25,3 +25,16 @@ def test_clone_body_copies_what_the_record_keeps():
     assert b["ports"] == [{"host_ip": "127.0.0.1", "host_port": "8080", "container_port": "80", "protocol": "tcp"}]
     assert b["mounts"] == [{"type": "volume", "source": "p_data", "target": "/data", "read_only": False},
                            {"type": "bind", "source": "/etc/x", "target": "/x", "read_only": True}]
+
+
+def test_clone_body_copies_privileges_and_limits():
+    record = {"Image": "sha256:abc", "Config": {"Labels": {}},
+              "HostConfig": {"NetworkMode": "none", "CapAdd": ["CAP_NET_ADMIN"], "CapDrop": ["CAP_NET_RAW"], "Privileged": False,
+                             "ReadonlyRootfs": True, "Sysctls": {"net.core.somaxconn": "9"},
+                             "Ulimits": [{"Name": "nofile", "Hard": 20, "Soft": 10}]}}
+    b = clone_body(record, name="p-web-1", number=1)
+    assert {k: b[k] for k in ("cap_add", "cap_drop", "read_only", "sysctls", "ulimits")} == {
+        "cap_add": ["CAP_NET_ADMIN"], "cap_drop": ["CAP_NET_RAW"], "read_only": True, "sysctls": {"net.core.somaxconn": "9"},
+        "ulimits": [{"name": "nofile", "soft": 10, "hard": 20}]}
+    plain = clone_body({"Image": "x", "Config": {}, "HostConfig": {"CapAdd": None, "Ulimits": None, "ReadonlyRootfs": False}}, name="n", number=1)
+    assert not {"cap_add", "cap_drop", "read_only", "sysctls", "ulimits"} & set(plain)

@@ -123,26 +123,3 @@ def test_minimal_json_gets_dockers_defaults():
     assert config.process.capabilities == DEFAULT_CAPABILITIES
     assert "/proc/kcore" in config.masked_paths and "/proc/sys" in config.readonly_paths
     assert config.namespaces == ("pid", "mount", "uts", "ipc", "net", "cgroup")
-
-
-@pytest.mark.parametrize(
-    "sysctls, namespaces, error",
-    [
-        ({"net.ipv4.ip_forward": "1", "kernel.shmmax": "1", "fs.mqueue.msg_max": "10"}, ("net", "ipc"), None),
-        ({"kernel.domainname": "x"}, ("uts",), None),
-        ({"vm.swappiness": "0"}, ("net", "ipc", "uts"), "sysctl 'vm.swappiness' is not allowed in a container"),
-        ({"kernel.pid_max": "9"}, ("net", "ipc", "uts"), "sysctl 'kernel.pid_max' is not allowed"),
-        ({"net.core.somaxconn": "9"}, ("ipc",), "needs the container's own net namespace"),
-        ({"kernel.sem": "1 2 3 4"}, ("net",), "needs the container's own ipc namespace"),
-    ],
-)
-def test_check_sysctls(sysctls, namespaces, error):
-    from orch.node.runtime.config import check_sysctls
-
-    config = ContainerConfig(id="c", hostname="", rootfs="/r", rootfs_mounts=(), mounts=(), process=Process(args=("x",)),
-                             namespaces=namespaces, sysctls=sysctls)
-    if error is None:
-        check_sysctls(config)
-    else:
-        with pytest.raises(InvalidArgument, match=error):
-            check_sysctls(config)
