@@ -143,8 +143,17 @@ class Networks:
                                 retiring=tuple(e for e in self.state.retiring if e.network != name))
             if self.dns is not None:
                 self.dns.stop(name)
-            self._sync(new_state)
-            bridges.remove_bridge(self.kernel, network)
+            # The rules load (an `nft` process, ~15 ms) while the kernel deletes the bridge
+            # (~40 ms): neither needs the other, and both are done before this returns.
+            failed: list[BaseException] = []
+            loader = threading.Thread(target=_capture, args=(failed, self._sync, new_state), name="orch-net-rules")
+            loader.start()
+            try:
+                bridges.remove_bridge(self.kernel, network)
+            finally:
+                loader.join()
+            if failed:
+                raise failed[0]
             # No veth of the network may outlive it: the kernel has had the time the above
             # took to finish the released namespaces; wait a little more, then delete the rest.
             self._wait_gone([e.host_ifname for e in self.state.retiring if e.network == name], self.retire_wait)
@@ -405,6 +414,13 @@ class Networks:
             self.dns.set_table(compute_name_table(list(state.endpoints), internal, state.hidden))
             for net in start_dns:
                 self.dns.start(net.name, net.gateway)
+
+
+def _capture(failed: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except BaseException as err:  # raised again in the caller's thread
+        failed.append(err)
 
 
 def _mtu(options: dict[str, str], default: int) -> int:

@@ -185,3 +185,17 @@ def test_hide_and_show_twice_change_nothing_more(named):
     named.show("old")
     named.show("old")
     assert named.state.hidden == frozenset()
+
+
+def test_remove_network_whose_rules_fail_stays_and_can_be_removed_again(nets):
+    def broken(text):
+        raise OSError("nft: boom")
+
+    load = nets.kernel.apply_nft
+    nets.kernel.apply_nft = broken
+    with pytest.raises(OSError, match="boom"):
+        nets.remove_network("front")
+    assert "front" in nets.state.networks  # the bridge went meanwhile; the retry finds it gone
+    nets.kernel.apply_nft = load
+    nets.remove_network("front")
+    assert nets.state == NetState() and nets.kernel.links == set()
