@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from orch.compose import translate as t
 from orch.compose.observe import list_records, observed_from_records
-from orch.errors import Conflict, InvalidArgument, NotFound, OrchError
+from orch.errors import Conflict, InvalidArgument, NotFound, OrchError, from_kind
 from orch.scheduler.model import ObservedState, Plan, ReconcileOptions
 
 MAX_PARALLEL = 32
@@ -317,13 +317,34 @@ class Stack:
         for stage in sorted(stages):
             actions = stages[stage]
             errors = []
-            if len(actions) == 1:
+            if len(actions) > 1 and not self.draining and all(a.kind == "remove" for a in actions):
+                self._remove_many(actions, errors)
+            elif len(actions) == 1:
                 self._run_one(actions[0], errors)
             else:
                 with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(actions))) as pool:
                     list(pool.map(lambda a: self._run_one(a, errors), actions))
             if errors:
                 raise errors[0]
+
+    def _remove_many(self, actions, errors: list) -> None:
+        """A stage of removals without draining (`down`): one request for all of them, which
+        the agent carries out side by side (POST /containers/remove), instead of one each."""
+        body = {"ids": [a.target for a in actions], "stop": True, "force": True, "t": self.stop_timeout}
+        try:
+            answer = self.client.call("POST", "/containers/remove", body)
+        except NotFound:  # an agent without the call
+            for a in actions:
+                self._run_one(a, errors)
+            return
+        failed = {e["id"]: e for e in answer.get("errors") or ()}
+        for a in actions:
+            if a.target in failed:
+                err = from_kind(failed[a.target]["kind"], failed[a.target]["message"])
+                self.report.failed("Container", a.name or a.service, str(err))
+                errors.append(err)
+            else:
+                self.report.done("Container", a.name, "Removed")
 
     def _run_one(self, action, errors: list) -> None:
         try:

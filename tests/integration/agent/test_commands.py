@@ -393,3 +393,21 @@ def test_container_diff(node):
     lines = node.orch("container", "diff", n).stdout.splitlines()
     assert {"A /added", "D /bin/ls", "C /etc/passwd", "C /etc", "C /bin"} <= set(lines)
     node.orch("rm", n)
+
+
+def test_remove_many_stops_gracefully_then_removes_each(node):
+    from orch.client import Client
+    from orch.errors import UserError
+
+    api = Client(str(node.run_dir / "orch.sock"))
+    # One ignores SIGTERM (pid 1 has no default handlers): its grace period (t) runs out.
+    stubborn, polite = name(), name()
+    node.orch("run", "-d", "--name", stubborn, "busybox", "sleep", "1000")
+    node.orch("run", "-d", "--name", polite, "--init", "busybox", "sleep", "1000")
+    ids = [node.inspect(n)["Id"] for n in (stubborn, polite)]
+    answer = api.call("POST", "/containers/remove", {"ids": ids + ["no-such-container"], "stop": True, "t": 0.5, "force": True})
+    assert sorted(answer["removed"]) == sorted(ids + ["no-such-container"]) and answer["errors"] == []
+    listed = node.orch("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert stubborn not in listed and polite not in listed
+    with pytest.raises(UserError, match='give {"ids"'):  # the agent's InvalidArgument, as its kind
+        api.call("POST", "/containers/remove", {"ids": "x"})
