@@ -76,6 +76,12 @@ Run 'orch COMMAND --help' for more on a command."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "site" not in sys.modules and sys.argv[1:2] != ["run"]:
+        # Started by the launcher without `site` (orch/cli/launcher.py): every command but
+        # `run` needs site-packages.
+        import site
+
+        site.main()
     if argv is None and sys.argv[1:2] == ["run"]:
         # `orch run` from a shell: once the container is done nothing is left to flush or
         # close, and the interpreter's teardown would add about 2 ms to the command people time.
