@@ -107,13 +107,19 @@ class OrchNode:
         subprocess.run([sys.executable, "-m", "orch", "agent", "--detach"], env=self.env, check=True, stdout=subprocess.DEVNULL)
 
     def cmd(self, *args) -> list[str]:
-        """How a user runs orch: the `orch` script that `pip install` put beside this Python
-        (what `scripts/setup` makes), or `python -m orch` where there is none."""
-        return [sys.executable, *self.python_args(*args)]
+        """How a user runs orch: the `orch` script beside this Python (scripts/setup's launcher,
+        executed through its #! line, flags included), or `python -m orch` where there is none."""
+        script = Path(sys.executable).parent / "orch"
+        return [str(script), *args] if script.exists() else [sys.executable, "-m", "orch", *args]
 
     def python_args(self, *args) -> list[str]:
+        """The same command as arguments to this Python (for -X importtime): the script's
+        interpreter flags (the launcher's -S), the script, its arguments."""
         script = Path(sys.executable).parent / "orch"
-        return [str(script), *args] if script.exists() else ["-m", "orch", *args]
+        if not script.exists():
+            return ["-m", "orch", *args]
+        flags = script.read_text().splitlines()[0].split()[1:]
+        return [*flags, str(script), *args]
 
     def stop(self):
         from orch.node.runtime import superproto
