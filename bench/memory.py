@@ -1,6 +1,6 @@
 """The memory orch's own processes hold (agent + supervisor) with 1 and with 50 idle containers
-(busybox `sleep`), beside podman's conmon processes for the same, and docker's shims where a
-docker daemon answers. Prints RSS and PSS (from /proc/PID/smaps_rollup) and the cost of each
+(busybox `sleep`), beside podman's conmon processes for the same, and docker's shims
+(containerd-shim-runc-v2, under a private dockerd from bench/peers.py). Prints RSS and PSS (from /proc/PID/smaps_rollup) and the cost of each
 extra container. The containers' own processes (busybox sleep) are not counted: they are the
 same for every runtime.
 
@@ -128,6 +128,36 @@ def podman_figures(node: OrchNode, base: Path, count: int) -> dict | str:
         subprocess.run(["podman", "rmi", "-f", "busybox"], capture_output=True)
 
 
+def docker_figures(node: OrchNode, base: Path, count: int) -> dict | str:
+    """containerd-shim-runc-v2 processes (one per container) of a private dockerd
+    (bench/peers.py), with the same busybox image."""
+    from peers import private_dockerd
+
+    archive = base / "busybox-docker.tar"
+    node.store.save(["busybox:latest"], archive)
+    with private_dockerd(archive) as env:
+        if isinstance(env, str):
+            return env
+        docker = ["docker", "-H", env["DOCKER_HOST"]]
+
+        def start(n):
+            for _ in range(n):
+                subprocess.run([*docker, "run", "-d", "--network", "none", "busybox", "sleep", "1000000"], check=True, stdout=subprocess.DEVNULL)
+
+        try:
+            start(1)
+            time.sleep(1)
+            one = total(pids_named("containerd-shim"))
+            start(count - 1)
+            time.sleep(1)
+            many = total(pids_named("containerd-shim"))
+            return {"one": one, "many": many}
+        finally:
+            ids = subprocess.run([*docker, "ps", "-aq"], capture_output=True, text=True).stdout.split()
+            if ids:
+                subprocess.run([*docker, "rm", "-f", *ids], capture_output=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=50)
@@ -157,7 +187,12 @@ def main() -> int:
         else:
             (r1, p1), (rn, pn) = pm["one"], pm["many"]
             print(f"\n  podman conmon 1: {mb(r1)} / {mb(p1)}   {args.count}: {mb(rn)} / {mb(pn)}   per extra container: {(rn - r1) / n / 1024:7.1f} kB / {(pn - p1) / n / 1024:7.1f} kB")
-        print("docker: not available: no docker daemon answers (the CLI alone is installed); not started here because dockerd rewrites iptables")
+        dk = docker_figures(node, base, args.count)
+        if isinstance(dk, str):
+            print(f"docker: not available: {dk}")
+        else:
+            (r1, p1), (rn, pn) = dk["one"], dk["many"]
+            print(f"  docker shims  1: {mb(r1)} / {mb(p1)}   {args.count}: {mb(rn)} / {mb(pn)}   per extra container: {(rn - r1) / n / 1024:7.1f} kB / {(pn - p1) / n / 1024:7.1f} kB")
     finally:
         node.stop()
         shutil.rmtree(base, ignore_errors=True)
