@@ -118,7 +118,7 @@ def _create_body(a, environ=None, cwd: str | None = None) -> dict:
         if a.cpus <= 0:
             raise InvalidArgument(f"invalid --cpus {a.cpus}: it must be more than 0")
         body["nano_cpus"] = int(a.cpus * 1e9)
-    if a.pids_limit is not None:
+    if a.pids_limit is not None and a.pids_limit > 0:  # docker: 0 or -1 is unlimited
         body["pids_limit"] = a.pids_limit
     if a.label:
         body["labels"] = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in a.label)
@@ -130,6 +130,8 @@ def _create_body(a, environ=None, cwd: str | None = None) -> dict:
         if key == "max-size":
             body["log_max_size"] = parse_bytes(value, "--log-opt max-size")
         elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidArgument(f"invalid --log-opt max-file={value!r}: give a whole number of files, 1 or more")
             body["log_max_file"] = int(value)
         else:
             raise InvalidArgument(f"unknown log option {key!r}; json-file takes max-size and max-file")

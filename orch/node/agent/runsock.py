@@ -31,7 +31,9 @@ signals and window sizes and waits for the exit event on that supervisor connect
 
 import marshal
 import os
+import sys
 import time
+import traceback
 
 import trio
 
@@ -75,19 +77,34 @@ async def _handle(node, conn) -> None:
                 data, fds = await _recv(conn)
                 if not data:
                     return
-                code = await Run(node, conn, marshal.loads(data), fds).run()
+                try:
+                    request = marshal.loads(data)
+                    argv = [str(word) for word in request["argv"]]
+                except (ValueError, EOFError, TypeError, KeyError) as err:
+                    raise _Unreadable() from err
+                code = await Run(node, conn, dict(request, argv=argv), fds).run()
             except OrchError as err:
                 code = err.exit_code
                 await _send(conn, {"err": f"orch: {err}\n"})
-            except (ValueError, EOFError, TypeError, KeyError):
+            except _Unreadable:
                 code = 2
                 await _send(conn, {"err": "orch: the run request could not be read; is the CLI from this installation?\n"})
+            except OSError:
+                raise  # the client went away (below)
+            except Exception as err:  # a bug: one line for the user, the traceback in the agent's log
+                traceback.print_exc(file=sys.stderr)
+                code = 70
+                await _send(conn, {"err": f"orch: internal error in 'orch run': {type(err).__name__}: {err}; see ORCH_ROOT/agent.log\n"})
             await _send(conn, {"exit": code})
     except OSError:
         pass  # the client went away; the container, if any, runs on as a detached one
     finally:
         for fd in fds:
             _close(fd)
+
+
+class _Unreadable(Exception):
+    """The request itself could not be decoded (a client of another installation)."""
 
 
 class Run:
@@ -114,7 +131,7 @@ class Run:
 
         env, cwd = self.request.get("env") or {}, self.request.get("cwd") or "/"
         try:
-            a, body = parse_run(list(self.request["argv"]), environ=env, cwd=cwd)
+            a, body = parse_run(self.request["argv"], environ=env, cwd=cwd)
             self.mark("parsed")
         except HelpShown as shown:
             await _send(self.conn, {"out": shown.text})
@@ -123,9 +140,16 @@ class Run:
             raise InvalidArgument("the input device is not a TTY; drop -t or run from a terminal")
         if len(self.fds) != CLIENT_FDS:
             raise InvalidArgument(f"the run request carries {len(self.fds)} descriptors, not the client's stdin, stdout and stderr")
+        from pydantic import ValidationError
+
         from orch.node.agent.models import CreateRequest
 
-        rec = await self.node.create(CreateRequest.model_validate(body))
+        try:
+            request = CreateRequest.model_validate(body)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise InvalidArgument(f"run: {'.'.join(str(p) for p in first['loc']) or 'request'}: {first['msg'].lower()}") from None
+        rec = await self.node.create(request)
         self.mark("created")
         if a.detach:
             await self.node.start(rec)

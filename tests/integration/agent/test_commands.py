@@ -86,6 +86,23 @@ def test_run_parses_in_the_agent_with_the_clients_environment_and_directory(node
     assert oct(os.stat(node.run_dir / "run.sock").st_mode & 0o777) == "0o600"
 
 
+def test_run_socket_survives_a_bad_request_and_bad_values_are_one_line(node):
+    import marshal
+    import socket
+
+    for data in (b"garbage", marshal.dumps({"no": "argv"})):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(str(node.run_dir / "run.sock"))
+        socket.send_fds(s, [data], [0, 1, 2])
+        answers = [marshal.loads(s.recv(65536)), marshal.loads(s.recv(65536))]
+        s.close()
+        assert answers == [{"err": "orch: the run request could not be read; is the CLI from this installation?\n"}, {"exit": 2}]
+    bad = node.orch("run", "--rm", "--log-opt", "max-file=x", "busybox", "true", check=False)
+    assert (bad.returncode, bad.stderr) == (1, "orch: invalid --log-opt max-file='x': give a whole number of files, 1 or more\n")
+    # docker: a pids limit of 0 or -1 is no limit
+    assert node.orch("run", "--rm", "--pids-limit", "-1", "busybox", "echo", "still here").stdout == "still here\n"
+
+
 def test_network_none_and_host(node):
     none = node.orch("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").stdout.split()
     assert none == ["lo"]
