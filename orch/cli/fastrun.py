@@ -73,7 +73,8 @@ def _connect():
             if attempt == 2:
                 from orch.errors import Unavailable
 
-                raise Unavailable(f"cannot reach the node agent's run socket {path} ({err.strerror}); see ORCH_ROOT/agent.log") from None
+                raise Unavailable(f"cannot reach the node agent's run socket {path} ({err.strerror}); an agent older than this orch "
+                                  f"has none: stop it (kill $(cat {os.path.dirname(path)}/agent.pid)) and run again") from None
         # No agent answers: start one (or say how), with the full client's code, then retry.
         from orch.cli._agent import client
 
