@@ -10,6 +10,7 @@ state.json, which the agent discards when it starts (state.ContainerStore.load_a
 import os
 from dataclasses import replace
 
+from orch.errors import InvalidArgument
 from orch.node.runtime.containerlog import rfc3339_nano
 from orch.node.runtime.superproto import write_json_atomic
 
@@ -24,6 +25,9 @@ def build_container(node, cid: str, name: str, req) -> dict:
     # Bad privilege or limit fields fail before anything is made (the namespace checks,
     # which need the network plan, come again below).
     _security_plan(req, NAMESPACES, "own")
+    if req.memory and req.memory_swap not in (None, 0, -1) and req.memory_swap < req.memory:
+        raise InvalidArgument(f"the memory+swap limit ({req.memory_swap} bytes) is below the memory limit ({req.memory} bytes): "
+                              "give --memory-swap at least --memory, or -1 for unlimited swap")
     image = node.images.resolve(req.image)
     hostname = req.hostname or cid[:12]
     mounts = node.images.prepare_rootfs(image, cid)

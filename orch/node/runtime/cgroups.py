@@ -77,7 +77,7 @@ def compute_limits(resources: Resources, version: str) -> list[tuple[str, str, s
         if r.cpus:
             writes.append(("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)))
             writes.append(("cpu", "cpu.cfs_quota_us", str(int(r.cpus * CFS_PERIOD_US))))
-        if r.pids:
+        if r.pids and r.pids > 0:  # docker: 0 or a negative limit is no limit
             writes.append(("pids", "pids.max", str(r.pids)))
     else:
         if r.memory:
@@ -86,7 +86,7 @@ def compute_limits(resources: Resources, version: str) -> list[tuple[str, str, s
             writes.append(("memory", "memory.swap.max", "max" if swap == -1 else str(max(swap - r.memory, 0))))
         if r.cpus:
             writes.append(("cpu", "cpu.max", f"{int(r.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}"))
-        if r.pids:
+        if r.pids and r.pids > 0:
             writes.append(("pids", "pids.max", str(r.pids)))
     return writes
 

@@ -96,8 +96,8 @@ def start(config: ContainerConfig, stdio: Stdio, cgroups: Cgroups | None = None)
     init_binary = find_init_binary() if config.init else None
     cap = last_cap()
     kernel_namespaces()  # read once here, not in every child
-    cgroups.create(config.cgroup_path, config.resources)
     try:
+        cgroups.create(config.cgroup_path, config.resources)  # a limit the kernel refuses leaves dirs made
         return _fork_pid1(config, cgroups, stdio, cap, init_binary)
     except BaseException:
         cgroups.remove(config.cgroup_path)

@@ -99,6 +99,8 @@ def test_run_socket_survives_a_bad_request_and_bad_values_are_one_line(node):
         assert answers == [{"err": "orch: the run request could not be read; is the CLI from this installation?\n"}, {"exit": 2}]
     bad = node.orch("run", "--rm", "--log-opt", "max-file=x", "busybox", "true", check=False)
     assert (bad.returncode, bad.stderr) == (1, "orch: invalid --log-opt max-file='x': give a whole number of files, 1 or more\n")
+    swap = node.orch("run", "--rm", "-m", "64m", "--memory-swap", "32m", "busybox", "true", check=False)
+    assert swap.returncode == 1 and swap.stderr.startswith("orch: the memory+swap limit (33554432 bytes) is below the memory limit")
     # docker: a pids limit of 0 or -1 is no limit
     assert node.orch("run", "--rm", "--pids-limit", "-1", "busybox", "echo", "still here").stdout == "still here\n"
 
@@ -307,7 +309,7 @@ def test_kill_9_of_the_agent_and_adoption(node):
     node.orch("run", "-d", "--name", dies, "busybox", "sh", "-c", "echo before; sleep 0.5; echo after; exit 5")
     old = node.agent_pid()
     os.kill(old, signal.SIGKILL)
-    node.wait_for(lambda: not os.path.exists(f"/proc/{old}"), what="the agent to die")
+    node.wait_for(lambda: _gone(old), what="the agent to die")
     # While the agent is away the supervisor keeps the containers, their logs and exit codes.
     node.wait_for(lambda: (node.root / "containers" / node_id(node, dies) / "exit.json").exists(), what="the exit record")
     node.orch("agent", "--detach")
@@ -318,6 +320,15 @@ def test_kill_9_of_the_agent_and_adoption(node):
     assert node.orch("logs", dies).stdout == "before\nafter\n"
     assert node.orch("exec", keep, "echo", "alive").stdout == "alive\n"
     node.orch("rm", "-f", keep, dies)
+
+
+def _gone(pid: int) -> bool:
+    """Dead: no process, or a zombie whose parent has not reaped it yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def node_id(node, ref):

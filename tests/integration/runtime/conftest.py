@@ -63,12 +63,15 @@ def busybox_rootfs() -> Path:
     return rootfs
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def subreaper():
-    """start() hands pid 1 to its caller, which must be a child subreaper to reap it."""
+    """exec_in's process is orphaned by its intermediate: the caller, a child subreaper, reaps
+    it. Only while these modules run: later tests' daemons (an agent a CLI started) must be
+    init's orphans, not zombies of this process."""
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from orch.errors import SystemFailure
 from orch.node.runtime import spawn
 from orch.node.runtime.config import Process, Resources
 from orch.node.runtime.init import StartError
@@ -146,6 +147,19 @@ def test_pids_limit_refuses_forks(containers, cgroups):
     # sh and three sleeps fit in 4 pids; the fifth fork fails and the shell gives up.
     assert code == 2 and out == "sh: can't fork: Resource temporarily unavailable\n"
     assert (cgroups.v1["pids"] / config.cgroup_path / "pids.max").read_text() == "4\n"
+
+
+def test_a_limit_the_kernel_refuses_fails_the_start_and_leaves_no_cgroup(containers, cgroups):
+    # memory+swap below memory: the kernel refuses the second write, after the groups exist.
+    limit = "memory.memsw.limit_in_bytes" if cgroups.version == "v1" else "memory.swap.max"
+    config = containers.config("true", resources=Resources(memory=64 * 1024 * 1024, memory_swap=32 * 1024 * 1024))
+    if cgroups.version == "v1" and not (cgroups.v1["memory"] / limit).exists():
+        pytest.skip("this kernel has no swap accounting (memory.memsw.*), so there is no swap limit to refuse")
+    if cgroups.version == "v2":
+        pytest.skip("v2 takes any swap.max (orch writes the difference, never below 0): no limit to refuse")
+    with pytest.raises(SystemFailure, match=limit):
+        spawn.start(config, spawn.Stdio())
+    assert not [d for d in cgroups.dirs(config.cgroup_path) if d.exists()]
 
 
 def test_cpus_sets_the_cfs_quota(containers, cgroups):

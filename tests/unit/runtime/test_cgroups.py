@@ -40,6 +40,8 @@ def fake_v2(root):
                                                                 ("memory", "memory.swap.max", "10485760")]),
         (Resources(memory=MB, memory_swap=-1), "v2", [("memory", "memory.max", "1048576"), ("memory", "memory.swap.max", "max")]),
         (Resources(cpus=0.25, pids=5), "v2", [("cpu", "cpu.max", "25000 100000"), ("pids", "pids.max", "5")]),
+        (Resources(pids=-1), "v1", []),  # docker: 0 or -1 is no limit
+        (Resources(pids=-1), "v2", []),
     ],
 )
 def test_compute_limits(resources, version, writes):
