@@ -30,7 +30,11 @@ def run(prog: str, argv: list[str]) -> int:
             os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
     sock = _connect()
     _forward_signals(sock)  # from the start: a Ctrl-C right after the program's first output counts
-    request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "tty_in": os.isatty(0), "trace": bool(trace)}
+    try:
+        cwd = os.getcwd()
+    except OSError:  # removed under our feet: relative --env-file paths then start at /
+        cwd = "/"
+    request = {"argv": argv, "cwd": cwd, "env": dict(os.environ), "tty_in": os.isatty(0), "trace": bool(trace)}
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in STDIO)
     sock.sendmsg([marshal.dumps(request)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
     trace and trace("sent")
@@ -62,7 +66,9 @@ def run(prog: str, argv: list[str]) -> int:
 
 
 def _connect():
-    path = os.path.join(os.environ.get("ORCH_RUN") or "/run/orch", "run.sock")
+    from orch.paths import run_file
+
+    path = run_file("run.sock")
     for attempt in (1, 2):
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
         try:
