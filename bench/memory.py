@@ -81,6 +81,16 @@ def python_children_of(pid: int) -> int:
     return count
 
 
+def grow(start, sample, count: int) -> dict:
+    """{"one": sample() with 1 idle container, "many": with `count`}; `start(n)` starts n more."""
+    start(1)
+    time.sleep(1)
+    one = sample()
+    start(count - 1)
+    time.sleep(1)
+    return {"one": one, "many": sample()}
+
+
 def orch_figures(node: OrchNode, count: int) -> dict:
     from orch.node.runtime import superproto
 
@@ -91,13 +101,8 @@ def orch_figures(node: OrchNode, count: int) -> dict:
         for _ in range(n):
             subprocess.run(node.cmd("run", "-d", "--network", "none", "busybox", "sleep", "1000000"), env=node.env, check=True, stdout=subprocess.DEVNULL)
 
-    start(1)
-    time.sleep(1)
-    one = {"agent": memory(agent), "supervisor": memory(sup)}
-    start(count - 1)
-    time.sleep(1)
-    many = {"agent": memory(agent), "supervisor": memory(sup)}
-    return {"one": one, "many": many, "pythons": python_children_of(sup)}
+    figures = grow(start, lambda: {"agent": memory(agent), "supervisor": memory(sup)}, count)
+    return dict(figures, pythons=python_children_of(sup))
 
 
 def podman_figures(node: OrchNode, base: Path, count: int) -> dict | str:
@@ -115,13 +120,7 @@ def podman_figures(node: OrchNode, base: Path, count: int) -> dict | str:
                                check=True, stdout=subprocess.DEVNULL)
                 names.append(name)
 
-        start(1)
-        time.sleep(1)
-        one = total(pids_named("conmon"))
-        start(count - 1)
-        time.sleep(1)
-        many = total(pids_named("conmon"))
-        return {"one": one, "many": many}
+        return grow(start, lambda: total(pids_named("conmon")), count)
     finally:
         if names:
             subprocess.run(["podman", "rm", "-f", "-t", "0", *names], capture_output=True)
@@ -145,17 +144,18 @@ def docker_figures(node: OrchNode, base: Path, count: int) -> dict | str:
                 subprocess.run([*docker, "run", "-d", "--network", "none", "busybox", "sleep", "1000000"], check=True, stdout=subprocess.DEVNULL)
 
         try:
-            start(1)
-            time.sleep(1)
-            one = total(pids_named("containerd-shim"))
-            start(count - 1)
-            time.sleep(1)
-            many = total(pids_named("containerd-shim"))
-            return {"one": one, "many": many}
+            return grow(start, lambda: total(pids_named("containerd-shim")), count)
         finally:
             ids = subprocess.run([*docker, "ps", "-aq"], capture_output=True, text=True).stdout.split()
             if ids:
                 subprocess.run([*docker, "rm", "-f", *ids], capture_output=True)
+
+
+def row(name: str, one: tuple[int, int], many: tuple[int, int], count: int) -> None:
+    """One line: RSS / PSS with 1 and with `count` containers, and the cost of each extra one."""
+    (r1, p1), (rn, pn), n = one, many, count - 1
+    print(f"  {name:<13} 1: {mb(r1)} / {mb(p1)}   {count}: {mb(rn)} / {mb(pn)}   "
+          f"per extra container: {(rn - r1) / n / 1024:7.1f} kB / {(pn - p1) / n / 1024:7.1f} kB")
 
 
 def main() -> int:
@@ -170,29 +170,17 @@ def main() -> int:
     try:
         node.setup()
         o = orch_figures(node, args.count)
-        n = args.count - 1
         print(f"\nMemory of orch's own processes with 1 and {args.count} idle busybox containers (RSS / PSS):\n")
         for proc in ("agent", "supervisor"):
-            (r1, p1), (rn, pn) = o["one"][proc], o["many"][proc]
-            print(f"  {proc:<11} 1: {mb(r1)} / {mb(p1)}   {args.count}: {mb(rn)} / {mb(pn)}   per extra container: {(rn - r1) / n / 1024:7.1f} kB / {(pn - p1) / n / 1024:7.1f} kB")
-        r1 = sum(o["one"][p][0] for p in o["one"])
-        rn = sum(o["many"][p][0] for p in o["many"])
-        p1 = sum(o["one"][p][1] for p in o["one"])
-        pn = sum(o["many"][p][1] for p in o["many"])
-        print(f"  {'together':<11} 1: {mb(r1)} / {mb(p1)}   {args.count}: {mb(rn)} / {mb(pn)}   per extra container: {(rn - r1) / n / 1024:7.1f} kB / {(pn - p1) / n / 1024:7.1f} kB")
-        print(f"  Python interpreters under the supervisor: {o['pythons']} (the containers' processes are busybox)")
-        pm = podman_figures(node, base, args.count)
-        if isinstance(pm, str):
-            print(f"\npodman: not available: {pm}")
-        else:
-            (r1, p1), (rn, pn) = pm["one"], pm["many"]
-            print(f"\n  podman conmon 1: {mb(r1)} / {mb(p1)}   {args.count}: {mb(rn)} / {mb(pn)}   per extra container: {(rn - r1) / n / 1024:7.1f} kB / {(pn - p1) / n / 1024:7.1f} kB")
-        dk = docker_figures(node, base, args.count)
-        if isinstance(dk, str):
-            print(f"docker: not available: {dk}")
-        else:
-            (r1, p1), (rn, pn) = dk["one"], dk["many"]
-            print(f"  docker shims  1: {mb(r1)} / {mb(p1)}   {args.count}: {mb(rn)} / {mb(pn)}   per extra container: {(rn - r1) / n / 1024:7.1f} kB / {(pn - p1) / n / 1024:7.1f} kB")
+            row(proc, o["one"][proc], o["many"][proc], args.count)
+        together = [tuple(sum(o[k][p][i] for p in ("agent", "supervisor")) for i in (0, 1)) for k in ("one", "many")]
+        row("together", *together, args.count)
+        print(f"  Python interpreters under the supervisor: {o['pythons']} (the containers' processes are busybox)\n")
+        for name, figures in (("podman conmon", podman_figures(node, base, args.count)), ("docker shims", docker_figures(node, base, args.count))):
+            if isinstance(figures, str):
+                print(f"  {name}: not available: {figures}")
+            else:
+                row(name, figures["one"], figures["many"], args.count)
     finally:
         node.stop()
         shutil.rmtree(base, ignore_errors=True)

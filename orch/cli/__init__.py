@@ -76,21 +76,22 @@ Run 'orch COMMAND --help' for more on a command."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    if "site" not in sys.modules and sys.argv[1:2] != ["run"]:
+    from_shell, argv = argv is None, sys.argv[1:] if argv is None else argv
+    is_run = argv[:1] == ["run"]
+    if "site" not in sys.modules and not is_run:
         # Started by the launcher without `site` (orch/cli/launcher.py): every command but
         # `run` needs site-packages.
         import site
 
         site.main()
-    if argv is None and sys.argv[1:2] == ["run"]:
+    if from_shell and is_run:
         # `orch run` from a shell: once the container is done nothing is left to flush or
         # close, and the interpreter's teardown would add about 2 ms to the command people time.
-        code = run_command("orch run", COMMANDS["run"], sys.argv[2:])
+        code = run_command("orch run", COMMANDS["run"], argv[1:])
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:  # None when the shell closed it
                 stream.flush()
         os._exit(code)
-    argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2

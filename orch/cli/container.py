@@ -256,12 +256,7 @@ def _attached(msg: dict, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
                 signal.signal(sig, lambda signum, _f: proto.send(sock, {"op": "signal", "signal": signum}))
         proto.send(sock, msg, fds)
         answer, _ = proto.recv(sock)
-        try:
-            proto.raise_for(answer, msg["op"])
-        except OrchError as err:
-            # 127: command not found, 126: not executable, 125: anything else (docker's codes)
-            err.exit_code = (answer or {}).get("exit_code", 125)
-            raise
+        proto.raise_for_program(answer, msg["op"])
         while True:
             event, extra = proto.recv(sock)
             for fd in extra:

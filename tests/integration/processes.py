@@ -1,9 +1,12 @@
-"""Stopping the agents and supervisors that integration tests start: SIGTERM, a grace of up
-to 5 s for their clean shutdown (bridges, tables, sockets), then SIGKILL."""
+"""What integration tests' nodes leave to undo: their agents and supervisors (SIGTERM, a grace
+of up to 5 s for a clean shutdown, then SIGKILL), and their bridges and nftables table."""
 
+import json
 import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 
 def stop_process(pid: int | None) -> None:
@@ -20,3 +23,14 @@ def stop_process(pid: int | None) -> None:
             return
         time.sleep(0.02)  # polling a process we signalled: nothing to wait on but its exit
     os.kill(pid, signal.SIGKILL)
+
+
+def remove_node_networks(root: Path, net_prefix: str) -> None:
+    """Bridges outlive agents, as docker0 does: a test node deletes its own, and its table."""
+    try:
+        state = json.loads((root / "networks" / "state.json").read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    for net in state.get("networks", {}).values():
+        subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", net_prefix], capture_output=True)

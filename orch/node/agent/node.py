@@ -288,12 +288,14 @@ class Node:
         from orch.node.agent import wiring
 
         await trio.to_thread.run_sync(wiring.setup_network, self, rec)
-        answer = await self.call({"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"],
-                                  "open_stdin": bool(rec["Config"].get("OpenStdin"))})
+        answer = await self.call(dict(self._start_message(rec), open_stdin=bool(rec["Config"].get("OpenStdin"))))
         pid = answer["pid"]
         # The started event may not have arrived yet on the other connection; wait for it so
         # that `start` returns a running container (or one that already exited again).
         await self.wait_until(lambda: rec["State"].get("Pid") == pid or rec.get("_exited_pid") == pid or rec["Id"] not in self.records, 10)
+
+    def _start_message(self, rec: dict) -> dict:
+        return {"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"]}
 
     async def start_attached(self, rec: dict, roles: list[str], fds: list[int], tty_size=None):
         """Start `rec` with a client's descriptors as its stdio (`roles`: "stdin", "stdout",
@@ -304,7 +306,7 @@ class Node:
         supervision.cancel_restart(self, rec)
         supervision.on_user_start(rec)
         self.change(rec, "start")
-        msg = {"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"], "attach": roles}
+        msg = dict(self._start_message(rec), attach=roles)
         if tty_size:
             msg["tty_size"] = list(tty_size)
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
@@ -312,13 +314,7 @@ class Node:
             await sock.connect(self.sup_path)
             await sock.sendmsg([proto.encode(msg)], [(trio.socket.SOL_SOCKET, trio.socket.SCM_RIGHTS, array.array("i", fds))])
             data = await sock.recv(proto.MAX_MESSAGE)
-            answer = proto.decode(data) if data else None
-            try:
-                proto.raise_for(answer, "start")
-            except OrchError as err:
-                # 127: command not found, 126: not executable, 125: anything else (docker's codes)
-                err.exit_code = (answer or {}).get("exit_code", 125)
-                raise
+            proto.raise_for_program(proto.decode(data) if data else None, "start")
         except BaseException:
             sock.close()
             raise

@@ -244,14 +244,9 @@ class Run:
 
 
 async def _recv(conn) -> tuple[bytes, list[int]]:
-    import array
-
+    # MSG_CMSG_CLOEXEC: the client's descriptors must never leak into a process forked later.
     data, ancdata, _flags, _addr = await conn.recvmsg(MAX_MESSAGE, trio.socket.CMSG_LEN(CLIENT_FDS * 4), trio.socket.MSG_CMSG_CLOEXEC)
-    fds = array.array("i")
-    for level, kind, payload in ancdata:
-        if level == trio.socket.SOL_SOCKET and kind == trio.socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    return data, list(fds)
+    return data, proto.fds_of(ancdata)
 
 
 async def _send(conn, msg: dict) -> None:

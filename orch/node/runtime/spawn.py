@@ -142,11 +142,7 @@ def _fork_pid1(config: ContainerConfig, cgroups: Cgroups, stdio: Stdio, cap: int
         os.close(error_r)
     if error:
         _reap(pid)
-        try:
-            data = json.loads(error)
-            raise StartError(f"{what}: {data['message']}", int(data.get("exit_code", 125)))
-        except (ValueError, KeyError):
-            raise StartError(f"{what}: {error.decode(errors='replace').strip()}") from None
+        raise _start_error(error, what)
     return pid
 
 
@@ -236,14 +232,19 @@ def _fork_and_wait(child, stdio: Stdio, what: str) -> int:
     if error:
         if pid:
             _reap(pid)
-        try:
-            data = json.loads(error)
-            raise StartError(f"{what}: {data['message']}", int(data.get("exit_code", 125)))
-        except (ValueError, KeyError):
-            raise StartError(f"{what}: {error.decode(errors='replace').strip()}") from None
+        raise _start_error(error, what)
     if not pid:
         raise StartError(f"{what}: the setup process died ({_describe(status)}) before starting the program")
     return pid
+
+
+def _start_error(error: bytes, what: str) -> StartError:
+    """The StartError a child reported over the error pipe (one JSON line, see _report)."""
+    try:
+        data = json.loads(error)
+        return StartError(f"{what}: {data['message']}", int(data.get("exit_code", 125)))
+    except (ValueError, KeyError):
+        return StartError(f"{what}: {error.decode(errors='replace').strip()}")
 
 
 def _exec_child(config, process, cgroups, ns_fds, fds, console_socket, error_fd, cap) -> int:

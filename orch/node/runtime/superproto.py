@@ -24,7 +24,7 @@ import json
 import os
 import socket
 
-from orch.errors import Unavailable, from_kind
+from orch.errors import OrchError, Unavailable, from_kind
 
 MAX_MESSAGE = 256 * 1024
 MAX_FDS = 8
@@ -59,12 +59,18 @@ def recv(sock: socket.socket) -> tuple[dict | None, list[int]]:
 def recv_raw(sock: socket.socket) -> tuple[bytes, list[int]]:
     """recvmsg with MSG_CMSG_CLOEXEC: received descriptors must never leak into a container
     that the supervisor forks later (socket.recv_fds does not pass that flag)."""
+    data, ancdata, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC)
+    return data, fds_of(ancdata)
+
+
+def fds_of(ancdata) -> list[int]:
+    """The descriptors an SCM_RIGHTS message carried (recvmsg's ancillary data; a trio
+    socket's recvmsg gives the same)."""
     fds = array.array("i")
-    data, ancdata, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_LEN(MAX_FDS * fds.itemsize), socket.MSG_CMSG_CLOEXEC)
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    return data, list(fds)
+    return list(fds)
 
 
 def write_json_atomic(path, value, durable: bool = True) -> None:
@@ -103,6 +109,16 @@ def raise_for(answer: dict | None, op: str) -> dict:
     if not answer.get("ok", False):
         raise from_kind(answer.get("kind", "system"), answer.get("message", f"supervisor failed '{op}'"))
     return answer
+
+
+def raise_for_program(answer: dict | None, op: str) -> dict:
+    """raise_for, for a start or an exec whose caller reports the program's fate: the error
+    carries docker's exit code (127 not found, 126 not executable, 125 anything else)."""
+    try:
+        return raise_for(answer, op)
+    except OrchError as err:
+        err.exit_code = (answer or {}).get("exit_code", 125)
+        raise
 
 
 def connect(path: str, timeout: float | None = None) -> socket.socket:

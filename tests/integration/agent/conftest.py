@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import stop_process
+from tests.integration.processes import remove_node_networks, stop_process
 
 from orch.node.runtime import superproto
 
@@ -31,7 +31,7 @@ class OrchNode:
         self.base = base
         self.root = base / "root"
         self.run_dir = base / "run"
-        # ORCH_NET_PREFIX: this node's own nftables table and bridge names (see _remove_networks).
+        # ORCH_NET_PREFIX: this node's own nftables table and bridge names (see remove_node_networks).
         self.net_prefix = "orchA" + os.urandom(2).hex()
         self.env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir), ORCH_NET_PREFIX=self.net_prefix,
                         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -82,16 +82,6 @@ def _orch_cgroups(ids) -> list[str]:
     return found
 
 
-def _remove_networks(n: OrchNode) -> None:
-    """The default bridge outlives agents, as docker0 does; a test node deletes it and its table."""
-    try:
-        state = json.loads((n.root / "networks" / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        state = {}
-    for net in state.get("networks", {}).values():
-        subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
-    subprocess.run(["nft", "delete", "table", "ip", n.net_prefix], capture_output=True)
-
 
 @pytest.fixture(scope="session")
 def node():
@@ -124,7 +114,7 @@ def node():
             sup = n.supervisor_pid()
             stop_process(n.agent_pid())
             stop_process(sup)
-            _remove_networks(n)
+            remove_node_networks(n.root, n.net_prefix)
         signal.signal(signal.SIGTERM, previous)
         if (n.root / "containers").exists():
             seen_ids.update(p.name for p in (n.root / "containers").glob("*"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import stop_process
+from tests.integration.processes import remove_node_networks, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
@@ -63,16 +63,6 @@ def _supervisor_pid(node: Node):
         return None
 
 
-def _remove_networks(n: Node) -> None:
-    """Bridges outlive agents, as docker0 does: the test node deletes its own and its table."""
-    try:
-        state = json.loads((n.root / "networks" / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        state = {}
-    for net in state.get("networks", {}).values():
-        subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
-    subprocess.run(["nft", "delete", "table", "ip", n.net_prefix], capture_output=True)
-
 
 @pytest.fixture(scope="session")
 def node():
@@ -99,7 +89,7 @@ def node():
             sup = _supervisor_pid(n)
             stop_process(n.pid("agent.pid"))
             stop_process(sup)
-        _remove_networks(n)
+        remove_node_networks(n.root, n.net_prefix)
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         shutil.rmtree(base, ignore_errors=True)
         assert not mounts, f"mounts left behind: {mounts}"
