@@ -1,7 +1,7 @@
 """`orch run`: the client half of the command people time.
 
 Everything here is built into the interpreter (posix through os, _socket, marshal, _signal,
-time), so the client costs Python's own start and little more: argparse, json and socket would
+select, time), so the client costs Python's own start and little more: argparse, json and socket would
 add about 15 ms (they import re and enum). The node agent, which has all of that imported
 already, parses the command line with the same parser `orch create` uses, creates and starts
 the container, and answers on the same connection; see orch/node/agent/runsock.py for the
@@ -29,7 +29,7 @@ def run(prog: str, argv: list[str]) -> int:
         except OSError:
             os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
     sock = _connect()
-    _forward_signals(sock)  # from the start: a Ctrl-C right after the program's first output counts
+    signals = _catch_signals()  # from the start: a Ctrl-C right after the program's first output counts
     try:
         cwd = os.getcwd()
     except OSError:  # removed under our feet: relative --env-file paths then start at /
@@ -39,8 +39,18 @@ def run(prog: str, argv: list[str]) -> int:
     sock.sendmsg([marshal.dumps(request)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
     trace and trace("sent")
     restore = None
+    import select
+
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    poller.register(signals, select.POLLIN)
     try:
         while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if signals in ready:
+                _forward(sock, signals)
+            if sock.fileno() not in ready:
+                continue
             data = sock.recv(MAX_MESSAGE)
             if not data:
                 _write(2, "orch: the node agent went away before the container exited; see ORCH_ROOT/agent.log\n")
@@ -96,26 +106,49 @@ def _raw_mode(sock):
 
     old = termios.tcgetattr(0)
     tty.setraw(0)
-
-    def size():
-        s = os.get_terminal_size(0)
-        return [s.lines, s.columns]
-
-    _signal.signal(_signal.SIGWINCH, lambda *_: sock.send(marshal.dumps({"resize": size()})))
-    sock.send(marshal.dumps({"go": True, "tty_size": size()}))
+    _signal.signal(_signal.SIGWINCH, _noted)  # the main loop sends the new size (_forward)
+    sock.send(marshal.dumps({"go": True, "tty_size": _size()}))
     return lambda: termios.tcsetattr(0, termios.TCSADRAIN, old)
 
 
-def _forward_signals(sock) -> None:
+def _size() -> list[int]:
+    s = os.get_terminal_size(0)
+    return [s.lines, s.columns]
+
+
+def _catch_signals() -> int:
     """Ctrl-C and friends go to the agent, which passes them to the program (docker's
-    --sig-proxy, without -t) or, when they are not for the program, answers with exit 128+N."""
+    --sig-proxy, without -t) or, when they are not for the program, answers with exit 128+N.
+
+    The kernel writes each caught signal's number to a pipe (signal.set_wakeup_fd) that the
+    main loop polls beside the socket. A Python handler that sent the message itself would
+    lose a signal that lands just before the loop blocks in recv: the handler then waits for
+    the next message, which may never come. Returns the pipe's read end."""
     import _signal
 
-    def forward(signum, _frame):
-        sock.send(marshal.dumps({"signal": signum}))
-
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    _signal.set_wakeup_fd(w)
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT):
-        _signal.signal(sig, forward)
+        _signal.signal(sig, _noted)
+    return r
+
+
+def _noted(signum, frame) -> None:
+    """The handler of the signals the loop forwards: their numbers are in the wakeup pipe."""
+
+
+def _forward(sock, signals: int) -> None:
+    import _signal
+
+    try:
+        numbers = os.read(signals, 64)
+    except BlockingIOError:
+        return
+    for signum in numbers:
+        if signum == _signal.SIGWINCH:
+            sock.send(marshal.dumps({"resize": _size()}))
+        else:
+            sock.send(marshal.dumps({"signal": signum}))
 
 
 def _write(fd: int, text: str) -> None:
