@@ -30,7 +30,7 @@ changes (`paused`, swarm's UpdateStatus), where on one node it resumes once the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Protocol
+from typing import Iterator, Literal, Mapping, Protocol
 
 from orch.scheduler.model import WAIT_UPDATE_PAUSED, Action, DesiredService, ObservedContainer, short_hash
 
@@ -114,7 +114,7 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     current = [c for c in sp.containers if not is_outdated(sp, c)]
     outdated = [c for c in sp.containers if is_outdated(sp, c)]
     total = len(sp.containers)
-    used = {c.number for c in sp.containers}
+    free = _free_numbers({c.number for c in sp.containers})
     source = _rollback_source(sp)
     if sp.rolled_back:
         out.warnings.append(
@@ -147,7 +147,7 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
 
     # 3. Create the missing replicas.
     for _ in range(want - len(current) - len(kept)):
-        number = _take_free(used)
+        number = next(free)
         reason = f"scale {total}→{want}" if total else f"replica {number} of {want} is missing"
         _create(sp, out, number, reason, source)
 
@@ -178,7 +178,7 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     for c in running[:size]:
         change = _change(sp, c, source)
         if svc.update.order == "start-first":
-            number = c.number if sp.same_slot else _take_free(used)
+            number = c.number if sp.same_slot else next(free)
             _create(sp, out, number, f"{change}; start-first update of {c.name}", source)
         else:
             batch = f"; stop-first update, batch of {size}" if svc.update.parallelism else ""
@@ -253,10 +253,13 @@ def _recreate(sp: ServicePass, out: Emitter, c: ObservedContainer, reason: str, 
     out.add(svc, action)
 
 
-def _take_free(used: set[int]) -> int:
-    """The lowest replica number no container of the service holds, marked as taken."""
-    n = 1
-    while n in used:
+def _free_numbers(used: set[int]) -> Iterator[int]:
+    """The numbers no container of the service holds, lowest first. Numbers are only taken
+    during a pass, so the search goes on from the last one (a pass that creates a thousand
+    replicas does not scan from 1 a thousand times)."""
+    n = 0
+    while True:
         n += 1
-    used.add(n)
-    return n
+        if n not in used:
+            used.add(n)
+            yield n
