@@ -471,6 +471,7 @@ class _ServicePlanner:
         self.paused: str | None = None
         self.slot_tasks: dict[int, Task] = {}  # number -> task, for the actions' targets
         self.node_for: dict[int, str] = {}  # number -> node id (global)
+        self.number_of: dict[str, int] = {}  # node id -> number (global)
         self.lost: dict[int, str] = {}  # slot -> why its task no longer counts (node down or gone)
         self.tasks = [t for t in cp.by_service.get(service.id, ())]
 
@@ -537,10 +538,7 @@ class _ServicePlanner:
     def _number(self, task: Task) -> int:
         if not self.global_:
             return task.slot
-        for number, node_id in self.node_for.items():
-            if node_id == task.node_id:
-                return number
-        return 0
+        return self.number_of.get(task.node_id, 0)
 
     # The pass.
 
@@ -574,7 +572,7 @@ class _ServicePlanner:
         if self.global_:
             active, paused = cp.global_nodes(self.service)
             self.node_for = {i + 1: n.id for i, n in enumerate(active)}
-            number_of = {n.id: i + 1 for i, n in enumerate(active)}
+            self.number_of = number_of = {n.id: i + 1 for i, n in enumerate(active)}
             left_alone = {n.id for n in paused}
             kept = []
             for t in live:
@@ -666,12 +664,15 @@ class _ServicePlanner:
     def _start_prepared(self) -> None:
         """A task created `ready` runs once the task it replaces in its slot has stopped."""
         cp = self.cp
-        for task in self.tasks:
-            task = cp.current(task)
-            if task.desired_state != TaskState.READY:
-                continue
-            others = [t for t in self.tasks if t.id != task.id and _same_slot(t, task, self.global_)]
-            if any(cp.still_running(t) for t in others):
+        prepared = [t for t in map(cp.current, self.tasks) if t.desired_state == TaskState.READY]
+        if not prepared:
+            return
+        running_in: dict[object, set[str]] = {}  # slot (node for global) -> tasks still running there
+        for t in self.tasks:
+            if cp.still_running(t):
+                running_in.setdefault(t.node_id if self.global_ else t.slot, set()).add(t.id)
+        for task in prepared:
+            if running_in.get(task.node_id if self.global_ else task.slot, set()) - {task.id}:
                 cp.wait(self.name, f"{task.name} starts once the task it replaces has stopped")
                 continue
             cp.set_desired(task, TaskState.RUNNING, "the task it replaces has stopped")
@@ -714,10 +715,6 @@ def _started(status: UpdateStatus | None) -> float | None:
 def _task_rank(task: Task) -> tuple:
     s = task.status
     return (s.state == TaskState.RUNNING, s.health == "healthy", not s.state.terminal, s.state.rank, task.created_at, task.id)
-
-
-def _same_slot(a: Task, b: Task, global_: bool) -> bool:
-    return a.node_id == b.node_id if global_ else a.slot == b.slot
 
 
 def _ended(task: Task) -> str:

@@ -372,11 +372,11 @@ class Placer:
 
     def _place_pinned(self, demand: Demand) -> GroupResult:
         load = self.loads.get(demand.node_id)
-        passed, _ = self.static(demand.placement)
+        _, failed = self.static(demand.placement)
         assigned = []
         ids = list(demand.task_ids)
         for i, task_id in enumerate(ids):
-            if load is None or load not in passed or self.dynamic_failure(demand, load) is not None:
+            if load is None or demand.node_id in failed or self.dynamic_failure(demand, load) is not None:
                 reason = self.explain(demand, only=demand.node_id) if load is not None else "no suitable node (the node is gone)"
                 return GroupResult(demand, tuple(assigned), tuple(ids[i:]), reason)
             self.take(demand, load)
