@@ -16,6 +16,8 @@ given). Then, as `docker stack deploy` does:
   build them (build and push it, then name it in `image:`); with both, build is ignored;
 - what swarm ignores and orch refuses, because ignoring it would change what runs:
   `privileged`, `network_mode`, `volumes_from`, `deploy.mode` jobs, published port ranges;
+  a placement constraint or spread preference placement cannot read (swarm accepts an
+  unknown attribute and then never places the task);
 - what swarm ignores and orch honours: `depends_on` (with its conditions, across the cluster),
   and `restart:` when there is no `deploy.restart_policy` (as `orch up` reads it);
 - what swarm and orch ignore, with a warning: `container_name`, `links`, `build` (beside an
@@ -190,6 +192,7 @@ class _Stack:
         limits = resources.limits if resources else None
         reserve = resources.reservations if resources else None
         placement = deploy.placement if deploy else None
+        self.check_placement(name, placement)
         return TaskSpec(
             container_spec=self.container(name, svc),
             resources=ResourceRequirements(
@@ -316,6 +319,21 @@ class _Stack:
             max_failure_ratio=config.max_failure_ratio or 0.0,
             order=config.order or defaults.order,
         )
+
+    def check_placement(self, name: str, placement) -> None:
+        """Constraints and spread preferences as placement reads them: a mistake is refused
+        at deploy, not left to make every task pend."""
+        from orch.scheduler.placement import parse_constraints, parse_preference
+
+        if placement is None:
+            return
+        try:
+            parse_constraints(placement.constraints or ())
+            for pref in placement.preferences or ():
+                if set(pref) == {"spread"}:
+                    parse_preference(PlacementPreference(spread=pref["spread"]))
+        except InvalidArgument as err:
+            raise self.error(f"service {name}", str(err)) from None
 
     def preference(self, name: str, pref: Mapping[str, str]) -> PlacementPreference:
         if set(pref) != {"spread"}:
