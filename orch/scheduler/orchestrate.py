@@ -55,7 +55,6 @@ from orch.cluster.records import (
     Task,
     TaskState,
     TaskStatus,
-    UpdateConfig as UpdateConfigRecord,
     UpdateStatus,
     compute_spec_digest,
     new_id,
@@ -73,18 +72,16 @@ from orch.scheduler.model import (
     DesiredService,
     DesiredState,
     ObservedContainer,
-    RestartPolicy,
-    UpdateConfig,
     Waiting,
 )
 from orch.scheduler.placement import Demand, GroupResult, Placer, node_matches, parse_constraints, platform_matches
 from orch.scheduler.restart import classify_exit
 from orch.scheduler.rolling import ServicePass, plan_update
+from orch.scheduler.taskview import TaskViews, has_healthcheck, restart_policy, task_view, update_config
 
 StopGate = Callable[[Task, float], "float | None"]
 IdSource = Callable[[str], str]
 
-_CONDITIONS = {"any": "always", "on-failure": "on-failure", "none": "no"}
 _UNPLACED = (TaskState.NEW, TaskState.ALLOCATED, TaskState.PENDING)
 RETRY_HINT = "fix the service and run orch service update (or orch service rollback)"
 
@@ -115,53 +112,6 @@ def plan_cluster(
     cp.place()
     cp.reap(chosen if services is not None else None)
     return cp.plan()
-
-
-# ---------------------------------------------------------------------------------------------
-# Records seen as the node reconciler's values
-
-
-def task_view(task: Task, number: int, service_name: str) -> ObservedContainer:
-    """A task as the replica rules see a container: its number is its slot."""
-    s = task.status
-    if s.state == TaskState.RUNNING:
-        cstate = "running"
-    elif s.state.terminal:
-        cstate = "exited"
-    else:
-        cstate = "created"
-    code = s.container_status.exit_code if s.container_status else None
-    if s.state == TaskState.COMPLETE:
-        code = 0
-    elif s.state.terminal and code == 0:
-        code = None  # Shut down or rejected by its node: not a success.
-    finished = s.finished_at if s.finished_at is not None else (s.timestamp if s.state.terminal else None)
-    return ObservedContainer(
-        id=task.id, name=task.name, service=service_name, number=number, config_hash=task.spec_digest,
-        state=cstate, health=s.health, exit_code=code, created_at=task.created_at, started_at=s.started_at,
-        finished_at=finished, health_changed_at=s.health_changed_at, restart_count=task.restart_count,
-        backoff_streak=task.backoff_streak,
-    )
-
-
-def restart_policy(policy) -> RestartPolicy:
-    """deploy.restart_policy as the restart rules read it (window 0: count every restart)."""
-    return RestartPolicy(mode=_CONDITIONS[policy.condition], max_attempts=policy.max_attempts, delay=policy.delay, window=policy.window or None)
-
-
-def update_config(config: UpdateConfigRecord, *, rollback: bool) -> UpdateConfig:
-    action = config.failure_action
-    if rollback and action == "rollback":
-        action = "pause"  # swarm never rolls back a rollback.
-    return UpdateConfig(
-        parallelism=config.parallelism, delay=config.delay, order=config.order, failure_action=action,
-        monitor=config.monitor, max_failure_ratio=config.max_failure_ratio,
-    )
-
-
-def has_healthcheck(service: Service) -> bool:
-    check = service.spec.task_template.container_spec.healthcheck
-    return check is not None and bool(check.test) and check.test[:1] != ["NONE"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +158,7 @@ class _Pass:
         self.desired = self._desired_state()
         # Live tasks of a service as containers, by service name, for depends_on: made when a
         # dependent first asks, so a pass over a few services does not convert every task.
-        self.views = _Views(self)
+        self.views = TaskViews(state.services, self.by_service, lambda t: self.live(t) and not self.node_lost(t))
         self.replicas = {name: svc.replicas for name, svc in self.desired.services.items()}
 
     # State questions.
@@ -249,7 +199,7 @@ class _Pass:
         """A global service's nodes: (active nodes that should run a task, paused nodes whose
         tasks are left alone). Down, drained and non-matching nodes are neither."""
         placement = service.spec.task_template.placement
-        constraints = self._constraints(service)
+        constraints = self.constraints_of(service)
         active, paused = [], []
         for node in sorted(self.state.nodes.values(), key=lambda n: n.id):
             if node.status.state == "down" or node.spec.availability == "drain":
@@ -259,7 +209,7 @@ class _Pass:
             (paused if node.spec.availability == "pause" else active).append(node)
         return active, paused
 
-    def _constraints(self, service: Service):
+    def constraints_of(self, service: Service):
         try:
             return parse_constraints(service.spec.task_template.placement.constraints)
         except InvalidArgument:
@@ -438,25 +388,6 @@ class _Pass:
         return ClusterPlan(tuple(changes), tuple(self.waiting), tuple(self.warnings), min(self.checks, default=None), revisions)
 
 
-class _Views(dict):
-    """Service name -> its live tasks (on nodes that are not lost) as containers, on demand."""
-
-    def __init__(self, cp: _Pass):
-        super().__init__()
-        self.cp = cp
-        self.ids = {s.spec.name: sid for sid, s in cp.state.services.items()}
-
-    def __missing__(self, name: str) -> list[ObservedContainer]:
-        cp = self.cp
-        sid = self.ids.get(name)
-        tasks = cp.by_service.get(sid, ()) if sid is not None else ()
-        views = self[name] = [task_view(t, t.slot, name) for t in tasks if cp.live(t) and not cp.node_lost(t)]
-        return views
-
-    def get(self, name, default=None):
-        return self[name] if name in self.ids else default
-
-
 class _ServicePlanner:
     """One service in one pass: the Emitter the replica rules write into."""
 
@@ -582,7 +513,7 @@ class _ServicePlanner:
                     self._shutdown_off_node(t)
             want = len(active)
         else:
-            constraints = cp._constraints(self.service)
+            constraints = cp.constraints_of(self.service)
             platforms = self.service.spec.task_template.placement.platforms
             kept = []
             for t in live:
