@@ -395,3 +395,12 @@ def test_new_tasks_carry_the_service_spec_and_docker_names():
     t = plan.changes[0].record
     assert t.spec == WEB.spec.task_template and t.spec_version == 1 and t.status.state == TaskState.ASSIGNED
     assert t.name == "web.1" and t.container_name == f"web.1.{t.id}" and len(t.id) == 25
+
+
+def test_a_pass_can_be_limited_to_the_services_that_changed():
+    a, b = service("a", replicas=2), service("b", replicas=2)
+    state = cluster([a, b], N3, [task(a, 1, "n1")])
+    plan = plan_cluster(state, now=100, services=["b"])
+    assert sorted(c.name for c in plan.changes) == ["b.1", "b.2"]
+    # Placement still sees the tasks of services outside the pass: n1 runs a.1.
+    assert [c.record.node_id for c in plan.changes] == ["n2", "n3"]
