@@ -475,6 +475,13 @@ class _ServicePlanner:
 
     def run(self) -> None:
         cp, service = self.cp, self.service
+        if self.global_ and cp.constraints_of(service) is None:
+            # Which nodes it belongs on is unknown: leave its tasks alone rather than stop them.
+            try:
+                parse_constraints(service.spec.task_template.placement.constraints)
+            except InvalidArgument as err:
+                cp.wait(self.name, str(err), failed=True)
+            return
         status = service.update_status
         rolling_back = status is not None and status.state in ("rollback_started", "rollback_paused")
         paused = status.message or status.state if status is not None and status.state in ("paused", "rollback_paused") else None
