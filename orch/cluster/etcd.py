@@ -234,7 +234,13 @@ class TLSFiles:
         except (OSError, ssl.SSLError) as err:
             raise InvalidArgument(f"etcd client TLS files ({self.ca_file}, {self.cert_file}, {self.key_file}) "
                                   f"cannot be loaded: {err}") from None
+        # TLS 1.2 (ECDHE with AES-GCM or ChaCha20) on purpose: with TLS 1.3 the server checks the
+        # client's certificate after the client's handshake has finished, so a refused
+        # certificate shows up as a reset on the first read, indistinguishable from a server
+        # that died while handling the request ("did my write happen?"). With 1.2 the refusal
+        # is part of the handshake: certainly not sent, and reported as what it is.
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         return ctx
 
 
@@ -310,11 +316,13 @@ class EtcdClient:
         await self.aclose()
 
     def _unreachable(self, op: str, failures: dict[str, str]) -> Unavailable:
+        tls = any("tls" in r or "certificate" in r for r in failures.values())
+        advice = "check --etcd-endpoints" + (" and that our client certificate is signed by etcd's CA" if tls else "")
         if len(failures) == 1:
             url, reason = next(iter(failures.items()))
-            return Unavailable(f"etcd at {url} is unreachable for {op}: {reason}; check --etcd-endpoints")
+            return Unavailable(f"etcd at {url} is unreachable for {op}: {reason}; {advice}")
         listed = ", ".join(f"{url} ({reason})" for url, reason in failures.items())
-        return Unavailable(f"etcd is unreachable for {op} at {listed}; check --etcd-endpoints")
+        return Unavailable(f"etcd is unreachable for {op} at {listed}; {advice}")
 
     async def call(self, path: str, body: dict[str, Any], *, op: str, idempotent: bool,
                    timeout: float | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ manager's agent (Debian's /usr/bin/etcd as a child process).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,11 +34,13 @@ import trio
 
 from orch.cluster import pki
 from orch.cluster.etcd import EtcdClient, TLSFiles
-from orch.errors import NotFound, OrchError, SystemFailure
+from orch.errors import NotFound, OrchError, SystemFailure, Unavailable
 
 ETCD = "/usr/bin/etcd"
 START_TIMEOUT = 30.0  # a joining member may need to fetch a snapshot
 RESTART_MIN, RESTART_MAX = 1.0, 30.0
+STOP_TIMEOUT = 10.0
+JOIN_TIMEOUT = 60.0  # etcd refuses a new voting member until every member has been connected for 5 s
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,37 @@ class LocalMember:
         self._cancel.cancel()
 
 
-def _log_tail(path: Path, lines: int = 3) -> str:
+async def _terminate(process: trio.Process) -> None:
+    """SIGTERM, then SIGKILL: a member whose peers are gone may spend seconds trying to hand
+    over raft leadership before it exits."""
+    process.terminate()
+    with trio.move_on_after(STOP_TIMEOUT):
+        await process.wait()
+        return
+    process.kill()
+
+
+def _log_tail(path: Path) -> str:
+    """The last error etcd logged (zap writes one JSON object a line), or its last line."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        lines = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    return " | ".join(line.strip()[:300] for line in text[-lines:])
+    for line in reversed(lines[-20:]):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("error"):
+            return f"{entry.get('msg', 'error')}: {entry['error']}"[:300]
+    return lines[-1][:300] if lines else ""
 
 
 async def wait_healthy(client: EtcdClient, process: trio.Process | None, log_file: Path | None,
-                       *, timeout: float = START_TIMEOUT) -> None:
+                       *, name: str | None = None, timeout: float = START_TIMEOUT) -> None:
     """Wait until the member at `client.endpoint` answers over TLS and knows a leader, failing
-    at once if its process exits."""
+    at once if its process exits. With `name`, the member answering must be that one (not
+    another process that holds the port)."""
     delay = 0.02
     last = "no answer yet"
     with trio.move_on_after(timeout):
@@ -166,8 +188,14 @@ async def wait_healthy(client: EtcdClient, process: trio.Process | None, log_fil
             try:
                 status = await client.status()
                 if status.leader and not status.errors:
-                    return
-                last = "no leader yet" if not status.leader else "; ".join(status.errors)
+                    if name is None:
+                        return
+                    answering = [m.name for m in await client.member_list() if m.id == status.member_id]
+                    if answering == [name]:
+                        return
+                    last = f"the member answering there is {answering[0] if answering else 'unnamed'}, not {name}"
+                else:
+                    last = "no leader yet" if not status.leader else "; ".join(status.errors)
             except OrchError as err:
                 last = err.message
             await trio.sleep(delay)
@@ -189,10 +217,11 @@ async def run_member(config: MemberConfig, member: LocalMember | None = None, *,
             while True:
                 member._restart = True
                 process: trio.Process = await nursery.start(partial(
-                    trio.run_process, config.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False))
+                    trio.run_process, config.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False,
+                    deliver_cancel=_terminate))
                 member.process = process
                 if not started:
-                    await wait_healthy(client, process, config.log_file)
+                    await wait_healthy(client, process, config.log_file, name=config.name)
                     started = True
                     task_status.started(member)
                     began = trio.current_time()
@@ -212,23 +241,52 @@ async def run_member(config: MemberConfig, member: LocalMember | None = None, *,
 @asynccontextmanager
 async def open_member(config: MemberConfig) -> AsyncIterator[LocalMember]:
     """Run a member for the duration of the block; it is healthy when the block starts and
-    stopped (and reaped) when it ends, also on error or cancellation."""
+    stopped (and reaped) when it ends, also on error or cancellation. A member that cannot
+    start raises its one-line error, not a group."""
     member = LocalMember(config)
-    async with trio.open_nursery() as nursery:
-        async def supervise(task_status: trio.TaskStatus[LocalMember]) -> None:
-            with member._cancel:
-                await run_member(config, member, task_status=task_status)
-        await nursery.start(supervise)
+    try:
+        async with trio.open_nursery() as nursery:
+            async def supervise(task_status: trio.TaskStatus[LocalMember]) -> None:
+                with member._cancel:
+                    await run_member(config, member, task_status=task_status)
+            await nursery.start(supervise)
+            try:
+                yield member
+            finally:
+                member.stop()
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], OrchError):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+async def _member_add(client: EtcdClient, peer_url: str):
+    delay = 0.2
+    deadline = trio.current_time() + JOIN_TIMEOUT
+    while True:
         try:
-            yield member
-        finally:
-            member.stop()
+            return await client.member_add([peer_url])
+        except Unavailable as err:
+            # etcd's strict reconfiguration check: a member that joined less than 5 s ago does
+            # not count yet, so adding the next one must wait a little.
+            if "unhealthy cluster" not in err.message or trio.current_time() + delay > deadline:
+                raise
+        await trio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 async def add_member(client: EtcdClient, name: str, peer_url: str) -> tuple[tuple[str, str], ...]:
     """Announce a new member to the cluster `client` speaks to; the `initial_cluster` to start
     it with (state "existing")."""
-    new, members = await client.member_add([peer_url])
+    new, members = await _member_add(client, peer_url)
     cluster = []
     for m in members:
         member_name = name if m.id == new.id else m.name

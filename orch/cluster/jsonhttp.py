@@ -58,12 +58,12 @@ def _reason(err: BaseException) -> str:
     cause = err.__cause__
     if isinstance(cause, BaseExceptionGroup) and cause.exceptions:  # trio's open_tcp_stream: one per address tried
         return _reason(cause.exceptions[-1])
+    if isinstance(err, trio.BrokenResourceError) and cause is not None:
+        return _reason(cause)
+    if isinstance(err, ssl.SSLError):
+        return f"tls: {(err.reason or str(err)).replace('_', ' ')}".lower()
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
-    if isinstance(err, trio.BrokenResourceError) and err.__cause__ is not None:
-        return _reason(err.__cause__)
-    if isinstance(err, ssl.SSLError):
-        return f"TLS: {err.reason or err}".lower()
     return str(err) or type(err).__name__
 
 
