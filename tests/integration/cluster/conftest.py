@@ -146,7 +146,13 @@ async def store_factory(backend, request):
             nursery.cancel_scope.cancel()
         return
     server = request.getfixturevalue("etcd_server")
-    yield partial(_etcd, server, root)
+    try:
+        yield partial(_etcd, server, root)
+    finally:
+        # Every client of the test shares the root: it is emptied once, when the test is over.
+        with trio.CancelScope(shield=True):
+            async with EtcdClient([server.url], tls=server.tls) as cleaner:
+                await EtcdStore(cleaner, root=root).delete_all()
 
 
 class _memory:
@@ -177,12 +183,7 @@ class _etcd:
         return self.store
 
     async def __aexit__(self, *exc):
-        with trio.CancelScope(shield=True):
-            try:
-                async with EtcdClient([self.server.url], tls=self.server.tls) as cleaner:
-                    await EtcdStore(cleaner, root=self.root).delete_all()
-            finally:
-                await self.client.aclose()
+        await self.client.aclose()
 
 
 @pytest.fixture
