@@ -111,6 +111,9 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
     try:
         async with trio.open_nursery() as nursery:
             node.nursery = nursery
+            if node.net is not None and node.net.dns is not None:
+                # The embedded DNS: the networks restored above are served from here on.
+                await nursery.start(node.net.dns.serve)
             await nursery.start(node.watch_supervisor)
             from orch.node.agent import runsock
 

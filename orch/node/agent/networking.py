@@ -76,6 +76,11 @@ class NodeNetworking:
         self._lock = threading.RLock()
         self._reaper: threading.Timer | None = None
 
+    @property
+    def dns(self):
+        """The embedded DNS service (orch.net.dns), which the agent serves in its nursery."""
+        return self.nets.dns
+
     def open(self) -> None:
         """Restore the persisted state (bridges, rules, DNS, held ports) after an agent start."""
         from orch.net.manager import NetState

@@ -1,4 +1,5 @@
-"""The DNS server on loopback sockets (no root needed): answers, rotation, forwarding, failures."""
+"""The DNS server on loopback sockets (no root needed): answers, rotation, forwarding, failures.
+The service runs on a trio loop in a thread of its own (`serving`), as in the agent's nursery."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import DNSServer
 
+from net_helpers import QuietLogger, serving
+
 from orch.errors import Conflict
-from orch.net.dns import DnsService, QuietLogger, host_upstreams
+from orch.net.dns import DnsService, host_upstreams
 from orch.net.model import Endpoint
 from orch.net.names import compute_name_table
 
@@ -62,8 +65,9 @@ def service(upstream):
         ep("front", "a", "10.89.0.2", "web"), ep("front", "b", "10.89.0.3", "web"),
         ep("secret", "v", "10.89.2.2", "vault"),
     ], internal=frozenset({"secret"})))
-    yield svc
-    svc.close()
+    with serving(svc):
+        yield svc
+        svc.close()
 
 
 def ask(svc, name, qtype="A", tcp=False):
@@ -97,11 +101,12 @@ def test_internal_network_does_not_forward(service):
 
 def test_no_upstream_answers_servfail(upstream):
     svc = DnsService([("127.0.0.1", 9)], port=_free_port(), timeout=0.3)
-    try:
-        svc.start("front", "127.0.0.1")
-        assert ask(svc, "far.test").header.rcode == RCODE.SERVFAIL
-    finally:
-        svc.close()
+    with serving(svc):
+        try:
+            svc.start("front", "127.0.0.1")
+            assert ask(svc, "far.test").header.rcode == RCODE.SERVFAIL
+        finally:
+            svc.close()
 
 
 def test_port_in_use_is_a_conflict_and_stop_frees_it(service):
