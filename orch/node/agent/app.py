@@ -1,5 +1,6 @@
 """The agent's ASGI app and its server: starlette routes from routes_*.py, served by
-hypercorn on ORCH_RUN/orch.sock (mode 0600) under trio.
+hypercorn on ORCH_RUN/orch.sock (mode 0600) under trio, with request bodies and idle
+connections bounded (limits.py).
 
 An OrchError raised by a handler becomes `{"kind", "message"}` with the error's HTTP status;
 the CLI's client (orch/client.py) raises the same class again, so the user reads one line.
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from orch import paths
 from orch.errors import OrchError
+from orch.node.agent import limits
 
 ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
                  "routes_networks", "routes_volumes", "routes_drain", "routes_projects")
@@ -106,7 +108,10 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
     config.accesslog = None
     config.errorlog = "-"
     config.graceful_timeout = 1.0
-    app = build_app(node)
+    # What a client can make the agent hold: see limits.py.
+    config.keep_alive_timeout = limits.KEEP_ALIVE
+    config.h11_max_incomplete_size = limits.MAX_HEAD
+    app = limits.limit_bodies(build_app(node))
     (run_dir / "agent.pid").write_text(str(os.getpid()))
     try:
         async with trio.open_nursery() as nursery:
