@@ -84,8 +84,9 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
 
     root = Path(root or paths.root())
     run_dir = Path(run_dir or paths.run_dir())
-    root.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Root only, fixed here for what an older orch made 0755 (see orch.paths).
+    for loose in paths.secure_store(root, run_dir):
+        print(f"agent: {loose} was open to other users; made it private", file=sys.stderr, flush=True)
     sock = run_dir / "orch.sock"
     # One agent per node: an flock held for the process's life (two CLIs may auto-start one at
     # the same moment; the second agent stops here).
