@@ -230,3 +230,20 @@ def test_forwarding_is_bounded_and_answers_servfail_beyond(upstream):
                     f"far{i}.test." for i in range(dns.MAX_FORWARDS_PER_CLIENT, dns.MAX_FORWARDS_PER_CLIENT + extra))
             finally:
                 svc.close()
+
+
+def test_listeners_started_before_the_loop_are_served_and_closed_with_it(upstream):
+    """The agent restores its networks (start) before its nursery runs the service; when the
+    agent stops, the loop's end closes every listener."""
+    svc = DnsService([upstream], port=_free_port(), timeout=0.3)
+    svc.set_table(compute_name_table([ep("front", "a", "10.89.0.2", "web")]))
+    svc.start("front", "127.0.0.1")
+    svc.start("gone", "127.0.0.2")
+    svc.stop("gone")  # before the loop: closed at once
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.2", svc.port))
+    with serving(svc):
+        assert [str(rr.rdata) for rr in ask(svc, "web").rr] == ["10.89.0.2"]
+    assert svc.listening() == {}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", svc.port))
