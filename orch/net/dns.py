@@ -47,7 +47,7 @@ from collections import Counter, OrderedDict, deque
 from pathlib import Path
 
 import trio
-from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from orch.errors import Conflict, SystemFailure
 from orch.net.files import parse_resolv_conf
@@ -327,8 +327,13 @@ class DnsService:
                     conn, peer = sock.accept()
                 except BlockingIOError:
                     break
-                except OSError:
-                    continue  # aborted before we took it (ECONNABORTED), or out of fds (EMFILE)
+                except OSError as err:
+                    if err.errno == errno.ECONNABORTED:
+                        continue  # gone before we took it
+                    # Out of descriptors or memory: the connection stays queued, and asking
+                    # again at once would only spin; connections that end free some.
+                    await trio.sleep(0.1)
+                    break
                 client = peer[0]
                 if self._tcp_total >= MAX_TCP or self._tcp_by_client[client] >= MAX_TCP_PER_CLIENT:
                     conn.close()  # over the limit: refused before it costs a task or a buffer
@@ -377,10 +382,13 @@ class DnsService:
         query (no answer, as dnslib's server gave none)."""
         try:
             request = DNSRecord.parse(data)
-        except (DNSError, ValueError, IndexError):
-            return None
-        if not request.questions or request.header.qr:
-            return None
+            if not request.questions or request.header.qr:
+                return None
+            return self._reply(network, client, request)
+        except Exception:  # DNSError, or whatever else a crafted datagram makes dnslib raise:
+            return None  # one query is dropped; the listener, serving everyone, goes on
+
+    def _reply(self, network: str, client: str, request: DNSRecord):
         q = request.q
         # Only A (and ANY) queries turn the rotation: a resolver asks A and AAAA for one lookup,
         # and counting both would hand every lookup the same first address.
@@ -425,8 +433,8 @@ class DnsService:
                 reply = await _ask_udp(host, port, data, self.timeout)
                 if reply is not None and tcp and reply[2] & 0x02:  # the TC bit
                     reply = await _ask_tcp(host, port, data, self.timeout)
-            except OSError:
-                continue  # refused, unreachable: the next one
+            except (OSError, trio.BrokenResourceError):
+                continue  # refused, unreachable, cut off: the next one
             if reply is not None:
                 return reply
         reply = DNSRecord.parse(data).reply()

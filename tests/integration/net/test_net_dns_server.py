@@ -3,6 +3,7 @@ The service runs on a trio loop in a thread of its own (`serving`), as in the ag
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -247,3 +248,18 @@ def test_listeners_started_before_the_loop_are_served_and_closed_with_it(upstrea
     assert svc.listening() == {}
     with socket.socket() as s:
         s.bind(("127.0.0.1", svc.port))
+
+
+def test_garbage_gets_no_answer_and_stops_nothing(service):
+    service.start("front", "127.0.0.1")
+    query = DNSRecord.question("web").pack()
+    junk = [b"", b"\x00", os.urandom(3), os.urandom(40), query[:-3], bytes([query[0], query[1], 0x80]) + query[3:]]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for data in junk:
+            s.sendto(data, ("127.0.0.1", service.port))
+    for data in junk[1:]:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=3) as c:
+            c.sendall(len(data).to_bytes(2, "big") + data)
+            assert _closed_by_server(c, within=3)
+    assert [str(rr.rdata) for rr in ask(service, "web").rr] == ["10.89.0.2", "10.89.0.3"]
+    assert ask(service, "web", tcp=True).header.rcode == RCODE.NOERROR
