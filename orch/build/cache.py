@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orch import paths
+
 # Bump when the meaning of a step changes in orch, so old entries are not reused.
 CACHE_VERSION = "orch-build-cache-1"
 
@@ -80,7 +82,7 @@ class BuildCache:
 
     def __init__(self, root: Path):
         self.dir = Path(root) / "build-cache"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.dir)  # root only: see orch.paths
 
     def _path(self, key: str) -> Path:
         return self.dir / key.split(":", 1)[-1]

@@ -42,6 +42,14 @@ from orch.node.runtime import superproto as proto
 
 MAX_MESSAGE = 1 << 20
 CLIENT_FDS = 3  # the client's stdin, stdout, stderr
+# What connections can make the agent hold. A client sends its request as soon as it has
+# connected, so a connection gets FIRST_MESSAGE seconds for it, and at most MAX_PENDING wait for
+# theirs at once: one more drops the one that has waited longest (so silent connections cannot
+# keep a real `orch run` out; they can only lose their own place). Runs in progress (a
+# container attached to its client) are bounded by MAX_RUNS; one more is refused in one line.
+FIRST_MESSAGE = 5.0
+MAX_PENDING = 32
+MAX_RUNS = 1024
 
 
 async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -55,12 +63,20 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
         os.umask(old)
     os.chmod(path, 0o600)
     listener.listen(64)
+    pending: dict[trio.CancelScope, None] = {}  # waiting for their request, oldest first
+    runs = [0]
     try:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
                 conn, _ = await listener.accept()
-                nursery.start_soon(_handle, node, conn)
+                if len(pending) >= MAX_PENDING:
+                    oldest = next(iter(pending))
+                    oldest.cancel()
+                    del pending[oldest]
+                waiting = trio.CancelScope(deadline=trio.current_time() + FIRST_MESSAGE)
+                pending[waiting] = None
+                nursery.start_soon(_handle, node, conn, waiting, pending, runs)
     finally:
         listener.close()
         try:
@@ -69,14 +85,21 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
             pass
 
 
-async def _handle(node, conn) -> None:
+async def _handle(node, conn, waiting: trio.CancelScope, pending: dict, runs: list[int]) -> None:
     fds: list[int] = []
+    counted = False
     try:
         with conn:
             try:
-                data, fds = await _recv(conn)
-                if not data:
-                    return
+                with waiting:
+                    data, fds = await _recv(conn)
+                pending.pop(waiting, None)
+                if waiting.cancelled_caught or not data:
+                    return  # nothing said in time (or another connection took its place), or gone
+                if runs[0] >= MAX_RUNS:
+                    raise Unavailable(f"the agent is serving {MAX_RUNS} runs at once; try again when some end")
+                runs[0] += 1
+                counted = True
                 try:
                     request = marshal.loads(data)
                     argv = [str(word) for word in request["argv"]]
@@ -99,6 +122,9 @@ async def _handle(node, conn) -> None:
     except OSError:
         pass  # the client went away; the container, if any, runs on as a detached one
     finally:
+        pending.pop(waiting, None)
+        if counted:
+            runs[0] -= 1
         for fd in fds:
             _close(fd)
 

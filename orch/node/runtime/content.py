@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from orch import paths
 from orch.errors import InvalidArgument, NotFound
 
 CHUNK = 1 << 20
@@ -95,6 +96,7 @@ class ContentStore:
         self.root = Path(root)
         self.blob_dir = self.root / "blobs" / "sha256"
         self.ingest_dir = self.root / "ingest"
+        paths.private_dir(self.root)  # root only: see orch.paths
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
         self._clean_stale_ingests()

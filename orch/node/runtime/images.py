@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from orch import paths
 from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers, reference
 from orch.node.runtime.content import ContentStore, check_digest
@@ -97,9 +98,9 @@ class ImageStore:
         self.content = ContentStore(self.root / "content")
         self.snapshots = Snapshotter(self.root / "snapshots")
         self.dir = self.root / "images"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.dir)  # root only: see orch.paths
         self.tmp = self.root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.tmp)
         _clean_old(self.tmp)
         self._db_path = self.dir / "db.json"
         self._lock = threading.RLock()

@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+from orch import paths
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from orch.node.runtime.content import check_digest
 from orch.node.runtime.mount import Mount
@@ -47,8 +48,10 @@ class Snapshotter:
         self.committed_dir = self.root / "committed"
         self.active_dir = self.root / "active"
         self.tmp_dir = self.root / "tmp"
-        for d in (self.committed_dir, self.active_dir, self.tmp_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        # Root only (upper dirs hold what containers leave: setuid programs, device nodes): see
+        # orch.paths. Below these, modes are the containers' own.
+        for d in (self.root, self.committed_dir, self.active_dir, self.tmp_dir):
+            paths.private_dir(d)
         self._clean_stale()
 
     def _clean_stale(self, age: float = 3600.0) -> None:
