@@ -4,7 +4,8 @@ Starting a container must cost tens of milliseconds, so this module imports almo
 it looks at the first word and imports only the module that serves that command. Each command
 module has `main(prog, argv) -> int` and builds its own argparse parser.
 
-Errors: an `OrchError` is printed as one line, `orch: <message>`, with its exit code. Anything
+Errors: an `OrchError` is printed as one line, `orch: <message>`, with its exit code (a stack
+file's several problems as one such line each). Anything
 else is a bug; it is printed as one line too (set ORCH_DEBUG=1 for the traceback).
 """
 
@@ -121,7 +122,8 @@ def run_command(prog: str, target: str, argv: list[str]) -> int:
         func = getattr(module, func_name)
         return int(func(prog, argv) or 0)
     except OrchError as err:
-        print(f"orch: {err}", file=sys.stderr)
+        # Several problems (a stack file's) are one line each, every line in the same form.
+        sys.stderr.write("".join(f"orch: {line}\n" for line in str(err).splitlines() or [""]))
         return err.exit_code
     except KeyboardInterrupt:
         return 130
