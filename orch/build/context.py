@@ -280,13 +280,16 @@ def copy_sources(root: SourceRoot, sources: list[Source], image_root: Path, dest
         raise ContextError(f"{what}: when copying more than one source, the destination must be a directory and end with a /")
     existing = _image_path(image_root, path)
     into_dir = as_dir or existing.is_dir()
+    # Files hard-linked to each other among the sources stay linked in the image, as docker's
+    # and buildkit's copies keep them (one inode, counted once in the layer's size).
+    links: dict[tuple[int, int], Path] = {}
     for src in sources:
         st = os.stat(src.host)
         if stat.S_ISDIR(st.st_mode):
             target = _mkdirs(image_root, path, own)
             if not target.is_dir():
                 raise ContextError(f"{what}: cannot copy the directory '{src.name or '.'}' to '{path}': it exists in the image and is not a directory")
-            _copy_tree(root, src, target, own)
+            _copy_tree(root, src, target, own, links)
         elif extract and _archive_opener(src.host) is not None:
             target = _mkdirs(image_root, path, own)
             _extract(src.host, target, own, what)
@@ -298,10 +301,10 @@ def copy_sources(root: SourceRoot, sources: list[Source], image_root: Path, dest
                 parent_path = path.rsplit("/", 1)[0] or "/"
                 _mkdirs(image_root, parent_path, own)
                 target = _image_path(image_root, path)
-            _copy_entry(src.host, target, st, own, root.is_context)
+            _copy_entry(src.host, target, st, own, root.is_context, links)
 
 
-def _copy_tree(root: SourceRoot, src: Source, target: Path, own: Ownership) -> None:
+def _copy_tree(root: SourceRoot, src: Source, target: Path, own: Ownership, links: dict) -> None:
     first = True
     for rel, host, st in _walk(root, src):
         if first:
@@ -309,10 +312,10 @@ def _copy_tree(root: SourceRoot, src: Source, target: Path, own: Ownership) -> N
             continue
         dst = target / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _copy_entry(host, dst, st, own, root.is_context)
+        _copy_entry(host, dst, st, own, root.is_context, links)
 
 
-def _copy_entry(host: Path, dst: Path, st: os.stat_result, own: Ownership, from_context: bool) -> None:
+def _copy_entry(host: Path, dst: Path, st: os.stat_result, own: Ownership, from_context: bool, links: dict | None = None) -> None:
     try:
         dst_st = os.lstat(dst)
     except FileNotFoundError:
@@ -323,6 +326,15 @@ def _copy_entry(host: Path, dst: Path, st: os.stat_result, own: Ownership, from_
         else:
             os.unlink(dst)
     mode = stat.S_IMODE(st.st_mode)
+    if links is not None and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        first = links.get((st.st_dev, st.st_ino))
+        if first is not None:
+            try:
+                os.link(first, dst)  # its owner, mode and times are the first copy's
+                return
+            except OSError:
+                pass  # the first copy was replaced by a later source: copy this one too
+        links[(st.st_dev, st.st_ino)] = dst
     if stat.S_ISDIR(st.st_mode):
         if dst_st is None or not stat.S_ISDIR(dst_st.st_mode):
             os.mkdir(dst, 0o700)

@@ -47,7 +47,7 @@ COMMANDS = {
     "save": "orch.cli.image:save",
     "tag": "orch.cli.image:tag",
     "build": "orch.cli.build:build",
-    "history": "orch.cli.build:history",
+    "history": "orch.cli.image:history",
     "diff": "orch.cli.container:diff",
     "commit": "orch.cli.build:commit",
     "pull": "orch.cli.registry:pull",

@@ -1,5 +1,5 @@
-"""`orch build`, `orch image history`, `orch commit`, `orch container diff`, with docker's flags
-and output.
+"""`orch build`, `orch commit`, `orch container diff`, with docker's flags and output
+(`orch history` is `orch image history`, in orch/cli/image.py).
 
 The agent builds from the context *directory on the node* (this CLI runs on the node it
 talks to), so the context and -f paths are made absolute here instead of being sent as a tar
@@ -91,48 +91,6 @@ def build(prog: str, argv: list[str]) -> int:
         raise from_kind("system", "the build ended without a result; see the agent's log")
     if args.quiet:
         print(image_id)
-    return 0
-
-
-def history(prog: str, argv: list[str]) -> int:
-    from orch.cli.format import human_duration, human_size
-
-    p = Parser(prog=prog, description="Show the history of an image.")
-    p.add_argument("--no-trunc", action="store_true", help="do not truncate the output")
-    p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
-    p.add_argument("-H", "--human", default="true", help="sizes and dates in human-readable form (default true)")
-    p.add_argument("--format", help="print with a Go template")
-    p.add_argument("image", metavar="IMAGE")
-    args = p.parse_args(argv)
-    rows = _client().call("GET", f"/images/{_ref(args.image)}/history")
-    human = args.human.lower() not in ("false", "0", "no")
-    now = time.time()
-    if args.quiet:
-        for r in rows:
-            print(r["Id"] if args.no_trunc or r["Id"] == "<missing>" else r["Id"].split(":", 1)[1][:12])
-        return 0
-    view = []
-    for r in rows:
-        created_by = r["CreatedBy"].replace("\t", " ")
-        if not args.no_trunc and len(created_by) > 45:
-            created_by = created_by[:44] + "…"
-        view.append({
-            "ID": r["Id"] if args.no_trunc or r["Id"] == "<missing>" else r["Id"].split(":", 1)[1][:12],
-            "CreatedSince": (human_duration(now - r["Created"]) + " ago") if human else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["Created"])),
-            "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["Created"])),
-            "CreatedBy": created_by, "Size": human_size(r["Size"]) if human else str(r["Size"]), "Comment": r.get("Comment", ""),
-        })
-    if args.format:
-        from orch.cli.format import render
-
-        for v in view:
-            print(render(args.format, v))
-        return 0
-    headers = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
-    table = [headers] + [[v["ID"], v["CreatedSince"], v["CreatedBy"], v["Size"], v["Comment"]] for v in view]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers) - 1)]
-    for row in table:
-        print("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "   " + row[-1])
     return 0
 
 

@@ -435,7 +435,7 @@ class ImageStore:
         return layers.compute_changes(upper, lowers)
 
     def layer_sizes(self, image: Image) -> list[int]:
-        """The uncompressed size of each of the image's layers, bottom first."""
+        """The content size of each of the image's layers (docker's DiffSize), bottom first."""
         return [self.snapshots.size(c) if self.snapshots.exists(c) else 0 for c in image.chain_ids]
 
     def remove_snapshot(self, key: str) -> None:

@@ -95,7 +95,7 @@ def test_build_history_inspect_through_the_agent(node):
 
     rows = node.orch("history", "hello:v0.2").stdout.splitlines()
     assert rows[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
-    assert "CMD [\"cat\", \"index.js\"]" in rows[1] and "0B" in rows[1]
+    assert "CMD [\"cat\" \"index.js\"]" in rows[1] and "0B" in rows[1]
     assert all(r.startswith("<missing>") for r in rows[2:])
     assert len(rows) == 1 + 5  # the base's import row and four instructions
     assert node.orch("history", "-q", "hello:v0.2").stdout.splitlines()[1:] == ["<missing>"] * 4
