@@ -49,6 +49,10 @@ class BuildFailed(UserError):
     """A step of the build failed: the message names the file, line, step and why."""
 
 
+class CacheMiss(Exception):
+    """A cache-only build (Builder(cache_only=True)) reached a step it would have to run."""
+
+
 @dataclass
 class BuildRequest:
     context: Path
@@ -101,11 +105,17 @@ def read_dockerfile(req: BuildRequest) -> Dockerfile:
 
 
 class Builder:
-    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None):
+    """With `cache_only`, the build only looks steps up: the first step that would run raises
+    CacheMiss, before anything is mounted or forked. The agent runs such a build in its own
+    process (a fully cached rebuild needs no worker, so no interpreter start) and hands the
+    build to a worker process when it misses."""
+
+    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None, cache_only: bool = False):
         self.store = store
         self.out = out
         self.cache = cachemod.BuildCache(store.root)
         self.cgroups = cgroups
+        self.cache_only = cache_only
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -122,6 +132,13 @@ class Builder:
         self.df, self.req = df, req
         self.lexer = Lexer(escape=df.escape)
         self.context = ctx.open_context(req.context)
+        self.digests = cachemod.StatDigests(self.store.root, self.context.path)
+        try:
+            return self._build_checked(checked, req)
+        finally:
+            self.digests.save()  # also after a miss or a failure: what was hashed stays known
+
+    def _build_checked(self, checked: Checked, req: BuildRequest) -> Image:
         self.used_args: set[str] = set()
         self.meta = self._meta_args(checked)
         target = checked.stage(req.target) if req.target else checked.stages[-1]
@@ -242,6 +259,8 @@ class Builder:
         if hit is not None:
             self.out(" ---> Using cache")
             new = hit
+        elif self.cache_only:
+            raise CacheMiss(text)
         else:
             new = execute()
             self.cache.put(key, {"config": new.config, "layers": new.layers})
@@ -507,7 +526,7 @@ class Builder:
                 found = ctx.resolve_sources(self.context, srcs, what=what)
             except ctx.ContextError as err:
                 raise BuildFailed(str(err)) from None
-            sources_digest = cachemod.compute_sources_digest(ctx.source_entries(self.context, found))
+            sources_digest = cachemod.compute_sources_digest(ctx.source_entries(self.context, found, self.digests))
             source_state = None
 
         def copy_into(src_root: ctx.SourceRoot) -> State:

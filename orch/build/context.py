@@ -188,26 +188,30 @@ def resolve_sources(root: SourceRoot, patterns: list[str], *, what: str) -> list
 
 def _walk(root: SourceRoot, src: Source):
     """(relative path under the source, host path, lstat) for the source and, for a
-    directory, everything below it that .dockerignore keeps. Links are not followed."""
-    st = os.stat(src.host)  # the source itself was resolved through its links already
-    yield "", src.host, st
+    directory, everything below it that .dockerignore keeps. Links are not followed. Host
+    paths are strings and directories are read with scandir: a rebuild walks every file of
+    the context, and pathlib's objects cost more than the system calls."""
+    top = str(src.host)
+    st = os.stat(top)  # the source itself was resolved through its links already
+    yield "", top, st
     if not stat.S_ISDIR(st.st_mode):
         return
     stack = [""]
     while stack:
         sub = stack.pop()
-        base = src.host / sub if sub else src.host
-        for name in sorted(os.listdir(base)):
-            rel = f"{sub}/{name}" if sub else name
+        base = f"{top}/{sub}" if sub else top
+        with os.scandir(base) as entries:
+            found = sorted(entries, key=lambda e: e.name)
+        for entry in found:
+            rel = f"{sub}/{entry.name}" if sub else entry.name
             ctx_rel = f"{src.rel}/{rel}" if src.rel else rel
-            host = base / name
-            est = os.lstat(host)
+            est = entry.stat(follow_symlinks=False)
             is_dir = stat.S_ISDIR(est.st_mode)
             if root.excluded(ctx_rel):
                 if is_dir and root.matcher is not None and root.matcher.has_exceptions:
                     stack.append(rel)  # an exception may re-include something inside
                 continue
-            yield rel, host, est
+            yield rel, entry.path, est
             if is_dir:
                 stack.append(rel)
 
@@ -222,13 +226,17 @@ def _kind(st: os.stat_result) -> str:
     return "other"
 
 
-def source_entries(root: SourceRoot, sources: list[Source]) -> list[SourceEntry]:
-    """What the cache hashes for these sources: names, kinds, modes, owners, contents."""
+def source_entries(root: SourceRoot, sources: list[Source], digests=None) -> list[SourceEntry]:
+    """What the cache hashes for these sources: names, kinds, modes, owners, contents.
+    `digests` (a cache.StatDigests) answers for files whose stat did not change."""
     out = []
     for i, src in enumerate(sources):
         for rel, host, st in _walk(root, src):
             kind = _kind(st)
-            content = file_digest(host) if kind == "file" else os.readlink(host) if kind == "symlink" else ""
+            if kind == "file":
+                content = digests.digest(host, st) if digests is not None else file_digest(host)
+            else:
+                content = os.readlink(host) if kind == "symlink" else ""
             out.append(SourceEntry(f"{i}:{src.name}/{rel}", kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, content))
     return out
 

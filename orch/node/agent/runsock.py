@@ -17,7 +17,10 @@ the run from start to end:
                       and otherwise answers with exit 128+N, leaving the container running)
     agent  -> client  {"out": text} / {"err": text} / {"trace": text}, then {"exit": code} (last)
 
-Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
+`orch build` speaks the same protocol on its own socket, ORCH_RUN/build.sock
+(orch/node/agent/building.py: its output comes back as "out"/"err" messages, then "exit"); a
+socket of its own, so that an agent older than the client cannot take a build's command line
+for a run's. Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
 both ends are the same installation, and only root can connect). The command line is parsed
 by the very parser `orch create` uses (orch/cli/container.py), so flags, help and one-line
 misuse errors are the same; the client's environment and working directory come along for
@@ -44,7 +47,9 @@ MAX_MESSAGE = 1 << 20
 CLIENT_FDS = 3  # the client's stdin, stdout, stderr
 
 
-async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def serve(node, path: str, handler=None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve `handler`'s command (Run, or building.BuildCommand on build.sock) on `path`."""
+    handler = handler or Run
     if os.path.exists(path):
         os.unlink(path)
     listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
@@ -60,7 +65,7 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
             task_status.started()
             while True:
                 conn, _ = await listener.accept()
-                nursery.start_soon(_handle, node, conn)
+                nursery.start_soon(_handle, node, conn, handler)
     finally:
         listener.close()
         try:
@@ -69,7 +74,7 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
             pass
 
 
-async def _handle(node, conn) -> None:
+async def _handle(node, conn, handler) -> None:
     fds: list[int] = []
     try:
         with conn:
@@ -82,7 +87,7 @@ async def _handle(node, conn) -> None:
                     argv = [str(word) for word in request["argv"]]
                 except (ValueError, EOFError, TypeError, KeyError) as err:
                     raise _Unreadable() from err
-                code = await Run(node, conn, dict(request, argv=argv), fds).run()
+                code = await handler(node, conn, dict(request, argv=argv), fds).run()
             except OrchError as err:
                 code = err.exit_code
                 await _send(conn, {"err": f"orch: {err}\n"})
