@@ -19,12 +19,12 @@ import json
 import marshal
 import subprocess
 import sys
-import time
 import traceback
 
 import trio
 
 from orch.errors import from_kind
+from orch.node.agent.runsock import Command, _close, _recv, _send
 
 
 def _cached(node, req: dict) -> list[dict] | None:
@@ -93,20 +93,11 @@ def _message(line: bytes) -> dict:
     return value
 
 
-class BuildCommand:
-    """One `orch build` on build.sock: the same interface as runsock.Run."""
-
-    def __init__(self, node, conn, request: dict, fds: list[int]):
-        self.node, self.conn, self.request, self.fds = node, conn, request, fds
-        self.marks: list | None = [("received", time.perf_counter())] if request.get("trace") else None
-
-    def mark(self, what: str) -> None:
-        if self.marks is not None:
-            self.marks.append((what, time.perf_counter()))
+class BuildCommand(Command):
+    """One `orch build` on build.sock."""
 
     async def run(self) -> int:
         from orch.build.flags import HelpShown, parse_build
-        from orch.node.agent.runsock import _close, _recv, _send
 
         for fd in self.fds:
             _close(fd)  # the build's output travels in messages; the client prints it
@@ -156,6 +147,5 @@ class BuildCommand:
         if signalled:
             return 128 + signalled[0]
         if self.marks:
-            text = ", ".join(f"{what} +{(t - self.marks[i][1]) * 1000:.1f}" for i, (what, t) in enumerate(self.marks[1:]))
-            await _send(self.conn, {"trace": text})
+            await _send(self.conn, self.steps())
         return code

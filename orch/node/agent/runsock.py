@@ -112,8 +112,9 @@ class _Unreadable(Exception):
     """The request itself could not be decoded (a client of another installation)."""
 
 
-class Run:
-    """One `orch run`: what the client asked, and the connection to answer on."""
+class Command:
+    """One command on a lean client's socket: what the client asked, the connection to answer
+    on, the fds it sent, and ORCH_TRACE's marks. `run()` answers with the exit code."""
 
     def __init__(self, node, conn, request: dict, fds: list[int]):
         self.node, self.conn, self.request, self.fds = node, conn, request, fds
@@ -130,6 +131,10 @@ class Run:
             return {}
         text = ", ".join(f"{what} +{(t - self.marks[i][1]) * 1000:.1f}" for i, (what, t) in enumerate(self.marks[1:]))
         return {"trace": text}
+
+
+class Run(Command):
+    """One `orch run`."""
 
     async def run(self) -> int:
         from orch.cli.container import HelpShown, parse_run
