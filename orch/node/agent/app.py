@@ -123,8 +123,11 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
             await nursery.start(node.watch_supervisor)
             from orch.node.agent import runsock
 
+            from orch.node.agent.building import BuildCommand
+
             # run.sock before orch.sock: a CLI that started this agent waits for orch.sock.
             await nursery.start(runsock.serve, node, str(run_dir / "run.sock"))
+            await nursery.start(runsock.serve, node, str(run_dir / "build.sock"), BuildCommand)
             await nursery.start(lambda task_status: hypercorn_serve(app, config, task_status=task_status))
             os.chmod(sock, 0o600)
             print(f"agent: pid {os.getpid()} serving {sock}", file=sys.stderr, flush=True)

@@ -17,7 +17,10 @@ the run from start to end:
                       and otherwise answers with exit 128+N, leaving the container running)
     agent  -> client  {"out": text} / {"err": text} / {"trace": text}, then {"exit": code} (last)
 
-Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
+`orch build` speaks the same protocol on its own socket, ORCH_RUN/build.sock
+(orch/node/agent/building.py: its output comes back as "out"/"err" messages, then "exit"); a
+socket of its own, so that an agent older than the client cannot take a build's command line
+for a run's. Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
 both ends are the same installation, and only root can connect). The command line is parsed
 by the very parser `orch create` uses (orch/cli/container.py), so flags, help and one-line
 misuse errors are the same; the client's environment and working directory come along for
@@ -52,7 +55,9 @@ MAX_PENDING = 32
 MAX_RUNS = 1024
 
 
-async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def serve(node, path: str, handler=None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve `handler`'s command (Run, or building.BuildCommand on build.sock) on `path`."""
+    handler = handler or Run
     if os.path.exists(path):
         os.unlink(path)
     listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
@@ -76,7 +81,7 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
                     del pending[oldest]
                 waiting = trio.CancelScope(deadline=trio.current_time() + FIRST_MESSAGE)
                 pending[waiting] = None
-                nursery.start_soon(_handle, node, conn, waiting, pending, runs)
+                nursery.start_soon(_handle, node, conn, handler, waiting, pending, runs)
     finally:
         listener.close()
         try:
@@ -85,7 +90,7 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
             pass
 
 
-async def _handle(node, conn, waiting: trio.CancelScope, pending: dict, runs: list[int]) -> None:
+async def _handle(node, conn, handler, waiting: trio.CancelScope, pending: dict, runs: list[int]) -> None:
     fds: list[int] = []
     counted = False
     try:
@@ -105,7 +110,7 @@ async def _handle(node, conn, waiting: trio.CancelScope, pending: dict, runs: li
                     argv = [str(word) for word in request["argv"]]
                 except (ValueError, EOFError, TypeError, KeyError) as err:
                     raise _Unreadable() from err
-                code = await Run(node, conn, dict(request, argv=argv), fds).run()
+                code = await handler(node, conn, dict(request, argv=argv), fds).run()
             except OrchError as err:
                 code = err.exit_code
                 await _send(conn, {"err": f"orch: {err}\n"})
@@ -133,8 +138,9 @@ class _Unreadable(Exception):
     """The request itself could not be decoded (a client of another installation)."""
 
 
-class Run:
-    """One `orch run`: what the client asked, and the connection to answer on."""
+class Command:
+    """One command on a lean client's socket: what the client asked, the connection to answer
+    on, the fds it sent, and ORCH_TRACE's marks. `run()` answers with the exit code."""
 
     def __init__(self, node, conn, request: dict, fds: list[int]):
         self.node, self.conn, self.request, self.fds = node, conn, request, fds
@@ -151,6 +157,10 @@ class Run:
             return {}
         text = ", ".join(f"{what} +{(t - self.marks[i][1]) * 1000:.1f}" for i, (what, t) in enumerate(self.marks[1:]))
         return {"trace": text}
+
+
+class Run(Command):
+    """One `orch run`."""
 
     async def run(self) -> int:
         from orch.cli.container import HelpShown, parse_run
