@@ -46,8 +46,11 @@ CTA_FILTER_FLAG_CTA_IP_SRC, CTA_FILTER_FLAG_CTA_PROTO_NUM = 1 << 0, 1 << 3
 # enum tcp_conntrack (include/uapi/linux/netfilter/nf_conntrack_tcp.h).
 TCP_STATES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
               "TIME_WAIT", "CLOSE", "SYN_SENT2")
-# A TCP connection in these states is over: nobody holds it any more.
-CLOSED_STATES = frozenset({"TIME_WAIT", "CLOSE", "NONE"})
+# A TCP connection in these states is over: both sides have said all they will (LAST_ACK waits
+# for one last ACK only; it lingers 30 s in the table when the peer's namespace is already gone),
+# or it was reset. FIN_WAIT and CLOSE_WAIT are not over: one side may still be sending, as a
+# server answers a client that shut its writing half after the request (`nc` does).
+CLOSED_STATES = frozenset({"TIME_WAIT", "LAST_ACK", "CLOSE", "NONE"})
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _NFGEN = struct.Struct("=BBH")  # nfgenmsg: family, version, res_id (big-endian, 0 here)
