@@ -22,12 +22,13 @@ when the container is removed.
 """
 
 import json
+import math
 
 import trio
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from orch.errors import SystemFailure
+from orch.errors import InvalidArgument, SystemFailure
 from orch.node.agent.drain import connections_now, container_addresses, visibility, watch_drain
 from orch.node.agent.routes_containers import flag, number
 from orch.scheduler.drain import DEFAULT_GRACE, DrainPolicy
@@ -42,6 +43,8 @@ async def drain(request):
     if undo or not flag(request, "wait"):
         return Response(status_code=204)
     grace = number(request, "t")
+    if grace is not None and not math.isfinite(grace):
+        raise InvalidArgument(f"POST {request.url.path}: t={grace} is not a number of seconds")
     if grace is None:
         grace = rec["Config"].get("StopTimeout")
     policy = DrainPolicy(grace=DEFAULT_GRACE if grace is None else max(float(grace), 0.0))
