@@ -84,6 +84,8 @@ class DesiredService:
     healthcheck: bool = False
     # network_mode: service:NAME: the service whose container's network namespace it joins.
     network_of: str | None = None
+    # container_name: the first replica's name instead of <project>-<service>-1 (compose's).
+    container_name: str | None = None
 
 
 @dataclass(frozen=True)

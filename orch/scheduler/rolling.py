@@ -216,7 +216,7 @@ def _create(sp: ServicePass, out: Emitter, number: int, reason: str, source: Obs
     if sp.rolled_back and source is None:
         out.wait(svc.name, "rolled back, but no container has the old configuration to copy; change the service", failed=True)
         return
-    name = f"{sp.project}-{svc.name}-{number}"
+    name = svc.container_name if svc.container_name and number == 1 else f"{sp.project}-{svc.name}-{number}"
     action = Action("create", svc.name, reason, name=name, number=number, config_hash=None if source else svc.config_hash, clone_from=source.id if source else None)
     out.add(svc, action)
 

@@ -36,6 +36,7 @@ def service(
     update: UpdateConfig | None = None,
     healthcheck: bool = False,
     network_of: str | None = None,
+    container_name: str | None = None,
 ) -> DesiredService:
     """A desired service; `deps` maps a dependency to its condition or a full Dependency.
     `network_of` (network_mode: service:X) also adds X as a `restart: true` dependency, as
@@ -49,6 +50,7 @@ def service(
     return DesiredService(
         name, config_hash, replicas=replicas, depends_on=depends_on, restart=restart,
         update=update or UpdateConfig(parallelism=0), healthcheck=healthcheck, network_of=network_of,
+        container_name=container_name,
     )
 
 

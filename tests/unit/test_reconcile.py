@@ -64,6 +64,7 @@ CREATE_AND_SCALE = [
         ["wait web: dependency db is not running yet"],
     ),
     Case("dependencies running: the dependent is created", DB_WEB, node(c("db", 1)), ["create s-web-1"]),
+    Case("container_name names the first replica", stack(service("web", container_name="front")), node(), ["create front: replica 1 of 1"]),
     Case("converged: nothing to do", DB_WEB, node(c("db", 1), c("web", 1)), []),
     Case(
         "replicas get compose's names",
