@@ -10,9 +10,9 @@ import json
 import os
 import sys
 import time
-from urllib.parse import quote
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
+from orch.client import quoted
 from orch.errors import InvalidArgument, from_kind
 
 
@@ -25,7 +25,7 @@ def _client():
 
 
 def _ref(ref: str) -> str:
-    return quote(ref, safe="/:@")
+    return quoted(ref, safe="/:@")
 
 
 def _key_value(text: str, flag: str) -> tuple[str, str]:
@@ -95,7 +95,8 @@ def build(prog: str, argv: list[str]) -> int:
 
 
 def history(prog: str, argv: list[str]) -> int:
-    from orch.cli.format import human_duration, human_size
+    from orch.api.times import human_duration
+    from orch.cli.format import human_size
 
     p = Parser(prog=prog, description="Show the history of an image.")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate the output")
@@ -151,6 +152,6 @@ def commit(prog: str, argv: list[str]) -> int:
         parse_ref(args.repository)
     body = {"repo": args.repository, "comment": args.message, "author": args.author, "changes": args.change,
             "pause": args.pause.lower() not in ("false", "0", "no")}
-    answer = _client().call("POST", f"/containers/{quote(args.container, safe='')}/commit", body)
+    answer = _client().call("POST", f"/containers/{quoted(args.container)}/commit", body)
     print(answer["Id"])
     return 0

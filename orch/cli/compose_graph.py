@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import SystemFailure, UserError
 
 FORMATS = ("mermaid", "dot")

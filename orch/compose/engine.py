@@ -24,6 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from orch.client import quoted
 from orch.compose import translate as t
 from orch.compose.observe import list_records, observed_from_records
 from orch.errors import Conflict, InvalidArgument, NotFound, OrchError, from_kind
@@ -143,7 +144,7 @@ class Stack:
 
     def _image_id(self, ref: str) -> str | None:
         try:
-            return self.client.call("GET", f"/images/{ref}/json")["Id"]
+            return self.client.call("GET", f"/images/{quoted(ref, safe='/:@')}/json")["Id"]
         except NotFound:
             return None
 
@@ -236,7 +237,7 @@ class Stack:
 
     def _ensure_network(self, key, name, net) -> None:
         try:
-            self.client.call("GET", f"/networks/{name}")
+            self.client.call("GET", f"/networks/{quoted(name)}")
             return
         except NotFound:
             if net is not None and net.external:
@@ -257,7 +258,7 @@ class Stack:
 
     def _ensure_volume(self, key, name, vol) -> None:
         try:
-            self.client.call("GET", f"/volumes/{name}")
+            self.client.call("GET", f"/volumes/{quoted(name)}")
             return
         except NotFound:
             if vol.external:
@@ -538,7 +539,7 @@ class Stack:
             for name, svc in self.project.services.items():
                 if rmi == "all" or svc.build is not None:
                     try:
-                        self.client.call("DELETE", f"/images/{svc.image}")
+                        self.client.call("DELETE", f"/images/{quoted(svc.image, safe='/:@')}")
                         self.report.done("Image", svc.image, "Removed")
                     except (NotFound, Conflict):
                         pass
@@ -556,7 +557,7 @@ class Stack:
             if (item.get("Labels") or {}).get(t.PROJECT) != self.name:
                 continue
             try:
-                self.client.call("DELETE", f"/{kind}/{item['Name']}")
+                self.client.call("DELETE", f"/{kind}/{quoted(item['Name'])}")
                 self.report.done(title, item["Name"], "Removed")
             except NotFound:
                 pass

@@ -24,7 +24,9 @@ def build_container(node, cid: str, name: str, req) -> dict:
 
     # Bad privilege or limit fields fail before anything is made (the namespace checks,
     # which need the network plan, come again below).
-    _security_plan(req, NAMESPACES, "own")
+    shared = compute_shared_namespaces(req)
+    check_limits(req)
+    _security_plan(req, tuple(ns for ns in NAMESPACES if ns not in shared), "own")
     if req.memory and req.memory_swap not in (None, 0, -1) and req.memory_swap < req.memory:
         raise InvalidArgument(f"the memory+swap limit ({req.memory_swap} bytes) is below the memory limit ({req.memory} bytes): "
                               "give --memory-swap at least --memory, or -1 for unlimited swap")
@@ -36,7 +38,7 @@ def build_container(node, cid: str, name: str, req) -> dict:
     (d / "rootfs").mkdir()
     # Networks and volumes (wiring.py): the namespace to join, the mounts, the record's fields.
     wired = wiring.prepare_create(node, cid, req, image, mounts)
-    namespaces = tuple(ns for ns in NAMESPACES if ns not in wired.drop_namespaces)
+    namespaces = tuple(ns for ns in NAMESPACES if ns not in wired.drop_namespaces and ns not in shared)
     if wired.hostname:
         hostname = wired.hostname  # --network container:X: X's hostname, as docker gives it
     if wired.net["mode"] == "host" and not req.hostname:
@@ -93,7 +95,8 @@ def build_container(node, cid: str, name: str, req) -> dict:
         },
         "HostConfig": {
             "Memory": req.memory or 0, "MemorySwap": req.memory_swap or 0, "NanoCpus": req.nano_cpus or 0, "PidsLimit": req.pids_limit or None,
-            "AutoRemove": req.auto_remove, "Init": req.init,
+            "AutoRemove": req.auto_remove, "Init": req.init, "PidMode": req.pid_mode or "",
+            "IpcMode": "host" if "ipc" in shared else req.ipc_mode or "private", "UsernsMode": req.userns_mode or "",
             "LogConfig": {"Type": "json-file", "Config": {"max-size": str(req.log_max_size), "max-file": str(req.log_max_file)}},
             **supervised["HostConfig"],
             **secured.host_config,
@@ -116,6 +119,40 @@ def build_container(node, cid: str, name: str, req) -> dict:
     # their fsync would only slow down `run --rm`.
     node.store.save(record, durable=not req.auto_remove)
     return record
+
+
+def compute_shared_namespaces(req) -> frozenset[str]:
+    """The namespaces a container shares with the host: --pid host and --ipc host (docker's
+    PidMode and IpcMode). What orch does not do is refused in one line: joining another
+    container's pid or ipc namespace, an ipc namespace without /dev/shm, user namespaces."""
+    shared = set()
+    if req.pid_mode not in (None, "", "host"):
+        raise InvalidArgument(f"--pid {req.pid_mode}: orch shares the host's process namespace (--pid host) but does not join "
+                              "another container's; give --pid host or leave it out")
+    if req.pid_mode == "host":
+        shared.add("pid")
+    if req.ipc_mode not in (None, "", "private", "shareable", "host"):
+        raise InvalidArgument(f"--ipc {req.ipc_mode}: orch gives a container its own IPC namespace (private, shareable) or the "
+                              "host's (host); it does not join another container's nor run one without /dev/shm")
+    if req.ipc_mode == "host":
+        shared.add("ipc")
+    if req.userns_mode not in (None, "", "host"):
+        raise InvalidArgument(f"--userns {req.userns_mode}: orch runs containers in the host's user namespace (--userns host, "
+                              "the default); it has no user namespace remapping")
+    return frozenset(shared)
+
+
+def check_limits(req) -> None:
+    """What only the node can check: CPUs it has, a user id within the kernel's range."""
+    if req.nano_cpus:
+        cpus = len(os.sched_getaffinity(0))
+        if not 10_000_000 <= req.nano_cpus <= cpus * 1_000_000_000:
+            # docker's words (daemon/daemon_unix.go)
+            raise InvalidArgument(f"range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available (--cpus)")
+    if req.user:
+        from orch.node.runtime.users import check_user
+
+        check_user(req.user)
 
 
 def _security_plan(req, namespaces, netns_path):

@@ -300,13 +300,20 @@ class Node:
     async def start_attached(self, rec: dict, roles: list[str], fds: list[int], tty_size=None):
         """Start `rec` with a client's descriptors as its stdio (`roles`: "stdin", "stdout",
         "stderr", or "tty"), as `orch run` does; return the supervisor connection, on which
-        the exit event comes. The network was set up by `create`, just before."""
-        import array
-
+        the exit event comes. The network was set up by `create` (or the caller), just before."""
         supervision.cancel_restart(self, rec)
         supervision.on_user_start(rec)
         self.change(rec, "start")
-        msg = dict(self._start_message(rec), attach=roles)
+        return await self._attach(dict(self._start_message(rec), attach=roles), fds, tty_size, "start")
+
+    async def exec_attached(self, rec: dict, process: dict, roles: list[str], fds: list[int], tty_size=None):
+        """Run `process` (exec_process's) in running container `rec` with a client's
+        descriptors; return the supervisor connection, on which its exit event comes."""
+        return await self._attach({"op": "exec", "id": rec["Id"], "process": process, "attach": roles}, fds, tty_size, "exec")
+
+    async def _attach(self, msg: dict, fds: list[int], tty_size, op: str):
+        import array
+
         if tty_size:
             msg["tty_size"] = list(tty_size)
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
@@ -314,11 +321,16 @@ class Node:
             await sock.connect(self.sup_path)
             await sock.sendmsg([proto.encode(msg)], [(trio.socket.SOL_SOCKET, trio.socket.SCM_RIGHTS, array.array("i", fds))])
             data = await sock.recv(proto.MAX_MESSAGE)
-            proto.raise_for_program(proto.decode(data) if data else None, "start")
+            proto.raise_for_program(proto.decode(data) if data else None, op)
         except BaseException:
             sock.close()
             raise
         return sock
+
+    async def exec_detached(self, rec: dict, process: dict) -> str:
+        """`exec -d`: the process runs on its own, its output goes nowhere (as docker's)."""
+        answer = await self.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True})
+        return answer.get("exec_id", "")
 
     async def kill(self, rec: dict, sig: int) -> None:
         self.change(rec, "kill")
@@ -463,6 +475,10 @@ class Node:
 
         from orch.node.runtime.config import Process, merge_env
 
+        if req.user:
+            from orch.node.runtime.users import check_user
+
+            check_user(req.user)
         with open(self.store.config_path(rec["Id"])) as f:
             base = Process.from_json(json.load(f)["process"])
         env = merge_env(list(base.env), list(req.env))

@@ -548,7 +548,7 @@ def set_child_subreaper() -> None:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="orch supervisor")
+    parser = argparse.ArgumentParser(prog="orch supervisor", allow_abbrev=False)
     parser.add_argument("--socket", default=str(paths.supervisor_socket()))
     parser.add_argument("--host-runtime", action="store_true", help="plain host processes (tests)")
     args = parser.parse_args(argv)

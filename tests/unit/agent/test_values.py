@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from orch.cli.container import parse_bytes, parse_env
+from orch.api import times
+from orch.api.runflags import parse_bytes, parse_env
 from orch.errors import InvalidArgument
 from orch.node.agent import names, views
 from orch.node.agent.state import ContainerStore
@@ -19,7 +20,7 @@ from orch.node.runtime import containerlog
     (47 * 3600, "47 hours"), (48 * 3600, "2 days"), (15 * 86400, "2 weeks"), (90 * 86400, "3 months"), (800 * 86400, "2 years"),
 ])
 def test_human_duration(seconds, text):
-    assert views.human_duration(seconds) == text
+    assert times.human_duration(seconds) == text
 
 
 def record(status, started="2026-01-01T00:00:00.000000000Z", finished="2026-01-01T00:00:10.000000000Z", code=0):

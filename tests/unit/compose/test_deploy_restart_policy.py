@@ -7,7 +7,7 @@ import pytest
 
 from orch.compose import translate as t
 from orch.compose.clone import clone_body
-from orch.node.agent.models import CreateRequest
+from orch.api.models import CreateRequest
 from orch.node.agent.supervision import restart_policy, supervised_config
 from orch.scheduler.model import ObservedContainer, RestartPolicy
 from orch.scheduler.restart import classify_exit
