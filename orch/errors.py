@@ -59,6 +59,15 @@ class Conflict(OrchError):
     kind = "conflict"
 
 
+class NotImplementedHere(OrchError):
+    """The operation does not exist here: an API route the agent does not have (errdefs'
+    ErrNotImplemented). Kept apart from NotFound, which is about an object, never a feature."""
+
+    exit_code = 1
+    http_status = 501
+    kind = "not-implemented"
+
+
 # The world.
 class SystemFailure(OrchError):
     """The kernel, the file system or a process failed: the message names the operation."""
@@ -76,7 +85,7 @@ class Unavailable(OrchError):
     kind = "unavailable"
 
 
-KINDS = {cls.kind: cls for cls in (OrchError, UserError, NotFound, AlreadyExists, Conflict, SystemFailure, Unavailable)}
+KINDS = {cls.kind: cls for cls in (OrchError, UserError, NotFound, AlreadyExists, Conflict, NotImplementedHere, SystemFailure, Unavailable)}
 
 
 def from_kind(kind: str, message: str) -> OrchError:

@@ -29,7 +29,7 @@ def parse_bytes(text: str, flag: str) -> int:
     unit = t[-1] if t and t[-1] in "bkmgtp" else ""
     number = t[: len(t) - len(unit)]
     try:
-        value = float(number)
+        value = int(number) if number.isdigit() else float(number)  # exact for whole numbers
     except ValueError:
         raise InvalidArgument(f"invalid size {text!r} for {flag}; use a number with an optional unit b, k, m, g (e.g. 512m)") from None
     if value < 0:

@@ -47,14 +47,35 @@ async def on_bug(request, err: Exception):
 
 
 async def on_no_route(request, err):
-    return JSONResponse({"kind": "not-found", "message": f"the agent has no API {request.method} {request.url.path}"}, status_code=404)
+    """A route the agent does not have: not-implemented (501), never not-found, which says an
+    object is missing (a client must not take one for the other)."""
+    return JSONResponse({"kind": "not-implemented", "message": f"the agent has no API {request.method} {request.url.path}"},
+                        status_code=501)
 
 
-def build_app(node) -> Starlette:
+def build_app(node):
     handlers = {OrchError: on_orch_error, Exception: on_bug, 404: on_no_route, 405: on_no_route}
     app = Starlette(routes=collect_routes(), exception_handlers=handlers)
     app.state.node = node
-    return app
+    return segments_kept(app)
+
+
+def segments_kept(app):
+    """Route on the path's segments as the client encoded them: a name with "/" in it
+    ("web/kill", sent as web%2Fkill) stays one segment, and so a path parameter, instead of
+    being decoded into two and reaching another route. ASGI hands apps the decoded path, so
+    the path is rebuilt from raw_path with "/" kept encoded inside a segment."""
+    from urllib.parse import unquote
+
+    async def asgi(scope, receive, send):
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%2f" in raw.lower():
+            segments = raw.split(b"?", 1)[0].decode("latin-1").split("/")
+            scope = dict(scope, path="/".join(unquote(s).replace("/", "%2F") for s in segments))
+        await app(scope, receive, send)
+
+    asgi.state = app.state
+    return asgi
 
 
 def open_image_store(root: Path):

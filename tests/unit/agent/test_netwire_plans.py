@@ -235,22 +235,6 @@ def test_a_clean_stop_with_containers_keeps_everything(networking):
     assert kernel.calls[calls:] == [] and n.nets.get("bridge").bridge in kernel.links
 
 
-@pytest.mark.parametrize("module", ["netspec.py", "mountspec.py"])
-def test_the_deciders_are_pure(module):
-    """No trio, pyroute2, subprocess or ctypes, directly or through what they import (the
-    scheduler's layering check, applied to the agent's two deciders)."""
-    import importlib.util
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parents[1] / "test_scheduler_layering.py"
-    spec = importlib.util.spec_from_file_location("orch_layering_check", here)
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
-    path = check.ROOT / "node" / "agent" / module
-    offenders = [name for name in check.reachable_imports(path) if name.split(".")[0] in check.FORBIDDEN]
-    assert offenders == []
-
-
 def test_a_subnet_whose_dns_port_is_held_elsewhere_is_skipped(networking):
     n, kernel, tmp = networking
 
