@@ -297,7 +297,7 @@ def run(prog, argv):
     stack.ensure_resources([a.service])
     name = a.name or f"{stack.name}-{a.service}-run-{secrets.token_hex(6)}"
     body = t.compute_create_body(stack.project, a.service, svc, number=1, config_hash="oneoff", image=svc.image,
-                                 os_environ=dict(os.environ), networking=stack.networking, oneoff=True, cname=name,
+                                 os_environ=dict(os.environ), oneoff=True, cname=name,
                                  command=a.command or None,
                                  network_container=stack.network_container_of(a.service))
     body["env"] += a.env

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Mapping
 
 from orch.client import quoted
-from orch.errors import NotFound
 from orch.scheduler.model import short_hash
 
 
@@ -45,10 +44,8 @@ def describe(service: str, entry: Mapping) -> str:
 
 
 def load(client, project: str) -> dict:
-    try:
-        doc = client.call("GET", f"/projects/{quoted(project)}/state")
-    except NotFound:  # an agent without project state: nothing remembered
-        return {}
+    """The project's document on the node ({} when it has none)."""
+    doc = client.call("GET", f"/projects/{quoted(project)}/state")
     return doc if isinstance(doc, dict) else {}
 
 
@@ -60,7 +57,4 @@ def save(client, project: str, doc: dict) -> None:
 
 
 def forget(client, project: str) -> None:
-    try:
-        client.call("DELETE", f"/projects/{quoted(project)}/state")
-    except NotFound:
-        pass
+    client.call("DELETE", f"/projects/{quoted(project)}/state")

@@ -199,17 +199,47 @@ class Action:
         return f"{self.kind:<9}{what}: {self.reason}"
 
 
+# Why a service waits (Waiting.kind), for programs, as nomad keeps its reasons as constants
+# (scheduler/status/status.go); `reason` is the sentence for people and may change.
+WAIT_DEPENDENCY = "dependency"  # a dependency does not meet its condition yet (or failed)
+WAIT_READY = "ready"  # an update waits for new replicas to be ready
+WAIT_UPDATE_DELAY = "update-delay"  # update_config.delay between batches
+WAIT_RESTART_BACKOFF = "restart-backoff"  # the restart policy starts it at the end of a back-off: the node's job
+FAILED_EXIT = "exited"  # exited, and nothing will start it again
+FAILED_RESTART_LIMIT = "restart-limit"  # the restart policy gave up
+FAILED_UPDATE = "update-paused"  # a rollout stopped on a failing replica (failure_action: pause)
+FAILED_ROLLBACK = "rollback-impossible"  # rolled back, but nothing has the old configuration
+
+# Plan warnings (Notice.kind).
+NOTICE_ORPHANS = "orphans"  # containers of services no longer in the stack
+NOTICE_ROLLED_BACK = "rolled-back"  # a service runs its previous configuration
+
+
 @dataclass(frozen=True)
 class Waiting:
     """A service that cannot make progress in this pass, and why.
 
     `failed` means it will not make progress without a change: a failed dependency, a rollout
-    paused by a failure, a restart limit reached. The others only need time.
+    paused by a failure, a restart limit reached. The others only need time. `kind` is one of
+    the WAIT_* / FAILED_* constants above.
     """
 
     service: str
     reason: str
     failed: bool = False
+    kind: str = WAIT_DEPENDENCY
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A warning of a plan: `text` for people, `kind` (NOTICE_*) and `service` for programs."""
+
+    kind: str
+    text: str
+    service: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -217,7 +247,7 @@ class Plan:
     project: str
     actions: tuple[Action, ...] = ()
     waiting: tuple[Waiting, ...] = ()
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Notice, ...] = ()
     next_check_at: float | None = None
 
     @property
