@@ -19,9 +19,10 @@ temporary file and renamed, so a crashed build leaves either no entry or a whole
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from orch.atomic import write_json_atomic
 
 # Bump when the meaning of a step changes in orch, so old entries are not reused.
 CACHE_VERSION = "orch-build-cache-1"
@@ -92,10 +93,8 @@ class BuildCache:
             return None
 
     def put(self, key: str, entry: dict) -> None:
-        path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entry, sort_keys=True))
-        os.rename(tmp, path)
+        # Not fsync'd: a cache entry lost to a power loss is a rebuilt step, nothing more.
+        write_json_atomic(self._path(key), entry, durable=False)
 
     def drop(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

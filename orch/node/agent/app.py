@@ -25,16 +25,7 @@ ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_
 
 
 def collect_routes() -> list:
-    routes = []
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(f"orch.node.agent.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"orch.node.agent.{name}":
-                raise
-            continue  # routes_images arrives with the image store; the rest works without it
-        routes += module.ROUTES
-    return routes
+    return [route for name in ROUTE_MODULES for route in importlib.import_module(f"orch.node.agent.{name}").ROUTES]
 
 
 async def on_orch_error(request, err: OrchError):
@@ -78,14 +69,6 @@ def segments_kept(app):
     return asgi
 
 
-def open_image_store(root: Path):
-    try:
-        from orch.node.runtime.images import ImageStore
-    except ModuleNotFoundError:
-        return None
-    return ImageStore(root)
-
-
 def open_networks_and_volumes(node, root: Path, run_dir: Path) -> None:
     from orch.node.agent.networking import NodeNetworking
     from orch.node.runtime.volumes import VolumeStore
@@ -118,7 +101,9 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
         raise AgentRunning(f"an agent already serves {sock} (its pid is in {run_dir / 'agent.pid'})") from None
     if sock.exists():
         sock.unlink()  # a socket left by an agent that was killed
-    node = Node(root, run_dir, images=open_image_store(root))
+    from orch.node.runtime.images import ImageStore
+
+    node = Node(root, run_dir, images=ImageStore(root))
     open_networks_and_volumes(node, root, run_dir)
     node.load()
     config = Config()

@@ -10,9 +10,10 @@ state.json, which the agent discards when it starts (state.ContainerStore.load_a
 import os
 from dataclasses import replace
 
+from orch.atomic import write_json_atomic
 from orch.errors import InvalidArgument
+from orch.node.agent.records import ContainerRecord, LogOptions, Private
 from orch.node.runtime.containerlog import rfc3339_nano
-from orch.node.runtime.superproto import write_json_atomic
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 NAMESPACES = ("pid", "mount", "uts", "ipc", "cgroup", "net")
@@ -73,7 +74,7 @@ def build_container(node, cid: str, name: str, req) -> dict:
     from orch.node.agent.supervision import supervised_config
 
     supervised = supervised_config(req, inner)
-    record = {
+    docker = {
         "Id": cid,
         "Created": rfc3339_nano(),
         "Path": process.args[0],
@@ -101,12 +102,11 @@ def build_container(node, cid: str, name: str, req) -> dict:
             **supervised["HostConfig"],
             **secured.host_config,
         },
-        "_cgroup": cgroup,
-        "_log": {"max_size": req.log_max_size, "max_file": req.log_max_file},
     }
-    host_config, private = wiring.record_fields(wired, req)
-    record["HostConfig"].update(host_config)
-    record.update(private)
+    host_config, plans = wiring.record_fields(wired, req)
+    docker["HostConfig"].update(host_config)
+    record = ContainerRecord(docker, Private(cgroup=cgroup, log=LogOptions(max_size=req.log_max_size, max_file=req.log_max_file),
+                                             **plans))
     # The network before the record: a taken port or a bad address fails the create, and the
     # caller discards what was made (a crash here leaves a namespace the next agent releases).
     try:

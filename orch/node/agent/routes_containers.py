@@ -74,7 +74,7 @@ async def inspect(request):
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
     view = inspect_view(rec)
-    if node.net is not None and "_net" in rec:
+    if node.net is not None and rec.orch.net is not None:
         from orch.node.agent.wiring import mounts_view
 
         view["NetworkSettings"] = node.net.settings(rec)

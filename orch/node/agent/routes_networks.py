@@ -139,7 +139,7 @@ async def connect(request):
 
         _address(req.ipv4_address, "--ip")
     plan = await trio.to_thread.run_sync(net.connect, rec, n.name, req.aliases, req.ipv4_address)
-    rec["_net"] = plan
+    rec.orch.net = plan
     node.save(rec)
     return Response(status_code=200)
 
@@ -150,7 +150,7 @@ async def disconnect(request):
     req = await parse(request, Disconnect)
     rec = node.get(req.container)
     plan = await trio.to_thread.run_sync(net.disconnect, rec, n.name)
-    rec["_net"] = plan
+    rec.orch.net = plan
     node.save(rec)
     return Response(status_code=200)
 

@@ -67,7 +67,7 @@ async def prune(request):
 def _names(rec: dict) -> list[str]:
     from orch.node.agent.mountspec import volumes_in
 
-    return volumes_in(rec.get("_mounts", []))
+    return volumes_in(rec.orch.mounts)
 
 
 ROUTES = [
