@@ -94,7 +94,7 @@ class CreateRequest(Body):
     stop_timeout: float | None = Field(default=None, ge=-1)
     log_max_size: int = Field(default=10 * 1024 * 1024, ge=1, le=MAX_INT64)
     log_max_file: int = 3
-    # Networks and volumes (api.md; agent/wiring.py reads them).
+    # Networks and volumes (agent/wiring.py reads them).
     network_mode: str | None = None
     networks: list[NetworkAttachment] = Field(default_factory=list)
     ports: list[PortBinding] = Field(default_factory=list)

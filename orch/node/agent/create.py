@@ -1,7 +1,7 @@
 """Making a container: the image, its rootfs mounts, the process and the record.
 
 Runs in a worker thread of the agent (it unpacks layers and writes files). The steps follow
-`docker create`: resolve the image, combine its config with the flags (D's compute_process),
+`docker create`: resolve the image, combine its config with the flags (runtime.config.compute_process),
 ask the layer store for the rootfs mounts (an overlay keyed by the container id), and write
 config.json, then state.json LAST: a crash before the record exists leaves a directory without
 state.json, which the agent discards when it starts (state.ContainerStore.load_all).
