@@ -111,6 +111,13 @@ services:
     assert not agent.drained - old  # the new replicas were named again once healthy
 
 
+def test_container_name_names_the_first_replica(tmp_path):
+    stack, fake, agent, _ = executor(tmp_path, "services:\n  web: {image: busybox, container_name: front}\n")
+    assert up(stack, fake) == 0
+    assert [c.name for c in fake.containers.values()] == ["front"]
+    assert up(stack, fake) == 0 and len(fake.containers) == 1  # found again by its labels: nothing to do
+
+
 def test_down_removes_a_stage_in_one_request(tmp_path):
     stack, fake, agent, _ = executor(tmp_path, "services:\n  web: {image: busybox, deploy: {replicas: 3}}\n")
     assert up(stack, fake) == 0
