@@ -65,7 +65,6 @@ def segments_kept(app):
             scope = dict(scope, path="/".join(unquote(s).replace("/", "%2F") for s in segments))
         await app(scope, receive, send)
 
-    asgi.state = app.state
     return asgi
 
 
