@@ -1,11 +1,14 @@
-"""`orch run`, and every attached session (`exec`, `start -a`): the client half of run.sock.
+"""`orch run`, every attached session (`exec`, `start -a`) and `orch build`: the client half of
+run.sock and build.sock.
 
 Everything here is built into the interpreter (posix through os, _socket, marshal, _signal,
 select, time), so the client costs Python's own start and little more: argparse, json and socket would
 add about 15 ms (they import re and enum). The node agent, which has all of that imported
 already, parses `orch run`'s command line with the same parser `orch create` uses, creates and
 starts the container, and answers on the same connection; see orch/node/agent/runsock.py for the
-protocol. `exec` and `start -a` send a request the CLI built instead of an argv.
+protocol. `exec` and `start -a` send a request the CLI built instead of an argv; `orch build`
+sends its argv to build.sock (orch/node/agent/building.py), so a cached rebuild costs this
+process no imports either.
 
 Our stdin, stdout and stderr travel with the request. What the agent hands on to the supervisor
 (a terminal for -t, stdout and stderr that the supervisor writes the container's output to)
@@ -31,15 +34,22 @@ def run(prog: str, argv: list[str]) -> int:
     return session({"op": "run", "argv": argv})
 
 
-def session(request: dict) -> int:
-    """Send `request` with our stdio to run.sock; serve the session; return the exit code."""
+def build(prog: str, argv: list[str]) -> int:
+    """`orch build`: the same client on the agent's build.sock, which parses and builds and
+    sends the output back."""
+    return session({"argv": argv}, socket_name="build.sock")
+
+
+def session(request: dict, *, socket_name: str = "run.sock") -> int:
+    """Send `request` with our stdio to the agent's `socket_name`; serve the session; return
+    the exit code."""
     trace = _Trace() if os.environ.get("ORCH_TRACE") else None
     for fd in STDIO:  # a closed one would be taken by our socket, and sent as the container's
         try:
             os.fstat(fd)
         except OSError:
             os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
-    sock = _connect()
+    sock = _connect(socket_name)
     signals = _catch_signals()  # from the start: a Ctrl-C right after the program's first output counts
     try:
         cwd = os.getcwd()
@@ -92,10 +102,10 @@ def session(request: dict) -> int:
         sock.close()
 
 
-def _connect():
+def _connect(name: str):
     from orch.paths import run_file
 
-    path = run_file("run.sock")
+    path = run_file(name)
     for attempt in (1, 2):
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
         try:
@@ -106,7 +116,7 @@ def _connect():
             if attempt == 2:
                 from orch.errors import Unavailable
 
-                raise Unavailable(f"cannot reach the node agent's run socket {path} ({err.strerror}); an agent older than this orch "
+                raise Unavailable(f"cannot reach the node agent's socket {path} ({err.strerror}); an agent older than this orch "
                                   f"has none: stop it (kill $(cat {os.path.dirname(path)}/agent.pid)) and run again") from None
         # No agent answers: start one (or say how), with the full client's code, then retry.
         from orch.cli._agent import client

@@ -65,7 +65,21 @@ class FakeAgent:
         raise NotImplementedHere(f"the agent has no API {method} {url.path}")
 
     def stream(self, method: str, path: str, body=None):
-        raise NotImplementedHere(f"the agent has no API {method} {path} (FakeAgent streams nothing)")
+        """POST /containers/{id}/drain?wait=1 (orch.compose.drain): unnamed at once, and drained
+        at once (nobody is connected to a fake replica)."""
+        with self.lock:
+            self.calls.append((method, path))
+            url = urlsplit(path)
+            parts = url.path.strip("/").split("/")
+            if method == "POST" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "drain":
+                if parts[1] not in self.fake.containers:
+                    raise NotFound(f"no such container: {parts[1]}")
+                self.drained.add(parts[1])
+                events = [{"Status": "drained", "Reason": "quiet", "Open": 0, "Waited": 0}]
+            else:
+                raise NotImplementedHere(f"the agent has no API {method} {url.path}")
+        for event in events:
+            yield (json.dumps(event) + "\n").encode()
 
     # -- containers -------------------------------------------------------------------------
     def _containers(self, method, rest, query, body):

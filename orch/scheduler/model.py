@@ -62,6 +62,7 @@ class UpdateConfig:
     order: Literal["stop-first", "start-first"] = "stop-first"
     failure_action: Literal["pause", "rollback", "continue"] = "pause"
     monitor: float = 0.0
+    max_failure_ratio: float = 0.0  # The fraction of replicas that may fail before failure_action.
 
 
 @dataclass(frozen=True)
@@ -200,14 +201,16 @@ class Action:
 
 
 # Why a service waits (Waiting.kind), for programs, as nomad keeps its reasons as constants
-# (scheduler/status/status.go); `reason` is the sentence for people and may change.
+# (scheduler/status/status.go); `reason` is the sentence for people and may change. An
+# executor acts on some: the node's leaves restart back-offs to the agent, the cluster records
+# a paused update in the service's UpdateStatus. A wait made without a kind has "".
 WAIT_DEPENDENCY = "dependency"  # a dependency does not meet its condition yet (or failed)
 WAIT_READY = "ready"  # an update waits for new replicas to be ready
 WAIT_UPDATE_DELAY = "update-delay"  # update_config.delay between batches
 WAIT_RESTART_BACKOFF = "restart-backoff"  # the restart policy starts it at the end of a back-off: the node's job
 FAILED_EXIT = "exited"  # exited, and nothing will start it again
 FAILED_RESTART_LIMIT = "restart-limit"  # the restart policy gave up
-FAILED_UPDATE = "update-paused"  # a rollout stopped on a failing replica (failure_action: pause)
+WAIT_UPDATE_PAUSED = "update-paused"  # a rollout stopped on a failing replica (failure_action: pause)
 FAILED_ROLLBACK = "rollback-impossible"  # rolled back, but nothing has the old configuration
 
 # Plan warnings (Notice.kind).
@@ -221,13 +224,13 @@ class Waiting:
 
     `failed` means it will not make progress without a change: a failed dependency, a rollout
     paused by a failure, a restart limit reached. The others only need time. `kind` is one of
-    the WAIT_* / FAILED_* constants above.
+    the WAIT_* / FAILED_* constants above ("" for none).
     """
 
     service: str
     reason: str
     failed: bool = False
-    kind: str = WAIT_DEPENDENCY
+    kind: str = ""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import sys
 import threading
 from pathlib import Path
 
+from orch import paths
 from orch.api.labels import START_DRAINED  # a container with it is drained from its first setup on
 from orch.atomic import write_json_atomic
 from orch.errors import Conflict, InvalidArgument, NotFound, OrchError
@@ -72,6 +73,11 @@ class NodeNetworking:
         self.nets = networks
         self._lock = threading.RLock()
         self._reaper: threading.Timer | None = None
+
+    @property
+    def dns(self):
+        """The embedded DNS service (orch.net.dns), which the agent serves in its nursery."""
+        return self.nets.dns
 
     def open(self) -> None:
         """Restore the persisted state (bridges, rules, DNS, held ports) after an agent start."""
@@ -111,7 +117,7 @@ class NodeNetworking:
                 print(f"agent: removing idle bridges at stop: {err}", file=sys.stderr, flush=True)
 
     def _save(self) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.state_path.parent)
         from orch.node.agent.records import dump_networks
 
         write_json_atomic(self.state_path, dump_networks(self.nets.state))

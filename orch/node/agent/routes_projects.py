@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 
 import trio
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pydantic import ValidationError
-
+from orch import paths
 from orch.atomic import write_json_atomic
 from orch.errors import InvalidArgument
 from orch.node.agent.records import VERSION, ProjectFile
@@ -60,7 +60,7 @@ async def put_state(request):
     doc.version = VERSION
 
     def write():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(path.parent)
         write_json_atomic(path, doc.model_dump())
 
     await trio.to_thread.run_sync(write)

@@ -23,7 +23,7 @@ from orch.node.runtime.mount import Mount
 @dataclass
 class Prepared:
     net: dict  # the network plan (record key _net)
-    mounts_plan: list[dict]  # the mount entries, anonymous volumes named (record key _mounts)
+    mounts_plan: list[dict]  # the mount entries, anonymous volumes named (the record's orch.mounts)
     drop_namespaces: tuple[str, ...]
     netns_path: str | None
     mounts: tuple[Mount, ...]  # for ContainerConfig.mounts

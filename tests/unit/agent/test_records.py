@@ -6,7 +6,7 @@ import json
 import pytest
 
 from orch.errors import SystemFailure
-from orch.node.agent.records import VERSION, ContainerRecord, ProjectFile, dump_networks, load_container, load_networks
+from orch.node.agent.records import VERSION, ProjectFile, dump_networks, load_container, load_networks
 from orch.node.runtime.volumerecord import load_volume
 
 V1_CONTAINER = {

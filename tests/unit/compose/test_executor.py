@@ -18,7 +18,6 @@ def executor(tmp_path, text: str, **fake_options):
     stack = Stack(None, project, reporter=Reporter(out=out), environ={})
     fake = FakeNode(stack.desired(), **fake_options)
     stack.client = agent = FakeAgent(fake)
-    stack.pause = lambda seconds: setattr(fake, "time", fake.time + seconds)  # the drain's grace period, on the mock clock
     return stack, fake, agent, out
 
 
@@ -96,7 +95,7 @@ services:
     old = set(fake.containers)
     lowest = []
     stack2, _, _, _ = executor(tmp_path, text.replace("[v1]", "[v2]"))
-    stack2.client, stack2.pause = agent, stack.pause
+    stack2.client = agent
     fake.desired = stack2.desired()
     node = MockClockNode(stack2, fake)
     observe = node.observe
@@ -105,7 +104,7 @@ services:
     assert not old & set(fake.containers) and len(fake.containers) == 3
     assert min(lowest) >= 3  # start-first: never fewer healthy replicas than asked for
     for cid in old:  # each old replica was drained, then removed
-        drain, remove = agent.calls.index(("POST", f"/containers/{cid}/drain")), next(
+        drain, remove = agent.calls.index(("POST", f"/containers/{cid}/drain?wait=1")), next(
             i for i, (m, p) in enumerate(agent.calls) if m == "DELETE" and p.startswith(f"/containers/{cid}?"))
         assert drain < remove
     assert not agent.drained - old  # the new replicas were named again once healthy
