@@ -66,13 +66,13 @@ async def commit(request):
         created_by = " ".join(((rec.get("Config") or {}).get("Entrypoint") or []) + list(cmd))
         cgroups = node.cgroups() if pause else None
         if pause:
-            cgroups.freeze(rec["_cgroup"])
+            cgroups.freeze(rec.orch.cgroup)
         try:
             return commit_container(node.images, image, rec["Id"], ref=req.get("repo") or None, comment=req.get("comment") or "",
                                     author=req.get("author") or "", changes=list(req.get("changes") or []), created_by=created_by)
         finally:
             if pause:
-                cgroups.thaw(rec["_cgroup"])
+                cgroups.thaw(rec.orch.cgroup)
 
     image = await trio.to_thread.run_sync(work)
     return JSONResponse({"Id": image.id}, status_code=201)

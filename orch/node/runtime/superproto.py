@@ -73,35 +73,6 @@ def fds_of(ancdata) -> list[int]:
     return list(fds)
 
 
-def write_json_atomic(path, value, durable: bool = True) -> None:
-    """Write a JSON file so that a crash at any moment leaves the old or the new content:
-    a temporary file in the same directory, fsync, rename over, fsync the directory.
-
-    The rename alone makes the write atomic for processes (`kill -9` of the writer); the two
-    fsyncs make it survive a power loss too, at about 2-8 ms on this machine's disk. Callers
-    pass durable=False for facts that a reboot makes moot anyway (an exit record: after a
-    power loss every container is gone and is adopted as exited)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        # Compact: json's C encoder writes it; indent would take the pure-Python one (10x slower).
-        os.write(fd, json.dumps(value, sort_keys=True).encode())
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    if not durable:
-        return
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def raise_for(answer: dict | None, op: str) -> dict:
     """Turn an error answer into the matching OrchError; return a good answer unchanged."""
     if answer is None:

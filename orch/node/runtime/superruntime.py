@@ -79,7 +79,7 @@ class HostRuntime:
 
 
 class KernelRuntime:
-    """The real thing: D's config, spawn and cgroups modules, imported once, up front."""
+    """The real thing: the config, spawn and cgroups modules, imported once, up front."""
 
     def __init__(self):
         from orch.node.runtime import cgroups, config, spawn

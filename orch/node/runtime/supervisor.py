@@ -30,6 +30,7 @@ import time
 
 from orch import paths
 from orch.errors import Conflict, InvalidArgument, NotFound, OrchError, SystemFailure
+from orch.atomic import write_json_atomic
 from orch.node.runtime import superproto as proto
 from orch.node.runtime.containerlog import LogWriter, rfc3339_nano
 
@@ -403,7 +404,7 @@ class Supervisor:
             if target.log is not None:
                 target.log.close()
             event["oom_killed"] = self.runtime.oom_killed(target.config)
-            proto.write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
+            write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
         else:
             target.exec_of.execs.discard(target.id)
         for conn in target.clients:
@@ -548,7 +549,7 @@ def set_child_subreaper() -> None:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="orch supervisor")
+    parser = argparse.ArgumentParser(prog="orch supervisor", allow_abbrev=False)
     parser.add_argument("--socket", default=str(paths.supervisor_socket()))
     parser.add_argument("--host-runtime", action="store_true", help="plain host processes (tests)")
     args = parser.parse_args(argv)

@@ -333,7 +333,7 @@ def _gone(pid: int) -> bool:
 
 def node_id(node, ref):
     for d in (node.root / "containers").iterdir():
-        rec = json.loads((d / "state.json").read_text())
+        rec = json.loads((d / "state.json").read_text())["docker"]  # read while no agent runs
         if rec["Name"] == "/" + ref:
             return rec["Id"]
     raise AssertionError(f"no record for {ref}")

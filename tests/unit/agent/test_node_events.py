@@ -8,17 +8,18 @@ import trio
 import trio.testing
 
 from orch.node.agent.node import Node
+from orch.node.agent.records import ContainerRecord, LogOptions, Private
 from orch.node.agent.state import ContainerStore
 
 ZERO = "0001-01-01T00:00:00Z"
 
 
 def record(cid, status, pid=0, auto_remove=False):
-    return {"Id": cid, "Name": f"/{cid}", "Created": "2026-01-01T00:00:00.000000000Z", "Path": "sleep", "Args": ["9"], "Image": "sha256:x",
+    return ContainerRecord({"Id": cid, "Name": f"/{cid}", "Created": "2026-01-01T00:00:00.000000000Z", "Path": "sleep", "Args": ["9"], "Image": "sha256:x",
             "Config": {"Image": "busybox", "Labels": {}, "StopSignal": "SIGTERM"}, "HostConfig": {"AutoRemove": auto_remove},
             "State": {"Status": status, "Running": status == "running", "Paused": False, "Pid": pid, "ExitCode": 0, "Error": "",
-                      "StartedAt": ZERO, "FinishedAt": ZERO, "OOMKilled": False},
-            "_cgroup": f"orch/{cid}", "_log": {"max_size": 1024, "max_file": 1}}
+                      "StartedAt": ZERO, "FinishedAt": ZERO, "OOMKilled": False}},
+                           Private(cgroup=f"orch/{cid}", log=LogOptions(max_size=1024, max_file=1)))
 
 
 class FakeSupervisor:
@@ -64,7 +65,7 @@ async def test_adoption_applies_exit_records_and_adopts_the_running(tmp_path):
     assert node.records["died"]["State"]["OOMKilled"] is True
     assert "lost while the agent was away" in node.records["lost"]["State"]["Error"]
     # What adoption decided is on disk for the next restart.
-    again = {r["Id"]: r["State"]["Status"] for r in ContainerStore(tmp_path).load_all()}
+    again = {r["Id"]: r["State"]["Status"] for r in ContainerStore(tmp_path).load_all()[0]}
     assert again == {"alive": "running", "died": "exited", "lost": "exited", "late": "running", "unseen": "exited"}
     # A second adoption (the next restart) changes nothing.
     await node.adopt()

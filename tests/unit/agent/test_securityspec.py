@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from orch.errors import InvalidArgument
-from orch.node.agent.models import CreateRequest
+from orch.api.models import CreateRequest
 from orch.node.agent.securityspec import compute_readonly_file_mounts, compute_security_plan
 from orch.node.runtime.config import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES
 from orch.node.runtime.mount import Mount

@@ -1,7 +1,7 @@
 """`run`/`create` flags for privileges and limits, with docker's grammar: --cap-add, --cap-drop,
 --read-only, --sysctl, --ulimit (and --privileged, refused in one line).
 
-Kept apart from container.py so the run hot path pays only for an argparse entry per flag:
+Kept apart from runflags.py so the run hot path pays only for an argparse entry per flag:
 the rules (orch.node.runtime.security) are imported only when one of these flags is given.
 The agent checks the same fields again with the same rules, for every other client.
 """
