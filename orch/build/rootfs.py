@@ -65,10 +65,12 @@ def new_key() -> str:
 
 
 def build_cgroup_path(root: Path, key: str) -> str:
-    """A RUN step's cgroup: under orch-build/, named after its node (a hash of the node's root)
-    and the step, so two nodes on one host (a test's and a user's) never mistake each other's."""
-    node = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
-    return f"orch-build/{node}-{key}"
+    """A RUN step's cgroup: under its node's own parent (cgroups.node_cgroup_parent), beside
+    the node's containers, so two nodes on one host (a test's and a user's) never touch each
+    other's."""
+    from orch.node.runtime.cgroups import node_cgroup_parent
+
+    return f"{node_cgroup_parent(root)}/{key}"
 
 
 def commit_layer(store, key: str) -> tuple[dict, str, int]:

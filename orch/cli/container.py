@@ -140,7 +140,7 @@ def _create_body(a, environ=None, cwd: str | None = None) -> dict:
     apply_flags(a, body)
     from orch.cli.security_flags import apply_flags
 
-    apply_flags(a, body)
+    apply_flags(a, body, cwd=cwd)
     return body
 
 
