@@ -58,6 +58,11 @@ class BuildRequest:
     target: str | None = None
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    # The RUN steps' network unless a step says otherwise (`RUN --network=`): "default" (the
+    # build's namespace on the node's bridge), "none" or "host". BuildKit's entitlements in
+    # `allow`: "network.host" lets a Dockerfile's `RUN --network=host` reach the host's network.
+    network: str = "default"
+    allow: tuple[str, ...] = ()
 
 
 @dataclass
@@ -101,11 +106,12 @@ def read_dockerfile(req: BuildRequest) -> Dockerfile:
 
 
 class Builder:
-    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None):
+    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None, network=None):
         self.store = store
         self.out = out
         self.cache = cachemod.BuildCache(store.root)
         self.cgroups = cgroups
+        self.network = network  # rootfs.BuildNetwork the agent made for "default" steps, or None
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -412,6 +418,12 @@ class Builder:
         if flags.get("security") == "insecure":
             raise self._fail(ins, "RUN --security=insecure is not supported: build steps run with docker's default capabilities")
         network = flags.get("network") or "default"
+        if network == "default":
+            network = self.req.network
+        elif network == "host" and self.req.network != "host" and "network.host" not in self.req.allow:
+            # BuildKit's entitlement: a Dockerfile alone must not reach the host's loopback.
+            raise self._fail(ins, "RUN --network=host needs the network.host entitlement; build with --allow network.host "
+                                  "(or --network host) if this Dockerfile may use the host's network")
         if ins.heredocs and not ins.json:
             argv = self._heredoc_command(state, ins)
         else:
@@ -427,7 +439,8 @@ class Builder:
             self.out(f" ---> Running in {short(hashlib.sha256(text.encode() + str(time.time()).encode()).hexdigest())}")
             try:
                 key = rootfs.run(self.store, state.image(), argv, env=env, cwd=inner.get("WorkingDir") or "/",
-                                 user=inner.get("User") or "", network=network, out=self.out, cgroups=self.cgroups)
+                                 user=inner.get("User") or "", network=network, build_network=self.network, out=self.out,
+                                 cgroups=self.cgroups)
             except rootfs.RunFailed as err:
                 shown = ins.original.strip()
                 if len(shown) > 80:

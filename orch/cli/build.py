@@ -49,6 +49,10 @@ def build(prog: str, argv: list[str]) -> int:
     p.add_argument("--no-cache", action="store_true", help="do not use the cache")
     p.add_argument("--label", action="append", default=[], help="set metadata on the image, KEY=VALUE (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--network", choices=("default", "none", "host"), default="default",
+                   help="the RUN steps' network: default (the node's bridge, NAT out), none, host")
+    p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                   help="network.host: let the Dockerfile's RUN --network=host use the host's network")
     p.add_argument("path", metavar="PATH", help="the build context directory")
     args = p.parse_args(argv)
     if args.path == "-" or "://" in args.path:
@@ -69,7 +73,13 @@ def build(prog: str, argv: list[str]) -> int:
         "context": context, "dockerfile": os.path.abspath(args.file) if args.file else None, "tags": args.tag,
         "build_args": build_args, "target": args.target, "no_cache": args.no_cache,
         "labels": dict(_key_value(t, "--label") for t in args.label),
+        "network": args.network,
     }
+    for entitlement in args.allow:
+        if entitlement != "network.host":
+            raise InvalidArgument(f"{prog}: unknown entitlement {entitlement!r} for --allow; orch knows network.host")
+    if args.allow:
+        body["allow"] = sorted(set(args.allow))
     image_id = None
     buf = b""
     for chunk in _client().stream("POST", "/build", body):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import remove_node_networks, stop_process
+from tests.integration.processes import remove_node_cgroups, remove_node_networks, stop_process
 
 from orch.node.runtime import superproto
 
@@ -117,6 +117,7 @@ def node():
             stop_process(n.agent_pid())
             stop_process(sup)
             remove_node_networks(n.root, n.net_prefix)
+            remove_node_cgroups(n.root)
         signal.signal(signal.SIGTERM, previous)
         if (n.root / "containers").exists():
             seen_ids.update(p.name for p in (n.root / "containers").glob("*"))
