@@ -4,6 +4,10 @@ with the host's network, in one run on one machine. Prints medians and ratios to
 
 Usage (as root):  python bench/run_startup.py [--runs 30] [--keep]
 
+Also timed: orch with `--security-opt seccomp=unconfined`, so the cost of seccomp (docker's
+profile, compiled once by the supervisor, loaded with one call by each container's init) is
+printed beside the rest.
+
 What it sets up, all under a temporary directory removed at the end:
 - an orch node (ORCH_ROOT, ORCH_RUN) with busybox:latest from `orch bootstrap`'s code and its
   own agent + supervisor, stopped at the end; the CLI's .pyc files are compiled first and
@@ -250,6 +254,9 @@ def main() -> int:
         commands: dict[str, list[str]] = {}
         for net in ("none", "host"):
             commands[f"orch/{net}"] = node.cmd("run", "--rm", "--network", net, "busybox", "true")
+        # The same start without seccomp: what loading docker's profile costs (issue 10).
+        commands["orch-unconfined/none"] = node.cmd("run", "--rm", "--network", "none", "--security-opt", "seccomp=unconfined",
+                                                    "busybox", "true")
         bundles = {}
         for net in ("none", "host"):
             bundles[net] = make_bundle(node, base, own_netns=(net == "none")) if have("runc") else None
@@ -317,6 +324,10 @@ def main() -> int:
                 base_m = medians.get(f"orch/{net}")
                 cells.append(f"{m * 1000:>14.1f}{(m / base_m if base_m else float('nan')):>8.2f}" if m else f"{'-':>14}{'':>8}")
             print(f"  {tool:<10}{cells[0]}  {cells[1]}")
+        if "orch/none" in medians and "orch-unconfined/none" in medians:
+            on, off = medians["orch/none"], medians["orch-unconfined/none"]
+            print(f"\nseccomp (docker's default profile, no network): {on * 1000:.1f} ms, unconfined {off * 1000:.1f} ms: "
+                  f"it costs {(on - off) * 1000:+.2f} ms of the median (target: under 1 ms)")
         print("\nFloors (ms): " + ", ".join(f"{name} {medians[name] * 1000:.1f}" for name in floors))
         for tool, why in unavailable.items():
             print(f"{tool}: not available: {why}")
