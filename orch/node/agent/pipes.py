@@ -7,7 +7,9 @@ master and held stdin (with the `started` event, and again when the agent subscr
 restart of its own), and the agent gives them back when it asks a new supervisor to adopt
 the container (node.adopt). Only when both processes die at once are the pipes lost.
 
-The agent never reads them. Descriptors arrive with MSG_CMSG_CLOEXEC.
+The agent never reads them. Descriptors arrive with MSG_CMSG_CLOEXEC. They count against the
+agent's RLIMIT_NOFILE as the originals count against the supervisor's (two or three a running
+container); neither raises its limit, since the containers would inherit it.
 """
 
 import os
