@@ -31,7 +31,7 @@ import ctypes
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orch.errors import InvalidArgument, SystemFailure
@@ -165,6 +165,22 @@ def native_arch() -> tuple[str, str]:
         raise SystemFailure(f"seccomp: orch knows no seccomp architecture for this machine ({machine}); run the container "
                             "with --security-opt seccomp=unconfined")
     return NATIVE_ARCH[machine]
+
+
+_x32: bool | None = None
+
+
+def kernel_has_x32() -> bool:
+    """Whether this kernel runs x32 programs: getpid with the x32 bit answers, or ENOSYS."""
+    global _x32
+    if _x32 is None:
+        if os.uname().machine != "x86_64":
+            _x32 = False
+        else:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall.restype = ctypes.c_long
+            _x32 = libc.syscall(ctypes.c_long(0x40000000 | 39)) >= 0  # __X32_SYSCALL_BIT | __NR_getpid
+    return _x32
 
 
 def kernel_release() -> tuple[int, int]:
@@ -376,6 +392,11 @@ def program_for(seccomp: str, capabilities) -> tuple[bytes, int] | None:
             return None
         arch, arch_name = native_arch()
         rules = compute_rules(profile, caps, arch=arch, arch_name=arch_name, kernel=kernel_release())
+        if "SCMP_ARCH_X32" in rules.architectures and not kernel_has_x32():
+            # A third of the program for an ABI this kernel refuses anyway (ENOSYS): loading
+            # 1256 instructions costs ~0.85 ms here, 840 ~0.6 ms. An x32 call then meets the
+            # filter's bad-architecture action instead of ENOSYS.
+            rules = replace(rules, architectures=tuple(a for a in rules.architectures if a != "SCMP_ARCH_X32"))
         flags = 0
         for flag in rules.flags:
             flags |= FILTER_FLAGS[flag]
