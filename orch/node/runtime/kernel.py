@@ -7,8 +7,8 @@ and compared, call by call, with the expected list (youki's `syscall/syscall.rs`
 "MS_REC"), not bits: the recording reads like the code, and a kernel error can name them.
 
 `LinuxSyscalls` uses `os` where Python has the call and libc's `syscall(2)` through ctypes
-where it has not (mount, umount2, pivot_root, the new mount API, mount_setattr, capset, prctl,
-seccomp). Those numbers are x86-64's: `LinuxSyscalls` refuses, with one line, to run on another
+where it has not (mount, umount2, pivot_root, the new mount API, capset, prctl, seccomp).
+Those numbers are x86-64's: `LinuxSyscalls` refuses, with one line, to run on another
 architecture rather than make a wrong call.
 """
 
@@ -65,7 +65,6 @@ SYS_MOVE_MOUNT = 429
 SYS_FSOPEN = 430
 SYS_FSCONFIG = 431
 SYS_FSMOUNT = 432
-SYS_MOUNT_SETATTR = 442
 SYS_SECCOMP = 317
 SYSCALL_ARCH = "x86_64"
 FSOPEN_CLOEXEC = 1
@@ -74,8 +73,6 @@ FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 MOVE_MOUNT_F_EMPTY_PATH = 4
-AT_RECURSIVE = 0x8000
-MOUNT_ATTRS = {"MOUNT_ATTR_RDONLY": 0x1, "MOUNT_ATTR_NOSUID": 0x2, "MOUNT_ATTR_NODEV": 0x4, "MOUNT_ATTR_NOEXEC": 0x8}
 SECCOMP_SET_MODE_FILTER = 1
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -136,11 +133,6 @@ class Syscalls:
         raise NotImplementedError
 
     def umount2(self, target: str, flags: int = 0) -> None:
-        raise NotImplementedError
-
-    def mount_setattr(self, target: str, attrs: tuple[str, ...], recursive: bool = True) -> None:
-        """Set MOUNT_ATTR_* flags ("MOUNT_ATTR_RDONLY") on the mount at `target` and, with
-        `recursive`, on every mount below it (AT_RECURSIVE: one call for a whole tree)."""
         raise NotImplementedError
 
     def seccomp_load(self, program: bytes, flags: int = 0) -> None:
@@ -325,17 +317,6 @@ class LinuxSyscalls(Syscalls):
 
     def umount2(self, target, flags=0):
         self._check(self.libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
-
-    def mount_setattr(self, target, attrs, recursive=True):
-        # struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd; }
-        bits = 0
-        for name in attrs:
-            bits |= MOUNT_ATTRS[name]
-        attr = (ctypes.c_uint64 * 4)(bits, 0, 0, 0)
-        flags = AT_RECURSIVE if recursive else 0
-        self._syscall(SYS_MOUNT_SETATTR, ctypes.c_int(-100), target.encode(), ctypes.c_uint(flags), attr,
-                      ctypes.c_size_t(ctypes.sizeof(attr)),
-                      what=f"mount_setattr {target} ({'|'.join(attrs)}{', AT_RECURSIVE' if recursive else ''})")
 
     def seccomp_load(self, program, flags=0):
         # struct sock_fprog { unsigned short len; struct sock_filter *filter; }; 8 bytes an instruction.
@@ -595,9 +576,6 @@ class RecordingSyscalls(Syscalls):
 
     def umount2(self, target, flags=0):
         self._record("umount2", target, flags)
-
-    def mount_setattr(self, target, attrs, recursive=True):
-        self._record("mount_setattr", target, tuple(attrs), recursive)
 
     def seccomp_load(self, program, flags=0):
         self._record("seccomp_load", len(program) // 8, flags)

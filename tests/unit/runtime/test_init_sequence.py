@@ -79,14 +79,14 @@ def test_the_whole_sequence_for_a_non_root_user():
         *DEV_SETUP,
         ("mkdir", R + "/sys", 0o755),
         ("mount", "sysfs", R + "/sys", "sysfs", (*NOSUID_NOEXEC_NODEV, "MS_RDONLY"), ""),
-        # The container's own cgroups (its cgroup namespace is their root), then all of /sys
-        # read-only, submounts included.
+        # The container's own cgroups (its cgroup namespace is their root), each mount
+        # read-only, and their tmpfs once its directories and links are in place.
         ("mkdir", R + "/sys/fs/cgroup", 0o755),
         ("mount", "tmpfs", R + "/sys/fs/cgroup", "tmpfs", NOSUID_NOEXEC_NODEV, "mode=755"),
         ("mkdir", R + "/sys/fs/cgroup/memory", 0o755),
-        ("mount", "cgroup", R + "/sys/fs/cgroup/memory", "cgroup", NOSUID_NOEXEC_NODEV, "memory"),
+        ("mount", "cgroup", R + "/sys/fs/cgroup/memory", "cgroup", (*NOSUID_NOEXEC_NODEV, "MS_RDONLY"), "memory"),
         ("symlink", "memory", R + "/sys/fs/cgroup/mem"),
-        ("mount_setattr", R + "/sys", ("MOUNT_ATTR_RDONLY",), True),
+        ("mount", R + "/sys/fs/cgroup", R + "/sys/fs/cgroup", "tmpfs", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY", *NOSUID_NOEXEC_NODEV), ""),
         # User mounts, parents first; a read-only bind is a bind then a remount.
         ("mkdir", R + "/data", 0o755),
         ("mount", "/host/data", R + "/data", "bind", ("MS_BIND", "MS_REC"), ""),
@@ -154,10 +154,10 @@ def test_host_network_gets_a_new_sysfs_read_only_all_the_way_down():
     sys = recording()
     init.run(sys, make_config(namespaces=("pid", "mount", "uts", "ipc", "cgroup")), (0, 1, 2), None, 7, 40, cgroup_view=VIEW)
     assert not [c for c in sys.calls if c[0] == "mount" and c[1] == "/sys"]
-    sysfs = sys.calls.index(("mount", "sysfs", R + "/sys", "sysfs", (*NOSUID_NOEXEC_NODEV, "MS_RDONLY"), ""))
-    cgroup = sys.calls.index(("mount", "cgroup", R + "/sys/fs/cgroup/memory", "cgroup", NOSUID_NOEXEC_NODEV, "memory"))
-    readonly = sys.calls.index(("mount_setattr", R + "/sys", ("MOUNT_ATTR_RDONLY",), True))
-    assert sysfs < cgroup < readonly
+    sys_mounts = [c for c in sys.calls if c[0] == "mount" and c[2].startswith(R + "/sys")]
+    assert [c[3] for c in sys_mounts] == ["sysfs", "tmpfs", "cgroup", "tmpfs"]
+    # Every one of them read-only: at its mount, or (the tmpfs) by the remount that ends it.
+    assert all("MS_RDONLY" in c[4] for c in sys_mounts[:1] + sys_mounts[2:])
 
 
 def test_without_a_cgroup_namespace_no_hierarchy_is_mounted():
@@ -165,7 +165,7 @@ def test_without_a_cgroup_namespace_no_hierarchy_is_mounted():
     sys = recording()
     init.run(sys, make_config(namespaces=("pid", "mount", "uts", "ipc", "net")), (0, 1, 2), None, 7, 40, cgroup_view=VIEW)
     assert not [c for c in sys.calls if c[0] == "mount" and c[3] == "cgroup"]
-    assert ("mount_setattr", R + "/sys", ("MOUNT_ATTR_RDONLY",), True) in sys.calls
+    assert [c[3] for c in sys.calls if c[0] == "mount" and c[2].startswith(R + "/sys")] == ["sysfs"]
 
 
 def test_without_no_new_privs_seccomp_goes_in_before_the_capabilities_are_dropped():
