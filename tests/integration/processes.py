@@ -43,7 +43,8 @@ def remove_node_cgroups(root: Path) -> None:
 
     parent = node_cgroup_parent(root)
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        try:
-            (hierarchy / parent).rmdir()
-        except OSError:
-            pass
+        for group in (hierarchy / parent / "supervisor", hierarchy / parent):  # the v2 leaf (Cgroups.settle), then the parent
+            try:
+                group.rmdir()
+            except OSError:
+                pass

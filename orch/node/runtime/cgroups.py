@@ -6,8 +6,9 @@
 - v1: one hierarchy per controller (`memory/`, `cpu/`, `pids/`, `freezer/`, ...). A container has
   a directory of the same relative path in each hierarchy the node has.
 - hybrid (this machine): v1 controllers plus a v2 hierarchy at `unified/` that holds no
-  controller we use. The container's limits live in v1 and it does not join `unified/`: it
-  would buy nothing, and moving a process in a v2 hierarchy costs an RCU grace period (below).
+  controller we use. The container's limits live in v1 and it does not join `unified/`:
+  moving a process in a v2 hierarchy costs an RCU grace period (below). It inherits the
+  supervisor's group there, a leaf of the node's own (`settle`), never the host's root.
 
 Joining is the hot path of every start and exec. Writing a pid to `cgroup.procs` moves a whole
 thread group, which takes the kernel's global threadgroup lock for writing: an RCU grace
@@ -207,6 +208,21 @@ class Cgroups:
         if self._view is None:
             self._view = self._compute_view()
         return self._view
+
+    def settle(self, name: str) -> None:
+        """On a hybrid host, move the calling process (the supervisor, once, at its start) into
+        a leaf group `name` of the v2 hierarchy. Containers do not join that hierarchy (the
+        module's docstring says why), so they inherit this group, and it is the root of their
+        cgroup namespace there: a container given CAP_SYS_ADMIN that mounts cgroup2 sees the
+        node's own group, not the host's root with docker's, podman's or systemd's groups."""
+        if self.mode != "hybrid":
+            return
+        leaf = self.unified / name
+        try:
+            leaf.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SystemFailure(f"cgroup: create {leaf}: {e.strerror}") from e
+        _write(leaf / "cgroup.procs", str(os.getpid()))
 
     def _compute_view(self) -> CgroupView:
         if self.version == "v2":

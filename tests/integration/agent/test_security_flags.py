@@ -147,3 +147,17 @@ def test_a_host_network_container_cannot_leave_its_cgroups(node):
                     "for h in pids memory devices freezer blkio; do (echo $$ > /sys/fs/cgroup/$h/cgroup.procs) 2>/dev/null && echo moved-$h; done; "
                     "ls /sys/fs/cgroup/*/release_agent 2>/dev/null; cut -d: -f3 /proc/self/cgroup | sort -u").stdout
     assert out.split() == ["/"], out
+
+
+def test_with_cap_sys_admin_a_container_sees_only_its_nodes_group_in_the_v2_hierarchy(node):
+    # Issue 10 on a hybrid host: containers do not join the v2 hierarchy, so its root in their
+    # cgroup namespace was the supervisor's, the host's root, with docker's and podman's groups
+    # (cgroup.freeze, cgroup.kill) in reach of a container with CAP_SYS_ADMIN.
+    from orch.node.runtime.cgroups import Cgroups
+
+    if Cgroups().mode != "hybrid":
+        pytest.skip("only a hybrid host has a v2 hierarchy beside the v1 ones")
+    out = node.orch("run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c",
+                    "mkdir /v2 && mount -t cgroup2 none /v2 && ls /v2 | grep -c . && for d in /v2/*/; do echo group $d; done; "
+                    "grep -c . /v2/cgroup.procs").stdout.split("\n")
+    assert not [line for line in out if line.startswith("group /v2/") and line != "group /v2/*/"], out
