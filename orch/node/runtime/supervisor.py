@@ -92,13 +92,17 @@ class Supervisor:
         if os.path.exists(self.sock_path):
             os.unlink(self.sock_path)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        # Bound under another name and renamed once listening: a client that sees the socket
+        # can connect (a bound socket refuses connections until listen).
+        tmp = f"{self.sock_path}.{os.getpid()}"
         old = os.umask(0o077)
         try:
-            self.listener.bind(self.sock_path)
+            self.listener.bind(tmp)
         finally:
             os.umask(old)
-        os.chmod(self.sock_path, 0o600)
+        os.chmod(tmp, 0o600)
         self.listener.listen(64)
+        os.rename(tmp, self.sock_path)
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
         # SIGCHLD wakes the loop through a self-pipe; the handler itself does nothing, so
