@@ -145,7 +145,19 @@ class OrchNode:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        time.sleep(0.5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(pid and os.path.exists(f"/proc/{pid}") for pid in (agent, sup)):
+            time.sleep(0.05)  # their exit has nothing to wait on for a process that is not their parent
+        # The node's cgroup parent (one per ORCH_ROOT) and the supervisor's v2 leaf in it.
+        from orch.node.runtime.cgroups import node_cgroup_parent
+
+        parent = node_cgroup_parent(self.root)
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            for group in (hierarchy / parent / "supervisor", hierarchy / parent):
+                try:
+                    group.rmdir()
+                except OSError:
+                    pass
 
 
 def make_bundle(node: OrchNode, base: Path, own_netns: bool) -> Path:
