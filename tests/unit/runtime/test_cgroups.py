@@ -228,3 +228,15 @@ def test_each_node_has_its_own_cgroup_parent(tmp_path):
     a, b = node_cgroup_parent(tmp_path / "a"), node_cgroup_parent(tmp_path / "b")
     assert a != b and a.startswith("orch-") and len(a) == len("orch-") + 8
     assert node_cgroup_parent(tmp_path / "a") == a
+
+
+def test_the_supervisor_settles_in_its_nodes_leaf_of_a_hybrid_hosts_v2_hierarchy(tmp_path):
+    import os
+
+    cg = fake_v1(tmp_path, unified=True)
+    cg.settle("orch-12345678/supervisor")
+    assert (tmp_path / "unified/orch-12345678/supervisor/cgroup.procs").read_text() == str(os.getpid())
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    fake_v1(plain).settle("orch/supervisor")  # v1 only: no v2 hierarchy to settle in
+    assert not (plain / "unified").exists()
