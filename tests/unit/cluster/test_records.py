@@ -230,6 +230,8 @@ CREATE_FIELDS = {
     "publish_all": "none: a service publishes the ports it names",
     "volumes_from": "none: swarm has no volumes_from (stack deploy refuses it)",
     "privileged": "none: refused by orch",
+    "security_opt": "none: not carried by a task yet (swarm's ContainerSpec.Privileges: Seccomp, NoNewPrivileges); "
+                    "a task's container gets docker's default seccomp profile and no_new_privs",
 }
 
 
