@@ -6,7 +6,8 @@ Usage (as root):  python bench/run_startup.py [--runs 30] [--keep]
 
 Also timed: orch with `--security-opt seccomp=unconfined`, so the cost of seccomp (docker's
 profile, compiled once by the supervisor, loaded with one call by each container's init) is
-printed beside the rest.
+printed beside the rest, from runs paired back to back (a block of runs each would drift
+with the machine's load by more than the millisecond measured).
 
 What it sets up, all under a temporary directory removed at the end:
 - an orch node (ORCH_ROOT, ORCH_RUN) with busybox:latest from `orch bootstrap`'s code and its
@@ -92,6 +93,24 @@ def timed(cmd: list[str], runs: int, env: dict) -> float:
         if i >= 3:
             times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def paired(a: list[str], b: list[str], pairs: int, env: dict) -> tuple[float, float, float]:
+    """Medians of `a`, of `b` and of their paired differences, the two run back to back in
+    alternating order (ABBA...): a shared machine's load drifts over a block of runs, which
+    hides a difference of a millisecond; a pair sees the same load."""
+    ta, tb = [], []
+    for i in range(pairs + 2):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        times = {}
+        for cmd in order:
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[id(cmd)] = time.perf_counter() - t
+        if i >= 2:
+            ta.append(times[id(a)])
+            tb.append(times[id(b)])
+    return statistics.median(ta), statistics.median(tb), statistics.median(x - y for x, y in zip(ta, tb))
 
 
 class OrchNode:
@@ -336,10 +355,11 @@ def main() -> int:
                 base_m = medians.get(f"orch/{net}")
                 cells.append(f"{m * 1000:>14.1f}{(m / base_m if base_m else float('nan')):>8.2f}" if m else f"{'-':>14}{'':>8}")
             print(f"  {tool:<10}{cells[0]}  {cells[1]}")
-        if "orch/none" in medians and "orch-unconfined/none" in medians:
-            on, off = medians["orch/none"], medians["orch-unconfined/none"]
-            print(f"\nseccomp (docker's default profile, no network): {on * 1000:.1f} ms, unconfined {off * 1000:.1f} ms: "
-                  f"it costs {(on - off) * 1000:+.2f} ms of the median (target: under 1 ms)")
+        if "orch/none" in commands and "orch-unconfined/none" in commands:
+            on, off, diff = paired(commands["orch/none"], commands["orch-unconfined/none"], max(args.runs, 40), env)
+            print(f"\nseccomp, docker's default profile (no network; {max(args.runs, 40)} pairs run back to back): "
+                  f"{on * 1000:.1f} ms, unconfined {off * 1000:.1f} ms; median of the paired differences "
+                  f"{diff * 1000:+.2f} ms (target: under 1 ms)")
         print("\nFloors (ms): " + ", ".join(f"{name} {medians[name] * 1000:.1f}" for name in floors))
         for tool, why in unavailable.items():
             print(f"{tool}: not available: {why}")
