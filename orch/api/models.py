@@ -112,6 +112,8 @@ class CreateRequest(Body):
     privileged: bool = False
     sysctls: dict[str, str] = Field(default_factory=dict)
     ulimits: list[UlimitBody] = Field(default_factory=list)
+    # docker's SecurityOpt: seccomp=unconfined|<profile JSON>, no-new-privileges[=BOOL].
+    security_opt: list[str] = Field(default_factory=list)
 
 
 class ExecRequest(Body):

@@ -151,7 +151,7 @@ def create_body(a, environ=None, cwd: str | None = None) -> dict:
     apply_flags(a, body)
     from orch.api.securityflags import apply_flags
 
-    apply_flags(a, body)
+    apply_flags(a, body, cwd=cwd)
     return body
 
 

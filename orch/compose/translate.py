@@ -172,9 +172,9 @@ def compute_ports(service) -> list[dict]:
     return ports
 
 
-def compute_security(name: str, service) -> dict:
-    """cap_add, cap_drop, read_only, privileged, sysctls (list or map) and ulimits (a number
-    or {soft, hard}) as the agent's fields, checked with the node's rules so a mistake names
+def compute_security(name: str, service, project_dir: str | None = None) -> dict:
+    """cap_add, cap_drop, read_only, privileged, sysctls (list or map), ulimits (a number
+    or {soft, hard}) and security_opt as the agent's fields, checked with the node's rules so a mistake names
     the service and key before anything is created."""
     from orch.node.runtime import security
 
@@ -204,6 +204,12 @@ def compute_security(name: str, service) -> dict:
     if service.ulimits:
         body["ulimits"] = [dict(zip(("name", "soft", "hard"), security.check_ulimit(key, int(u.soft), int(u.hard), f"{where}: ulimits")))
                            for key, u in service.ulimits.items()]
+    if service.security_opt:
+        # A seccomp profile file is read here, relative to the project's directory, and sent
+        # inline, as docker's CLI sends it.
+        options = security.parse_security_opts(service.security_opt, where=f"{where}: security_opt",
+                                               read_file=lambda path: security.read_profile_file(path, project_dir))
+        body["security_opt"] = options.to_opts()
     return body
 
 
@@ -244,7 +250,7 @@ def compute_create_body(project, name: str, service, *, number: int, config_hash
             body["nano_cpus"] = int(float(limits.cpus) * 1e9)
         if limits.pids:
             body["pids_limit"] = int(limits.pids)
-    body.update(compute_security(name, service))
+    body.update(compute_security(name, service, str(project.project_dir)))
     mounts = compute_mounts(project, service)
     ports = [] if oneoff else compute_ports(service)
     mode, networks = compute_networks(project, name, service, cname, network_container)

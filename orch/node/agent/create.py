@@ -50,13 +50,16 @@ def build_container(node, cid: str, name: str, req) -> dict:
         user=req.user, tty=req.tty, hostname=hostname,
     )
     inner = image.config.get("config") or {}
-    cgroup = f"orch/{cid}"
+    from orch.node.runtime.cgroups import node_cgroup_parent
+
+    cgroup = f"{node_cgroup_parent(node.root)}/{cid}"  # each node its own parent (cgroups.py)
     try:
         secured = _security_plan(req, namespaces, wired.netns_path)
     except BaseException:
         wiring.undo_volumes(node, wired)
         raise
-    process = replace(process, capabilities=secured.capabilities, rlimits=secured.rlimits)
+    process = replace(process, capabilities=secured.capabilities, rlimits=secured.rlimits,
+                      no_new_privileges=secured.no_new_privileges)
     from orch.node.agent.securityspec import compute_readonly_file_mounts
 
     config = ContainerConfig(
@@ -65,6 +68,7 @@ def build_container(node, cid: str, name: str, req) -> dict:
         namespaces=namespaces, netns_path=wired.netns_path, cgroup_path=cgroup,
         resources=Resources(memory=req.memory or None, memory_swap=req.memory_swap, cpus=(req.nano_cpus / 1e9) if req.nano_cpus else None, pids=req.pids_limit or None),
         readonly_rootfs=secured.readonly_rootfs, init=req.init, sysctls=secured.sysctls, labels=dict(req.labels),
+        seccomp=secured.seccomp,
     )
     # config.json without its own fsync: state.json, written last and durably, commits the
     # directory (and with ext4's ordered data mode the config's blocks before it).
@@ -162,7 +166,7 @@ def _security_plan(req, namespaces, netns_path):
 
     return compute_security_plan(
         cap_add=req.cap_add, cap_drop=req.cap_drop, read_only=req.read_only, privileged=req.privileged, sysctls=req.sysctls,
-        ulimits=[u.model_dump() for u in req.ulimits], available=node_capabilities(), namespaces=namespaces,
+        ulimits=[u.model_dump() for u in req.ulimits], security_opt=req.security_opt, available=node_capabilities(), namespaces=namespaces,
         own_netns=bool(netns_path))
 
 

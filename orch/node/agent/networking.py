@@ -235,6 +235,23 @@ class NodeNetworking:
             finally:
                 self._save()
 
+    def setup_build(self, build_id: str) -> tuple[str, str]:
+        """A network namespace on the default bridge for one build's RUN steps, as docker's
+        classic builder gives them (NAT out, nothing of the host's loopback): (its path, the
+        resolv.conf text the steps get). Undone by `release(build_id)`."""
+        with self._lock:
+            self.ensure(DEFAULT_NETWORK)
+            path = self.nets.create_netns(build_id)
+            try:
+                self.nets.connect(DEFAULT_NETWORK, build_id, path)
+                resolv = self.nets.container_files(build_id, build_id[:12])["resolv.conf"]
+            except BaseException:
+                self.nets.release_container(build_id)
+                raise
+            finally:
+                self._save()
+        return path, resolv
+
     def _connect(self, rec: dict, entry: dict, publish=()) -> None:
         name = rec["Name"].lstrip("/")
         names = tuple(dict.fromkeys((name, *entry.get("aliases", ()), rec["Id"][:12])))

@@ -16,6 +16,7 @@ Every state change goes through lifecycle.transition, so a forbidden operation i
 with the message the user sees.
 """
 
+import os
 import secrets
 import signal as signals
 import subprocess
@@ -55,6 +56,9 @@ class Node:
         # Networks (agent/networking.py) and volumes (runtime/volumes.py); set by app.serve.
         self.net = None
         self.volumes = None
+        from orch.node.agent.pipes import HeldPipes
+
+        self.pipes = HeldPipes()  # copies of the containers' pipes, for a restarted supervisor
 
     # -- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -122,8 +126,8 @@ class Node:
         return transition(rec["State"]["Status"], op, self.display(rec))
 
     # -- the supervisor -------------------------------------------------------------------------
-    async def call(self, msg: dict) -> dict:
-        return await trio.to_thread.run_sync(proto.call, self.sup_path, msg)
+    async def call(self, msg: dict, fds=()) -> dict:
+        return await trio.to_thread.run_sync(proto.call, self.sup_path, msg, fds)
 
     def ensure_supervisor(self, extra_args=()) -> None:
         """Start the node supervisor if none answers (setsid: it outlives the agent)."""
@@ -165,8 +169,12 @@ class Node:
                 if first:
                     task_status.started()
                     first = False
-                while data := await sock.recv(proto.MAX_MESSAGE):
-                    self.apply_event(proto.decode(data))
+                while True:
+                    data, ancdata, _, _ = await sock.recvmsg(proto.MAX_MESSAGE, trio.socket.CMSG_LEN(proto.MAX_FDS * 4),
+                                                             trio.socket.MSG_CMSG_CLOEXEC)
+                    if not data:
+                        break
+                    self.apply_event(proto.decode(data), proto.fds_of(ancdata))
             except OSError as err:
                 print(f"agent: lost the supervisor ({err}); reconnecting", file=sys.stderr, flush=True)
             finally:
@@ -187,9 +195,13 @@ class Node:
                 # CLI before the agent saw the start: the supervisor's record says how it ended.
                 self.apply_event(dict(exit_record, event="exited", id=cid))
             elif state["Status"] in ("running", "paused", "removing"):
+                # Running as far as the record knows, unknown to this supervisor: a previous one
+                # started it and died. The supervisor adopts it if its pid 1 lives (supervisor.py).
+                if await self._adopt_one(rec):
+                    continue
                 exit_record = {
                     "exit_code": 255, "finished_at": rfc3339_nano(), "oom_killed": False, "pid": state.get("Pid", 0),
-                    "error": "the container was lost while the agent was away (no exit record)",
+                    "error": "the container exited while no supervisor watched it: its exit status is unknown (255, as docker reports it)",
                 }
                 self.apply_event(dict(exit_record, event="exited", id=cid))
         if self.net is not None:
@@ -197,17 +209,48 @@ class Node:
             keep = {cid for cid, r in self.records.items() if r["State"]["Status"] in ("running", "paused", "created")}
             await trio.to_thread.run_sync(self.net.reconcile, keep)
 
-    def apply_event(self, ev: dict) -> None:
+    async def _adopt_one(self, rec: dict) -> bool:
+        """Ask the supervisor to adopt `rec`, with the agent's copies of its pipes (pipes.py)."""
+        cid, state = rec["Id"], rec["State"]
+        roles, fds = self.pipes.get(cid)
+        msg = {"op": "adopt", "id": cid, "config": self.store.config_path(cid), "pid": state.get("Pid", 0),
+               "pid_start": rec.orch.pid_start, "started_at": state.get("StartedAt"), "log": rec.orch.log.model_dump(), "pipes": roles}
+        try:
+            answer = await self.call(msg, fds)
+        except NotFound:
+            self.pipes.release(cid)
+            return False
+        except Unavailable as err:
+            raise OSError(str(err)) from err  # the supervisor went away again: reconnect and retry
+        except OrchError as err:
+            print(f"agent: adopting {cid[:12]}: {err}", file=sys.stderr, flush=True)
+            return False
+        if answer["pid"] != state.get("Pid"):
+            state["Pid"] = answer["pid"]
+            self.save(rec, durable=False)
+        return True
+
+    def apply_event(self, ev: dict, fds=()) -> None:
         rec = self.records.get(ev.get("id", ""))
+        if rec is None or ev["event"] not in ("started", "pipes"):
+            for fd in fds:
+                os.close(fd)
         if rec is None:
             return
         state, kind = rec["State"], ev["event"]
+        if kind == "pipes":
+            self.pipes.hold(rec["Id"], ev.get("pipes"), fds)
+            return
         if kind == "started":
+            if fds:
+                self.pipes.hold(rec["Id"], ev.get("pipes"), fds)
             if rec.orch.exited_pid == ev["pid"] or state["Status"] == "removing":
                 return
+            rec.orch.pid_start = ev.get("pid_start")
             state.update(Status="running", Running=True, Paused=False, Pid=ev["pid"], StartedAt=ev["started_at"], ExitCode=0, Error="", OOMKilled=False)
             self._save_event(rec)
         elif kind == "exited":
+            self.pipes.release(rec["Id"])
             if rec.orch.exited_pid == ev.get("pid") and state["Status"] == "exited":
                 return
             rec.orch.exited_pid = ev.get("pid")
@@ -343,7 +386,9 @@ class Node:
 
     async def _signal(self, rec: dict, sig: int) -> None:
         try:
-            await self.call({"op": "kill", "id": rec["Id"], "signal": sig})
+            # The config lets a SIGKILL reach every process of the cgroup even when the
+            # supervisor does not track the container (supervisor.op_kill).
+            await self.call({"op": "kill", "id": rec["Id"], "signal": sig, "config": self.store.config_path(rec["Id"])})
         except OrchError:
             return  # it exited meanwhile
         if rec["State"]["Status"] == "paused":

@@ -39,6 +39,7 @@ VERSION = 2  # of every record family below; files without a version are version
 
 # The private keys of a version 1 container record (top level, beside docker's), by field.
 _V1_PRIVATE = {"_cgroup": "cgroup", "_log": "log", "_net": "net", "_mounts": "mounts", "_exited_pid": "exited_pid",
+               "_pid_start": "pid_start",
                "_backoff_streak": "backoff_streak", "_stopped_by_user": "stopped_by_user"}
 
 
@@ -63,6 +64,7 @@ class Private(BaseModel):
     net: dict[str, Any] | None = None
     mounts: list[dict[str, Any]] = Field(default_factory=list)  # the mount plan (agent/mountspec.py)
     exited_pid: int | None = None  # the pid whose exit was applied last: events are idempotent by pid
+    pid_start: int | None = None  # pid 1's start time (/proc/PID/stat): a restarted supervisor adopts only that process
     backoff_streak: int = 0  # restarts in a row after short runs (orch.scheduler.restart)
     stopped_by_user: bool = False  # a person stopped it: restart policies leave it alone
 

@@ -33,14 +33,21 @@ async def _body(request) -> dict:
 
 
 async def build(request):
-    """Body: {"context", "dockerfile"?, "tags"?, "build_args"?, "target"?, "no_cache"?, "labels"?};
-    the answer is a stream of JSON lines ({"stream"}, then {"aux": {"ID"}} or {"error", "kind"})."""
+    """Body: {"context", "dockerfile"?, "tags"?, "build_args"?, "target"?, "no_cache"?, "labels"?,
+    "network"? ("default", "none", "host"), "allow"? (["network.host"])}; the answer is a stream
+    of JSON lines ({"stream"}, then {"aux": {"ID"}} or {"error", "kind"})."""
     from orch.node.agent.building import stream_build
 
     node = node_of(request)
     req = await _body(request)
     if not isinstance(req.get("context"), str) or not os.path.isabs(req["context"]):
         raise InvalidArgument("POST /build: 'context' must be the absolute path of the build context on the node")
+    from orch.build.flags import ENTITLEMENTS, NETWORKS
+
+    if (req.get("network") or "default") not in NETWORKS:
+        raise InvalidArgument(f"POST /build: invalid network {req['network']!r}; use one of: {', '.join(NETWORKS)}")
+    if not set(req.get("allow") or ()) <= set(ENTITLEMENTS):
+        raise InvalidArgument(f"POST /build: unknown entitlement in 'allow'; orch knows {', '.join(ENTITLEMENTS)}")
 
     async def lines():
         async for message in stream_build(node, req):

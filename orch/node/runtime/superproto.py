@@ -12,8 +12,13 @@ Requests are `{"op": ..., ...}`; the supervisor answers each with `{"ok": true, 
   client stays connected; it gets `{"event": "exit", ...}` on the same connection when the
   container exits and may send `resize {rows, cols}` and `signal {signal}` meanwhile.
 - `exec {id, exec_id, process, attach?, tty_size?}` + fds: a new process in a running container.
-- `kill {id, signal}`, `resize {id | exec_id, rows, cols}`, `list {}`.
-- `subscribe {}`: the connection then receives events `started` and `exited`.
+- `kill {id, signal, config?}`, `resize {id | exec_id, rows, cols}`, `list {}`. A SIGKILL for a
+  container the supervisor does not track reaches every process of its cgroup (`config` names it).
+- `adopt {id, config, pid, pid_start, started_at, log, pipes}` + fds: watch a container a
+  previous supervisor started (supervisor.py); NotFound when nothing of it runs.
+- `subscribe {}`: the connection then receives events `started` (with copies of the
+  container's pipes, `pipes` naming them) and `exited`, and at once a `pipes` event per
+  running container (agent/pipes.py).
 
 This module is imported by the CLI's hot path (`orch run`), so it uses only the standard
 library and stays small.

@@ -233,6 +233,8 @@ CREATE_FIELDS = {
     "pid_mode": "none: swarm services have no --pid (stack deploy ignores pid:)",
     "ipc_mode": "none: swarm services have no --ipc",
     "userns_mode": "none: swarm services have no --userns",
+    "security_opt": "none: not carried by a task yet (swarm's ContainerSpec.Privileges: Seccomp, NoNewPrivileges); "
+                    "a task's container gets docker's default seccomp profile and no_new_privs",
 }
 
 
