@@ -35,7 +35,8 @@ import os
 from dataclasses import dataclass
 
 from orch.errors import Conflict, InvalidArgument, OrchError
-from orch.node.runtime import init, seccomp
+from orch.node.runtime import init
+from orch.node.runtime import seccompbpf as seccomp
 from orch.node.runtime.cgroups import Cgroups
 from orch.node.runtime.config import ContainerConfig, Process, check_sysctls
 from orch.node.runtime.init import ORDERED_NAMESPACES, StartError

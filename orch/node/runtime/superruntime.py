@@ -156,7 +156,7 @@ class KernelRuntime:
         containers inherit (Cgroups.settle); and docker's seccomp profile compiled for the
         default capabilities, so that the node's first container does not wait for it (~20 ms)."""
         from orch import paths
-        from orch.node.runtime import seccomp
+        from orch.node.runtime import seccompbpf as seccomp
         from orch.node.runtime.cgroups import node_cgroup_parent
 
         try:

@@ -83,7 +83,7 @@ async def test_adoption_applies_exit_records_and_adopts_the_running(tmp_path):
 
 async def test_a_container_a_dead_supervisor_left_running_is_adopted_not_marked_exited(tmp_path):
     node = make_node(tmp_path, [record("orphan", "running", 21), record("gone", "running", 22)], running=[], orphans={"orphan": 21})
-    node.records["orphan"]["_pid_start"] = 12345
+    node.records["orphan"].orch.pid_start = 12345
     await node.adopt()
     adopt = {c["id"]: c for c in node.call.calls if c["op"] == "adopt"}
     assert adopt["orphan"]["pid"] == 21 and adopt["orphan"]["pid_start"] == 12345 and adopt["orphan"]["config"].endswith("orphan/config.json")
@@ -97,7 +97,7 @@ async def test_the_agent_holds_copies_of_a_containers_pipes_until_it_exits(tmp_p
     node = make_node(tmp_path, [record("c", "created")], running=[])
     r, w = os.pipe()
     node.apply_event({"event": "started", "id": "c", "pid": 30, "started_at": ZERO, "pid_start": 7, "pipes": ["stdout"]}, [r])
-    assert node.pipes.get("c") == (["stdout"], [r]) and node.records["c"]["_pid_start"] == 7
+    assert node.pipes.get("c") == (["stdout"], [r]) and node.records["c"].orch.pid_start == 7
     node.apply_event({"event": "exited", "id": "c", "pid": 30, "exit_code": 0, "finished_at": ZERO})
     assert node.pipes.get("c") == ([], [])
     with pytest.raises(OSError):

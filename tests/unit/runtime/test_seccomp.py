@@ -6,7 +6,7 @@ import json
 import pytest
 
 from orch.errors import InvalidArgument
-from orch.node.runtime import seccomp
+from orch.node.runtime import seccomp, seccompbpf
 from orch.node.runtime.config import DEFAULT_CAPABILITIES
 from orch.node.runtime.security import SecurityOptions, parse_security_opts
 
@@ -128,9 +128,9 @@ def test_security_opt_refusals_are_one_line(opt, message):
 
 
 def test_compiled_programs_are_cached_per_profile_and_capability_set():
-    program, flags = seccomp.program_for("default", DEFAULT_CAPABILITIES)  # libseccomp2 is a dependency (scripts/setup)
+    program, flags = seccompbpf.program_for("default", DEFAULT_CAPABILITIES)  # libseccomp2 is a dependency (scripts/setup)
     assert flags == 0 and len(program) % 8 == 0 and len(program) > 8 * 100
-    assert seccomp.program_for("default", tuple(reversed(DEFAULT_CAPABILITIES)))[0] is program
-    assert seccomp.program_for("default", (*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"))[0] != program
-    assert seccomp.program_for("unconfined", DEFAULT_CAPABILITIES) is None
-    assert seccomp.program_for('{"syscalls": []}', DEFAULT_CAPABILITIES) is None  # docker: no action, no syscalls
+    assert seccompbpf.program_for("default", tuple(reversed(DEFAULT_CAPABILITIES)))[0] is program
+    assert seccompbpf.program_for("default", (*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"))[0] != program
+    assert seccompbpf.program_for("unconfined", DEFAULT_CAPABILITIES) is None
+    assert seccompbpf.program_for('{"syscalls": []}', DEFAULT_CAPABILITIES) is None  # docker: no action, no syscalls
