@@ -351,14 +351,23 @@ class Node:
         supervision.cancel_restart(self, rec)
         supervision.on_user_start(rec)
         self.change(rec, "start")
-        return await self._attach(dict(self._start_message(rec), attach=roles), fds, tty_size, "start")
+        # A container made with an open stdin that no client feeds keeps it open (a pipe the
+        # supervisor holds), as in `docker start -a` of a container created with -i.
+        msg = dict(self._start_message(rec), attach=roles, open_stdin=bool(rec["Config"].get("OpenStdin")))
+        return await self._attach(msg, fds, tty_size, "start")
 
-    async def exec_attached(self, rec: dict, process: dict, roles: list[str], fds: list[int], tty_size=None):
+    async def exec_attached(self, rec: dict, process: dict, roles: list[str], fds: list[int], tty_size=None, exec_id=None,
+                            answer: dict | None = None):
         """Run `process` (exec_process's) in running container `rec` with a client's
-        descriptors; return the supervisor connection, on which its exit event comes."""
-        return await self._attach({"op": "exec", "id": rec["Id"], "process": process, "attach": roles}, fds, tty_size, "exec")
+        descriptors; return the supervisor connection, on which its exit event comes.
+        `exec_id` names the process for a later resize; `answer`, when given, gets the
+        supervisor's answer ({"pid", "exec_id"})."""
+        msg = {"op": "exec", "id": rec["Id"], "process": process, "attach": roles}
+        if exec_id:
+            msg["exec_id"] = exec_id
+        return await self._attach(msg, fds, tty_size, "exec", answer)
 
-    async def _attach(self, msg: dict, fds: list[int], tty_size, op: str):
+    async def _attach(self, msg: dict, fds: list[int], tty_size, op: str, answer: dict | None = None):
         import array
 
         if tty_size:
@@ -368,10 +377,13 @@ class Node:
             await sock.connect(self.sup_path)
             await sock.sendmsg([proto.encode(msg)], [(trio.socket.SOL_SOCKET, trio.socket.SCM_RIGHTS, array.array("i", fds))])
             data = await sock.recv(proto.MAX_MESSAGE)
-            proto.raise_for_program(proto.decode(data) if data else None, op)
+            reply = proto.decode(data) if data else None
+            proto.raise_for_program(reply, op)
         except BaseException:
             sock.close()
             raise
+        if answer is not None:
+            answer.update(reply or {})
         return sock
 
     async def exec_detached(self, rec: dict, process: dict) -> str:
@@ -492,11 +504,13 @@ class Node:
         self.store.empty_trash()
 
     async def wait(self, rec: dict, condition: str) -> int:
-        cid, pid = rec["Id"], rec["State"].get("Pid")
+        cid, exited = rec["Id"], rec.orch.exited_pid
         if condition == "removed":
             await self.wait_until(lambda: cid not in self.records)
         elif condition == "next-exit":
-            await self.wait_until(lambda: cid not in self.records or (rec.orch.exited_pid is not None and rec["State"]["Status"] == "exited" and rec["State"].get("Pid") != pid))
+            # The next exit applied after this call: of the run going on, or of one not yet
+            # started (docker's client waits so before it starts a container).
+            await self.wait_until(lambda: cid not in self.records or (rec.orch.exited_pid != exited and rec["State"]["Status"] == "exited"))
         else:  # not-running
             await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
         return rec["State"].get("ExitCode", 0)
