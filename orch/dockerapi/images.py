@@ -112,9 +112,12 @@ def registry_auth(request: Request) -> dict | None:
     return {"username": value["username"], "password": value.get("password") or ""}
 
 
-def _docker_errors(response: StreamingResponse) -> StreamingResponse:
-    """The agent's progress stream with its error line in docker's shape."""
+def _docker_errors(response: StreamingResponse, ref: str | None = None) -> StreamingResponse:
+    """The agent's progress stream with its error line in docker's shape. A pull's last line
+    names the image ({"status": REF}) for `orch pull` to print; dockerd sends none (the
+    docker client prints the name itself), so it is left out."""
     source = response.body_iterator
+    names = {ref, str(reference.parse(ref))} if ref else set()
 
     async def lines():
         buf = b""
@@ -122,21 +125,29 @@ def _docker_errors(response: StreamingResponse) -> StreamingResponse:
             buf += chunk if isinstance(chunk, bytes) else chunk.encode()
             *done, buf = buf.split(b"\n")
             for line in done:
-                yield _docker_line(line)
+                out = _docker_line(line, names)
+                if out:
+                    yield out
         if buf.strip():
-            yield _docker_line(buf)
+            yield _docker_line(buf, names)
 
     return StreamingResponse(lines(), media_type="application/json")
 
 
-def _docker_line(line: bytes) -> bytes:
+def _docker_line(line: bytes, names: set) -> bytes:
     try:
         event = json.loads(line)
     except ValueError:
         return line + b"\n"
     if isinstance(event, dict) and "error" in event:
         event = {"errorDetail": {"message": event["error"]}, "error": event["error"]}
+    elif isinstance(event, dict) and set(event) == {"status"} and event["status"] in names:
+        return b""
     return json.dumps(event).encode() + b"\r\n"
+
+
+def _has_tag(name: str) -> bool:
+    return "@" in name or ":" in name.rsplit("/", 1)[-1]
 
 
 def _with_tag(name: str, tag: str | None) -> str:
@@ -149,19 +160,19 @@ async def create(request: Request):
     """POST /images/create: ?fromImage (pull) or ?fromSrc=- (import the body's tar)."""
     if request.query_params.get("fromImage"):
         ref = _with_tag(request.query_params["fromImage"], request.query_params.get("tag"))
-        if not request.query_params.get("tag") and ":" not in ref.rsplit("/", 1)[-1] and "@" not in ref:
+        if not _has_tag(ref):
             raise InvalidArgument(f"pulling every tag of {ref} is not supported by orch; name a tag (the client's -a)")
         if request.query_params.get("platform") not in (None, "", "linux/amd64", "linux"):
             raise InvalidArgument(f"platform {request.query_params['platform']!r}: orch runs linux/amd64 images")
         body = {"ref": ref, "auth": registry_auth(request)}
-        return _docker_errors(await forward(routes_registry.pull_image, request, body=body))
+        return _docker_errors(await forward(routes_registry.pull_image, request, body=body), ref)
     source = request.query_params.get("fromSrc")
     if source is None:
         raise InvalidArgument("POST /images/create: give fromImage (pull) or fromSrc=- (import)")
     if source != "-":
         raise InvalidArgument(f"import from {source!r}: orch imports the tar sent in the request (fromSrc=-), not from a URL")
     repo, tag = request.query_params.get("repo") or "", request.query_params.get("tag") or ""
-    ref = _with_tag(repo, tag or "latest") if repo else None
+    ref = _with_tag(repo, tag or ("" if _has_tag(repo) else "latest")) if repo else None
     changes = request.query_params.getlist("changes")
     node = node_of(request)
     async with received(node, request) as path:
@@ -254,7 +265,7 @@ async def tag(request: Request):
     repo = request.query_params.get("repo") or ""
     if not repo:
         raise InvalidArgument("POST /images/{name}/tag: give repo (and tag)")
-    target = _with_tag(repo, request.query_params.get("tag") or "latest")
+    target = _with_tag(repo, request.query_params.get("tag") or ("" if _has_tag(repo) else "latest"))
     await forward(routes_images.tag_image, request, body={"source": request.path_params["ref"], "target": target})
     return Response(status_code=201)
 
@@ -296,7 +307,7 @@ async def commit(request: Request):
     if not container:
         raise InvalidArgument("POST /commit: give the container (?container=)")
     repo, tag_ = request.query_params.get("repo") or "", request.query_params.get("tag") or ""
-    body = {"repo": _with_tag(repo, tag_ or "latest") if repo else None, "comment": request.query_params.get("comment") or "",
+    body = {"repo": _with_tag(repo, tag_ or ("" if _has_tag(repo) else "latest")) if repo else None, "comment": request.query_params.get("comment") or "",
             "author": request.query_params.get("author") or "", "changes": request.query_params.getlist("changes"),
             "pause": boolean(request, "pause", True)}
     config = await request.body()
