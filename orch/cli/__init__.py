@@ -56,6 +56,9 @@ COMMANDS = {
     "logout": "orch.cli.registry:logout",
     # node
     "system": "orch.cli.system:system_group",
+    "info": "orch.cli.system:info",
+    "version": "orch.cli.system:version",
+    "events": "orch.cli.events:main",
     "agent": "orch.cli.system:agent",
     "bootstrap": "orch.cli.image:bootstrap",
 }
@@ -71,7 +74,7 @@ Networks:    network (create, ls, inspect, rm, prune, connect, disconnect)
 Volumes:     volume (create, ls, inspect, rm, prune)
 Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,
              login, logout
-Node:        system (df, prune), agent, bootstrap
+Node:        info, version, events, system (df, prune, info, events), agent, bootstrap
 
 Run 'orch COMMAND --help' for more on a command."""
 
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
-    if argv[0] in ("-v", "--version", "version"):
+    if argv[0] in ("-v", "--version"):
         from orch import __version__
 
         print(f"orch version {__version__}")

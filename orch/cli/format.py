@@ -59,6 +59,18 @@ def _json_default(value):
     raise TypeError(f"cannot print {type(value).__name__} as JSON")
 
 
+class GoStruct(dict):
+    """A JSON object whose fields a template may also name as the Go struct does, where Go's
+    name differs from the JSON key only in case (`.APIVersion` for "ApiVersion", `.ID` for
+    "Id"): docker's templates run on Go structs, its JSON has the tags' names."""
+
+    def __missing__(self, key):
+        for k in self:
+            if isinstance(k, str) and k.lower() == str(key).lower():
+                return dict.__getitem__(self, k)
+        raise KeyError(key)
+
+
 def _truthy(value) -> bool:
     return bool(value) and value != "<no value>"
 

@@ -25,6 +25,7 @@ from orch.node.agent import limits
 from orch.node.agent import routes_containers as agent_containers
 from orch.node.agent import routes_images as agent_images
 from orch.node.agent import routes_networks as agent_networks
+from orch.node.agent import routes_system as agent_system
 from orch.node.agent import routes_volumes as agent_volumes
 
 
@@ -48,6 +49,8 @@ ROUTES = [
     # system
     R("/_ping", system.ping, "GET", "HEAD"),
     R("/version", system.version, "GET"),
+    R("/info", agent_system.info, "GET"),
+    R("/events", agent_system.events, "GET"),
     R("/system/df", system.df, "GET"),
     R("/auth", system.auth, "POST"),
     # containers

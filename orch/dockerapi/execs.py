@@ -102,7 +102,7 @@ async def start(request: Request):
     process = node.exec_process(rec, _request_of(instance, tty, detach))
     instance.started = True
     if detach:
-        await node.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True, "exec_id": instance.id})
+        await node.exec_detached(rec, process, instance.id)
         return Response(status_code=200)
     config = instance.config
     size = body.get("ConsoleSize") or None

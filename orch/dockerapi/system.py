@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import platform
 
 import trio
 from starlette.requests import Request
@@ -36,23 +35,15 @@ async def ping(request: Request) -> Response:
     return Response("OK" if request.method != "HEAD" else None, media_type="text/plain; charset=utf-8", headers=headers)
 
 
-def _arch() -> str:
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-
-
 async def version(request: Request) -> JSONResponse:
-    kernel = platform.release()
-    engine = {"Version": __version__, "ApiVersion": versions.MAX_VERSION, "MinAPIVersion": versions.MIN_VERSION,
-              "GitCommit": "", "GoVersion": "", "Os": OS_TYPE, "Arch": _arch(), "KernelVersion": kernel, "BuildTime": "",
-              "Experimental": False}
-    return answer({
-        "Platform": {"Name": "orch"},
-        "Components": [{"Name": "Engine", "Version": __version__,
-                        "Details": {"ApiVersion": versions.MAX_VERSION, "MinAPIVersion": versions.MIN_VERSION, "Arch": _arch(),
-                                    "Os": OS_TYPE, "KernelVersion": kernel, "GitCommit": "", "GoVersion": "", "BuildTime": "",
-                                    "Experimental": "false"}}],
-        **engine,
-    })
+    """The agent's GET /version (nodeinfo.compute_version) with the versions this door speaks."""
+    from orch.node.agent.nodeinfo import compute_version
+
+    out = await trio.to_thread.run_sync(compute_version)
+    out.update(ApiVersion=versions.MAX_VERSION, MinAPIVersion=versions.MIN_VERSION)
+    for component in out.get("Components") or []:
+        component.get("Details", {}).update(ApiVersion=versions.MAX_VERSION, MinAPIVersion=versions.MIN_VERSION)
+    return answer(out)
 
 
 async def auth(request: Request) -> JSONResponse:

@@ -75,6 +75,8 @@ def open_networks_and_volumes(node, root: Path, run_dir: Path) -> None:
     from orch.node.runtime.volumes import VolumeStore
 
     node.volumes = VolumeStore(root)
+    # docker's volume create and destroy events, wherever a volume is made or removed.
+    node.volumes.listener = lambda action, name: node.events.publish("volume", action, name, {"driver": "local"})
     node.net = NodeNetworking(root, run_dir)
     node.net.open()
 

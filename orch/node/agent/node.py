@@ -56,9 +56,11 @@ class Node:
         # Networks (agent/networking.py) and volumes (runtime/volumes.py); set by app.serve.
         self.net = None
         self.volumes = None
+        from orch.node.agent.events import EventBus
         from orch.node.agent.pipes import HeldPipes
 
         self.pipes = HeldPipes()  # copies of the containers' pipes, for a restarted supervisor
+        self.events = EventBus()  # docker's events (events.py), published where things happen
 
     # -- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -249,6 +251,8 @@ class Node:
             rec.orch.pid_start = ev.get("pid_start")
             state.update(Status="running", Running=True, Paused=False, Pid=ev["pid"], StartedAt=ev["started_at"], ExitCode=0, Error="", OOMKilled=False)
             self._save_event(rec)
+            self._publish_wiring(rec, "connect", "mount")
+            self.events.container(rec, "start")
         elif kind == "exited":
             self.pipes.release(rec["Id"])
             if rec.orch.exited_pid == ev.get("pid") and state["Status"] == "exited":
@@ -260,9 +264,14 @@ class Node:
                 state["Status"] = "exited"
             state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))
             self._save_event(rec)
+            self.events.container(rec, "die", exitCode=ev["exit_code"])
             self._release_network(rec["Id"])
+            self._publish_wiring(rec, "disconnect", "unmount")
             if rec["HostConfig"].get("AutoRemove") and state["Status"] == "exited" and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
+        elif kind == "exec_exited":
+            self.events.container(rec, "exec_die", execID=ev.get("exec_id", ""), exitCode=ev.get("exit_code", 0))
+            return
         elif kind == "start_failed":
             state.update(ExitCode=ev.get("exit_code", 125), Error=ev.get("message", ""))
             self.save(rec, durable=False)
@@ -307,6 +316,7 @@ class Node:
             self.reserved.discard(name)
         self.records[cid] = rec
         self.notify()
+        self.events.container(rec, "create")
         return rec
 
     def _build(self, cid: str, name: str, req) -> dict:
@@ -360,12 +370,20 @@ class Node:
                             answer: dict | None = None):
         """Run `process` (exec_process's) in running container `rec` with a client's
         descriptors; return the supervisor connection, on which its exit event comes.
-        `exec_id` names the process for a later resize; `answer`, when given, gets the
-        supervisor's answer ({"pid", "exec_id"})."""
-        msg = {"op": "exec", "id": rec["Id"], "process": process, "attach": roles}
-        if exec_id:
-            msg["exec_id"] = exec_id
+        `exec_id` names the process (docker's exec id, for a later resize); `answer`, when
+        given, gets the supervisor's answer ({"pid", "exec_id"})."""
+        exec_id = self._exec_events(rec, process, exec_id)
+        msg = {"op": "exec", "id": rec["Id"], "process": process, "attach": roles, "exec_id": exec_id}
         return await self._attach(msg, fds, tty_size, "exec", answer)
+
+    def _exec_events(self, rec: dict, process: dict, exec_id: str | None = None) -> str:
+        """A new exec's id (unless given) and docker's exec_create and exec_start events
+        (exec_die follows from the supervisor's exec_exited)."""
+        exec_id = exec_id or secrets.token_hex(32)
+        command = " ".join(process.get("args") or ())
+        self.events.container(rec, f"exec_create: {command}", execID=exec_id)
+        self.events.container(rec, f"exec_start: {command}", execID=exec_id)
+        return exec_id
 
     async def _attach(self, msg: dict, fds: list[int], tty_size, op: str, answer: dict | None = None):
         import array
@@ -386,9 +404,10 @@ class Node:
             answer.update(reply or {})
         return sock
 
-    async def exec_detached(self, rec: dict, process: dict) -> str:
+    async def exec_detached(self, rec: dict, process: dict, exec_id: str | None = None) -> str:
         """`exec -d`: the process runs on its own, its output goes nowhere (as docker's)."""
-        answer = await self.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True})
+        exec_id = self._exec_events(rec, process, exec_id)
+        answer = await self.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True, "exec_id": exec_id})
         return answer.get("exec_id", "")
 
     async def kill(self, rec: dict, sig: int) -> None:
@@ -403,11 +422,12 @@ class Node:
             await self.call({"op": "kill", "id": rec["Id"], "signal": sig, "config": self.store.config_path(rec["Id"])})
         except OrchError:
             return  # it exited meanwhile
+        self.events.container(rec, "kill", signal=sig)
         if rec["State"]["Status"] == "paused":
             # A frozen process handles no signal, not even SIGKILL, until it is thawed.
             await self._freezer(rec, "thaw")
 
-    async def stop(self, rec: dict, timeout: float | None) -> None:
+    async def stop(self, rec: dict, timeout: float | None, *, event: bool = True) -> None:
         self.change(rec, "stop")
         supervision.cancel_restart(self, rec)
         supervision.on_user_stop(rec)
@@ -423,27 +443,34 @@ class Node:
         if timeout >= 0:
             await self._signal(rec, stop_signal)
             if await self.wait_until(gone, timeout):
+                if event:
+                    self.events.container(rec, "stop")
                 return
         await self._signal(rec, signals.SIGKILL)
         if not await self.wait_until(gone, 30):
             raise SystemFailure(f"container {self.display(rec)} did not exit 30 seconds after SIGKILL")
+        if event:
+            self.events.container(rec, "stop")
 
     async def restart(self, rec: dict, timeout: float | None) -> None:
         self.change(rec, "restart")
         await self.stop(rec, timeout)
         await self.start(rec)
+        self.events.container(rec, "restart")
 
     async def pause(self, rec: dict) -> None:
         rec["State"]["Status"] = self.change(rec, "pause")
         await self._freezer(rec, "freeze")
         rec["State"]["Paused"] = True
         self.save(rec)
+        self.events.container(rec, "pause")
 
     async def unpause(self, rec: dict) -> None:
         rec["State"]["Status"] = self.change(rec, "unpause")
         await self._freezer(rec, "thaw")
         rec["State"]["Paused"] = False
         self.save(rec)
+        self.events.container(rec, "unpause")
 
     async def _freezer(self, rec: dict, what: str) -> None:
         path = rec.orch.cgroup
@@ -461,7 +488,7 @@ class Node:
         snapshot and files are deleted right after, in a worker thread."""
         self.change(rec, "force_remove" if force else "remove")
         if rec["State"]["Status"] in ("running", "paused"):
-            await self.stop(rec, -1)  # straight to SIGKILL, as `docker rm -f`
+            await self.stop(rec, -1, event=False)  # straight to SIGKILL, as `docker rm -f` (a kill, no stop event)
         cid = rec["Id"]
         try:
             self.store.discard(cid)
@@ -472,6 +499,7 @@ class Node:
         self.records.pop(cid, None)
         self.notify()
         self._release_network(cid)
+        self.events.container(rec, "destroy")
         anonymous = []
         if volumes:
             from orch.node.agent.wiring import anonymous_volumes
@@ -481,6 +509,25 @@ class Node:
             self.nursery.start_soon(trio.to_thread.run_sync, self._cleanup_removed, cid, anonymous)
         else:
             await trio.to_thread.run_sync(self._cleanup_removed, cid, anonymous)
+
+    def _publish_wiring(self, rec: dict, network_action: str, volume_action: str) -> None:
+        """docker's network connect/disconnect and volume mount/unmount events of a container
+        that starts or exits (its bridge networks; orch's none and host are no objects)."""
+        cid = rec["Id"]
+        if self.net is not None and (rec.orch.net or {}).get("mode") == "bridge":
+            for entry in rec.orch.net["networks"]:
+                try:
+                    n = self.net.nets.get(entry["name"])
+                except OrchError:
+                    continue
+                self.events.publish("network", network_action, n.id, {"container": cid, "name": n.name, "type": "bridge"})
+        for e in rec.orch.mounts or ():
+            if e.get("type") != "volume" or not e.get("source"):
+                continue
+            attrs = {"container": cid, "driver": "local"}
+            if volume_action == "mount":
+                attrs.update({"destination": e["target"], "propagation": "", "read/write": str(not e.get("read_only")).lower()})
+            self.events.publish("volume", volume_action, e["source"], attrs)
 
     def _release_network(self, cid: str) -> None:
         """Done at once in this thread (~25 ms): a start that follows must find it released."""

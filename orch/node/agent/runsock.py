@@ -269,6 +269,8 @@ class Run(Command):
             if stdin:
                 roles, fds = ["stdin", *roles], self.fds
         auto_remove = rec is not None and rec["HostConfig"].get("AutoRemove")
+        if rec is not None:
+            self.node.events.container(rec, "attach")
         try:
             sup = await start(roles, fds, tty_size)
         except OrchError:

@@ -502,6 +502,8 @@ class Supervisor:
             write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
         else:
             target.exec_of.execs.discard(target.id)
+            # Every exec's end, attached or not, for the agent's events (docker's exec_die).
+            self.broadcast({"event": "exec_exited", "id": target.exec_of.id, "exec_id": target.id, "exit_code": exit_code})
         for conn in target.clients:
             self.reply(conn, event)
             for fd in conn.fds.values():
