@@ -93,10 +93,10 @@ ROUTES = [
     R("/images/{ref:path}/get", images.save_one, "GET"),
     R("/images/{ref:path}", images.remove, "DELETE"),
     # networks
-    R("/networks", agent_networks.list_, "GET"),
+    R("/networks", networks.list_, "GET"),
     R("/networks/create", networks.create, "POST"),
     R("/networks/prune", agent_networks.prune, "POST"),
-    R("/networks/{ref}", agent_networks.inspect, "GET"),
+    R("/networks/{ref}", networks.inspect, "GET"),
     R("/networks/{ref}", agent_networks.remove, "DELETE"),
     R("/networks/{ref}/connect", networks.connect, "POST"),
     R("/networks/{ref}/disconnect", networks.disconnect, "POST"),
@@ -116,7 +116,21 @@ MAX_ARCHIVE = 64 << 30
 
 
 async def on_orch_error(request, err: OrchError) -> JSONResponse:
-    return JSONResponse({"message": str(err)}, status_code=err.http_status)
+    return JSONResponse({"message": docker_message(err)}, status_code=err.http_status)
+
+
+def docker_message(err: OrchError) -> str:
+    """dockerd's words where clients read them: docker-py tells a missing image from another
+    404 by "No such image" (ImageNotFound), and compose v1 builds an image only on that; the
+    hint orch's CLI adds about its own commands is left out."""
+    text = str(err)
+    for what in ("container", "image", "volume", "exec instance"):
+        if text.startswith(f"no such {what}: "):
+            text = "N" + text[1:]
+            if what == "image":
+                text = text.split("; ", 1)[0]
+            return text
+    return text
 
 
 async def on_bug(request, err: Exception) -> JSONResponse:

@@ -18,8 +18,10 @@ async def create(request: Request):
         raise InvalidArgument("POST /networks/create: give the network's Name")
     if body.get("EnableIPv6"):
         raise InvalidArgument("IPv6 networks are not supported by orch (EnableIPv6)")
-    if body.get("Attachable") or body.get("Ingress") or body.get("ConfigOnly") or body.get("ConfigFrom"):
-        raise InvalidArgument("swarm networks (Attachable, Ingress, config-only) are not supported by orch's node")
+    # Attachable only matters to swarm services (docker-compose v1 sets it for version 3
+    # files); a node's bridge network takes any container anyway.
+    if body.get("Ingress") or body.get("ConfigOnly") or body.get("ConfigFrom"):
+        raise InvalidArgument("swarm networks (Ingress, config-only) are not supported by orch's node")
     ipam = body.get("IPAM") or {}
     if ipam.get("Driver") not in (None, "", "default"):
         raise InvalidArgument(f"IPAM driver {ipam['Driver']!r} is not supported; orch has the default one")
@@ -58,3 +60,85 @@ def _ok():
     from starlette.responses import Response
 
     return Response(status_code=200)
+
+
+# -- list and inspect: the agent's views, in dockerd's shape ---------------------------------------------
+# dockerd always has these two beside the default bridge: a container's `--network host` and
+# `--network none` name them. orch has the modes but no network objects for them.
+PSEUDO = {"host": "host", "none": "null"}
+
+
+def _pseudo(node, name: str) -> dict:
+    import hashlib
+
+    return {"Name": name, "Id": hashlib.sha256(f"{node.root}:{name}".encode()).hexdigest(), "Created": _ZERO,
+            "Scope": "local", "Driver": PSEUDO[name], "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False, "Attachable": False,
+            "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": _pseudo_members(node, name),
+            "Options": {}, "Labels": {}}
+
+
+def _pseudo_members(node, mode: str) -> dict:
+    out = {}
+    for rec in node.records.values():
+        if (rec.orch.net or {}).get("mode") == mode and rec["State"]["Status"] in ("running", "paused"):
+            out[rec["Id"]] = {"Name": rec["Name"].lstrip("/"), "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}
+    return out
+
+
+_ZERO = "0001-01-01T00:00:00Z"
+
+
+def docker_view(view: dict) -> dict:
+    """The agent's network view with dockerd's keys; a user network's Options are the ones
+    its creator gave, which orch does not keep apart from the bridge's own (so none shown)."""
+    out = {"Name": view["Name"], "Id": view["Id"], "Created": view.get("Created") or _ZERO, "Scope": "local",
+           "Driver": view.get("Driver", "bridge"), "EnableIPv6": False, "IPAM": view["IPAM"], "Internal": view.get("Internal", False),
+           "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+           "Containers": view.get("Containers") or {}, "Options": {}, "Labels": view.get("Labels") or {}}
+    if view["Name"] == "bridge":
+        out["Options"] = dict(view.get("Options") or {}, **{"com.docker.network.bridge.default_bridge": "true"})
+    return out
+
+
+async def list_(request: Request):
+    from orch.node.agent.routes_networks import matches_filters
+
+    node = request.app.state.node
+    rows = [docker_view(v) for v in decoded(await forward(agent.list_, request))]
+    filters = request.query_params.get("filters")
+    for name in PSEUDO:
+        if matches_filters(request, name, {}):
+            rows.append(_pseudo(node, name))
+    if filters:
+        rows = [r for r in rows if _matches_more(r, filters)]
+    return answer(rows)
+
+
+def _matches_more(row: dict, raw: str) -> bool:
+    """docker's network filters beyond name and label (which the agent applies): driver, id,
+    type (builtin: bridge, host, none; custom: the rest)."""
+    import json
+
+    filters = json.loads(raw)
+    if isinstance(filters, dict):
+        filters = {k: (list(v) if isinstance(v, (list, dict)) else [v]) for k, v in filters.items()}
+    builtin = row["Name"] in ("bridge", "host", "none")
+    for key, values in filters.items():
+        if key == "driver" and row["Driver"] not in values:
+            return False
+        if key == "id" and not any(row["Id"].startswith(v) for v in values):
+            return False
+        if key == "type" and ("builtin" if builtin else "custom") not in values:
+            return False
+    return True
+
+
+async def inspect(request: Request):
+    node = request.app.state.node
+    ref = request.path_params["ref"]
+    for name in PSEUDO:
+        pseudo = _pseudo(node, name)
+        if ref in (name, pseudo["Id"]) or (len(ref) >= 12 and pseudo["Id"].startswith(ref)):
+            return answer(pseudo)
+    return answer(docker_view(decoded(await forward(agent.inspect, request))))
