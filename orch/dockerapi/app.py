@@ -52,6 +52,8 @@ ROUTES = [
     R("/info", agent_system.info, "GET"),
     R("/events", agent_system.events, "GET"),
     R("/system/df", system.df, "GET"),
+    R("/swarm", system.no_swarm, "GET"),
+    R("/swarm/leave", system.no_swarm, "POST"),
     R("/auth", system.auth, "POST"),
     # containers
     R("/containers/create", containers.create, "POST"),
@@ -60,7 +62,7 @@ ROUTES = [
     R("/containers/{ref}/start", containers.start, "POST"),
     R("/containers/{ref}/stop", agent_containers.stop, "POST"),
     R("/containers/{ref}/restart", agent_containers.restart, "POST"),
-    R("/containers/{ref}/kill", agent_containers.kill, "POST"),
+    R("/containers/{ref}/kill", containers.kill, "POST"),
     R("/containers/{ref}/pause", agent_containers.pause, "POST"),
     R("/containers/{ref}/unpause", agent_containers.unpause, "POST"),
     R("/containers/{ref}/wait", containers.wait, "POST"),

@@ -14,6 +14,7 @@ with DOCKER_BUILDKIT=0.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tarfile
 import tempfile
@@ -103,7 +104,8 @@ async def build(request: Request):
         try:
             async for message in stream_build(node, req):
                 if "error" in message:
-                    yield json.dumps({"errorDetail": {"message": message["error"]}, "error": message["error"]}) + "\r\n"
+                    text = docker_error(message["error"])
+                    yield json.dumps({"errorDetail": {"message": text}, "error": text}) + "\r\n"
                 elif quiet and "stream" in message:
                     continue
                 else:
@@ -112,6 +114,28 @@ async def build(request: Request):
             await trio.to_thread.run_sync(lambda: shutil.rmtree(context, ignore_errors=True))
 
     return StreamingResponse(lines(), media_type="application/json")
+
+
+_RUN_FAILED = re.compile(r"^(?P<where>Dockerfile:\d+): step (?P<step>\d+/\d+) RUN (?P<cmd>.*): exit code (?P<code>\d+)$")
+
+
+def docker_error(text: str) -> str:
+    """A RUN step that failed, in the classic builder's words (docker-py and scripts match
+    them), with orch's place of it after: "The command '/bin/sh -c exit 1' returned a non-zero
+    code: 1 (Dockerfile:2, step 2/2)". Other errors as orch says them."""
+    m = _RUN_FAILED.match(text)
+    if not m or m["cmd"].endswith("..."):
+        return text
+    cmd = m["cmd"].strip()
+    if cmd.startswith("["):
+        try:
+            words = json.loads(cmd)
+            cmd = " ".join(words) if isinstance(words, list) else cmd
+        except ValueError:
+            cmd = "/bin/sh -c " + cmd
+    else:
+        cmd = "/bin/sh -c " + cmd
+    return f"The command '{cmd}' returned a non-zero code: {m['code']} ({m['where']}, step {m['step']})"
 
 
 async def prune(request: Request):

@@ -95,7 +95,8 @@ async def inspect(request: Request) -> JSONResponse:
     image = await trio.to_thread.run_sync(_image_config, node, rec["Image"])
     state = state_of(request)
     execs = [e.id for e in state.execs.values() if e.container_id == rec["Id"] and e.running]
-    return answer(inspectview.compute_inspect(view, image, exec_ids=execs, console=state.console.get(rec["Id"])))
+    return answer(inspectview.compute_inspect(view, image, exec_ids=execs, console=state.console.get(rec["Id"]),
+                                              mount_plan=list(rec.orch.mounts or [])))
 
 
 def _image_config(node, image_id: str) -> dict:
@@ -217,6 +218,21 @@ async def wait(request: Request) -> StreamingResponse:
         yield json.dumps({"Error": {"Message": error} if error else None, "StatusCode": code}).encode() + b"\n"
 
     return StreamingResponse(body(), media_type="application/json")
+
+
+async def kill(request: Request) -> Response:
+    """The agent's kill; for SIGKILL (docker's default) the answer waits until the container
+    is gone, as dockerd's does, so the client's next inspect shows its exit."""
+    from orch.node.agent.node import _signal_number
+
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    sig = _signal_number(request.query_params.get("signal") or "SIGKILL")
+    await forward(agent.kill, request, query={"signal": str(sig)})
+    if sig == 9:
+        cid = rec["Id"]
+        await node.wait_until(lambda: cid not in node.records or rec["State"]["Status"] not in ("running", "paused"), 30)
+    return Response(status_code=204)
 
 
 # -- logs, resize -----------------------------------------------------------------------------------

@@ -170,14 +170,21 @@ def _host(host: dict, req: dict, warnings: list[str]) -> None:
     policy = host.get("RestartPolicy") or {}
     if policy.get("Name"):
         req["restart_policy"] = {"name": policy["Name"], "maximum_retry_count": policy.get("MaximumRetryCount") or 0}
-    _log_config(host.get("LogConfig") or {}, req)
+    _log_config(host.get("LogConfig") or {}, req, warnings)
 
 
-def _log_config(log: dict, req: dict) -> None:
+def _log_config(log: dict, req: dict, warnings: list[str]) -> None:
     from orch.api.runflags import parse_bytes
 
-    if log.get("Type") not in (None, "", "json-file"):
-        raise InvalidArgument(f"HostConfig.LogConfig.Type {log['Type']!r}: orch logs in docker's json-file format only")
+    kind = log.get("Type")
+    if kind in ("none", "local"):
+        # Both keep (or drop) what `docker logs` reads; orch keeps it in json-file, which
+        # changes nothing the program sees.
+        warnings.append(f"orch logs in docker's json-file format; log driver {kind!r} is not applied")
+        return
+    if kind not in (None, "", "json-file"):
+        # dockerd's words first (clients match them), then what orch has.
+        raise InvalidArgument(f"logger: no log driver named '{kind}' is registered; orch logs in docker's json-file format only")
     for key, value in (log.get("Config") or {}).items():
         if key == "max-size":
             req["log_max_size"] = parse_bytes(value, "log-opt max-size")
@@ -229,6 +236,13 @@ def _mounts(body: dict, host: dict, req: dict) -> None:
             raise InvalidArgument(f"HostConfig.Mounts: type {kind!r} is not supported; use bind, volume or tmpfs")
         if not m.get("Target"):
             raise InvalidArgument("HostConfig.Mounts: a mount has no Target; give the path in the container")
+        if (m.get("VolumeOptions") or {}).get("Subpath") or (m.get("BindOptions") or {}).get("Subpath"):
+            raise InvalidArgument(f"HostConfig.Mounts {m['Target']}: a subpath of a volume is not supported by orch; mount the volume whole")
+        propagation = (m.get("BindOptions") or {}).get("Propagation")
+        if propagation not in (None, "", "rprivate", "private"):
+            raise InvalidArgument(f"HostConfig.Mounts {m['Target']}: bind propagation {propagation!r} is not supported; orch's binds are private")
+        if (m.get("VolumeOptions") or {}).get("DriverConfig", {}) and (m["VolumeOptions"]["DriverConfig"].get("Name") or "local") != "local":
+            raise InvalidArgument(f"HostConfig.Mounts {m['Target']}: orch has the local volume driver only")
         entry = {"type": kind, "source": m.get("Source") or "", "target": m["Target"], "read_only": bool(m.get("ReadOnly"))}
         if (m.get("VolumeOptions") or {}).get("NoCopy"):
             entry["nocopy"] = True

@@ -97,7 +97,10 @@ async def start(request: Request):
     if instance.started:
         raise Conflict(f"exec {instance.id[:12]} has already been started; create another")
     rec = node.get(instance.container_id)
-    tty = bool(body.get("Tty", instance.config.get("Tty")))
+    # As dockerd: the process has a terminal if the exec was created with one; the stream is
+    # raw if the start says Tty, else in frames (docker-py starts with Tty false unless told).
+    tty = bool(instance.config.get("Tty"))
+    raw = bool(body.get("Tty"))
     detach = bool(body.get("Detach"))
     process = node.exec_process(rec, _request_of(instance, tty, detach))
     instance.started = True
@@ -106,8 +109,8 @@ async def start(request: Request):
         return Response(status_code=200)
     config = instance.config
     size = body.get("ConsoleSize") or None
-    conn = await request.scope["extensions"]["orch.hijack"](stream_type(request, tty))
-    session = Session(conn, tty=tty, stdout=bool(config.get("AttachStdout")), stderr=bool(config.get("AttachStderr")),
+    conn = await request.scope["extensions"]["orch.hijack"](stream_type(request, raw))
+    session = Session(conn, tty=raw, stdout=bool(config.get("AttachStdout")), stderr=bool(config.get("AttachStderr")),
                       stdin=bool(config.get("AttachStdin")), detach_keys=parse_detach_keys(config.get("DetachKeys") or None))
     hub = Hub(tty=tty, stdin_once=True, keep_stdin=session.stdin)
     hub.add(session)
@@ -132,7 +135,10 @@ async def start(request: Request):
         instance.exit_code = code if code is not None else 255
 
     hub.on_exit = ended
-    await hub.run(sup)
+    # The hub runs in the door's nursery: a client that detaches (its detach keys) leaves the
+    # process running, and its connection closes now.
+    state.nursery.start_soon(hub.run, sup)
+    await session.done.wait()
     return Taken()
 
 

@@ -216,9 +216,17 @@ class received:
 
 
 async def load(request: Request):
+    """An archive that cannot be loaded is an error in the answer's stream, as dockerd's
+    (docker-py raises ImageLoadError from it), not an HTTP error."""
+    from orch.errors import UserError
+
     node = node_of(request)
     async with received(node, request) as path:
-        lines = decoded(await forward(routes_images.load_images, request, body={"path": path}))["lines"]
+        try:
+            lines = decoded(await forward(routes_images.load_images, request, body={"path": path}))["lines"]
+        except UserError as err:
+            return Response(json.dumps({"errorDetail": {"message": str(err)}, "error": str(err)}) + "\n",
+                            media_type="application/json")
     out = "".join(json.dumps({"stream": line + "\n"}) + "\n" for line in lines)
     return Response(out, media_type="application/json")
 

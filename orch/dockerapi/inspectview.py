@@ -55,10 +55,14 @@ def _filled(template: dict, values: dict | None) -> dict:
     return out
 
 
-def compute_inspect(view: dict, image_config: dict, *, exec_ids=(), console=None) -> dict:
+def compute_inspect(view: dict, image_config: dict, *, exec_ids=(), console=None, mount_plan=()) -> dict:
     """dockerd's inspect of a container from the agent's `view` (record, NetworkSettings,
-    Mounts) and its image's config (ExposedPorts, Volumes)."""
+    Mounts), its image's config (ExposedPorts, Volumes) and its mount plan (tmpfs mounts,
+    which dockerd shows in HostConfig.Tmpfs, not in Mounts)."""
     host = _filled(HOST_CONFIG, view.get("HostConfig"))
+    tmpfs = {m["target"]: _tmpfs_options(m) for m in mount_plan if m.get("type") == "tmpfs"}
+    if tmpfs:
+        host["Tmpfs"] = tmpfs
     if host.get("NetworkMode") == "bridge" and view.get("NetworkSettings", {}).get("Networks", {}).keys() == {"bridge"}:
         host["NetworkMode"] = "default"  # as the docker client asks for it and dockerd shows it
     if console:
@@ -105,6 +109,23 @@ def compute_inspect(view: dict, image_config: dict, *, exec_ids=(), console=None
     for key, value in view.items():
         out.setdefault(key, value)
     return out
+
+
+def _tmpfs_options(m: dict) -> str:
+    """A tmpfs mount's options as `--tmpfs` takes them ("size=64m,ro"); sizes in the largest
+    unit that divides them, as people write them."""
+    options = []
+    size = m.get("tmpfs_size")
+    if size:
+        for unit, factor in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+            if size % factor == 0:
+                options.append(f"size={size // factor}{unit.upper() if unit != 'k' else 'k'}")
+                break
+        else:
+            options.append(f"size={size}")
+    if m.get("read_only"):
+        options.append("ro")
+    return ",".join(options)
 
 
 def _binds(mounts: list[dict]) -> list[str]:

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from orch import __version__
 from orch.dockerapi import versions
 from orch.dockerapi.common import answer, json_body, node_of
+from orch.errors import Unavailable
 
 OS_TYPE = "linux"
 
@@ -124,3 +125,11 @@ def _created(image) -> float:
         return parse_time(image.config.get("created") or "") or 0
     except Exception:
         return 0
+
+
+async def no_swarm(request: Request):
+    """dockerd's answer on a node in no swarm: 503 (docker-py's leave_swarm(force=True) takes it
+    as done)."""
+    if request.url.path.endswith("/leave"):
+        raise Unavailable("This node is not part of a swarm")
+    raise Unavailable('This node is not a swarm manager. orch\'s cluster is `orch cluster`, not the node\'s Docker API')
