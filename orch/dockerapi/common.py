@@ -61,6 +61,14 @@ async def json_body(request: Request, what: str, *, default=None):
         raise InvalidArgument(f"{what}: the body is not JSON ({err})") from None
 
 
+def canonical(body: dict, keys) -> dict:
+    """`body` with its keys spelled as `keys` spells them: Go's JSON decoder, which dockerd
+    uses, matches field names case-insensitively, and clients rely on it (docker-py sends
+    "detachKeys" for DetachKeys)."""
+    spelled = {k.lower(): k for k in keys}
+    return {spelled.get(k.lower(), k): v for k, v in body.items()}
+
+
 def json_query(request: Request, name: str, what: str, default=None):
     """A query value that holds JSON (docker's `filters`, `buildargs`, `labels`)."""
     raw = request.query_params.get(name)

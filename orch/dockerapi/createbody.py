@@ -44,10 +44,36 @@ REFUSED = {
 }
 
 
+CONFIG_KEYS = ("Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "ExposedPorts", "Tty", "OpenStdin",
+               "StdinOnce", "Env", "Cmd", "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint",
+               "NetworkDisabled", "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell", "HostConfig",
+               "NetworkingConfig")
+HOST_KEYS = ("Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove", "VolumeDriver",
+             "VolumesFrom", "ConsoleSize", "Annotations", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch",
+             "ExtraHosts", "GroupAdd", "IpcMode", "Cgroup", "Links", "OomScoreAdj", "PidMode", "Privileged", "PublishAllPorts",
+             "ReadonlyRootfs", "SecurityOpt", "StorageOpt", "Tmpfs", "UTSMode", "UsernsMode", "ShmSize", "Sysctls", "Runtime",
+             "Isolation", "CpuShares", "Memory", "NanoCpus", "CgroupParent", "BlkioWeight", "BlkioWeightDevice",
+             "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuPeriod", "CpuQuota",
+             "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices", "DeviceCgroupRules",
+             "DeviceRequests", "KernelMemory", "KernelMemoryTCP", "MemoryReservation", "MemorySwap", "MemorySwappiness",
+             "OomKillDisable", "PidsLimit", "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "Mounts",
+             "MaskedPaths", "ReadonlyPaths", "Init")
+
+
+def _canonical(body: dict, keys) -> dict:
+    """Keys spelled as docker's types spell them: Go's JSON decoder (dockerd's) matches field
+    names case-insensitively, and clients rely on it."""
+    spelled = {k.lower(): k for k in keys}
+    return {spelled.get(str(k).lower(), k): v for k, v in body.items()}
+
+
 def compute_create_request(body: dict, name: str | None = None) -> tuple[dict, list[str]]:
     """(CreateRequest's fields, warnings) for docker's create `body` and `?name=`."""
     if not isinstance(body, dict):
         raise InvalidArgument("POST /containers/create: the body must be a JSON object with the container's Config")
+    body = _canonical(body, CONFIG_KEYS)
+    if isinstance(body.get("HostConfig"), dict):
+        body["HostConfig"] = _canonical(body["HostConfig"], HOST_KEYS)
     host = body.get("HostConfig") or {}
     netcfg = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if not isinstance(host, dict) or not isinstance(netcfg, dict):
@@ -122,7 +148,9 @@ def _healthcheck(check: dict) -> dict | None:
 
 def _host(host: dict, req: dict, warnings: list[str]) -> None:
     for key, why in REFUSED.items():
-        if host.get(key):
+        # [] is a request too for the /proc paths (the CLI's systempaths=unconfined): only
+        # null (docker's defaults) is none.
+        if host.get(key) or (key in ("MaskedPaths", "ReadonlyPaths") and host.get(key) is not None):
             raise InvalidArgument(f"HostConfig.{key}: {why}")
     for key in TUNING:
         value = host.get(key)

@@ -13,7 +13,7 @@ import trio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orch.dockerapi.common import answer, json_body, node_of
+from orch.dockerapi.common import answer, canonical, json_body, node_of
 from orch.dockerapi.containers import Taken, resize_target, state_of, stream_type
 from orch.dockerapi.streams import Hub, Session, parse_detach_keys
 from orch.errors import Conflict, InvalidArgument, NotFound
@@ -21,6 +21,8 @@ from orch.errors import Conflict, InvalidArgument, NotFound
 # Exec instances a container may keep that have ended (dockerd drops them with the container;
 # orch keeps the newest ones, so a client that never asks cannot make the agent hold more).
 MAX_ENDED = 256
+EXEC_CONFIG = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr", "AttachStdout", "Detach", "DetachKeys",
+               "Env", "WorkingDir", "Cmd")
 
 
 class ExecInstance:
@@ -61,7 +63,7 @@ def _forget_old(state) -> None:
 async def create(request: Request):
     node, state = node_of(request), state_of(request)
     rec = node.get(request.path_params["ref"])
-    body = await json_body(request, "POST /containers/{id}/exec")
+    body = canonical(await json_body(request, "POST /containers/{id}/exec"), EXEC_CONFIG)
     cmd = body.get("Cmd")
     if isinstance(cmd, str):
         cmd = [cmd]
@@ -93,7 +95,7 @@ def _request_of(instance: ExecInstance, tty: bool, detach: bool):
 async def start(request: Request):
     node, state = node_of(request), state_of(request)
     instance = _get(request)
-    body = await json_body(request, "POST /exec/{id}/start")
+    body = canonical(await json_body(request, "POST /exec/{id}/start"), ("Detach", "Tty", "ConsoleSize"))
     if instance.started:
         raise Conflict(f"exec {instance.id[:12]} has already been started; create another")
     rec = node.get(instance.container_id)

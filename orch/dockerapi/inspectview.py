@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 
 MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                 "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
@@ -88,7 +89,7 @@ def compute_inspect(view: dict, image_config: dict, *, exec_ids=(), console=None
     config["Volumes"] = volumes or None
     config["StdinOnce"] = bool(config.get("StdinOnce"))
     settings = _filled(NETWORK_SETTINGS, view.get("NetworkSettings"))
-    settings["Networks"] = {name: _filled(ENDPOINT, ep) for name, ep in (settings.get("Networks") or {}).items()}
+    settings["Networks"] = {name: _endpoint(ep, view["Id"]) for name, ep in (settings.get("Networks") or {}).items()}
     first = next(iter(settings["Networks"].values()), None)
     if first is not None:
         settings["EndpointID"] = first["EndpointID"]
@@ -108,6 +109,15 @@ def compute_inspect(view: dict, image_config: dict, *, exec_ids=(), console=None
     }
     for key, value in view.items():
         out.setdefault(key, value)
+    return out
+
+
+def _endpoint(ep: dict, cid: str) -> dict:
+    """An endpoint in dockerd's shape: Aliases are the ones the container was given (dockerd
+    answers to the short id in DNS too, but lists it only from API 1.45, as DNSNames)."""
+    out = _filled(ENDPOINT, ep)
+    aliases = [a for a in (out.get("Aliases") or []) if a != cid[:12]]
+    out["Aliases"] = aliases or None
     return out
 
 
@@ -156,13 +166,14 @@ def compute_ports(settings: dict | None) -> list[dict]:
 
 def compute_list_row(summary: dict, settings: dict | None, mounts: list, rec: dict) -> dict:
     """One row of GET /containers/json."""
-    networks = {name: _filled(ENDPOINT, ep) for name, ep in ((settings or {}).get("Networks") or {}).items()}
+    networks = {name: _endpoint(ep, summary["Id"]) for name, ep in ((settings or {}).get("Networks") or {}).items()}
     mode = (rec.get("HostConfig") or {}).get("NetworkMode") or "default"
     if mode == "bridge" and networks.keys() == {"bridge"}:
         mode = "default"
     return {
         "Id": summary["Id"], "Names": summary["Names"], "Image": summary["Image"], "ImageID": summary["ImageID"],
-        "Command": summary["Command"], "Created": summary["Created"], "Ports": compute_ports(settings),
+        "Command": shlex.join([rec.get("Path", ""), *rec.get("Args", [])]) if rec.get("Path") else summary["Command"],
+        "Created": summary["Created"], "Ports": compute_ports(settings),
         "Labels": summary["Labels"], "State": summary["State"], "Status": summary["Status"],
         "HostConfig": {"NetworkMode": mode}, "NetworkSettings": {"Networks": networks},
         "Mounts": [{k: v for k, v in m.items()} for m in mounts],

@@ -120,6 +120,11 @@ class _Connection:
                 return  # no request within the keep-alive time (or between requests)
             if not isinstance(event, h11.Request):
                 return  # the client closed, or sent something other than a request
+            # h11 bounds a head that is still coming (max_incomplete_event_size); one that
+            # arrived whole in a read is measured here.
+            if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > limits.MAX_HEAD:
+                await self._refuse(431, f"the request head is over {limits.MAX_HEAD} bytes")
+                return
             await self._run(event)
             if self.hijacked is None and self.h11.their_state is h11.SEND_BODY:
                 await self._skip_body()
@@ -137,25 +142,36 @@ class _Connection:
         """Read the end of a body the handler did not read (a request without one needs
         h11's EndOfMessage too), so the connection can carry the next request; a long one
         closes the connection instead."""
+        if self.h11.our_state is not h11.DONE:
+            return  # our answer closes the connection (a refused body, an unfinished stream)
         skipped = 0
         with trio.move_on_after(limits.BODY_IDLE):
             while self.h11.their_state is h11.SEND_BODY and skipped <= SKIP_BODY:
-                event = await self.next_event()
+                try:
+                    event = await self.next_event()
+                except h11.RemoteProtocolError:
+                    return
                 if isinstance(event, h11.Data):
                     skipped += len(event.data)
                 elif not isinstance(event, h11.EndOfMessage):
                     return
 
     async def _refuse(self, status: int, message: str) -> None:
+        """One error answer, then the connection closes. Written by hand: after the client's
+        protocol error h11 sends nothing more."""
         import json
+        from http import HTTPStatus
 
         body = json.dumps({"message": message}).encode()
         try:
-            await self.send(h11.Response(status_code=status, headers=[("content-type", "application/json"),
-                                                                      ("content-length", str(len(body))), ("connection", "close")]))
-            await self.send(h11.Data(data=body))
-            await self.send(h11.EndOfMessage())
-        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        try:
+            await self.stream.send_all(head + body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
     async def _run(self, request: h11.Request) -> None:
@@ -213,7 +229,7 @@ class _Connection:
                 return
             if message["type"] != "http.response.body" or response_done or not response_started:
                 return
-            body = message.get("body", b"")
+            body = message.get("body", b"") if request.method != b"HEAD" else b""  # HEAD: the head alone
             more = message.get("more_body", False)
             if body:
                 await self.send(h11.Data(data=body))
@@ -296,8 +312,8 @@ async def _handle(stream: trio.SocketStream, app, count: list[int]) -> None:
             await conn.serve()
         finally:
             count[0] -= 1
-    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-        pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError, h11.RemoteProtocolError):
+        pass  # the client went away or broke the protocol: its connection ends, the server goes on
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()
