@@ -431,6 +431,8 @@ GROUP = {
     "unpause": unpause, "rm": rm, "remove": rm, "inspect": inspect, "logs": logs, "top": top, "exec": exec_, "wait": wait,
     "ls": ps, "list": ps, "ps": ps, "diff": diff, "port": port, "rename": rename, "update": update, "prune": prune,
     "stats": lambda prog, argv: _command("orch.cli.stats", "main", prog, argv),
+    "cp": lambda prog, argv: _command("orch.cli.cp", "cp", prog, argv),
+    "export": lambda prog, argv: _command("orch.cli.cp", "export", prog, argv),
 }
 
 

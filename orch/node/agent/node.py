@@ -45,6 +45,7 @@ class Node:
         self.images = images  # None only in unit tests of the events, which make no containers
         self.records: dict[str, ContainerRecord] = {}
         self.reserved: set[str] = set()  # names of containers being created
+        self.busy: set[str] = set()  # stopped containers whose overlay a file worker has mounted (routes_archive)
         self.sup_path = str(self.run_dir / "supervisor.sock")
         self.changed = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -125,6 +126,8 @@ class Node:
         return rec["Name"].lstrip("/")
 
     def change(self, rec: dict, op: str) -> str:
+        if op in ("start", "restart") and rec["Id"] in self.busy:
+            raise Conflict(f"container {self.display(rec)} is being copied to or from; start it when the copy is done")
         return transition(rec["State"]["Status"], op, self.display(rec))
 
     # -- the supervisor -------------------------------------------------------------------------
