@@ -39,6 +39,7 @@ COMMANDS = {
     "rename": "orch.cli.container:rename",
     "update": "orch.cli.container:update",
     "stats": "orch.cli.stats:main",
+    "attach": "orch.cli.container:attach",
     "cp": "orch.cli.cp:cp",
     "export": "orch.cli.cp:export",
     # networks and volumes
@@ -74,7 +75,8 @@ A declarative multi-container orchestrator on real Linux containers.
 
 Stacks:      compose (config, graph, up, down, ps, logs, ...), up, down
 Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause, unpause,
-             rm, inspect, wait, port, rename, update, stats, cp, export, container (... prune)
+             rm, inspect, wait, port, rename, update, stats, attach, cp, export,
+             container (... prune)
 Networks:    network (create, ls, inspect, rm, prune, connect, disconnect)
 Volumes:     volume (create, ls, inspect, rm, prune)
 Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,

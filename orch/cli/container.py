@@ -81,6 +81,22 @@ def exec_(prog: str, argv: list[str]) -> int:
     return session({"op": "exec", "ref": a.container, "exec": body})
 
 
+def attach(prog: str, argv: list[str]) -> int:
+    """docker attach: a session on run.sock, as `exec` and `start -a` (the agent joins the
+    running container's stdio with ours; the detach keys end it, the container runs on)."""
+    p = _parser(prog, "Attach local standard input, output, and error streams to a running container")
+    p.add_argument("--detach-keys", help="override the key sequence for detaching a container (default ctrl-p,ctrl-q)")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach STDIN")
+    p.add_argument("--sig-proxy", nargs="?", const="true", default="true", choices=("true", "false"),
+                   help="proxy all received signals to the process (default true)")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    from orch.cli.fastrun import session
+
+    return session({"op": "attach", "ref": a.container, "detach_keys": a.detach_keys or "", "no_stdin": a.no_stdin,
+                    "sig_proxy": a.sig_proxy == "true"})
+
+
 # -- one verb on many containers ---------------------------------------------------------------
 def _each(client, refs, action) -> int:
     """docker's habit: act on each container, print its name, report failures one a line."""
@@ -430,6 +446,7 @@ GROUP = {
     "run": _fast_run, "create": create, "start": start, "stop": stop, "restart": restart, "kill": kill, "pause": pause,
     "unpause": unpause, "rm": rm, "remove": rm, "inspect": inspect, "logs": logs, "top": top, "exec": exec_, "wait": wait,
     "ls": ps, "list": ps, "ps": ps, "diff": diff, "port": port, "rename": rename, "update": update, "prune": prune,
+    "attach": attach,
     "stats": lambda prog, argv: _command("orch.cli.stats", "main", prog, argv),
     "cp": lambda prog, argv: _command("orch.cli.cp", "cp", prog, argv),
     "export": lambda prog, argv: _command("orch.cli.cp", "export", prog, argv),

@@ -382,6 +382,12 @@ class Node:
         self.events.container(rec, f"exec_start: {command}", execID=exec_id)
         return exec_id
 
+    async def attach_running(self, rec: dict, roles: list[str], fds: list[int], tty_size, detach_keys: bytes):
+        """Join running container `rec`'s stdio with a client's descriptors (docker attach);
+        return the supervisor connection, on which its exit, or "detached", comes."""
+        msg = {"op": "attach", "id": rec["Id"], "attach": roles, "detach_keys": list(detach_keys)}
+        return await self._attach(msg, fds, tty_size, "attach")
+
     async def _attach(self, msg: dict, fds: list[int], tty_size, op: str):
         import array
 
