@@ -36,6 +36,12 @@ COMMANDS = {
     "wait": "orch.cli.container:wait",
     "container": "orch.cli.container:container_group",
     "port": "orch.cli.container:port",
+    "rename": "orch.cli.container:rename",
+    "update": "orch.cli.container:update",
+    "stats": "orch.cli.stats:main",
+    "attach": "orch.cli.container:attach",
+    "cp": "orch.cli.cp:cp",
+    "export": "orch.cli.cp:export",
     # networks and volumes
     "network": "orch.cli.network:main",
     "volume": "orch.cli.volume:main",
@@ -69,7 +75,8 @@ A declarative multi-container orchestrator on real Linux containers.
 
 Stacks:      compose (config, graph, up, down, ps, logs, ...), up, down
 Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause, unpause,
-             rm, inspect, wait, port, container
+             rm, inspect, wait, port, rename, update, stats, attach, cp, export,
+             container (... prune)
 Networks:    network (create, ls, inspect, rm, prune, connect, disconnect)
 Volumes:     volume (create, ls, inspect, rm, prune)
 Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,

@@ -371,15 +371,16 @@ def render_rows(fmt: str, rows: list, headers: dict | None = None) -> list[str]:
 # -- docker's human units (github.com/docker/go-units) --------------------------------------
 
 
-def human_size(size: float) -> str:
-    """Decimal units with 3 significant digits, as `docker images` prints sizes: 4.26MB."""
+def human_size(size: float, precision: int = 3) -> str:
+    """Decimal units with 3 significant digits, as `docker images` prints sizes: 4.26MB
+    (go-units' HumanSizeWithPrecision; HumanSize itself, docker's "reclaimed space", is 4)."""
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
     i = 0
     size = float(size)
     while size >= 1000 and i < len(units) - 1:
         size /= 1000
         i += 1
-    return f"{size:.3g}{units[i]}"
+    return f"{size:.{precision}g}{units[i]}"
 
 
 def inspect_each(client, paths: list[str], fmt: str | None) -> int:

@@ -22,9 +22,11 @@ from orch.dockerapi import containers, execs, images, networks, system, versions
 from orch.dockerapi import build as building
 from orch.errors import OrchError
 from orch.node.agent import limits
+from orch.node.agent import routes_archive as agent_archive
 from orch.node.agent import routes_containers as agent_containers
 from orch.node.agent import routes_images as agent_images
 from orch.node.agent import routes_networks as agent_networks
+from orch.node.agent import routes_stats as agent_stats
 from orch.node.agent import routes_system as agent_system
 from orch.node.agent import routes_volumes as agent_volumes
 
@@ -58,6 +60,7 @@ ROUTES = [
     # containers
     R("/containers/create", containers.create, "POST"),
     R("/containers/json", containers.list_, "GET"),
+    R("/containers/prune", agent_containers.prune, "POST"),
     R("/containers/{ref}/json", containers.inspect, "GET"),
     R("/containers/{ref}/start", containers.start, "POST"),
     R("/containers/{ref}/stop", agent_containers.stop, "POST"),
@@ -70,6 +73,12 @@ ROUTES = [
     R("/containers/{ref}/changes", agent_containers.changes, "GET"),
     R("/containers/{ref}/logs", containers.logs, "GET"),
     R("/containers/{ref}/attach", containers.attach, "POST"),
+    R("/containers/{ref}/stats", agent_stats.stats, "GET"),
+    R("/containers/{ref}/rename", agent_containers.rename, "POST"),
+    R("/containers/{ref}/update", agent_containers.update, "POST"),
+    R("/containers/{ref}/archive", agent_archive.archive_get, "GET", "HEAD"),
+    R("/containers/{ref}/archive", agent_archive.archive_put, "PUT"),
+    R("/containers/{ref}/export", agent_archive.export, "GET"),
     R("/containers/{ref}/resize", containers.resize, "POST"),
     R("/containers/{ref}/exec", execs.create, "POST"),
     R("/containers/{ref}", agent_containers.remove, "DELETE"),

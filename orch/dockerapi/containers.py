@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from orch.dockerapi import inspectview, versions
 from orch.dockerapi.common import answer, boolean, forward, integer, json_body, node_of, validated
 from orch.dockerapi.createbody import compute_create_request
-from orch.dockerapi.streams import Hub, Session, follow_running, frame, parse_detach_keys, replay_log
+from orch.dockerapi.streams import Hub, Session, frame, join_running, parse_detach_keys, replay_log
 from orch.errors import InvalidArgument
 from orch.node.agent import routes_containers as agent
 
@@ -180,7 +180,7 @@ async def attach(request: Request) -> Response:
             hub.add(session)
             await session.done.wait()
         elif rec["State"]["Status"] in ("running", "paused"):
-            await follow_running(node, rec, session, logs=False)
+            await join_running(node, rec, session, state.console.get(cid))
         else:
             state.pending.setdefault(cid, []).append(session)
             async with trio.open_nursery() as nursery:

@@ -17,9 +17,9 @@ connections) belong, as dockerd broadcasts a container's output to every attache
 - docker's client attaches BEFORE it starts a container (`docker run`, `start -a`, compose's
   `up`): the attach waits in `pending` until POST /start, which starts the container with the
   hub's pipes and hands the waiting sessions to the hub.
-- an attach to a container that runs already joins its hub if it has one, else follows the
-  container's log from now (output the supervisor has written) and feeds its stdin through the
-  agent's copy of the held stdin pipe or pty master (node.pipes), as `docker attach` does.
+- an attach to a container that runs already joins its hub if it has one, else the
+  supervisor's attach (node.attach_running) gives the session's ends the output from now on
+  and feeds its input to the held stdin pipe or pty, as `docker attach` does.
 - an exec started attached is a hub with one session; its exit code is kept for GET
   /exec/{id}/json.
 
@@ -259,7 +259,8 @@ class Hub:
 
 
 async def _wait_exit(sup) -> int | None:
-    """The exit code the supervisor reports on `sup`; None if it went away first."""
+    """The exit code the supervisor reports on `sup`; None if it went away first, or if the
+    session detached (an attach to a running container: its "detached" answer)."""
     while True:
         data = await sup.recv(proto.MAX_MESSAGE)
         if not data:
@@ -267,50 +268,29 @@ async def _wait_exit(sup) -> int | None:
         event = proto.decode(data)
         if event.get("event") == "exit":
             return int(event["exit_code"])
+        if event.get("event") == "detached":
+            return None
 
 
-async def follow_running(node, rec: dict, session: Session, *, logs: bool) -> None:
-    """An attach to a running container that has no hub: its log from now on (or from the
-    start, with logs=1) until it stops, and stdin through the agent's copy of its held stdin
-    or pty master."""
-    from orch.node.agent.logstream import entries
-
-    async with trio.open_nursery() as nursery:
-        if session.stdin:
-            nursery.start_soon(_feed_held, node, rec, session)
-        try:
-            async for entry in entries(node, rec, follow=True, tail=None if logs else 0):
-                await session.send(entry.get("stream", "stdout"), entry.get("log", "").encode())
-                if session.done.is_set():
-                    break
-        except (trio.BrokenResourceError, OSError):
-            pass
-        nursery.cancel_scope.cancel()
-    await session.close()
-
-
-async def _feed_held(node, rec: dict, session: Session) -> None:
-    roles, fds = node.pipes.get(rec["Id"])
-    target = next((fd for role, fd in zip(roles, fds) if role in ("stdin", "master")), None)
-    if target is None:
-        return
-    stream = trio.lowlevel.FdStream(os.dup(target))
+async def join_running(node, rec: dict, session: Session, tty_size=None) -> None:
+    """An attach to a running container that has no hub here (started by `orch run -d`, a
+    restart policy, or before the agent restarted): the supervisor's attach joins the
+    session's ends to the container's output and stdin from now on. The supervisor watches
+    for the detach keys (its "detached" answer ends the session), so the session passes them on."""
+    keys, session.detach_keys = session.detach_keys, b""
+    tty = bool(rec["Config"].get("Tty"))
+    hub = Hub(tty=tty, stdin_once=False, keep_stdin=session.stdin)
+    hub.add(session)
+    roles, fds = hub.make_ends(exec_=False)
     try:
-        while True:
-            data = await session.conn.receive()
-            if not data:
-                return
-            data, detached = session.split_detach(data)
-            if data:
-                await stream.send_all(data)
-            if detached:
-                await session.close()
-                return
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        return
-    finally:
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        sup = await node.attach_running(rec, roles, fds, tty_size, keys)
+    except BaseException:
+        hub.release_theirs()
+        await hub.close_ends()
+        await session.close()
+        raise
+    hub.release_theirs()
+    await hub.run(sup)
 
 
 async def replay_log(node, rec: dict, session: Session) -> None:

@@ -62,7 +62,8 @@ ALLOWED: dict[str, set[str]] = {
     # module of the agent that may import orch.dockerapi, which imports the agent.
     "node.agent.__main__": {"node.agent", "dockerapi"},
     # Clients of the agent: they reach a node only through its API (orch.client, run.sock).
-    "compose": {"api", "client", "spec", "scheduler", "node.runtime.security"},
+    # compose watch's ignore rules are docker's .dockerignore patterns (build.dockerignore, BORROWED).
+    "compose": {"api", "client", "spec", "scheduler", "node.runtime.security", "build.dockerignore"},
     "cluster": {"api", "client", "spec", "scheduler"},
     "cli": {"api", "client", "spec", "scheduler", "compose", "node.runtime.reference",
             # the user's side of a registry: their credentials, `login`'s check, progress bars
@@ -74,6 +75,7 @@ ALLOWED: dict[str, set[str]] = {
 # cycle can run through them) and no library but these and the standard library.
 BORROWED: dict[str, set[str]] = {
     "orch.cluster.records": {"pydantic"},
+    "orch.build.dockerignore": set(),
 }
 
 # Pure modules (values and deciders): nothing they import, directly or through other orch

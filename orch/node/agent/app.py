@@ -23,7 +23,8 @@ from orch.errors import OrchError
 from orch.node.agent import limits
 
 ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
-                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects")
+                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects", "routes_stats",
+                 "routes_archive")
 
 
 def collect_routes() -> list:

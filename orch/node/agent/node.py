@@ -45,6 +45,7 @@ class Node:
         self.images = images  # None only in unit tests of the events, which make no containers
         self.records: dict[str, ContainerRecord] = {}
         self.reserved: set[str] = set()  # names of containers being created
+        self.busy: set[str] = set()  # stopped containers whose overlay a file worker has mounted (routes_archive)
         self.sup_path = str(self.run_dir / "supervisor.sock")
         self.changed = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -125,6 +126,8 @@ class Node:
         return rec["Name"].lstrip("/")
 
     def change(self, rec: dict, op: str) -> str:
+        if op in ("start", "restart") and rec["Id"] in self.busy:
+            raise Conflict(f"container {self.display(rec)} is being copied to or from; start it when the copy is done")
         return transition(rec["State"]["Status"], op, self.display(rec))
 
     # -- the supervisor -------------------------------------------------------------------------
@@ -384,6 +387,12 @@ class Node:
         self.events.container(rec, f"exec_create: {command}", execID=exec_id)
         self.events.container(rec, f"exec_start: {command}", execID=exec_id)
         return exec_id
+
+    async def attach_running(self, rec: dict, roles: list[str], fds: list[int], tty_size, detach_keys: bytes):
+        """Join running container `rec`'s stdio with a client's descriptors (docker attach);
+        return the supervisor connection, on which its exit, or "detached", comes."""
+        msg = {"op": "attach", "id": rec["Id"], "attach": roles, "detach_keys": list(detach_keys)}
+        return await self._attach(msg, fds, tty_size, "attach")
 
     async def _attach(self, msg: dict, fds: list[int], tty_size, op: str, answer: dict | None = None):
         import array
