@@ -17,7 +17,7 @@ from orch.dockerapi import inspectview, versions
 from orch.dockerapi.common import answer, boolean, forward, integer, json_body, node_of, validated
 from orch.dockerapi.createbody import compute_create_request
 from orch.dockerapi.streams import Hub, Session, frame, join_running, parse_detach_keys, replay_log
-from orch.errors import InvalidArgument
+from orch.errors import InvalidArgument, OrchError
 from orch.node.agent import routes_containers as agent
 
 
@@ -192,6 +192,13 @@ async def attach(request: Request) -> Response:
                 nursery.cancel_scope.cancel()
     except (trio.BrokenResourceError, OSError):
         pass
+    except OrchError as err:
+        # The answer's head went out already: dockerd writes such an error on the stream.
+        with trio.move_on_after(2):
+            try:
+                await conn.send(f"Error: {err}\r\n".encode())
+            except (trio.BrokenResourceError, OSError):
+                pass
     finally:
         waiting = state.pending.get(cid)
         if waiting and session in waiting:

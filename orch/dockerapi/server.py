@@ -241,6 +241,12 @@ class _Connection:
             await self.app(scope, receive, send)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
+        except BaseExceptionGroup as group:
+            # A streamed answer's tasks (starlette's) whose client went away: nothing to say.
+            _, rest = group.split((trio.BrokenResourceError, trio.ClosedResourceError))
+            if rest is None:
+                return
+            raise
         except Exception:
             # The app answered 500 already (its error handler) or could not: a bug, logged;
             # this connection ends, the server goes on.
