@@ -170,6 +170,7 @@ async def attach(request: Request) -> Response:
     conn = await request.scope["extensions"]["orch.hijack"](stream_type(request, tty))
     session = Session(conn, tty=tty, stdout=boolean(request, "stdout"), stderr=boolean(request, "stderr"),
                       stdin=boolean(request, "stdin") and bool(rec["Config"].get("OpenStdin")), detach_keys=keys)
+    node.events.container(rec, "attach")  # dockerd's, at the attach (before a start)
     try:
         if boolean(request, "logs"):
             await replay_log(node, rec, session)
@@ -289,6 +290,7 @@ async def resize(request: Request) -> Response:
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
     await resize_target(node, rec["Id"], request)
+    node.events.container(rec, "resize", height=integer(request, "h", 0), width=integer(request, "w", 0))
     return Response(status_code=200)
 
 
