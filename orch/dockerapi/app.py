@@ -114,7 +114,7 @@ ROUTES = [
     # volumes
     R("/volumes", agent_volumes.list_, "GET"),
     R("/volumes/create", volumes.create, "POST"),
-    R("/volumes/prune", agent_volumes.prune, "POST"),
+    R("/volumes/prune", volumes.prune, "POST"),
     R("/volumes/{name}", agent_volumes.inspect, "GET"),
     R("/volumes/{name}", agent_volumes.remove, "DELETE"),
 ]

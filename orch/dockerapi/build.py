@@ -14,6 +14,7 @@ with DOCKER_BUILDKIT=0.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -67,11 +68,19 @@ def unpack(archive: str, into: Path) -> None:
 
 
 def _context_filter(member: tarfile.TarInfo, dest: str):
-    """tarfile's "tar" filter (no absolute paths, nothing outside the destination, no device
-    nodes), but the files keep their modes: a build's COPY keeps the context's, setuid bits
-    included, as docker's does."""
+    """tarfile's "tar" filter (no absolute names, nothing written outside the destination,
+    through a symlink either), and no device nodes, and no hard link to a file outside it (the
+    "tar" filter lets one through, and it would put a host file in the context). Symlinks stay
+    as they are, absolute ones too: they are copied as links, the builder never follows one
+    out of its context. Files keep their modes: docker's COPY keeps the context's, setuid
+    bits included."""
     if member.isdev():
-        raise tarfile.SpecialFileError(f"{member.name}: a device node in a build context")
+        raise tarfile.SpecialFileError(member)  # "NAME is a special file": a device node in a build context
+    if member.islnk():
+        root = os.path.realpath(dest)
+        target = os.path.realpath(os.path.join(root, member.linkname))
+        if os.path.commonpath([root, target]) != root:
+            raise tarfile.LinkOutsideDestinationError(member, target)
     filtered = tarfile.tar_filter(member, dest)
     return filtered.replace(mode=member.mode, deep=False) if filtered is not None else None
 

@@ -98,13 +98,17 @@ async def df(request: Request) -> JSONResponse:
         out_images.append({"Containers": row["Containers"], "Created": int(_created(image)), "Id": row["Id"], "Labels": {},
                            "ParentId": "", "RepoDigests": [], "RepoTags": row["RepoTags"], "SharedSize": -1, "Size": row["Size"],
                            "VirtualSize": row["Size"]})
+    from orch.dockerapi import inspectview
+    from orch.dockerapi.containers import mounts, network_settings
+    from orch.node.agent.views import summary
+
     containers = []
     for row in mine["Containers"]:
         rec = node.records.get(row["Id"])
-        containers.append({"Id": row["Id"], "Names": row["Names"], "Image": rec["Config"]["Image"] if rec else "",
-                           "ImageID": rec["Image"] if rec else "", "Command": "", "Created": 0, "State": row["State"],
-                           "Status": row["State"], "SizeRw": row["SizeRw"], "SizeRootFs": 0, "Labels": {}, "Ports": [],
-                           "Mounts": [], "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}})
+        if rec is None:
+            continue  # removed meanwhile
+        view = inspectview.compute_list_row(summary(rec), network_settings(node, rec), mounts(node, rec), rec)
+        containers.append(dict(view, SizeRw=row["SizeRw"], SizeRootFs=0))
     volumes = []
     if node.volumes is not None:
         from orch.node.agent.wiring import volume_users

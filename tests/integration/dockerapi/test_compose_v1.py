@@ -58,9 +58,12 @@ def test_compose_v1_brings_the_webapp_up_and_down(orch_engine, tmp_path):
             try:
                 first = visits()
                 break
-            except OSError:
+            except OSError as err:
                 if time.monotonic() > deadline:
-                    raise
+                    ps = subprocess.run(compose + ["ps"], env=orch_engine.env, capture_output=True, text=True, cwd=app).stdout
+                    logs = subprocess.run(compose + ["logs", "--tail", "20"], env=orch_engine.env, capture_output=True, text=True,
+                                          cwd=app).stdout
+                    raise AssertionError(f"the web app does not answer on {port}: {err}\n{ps}\n{logs}") from None
                 time.sleep(0.2)  # the web app starting: polling its port is the only wait
         assert visits() == first + 1
         ps = run("ps").stdout

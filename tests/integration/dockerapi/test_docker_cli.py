@@ -285,3 +285,32 @@ def test_events_of_a_containers_life(both):
         actions.append([line for line in out if line])
     assert actions[0] == actions[1], actions
     assert actions[0][0] == "container create" and "container die" in actions[0] and actions[0][-1] == "container destroy"
+
+
+def test_stdin_start_attach_wait_pause_diff_port(both):
+    for engine in both:
+        assert engine.docker("run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo end", input="piped in\n").stdout == "piped in\nend\n"
+        name = unique("sa")
+        engine.docker("create", "--name", name, "busybox", "sh", "-c", "echo started; exit 6")
+        attached = engine.docker("start", "-a", name, check=False)
+        assert (attached.returncode, attached.stdout) == (6, "started\n"), engine.name
+        assert engine.docker("wait", name).stdout == "6\n"
+        engine.docker("rm", name)
+
+        name = unique("att")
+        port = free_port()
+        engine.docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:7000", "busybox", "sh", "-c",
+                      "touch /new; trap 'echo bye; exit 0' TERM; while true; do echo tick; sleep 0.2; done")
+        try:
+            proc = subprocess.Popen(["docker", "attach", "--no-stdin", name], env=engine.env, stdout=subprocess.PIPE, text=True)
+            assert proc.stdout.readline() == "tick\n"  # the attach gets the output from now on
+            engine.docker("pause", name)
+            assert engine.docker("inspect", "-f", "{{.State.Status}}", name).stdout == "paused\n"
+            engine.docker("unpause", name)
+            assert engine.docker("port", name).stdout == f"7000/tcp -> 127.0.0.1:{port}\n"
+            assert "A /new" in engine.docker("diff", name).stdout.splitlines()
+            engine.docker("stop", name)
+            out, _ = proc.communicate(timeout=30)
+            assert out.rstrip().endswith("bye") and proc.returncode == 0, (engine.name, out[-200:], proc.returncode)
+        finally:
+            engine.docker("rm", "-f", name)
