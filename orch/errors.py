@@ -59,6 +59,15 @@ class Conflict(OrchError):
     kind = "conflict"
 
 
+class PermissionDenied(OrchError):
+    """The caller is not allowed: a worker's certificate where a manager's is needed, a
+    rotated join token, a CA that does not match the token's pin."""
+
+    exit_code = 1
+    http_status = 403
+    kind = "permission-denied"
+
+
 # The world.
 class SystemFailure(OrchError):
     """The kernel, the file system or a process failed: the message names the operation."""
@@ -76,7 +85,8 @@ class Unavailable(OrchError):
     kind = "unavailable"
 
 
-KINDS = {cls.kind: cls for cls in (OrchError, UserError, NotFound, AlreadyExists, Conflict, SystemFailure, Unavailable)}
+KINDS = {cls.kind: cls for cls in (OrchError, UserError, NotFound, AlreadyExists, Conflict, PermissionDenied, SystemFailure,
+                                   Unavailable)}
 
 
 def from_kind(kind: str, message: str) -> OrchError:
