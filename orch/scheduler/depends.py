@@ -87,6 +87,38 @@ def classify_dependency(
     return _completed(name, service, containers, now=now)
 
 
+def classify_gate(
+    svc: DesiredService,
+    desired: DesiredState,
+    by_service: Mapping[str, Sequence[ObservedContainer]],
+    *,
+    now: float,
+    replicas: Mapping[str, int],
+    blocked: Mapping[str, str],
+    acted: Mapping[str, set[str]],
+) -> DependencyStatus:
+    """Whether `svc` may start a container now: the first dependency that holds it back.
+
+    `by_service` holds each service's containers (a cluster's tasks, seen as containers);
+    `blocked` the services stuck on a failure of their own in this pass, with why; `acted` the
+    services with actions in this pass, with their kinds. One rule for a node's reconciler and
+    the cluster's orchestrator.
+    """
+    for name, dep in sorted(svc.depends_on.items()):
+        status = classify_dependency(name, dep, desired, by_service.get(name, ()), now=now, replicas=replicas)
+        if status.state == "wait" and name in blocked:
+            # Waiting for it would never end: it is stuck on a failure of its own.
+            return DependencyStatus("failed", f"dependency {name} failed: {blocked[name]}")
+        if status.state != "ok":
+            return status
+        # The dependency meets its condition now, but its own actions in this plan may
+        # stop or replace the containers that meet it: wait for the next pass.
+        if name in acted:
+            doing = "starting" if acted[name] <= {"create", "start"} else "being updated"
+            return DependencyStatus("wait", f"dependency {name} is {doing}")
+    return OK
+
+
 def _completed(name: str, service: DesiredService, containers: Sequence[ObservedContainer], *, now: float) -> DependencyStatus:
     if not containers or any(c.state not in ("exited", "dead") for c in containers):
         return DependencyStatus("wait", f"dependency {name} has not completed yet")

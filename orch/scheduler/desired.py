@@ -142,6 +142,7 @@ def _update_config(config: Any) -> UpdateConfig:
         order=getattr(config, "order", None) or "stop-first",
         failure_action=getattr(config, "failure_action", None) or "pause",
         monitor=_seconds(getattr(config, "monitor", None)) or 0.0,
+        max_failure_ratio=float(getattr(config, "max_failure_ratio", None) or 0.0),
     )
 
 

@@ -26,6 +26,11 @@ STARTING_KINDS = frozenset({"create", "start", "restart", "recreate"})
 # The actions that take a running container away, even if only for a moment.
 DISRUPTIVE_KINDS = frozenset({"stop", "remove", "recreate", "restart"})
 
+# Machine-readable kinds of `Waiting`, for an executor that acts on some of them (the cluster
+# records a paused update in the service's UpdateStatus). Most waits have no kind ("").
+WAIT_UPDATE_PAUSED = "update-paused"
+WAIT_DEPENDENCY = "dependency"
+
 
 def short_hash(config_hash: str | None) -> str:
     """The first 8 hex digits of a config hash, as plans print them."""
@@ -62,6 +67,7 @@ class UpdateConfig:
     order: Literal["stop-first", "start-first"] = "stop-first"
     failure_action: Literal["pause", "rollback", "continue"] = "pause"
     monitor: float = 0.0
+    max_failure_ratio: float = 0.0  # The fraction of replicas that may fail before failure_action.
 
 
 @dataclass(frozen=True)
@@ -202,12 +208,14 @@ class Waiting:
     """A service that cannot make progress in this pass, and why.
 
     `failed` means it will not make progress without a change: a failed dependency, a rollout
-    paused by a failure, a restart limit reached. The others only need time.
+    paused by a failure, a restart limit reached. The others only need time. `kind` says
+    which waits an executor may act on (WAIT_* above); most have none.
     """
 
     service: str
     reason: str
     failed: bool = False
+    kind: str = ""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orch.errors import InvalidArgument
-from orch.scheduler.depends import DependencyStatus, classify_dependency, compute_levels
+from orch.scheduler.depends import DependencyStatus, classify_gate, compute_levels
 from orch.scheduler.model import (
     STARTING_KINDS,
     Action,
@@ -157,8 +157,8 @@ class _Pass:
         self.acted.setdefault(svc.name, set()).add(action.kind)
         return True
 
-    def wait(self, service: str, reason: str, *, failed: bool = False, until: float | None = None) -> None:
-        entry = Waiting(service, reason, failed)
+    def wait(self, service: str, reason: str, *, failed: bool = False, until: float | None = None, kind: str = "") -> None:
+        entry = Waiting(service, reason, failed, kind)
         if entry not in self.waiting:
             self.waiting.append(entry)
         if failed:
@@ -170,21 +170,9 @@ class _Pass:
         """Whether `svc` may start a container now: the first dependency that holds it back."""
         if self.options.no_deps:
             return DependencyStatus("ok")
-        for name, dep in sorted(svc.depends_on.items()):
-            status = classify_dependency(
-                name, dep, self.desired, self.by_service.get(name, []), now=self.now, replicas=self.replicas
-            )
-            if status.state == "wait" and name in self.blocked:
-                # Waiting for it would never end: it is stuck on a failure of its own.
-                return DependencyStatus("failed", f"dependency {name} failed: {self.blocked[name]}")
-            if status.state != "ok":
-                return status
-            # The dependency meets its condition now, but its own actions in this plan may
-            # stop or replace the containers that meet it: wait for the next pass.
-            if name in self.acted:
-                doing = "starting" if self.acted[name] <= {"create", "start"} else "being updated"
-                return DependencyStatus("wait", f"dependency {name} is {doing}")
-        return DependencyStatus("ok")
+        return classify_gate(
+            svc, self.desired, self.by_service, now=self.now, replicas=self.replicas, blocked=self.blocked, acted=self.acted
+        )
 
     def plan(self) -> Plan:
         actions = sorted(self.actions, key=lambda a: a.stage)  # Stable: keeps the order within a stage.
@@ -233,14 +221,15 @@ class _Pass:
             if c.id not in handled:
                 self.plan_dependency_restart(svc, c)
 
-    def stale_network(self, svc: DesiredService, containers: list[ObservedContainer]) -> frozenset[str]:
+    def stale_network(self, svc: DesiredService, containers: list[ObservedContainer]) -> dict[str, str]:
         """network_mode: service:X replicas that share the namespace of a container X no
-        longer has. A replica of X that only restarted keeps its id: its dependents restart
-        (plan_dependency_restart, the implied `restart: true`) and join its new namespace."""
+        longer has, with why. A replica of X that only restarted keeps its id: its dependents
+        restart (plan_dependency_restart, the implied `restart: true`) and join its new namespace."""
         if svc.network_of is None:
-            return frozenset()
+            return {}
         owners = {c.id for c in self.by_service.get(svc.network_of, [])}
-        return frozenset(c.id for c in containers if c.network_container is not None and c.network_container not in owners)
+        why = f"the {svc.network_of} container whose network it shares was replaced"
+        return {c.id: why for c in containers if c.network_container is not None and c.network_container not in owners}
 
     def plan_stopped(self, svc: DesiredService, c: ObservedContainer) -> None:
         """Start a current replica that does not run, if `up` or its restart policy says so."""

@@ -18,15 +18,21 @@ the executor calling the reconciler again). The rules, for a service that wants 
 - A failed replica while outdated ones remain stops the update (failure_action pause, until
   the replica recovers), ignores it (continue), or rolls back (rollback): the updated replicas
   are recreated from the configuration of an old one, and the executor records the rolled back
-  hash so that later passes do not roll it out again.
+  hash so that later passes do not roll it out again. update_config.max_failure_ratio lets
+  that fraction of the replicas fail before the failure action applies (swarm's rule).
+
+The cluster's orchestrator (orch.scheduler.orchestrate) runs the same rules over tasks: a
+replica is a task, its number the task's slot. There a start-first replacement shares the
+slot of the task it replaces (`same_slot`), and a paused update stays paused until the service
+changes (`paused`, swarm's UpdateStatus), where on one node it resumes once the replica recovers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Mapping, Protocol
 
-from orch.scheduler.model import Action, DesiredService, ObservedContainer, short_hash
+from orch.scheduler.model import WAIT_UPDATE_PAUSED, Action, DesiredService, ObservedContainer, short_hash
 
 ReplicaStatus = Literal["ready", "starting", "failed", "stopped"]
 
@@ -43,9 +49,18 @@ class ServicePass:
     forced: bool = False
     up_since: float | None = None
     rolled_back: bool = False
-    # Replicas that joined the network namespace of a container their network_of service no
-    # longer has (it was recreated): outdated whatever their hash, as compose recreates them.
-    stale: frozenset[str] = frozenset()
+    # Replicas that are outdated whatever their hash, with why: on one node those that joined
+    # the network namespace of a container their network_of service no longer has (compose
+    # recreates them); in a cluster those on a drained node or one that no longer satisfies
+    # the service's constraints.
+    stale: Mapping[str, str] = field(default_factory=dict)
+    # A start-first replacement takes the number of the replica it replaces (a cluster's slot)
+    # instead of a free one (a node's container name).
+    same_slot: bool = False
+    # Why the update is paused, when an earlier pass paused it and it stays so (a cluster's
+    # UpdateStatus); None on one node, where a pause lasts while the failure does.
+    paused: str | None = None
+    retry_hint: str = "fix the service and run up again"
 
 
 class Emitter(Protocol):
@@ -53,7 +68,7 @@ class Emitter(Protocol):
 
     def add(self, svc: DesiredService, action: Action) -> bool: ...
 
-    def wait(self, service: str, reason: str, *, failed: bool = False, until: float | None = None) -> None: ...
+    def wait(self, service: str, reason: str, *, failed: bool = False, until: float | None = None, kind: str = "") -> None: ...
 
     warnings: list[str]
 
@@ -99,7 +114,7 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     current = [c for c in sp.containers if not is_outdated(sp, c)]
     outdated = [c for c in sp.containers if is_outdated(sp, c)]
     total = len(sp.containers)
-    used = {c.number for c in sp.containers}
+    free = _free_numbers({c.number for c in sp.containers})
     source = _rollback_source(sp)
     if sp.rolled_back:
         out.warnings.append(
@@ -118,7 +133,8 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     status = {c.id: classify_replica(svc, c, now=sp.now) for c in current}
     failed = [c for c in current if status[c.id] == "failed"]
     done = [c for c in current if status[c.id] in ("ready", "stopped")]
-    if svc.update.failure_action == "continue":
+    tolerated = svc.update.failure_action == "continue" or len(failed) <= svc.update.max_failure_ratio * want
+    if tolerated:
         done += failed
 
     # 2. Keep the outdated replicas that ready ones have not replaced yet; remove the others.
@@ -131,7 +147,7 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
 
     # 3. Create the missing replicas.
     for _ in range(want - len(current) - len(kept)):
-        number = _take_free(used)
+        number = next(free)
         reason = f"scale {total}→{want}" if total else f"replica {number} of {want} is missing"
         _create(sp, out, number, reason, source)
 
@@ -141,7 +157,10 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     running = [c for c in kept if c.running]
     if not running:
         return handled
-    if failed and not sp.rolled_back and svc.update.failure_action != "continue":
+    if sp.paused is not None:
+        out.wait(svc.name, f"update paused: {sp.paused}; {sp.retry_hint}", failed=True, kind=WAIT_UPDATE_PAUSED)
+        return handled
+    if failed and not sp.rolled_back and not tolerated:
         if _on_failure(sp, out, failed[0], current, running[0]):
             handled |= {c.id for c in current}
         return handled
@@ -159,7 +178,8 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     for c in running[:size]:
         change = _change(sp, c, source)
         if svc.update.order == "start-first":
-            _create(sp, out, _take_free(used), f"{change}; start-first update of {c.name}", source)
+            number = c.number if sp.same_slot else next(free)
+            _create(sp, out, number, f"{change}; start-first update of {c.name}", source)
         else:
             batch = f"; stop-first update, batch of {size}" if svc.update.parallelism else ""
             _recreate(sp, out, c, change + batch, source)
@@ -171,7 +191,7 @@ def _on_failure(sp: ServicePass, out: Emitter, bad: ObservedContainer, current, 
     svc = sp.svc
     what = f"{bad.name} is unhealthy" if bad.health == "unhealthy" else f"{bad.name} exited {bad.exit_code}"
     if svc.update.failure_action == "pause":
-        out.wait(svc.name, f"update paused: {what} (failure_action pause); fix the service and run up again", failed=True)
+        out.wait(svc.name, f"update paused: {what} (failure_action pause); {sp.retry_hint}", failed=True, kind=WAIT_UPDATE_PAUSED)
         return False
     out.add(svc, Action("rollback", svc.name, f"{what}; rolling back to hash {short_hash(old.config_hash)}", config_hash=svc.config_hash))
     for c in current:
@@ -203,7 +223,7 @@ def _rollback_source(sp: ServicePass) -> ObservedContainer | None:
 
 def _change(sp: ServicePass, c: ObservedContainer, source: ObservedContainer | None) -> str:
     if c.id in sp.stale:
-        return f"the {sp.svc.network_of} container whose network it shares was replaced"
+        return sp.stale[c.id]
     if sp.rolled_back:
         return f"rolling back to hash {short_hash(source.config_hash if source else None)}"
     if c.config_hash == sp.svc.config_hash:
@@ -233,10 +253,13 @@ def _recreate(sp: ServicePass, out: Emitter, c: ObservedContainer, reason: str, 
     out.add(svc, action)
 
 
-def _take_free(used: set[int]) -> int:
-    """The lowest replica number no container of the service holds, marked as taken."""
-    n = 1
-    while n in used:
+def _free_numbers(used: set[int]) -> Iterator[int]:
+    """The numbers no container of the service holds, lowest first. Numbers are only taken
+    during a pass, so the search goes on from the last one (a pass that creates a thousand
+    replicas does not scan from 1 a thousand times)."""
+    n = 0
+    while True:
         n += 1
-    used.add(n)
-    return n
+        if n not in used:
+            used.add(n)
+            yield n

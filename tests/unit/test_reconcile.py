@@ -232,8 +232,9 @@ RESTARTS = [
 ]
 
 
-def rolling(order, parallelism=2, delay=10.0, failure_action="pause", monitor=0.0, replicas=3, **kw):
-    update = UpdateConfig(parallelism=parallelism, delay=delay, order=order, failure_action=failure_action, monitor=monitor)
+def rolling(order, parallelism=2, delay=10.0, failure_action="pause", monitor=0.0, replicas=3, max_failure_ratio=0.0, **kw):
+    update = UpdateConfig(parallelism=parallelism, delay=delay, order=order, failure_action=failure_action, monitor=monitor,
+                          max_failure_ratio=max_failure_ratio)
     return stack(service("web", "h2", replicas=replicas, update=update, healthcheck=True, **kw))
 
 
@@ -296,6 +297,15 @@ ROLLING = [
          rolling("start-first", parallelism=1, restart="always"),
          node(c("web", 1), c("web", 2), c("web", 3), c("web", 4, "h2", "exited", exit_code=1, started=101, finished=103)),
          ["restart s-web-4: restarting after exit 1"], ["failed web: update paused"], now=104),
+    Case("max_failure_ratio: a failure within the ratio is tolerated",
+         rolling("start-first", parallelism=1, delay=0, max_failure_ratio=0.34),
+         node(c("web", 1), c("web", 2), c("web", 3), c("web", 4, "h2", health="unhealthy", started=101)),
+         ["remove s-web-1: replaced", "create s-web-5: config changed"], now=104),
+    Case("max_failure_ratio: more failures than the ratio pause the update",
+         rolling("start-first", parallelism=2, delay=0, max_failure_ratio=0.34),
+         node(c("web", 1), c("web", 2), c("web", 3), c("web", 4, "h2", health="unhealthy", started=101),
+              c("web", 5, "h2", health="unhealthy", started=101)),
+         [], ["failed web: update paused: s-web-4 is unhealthy (failure_action pause)"], now=104),
     Case("failure_action continue: the update goes on", rolling("start-first", parallelism=1, delay=0, failure_action="continue"),
          node(c("web", 1), c("web", 2), c("web", 3), c("web", 4, "h2", health="unhealthy", started=101)),
          ["remove s-web-1: replaced", "create s-web-5: config changed"], now=104),

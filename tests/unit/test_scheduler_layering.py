@@ -2,9 +2,13 @@
 subprocess or ctypes, directly or through the orch modules it imports (as trio's own
 `_tests/test_exports.py` checks its layering). Read from the source, so the test does not
 depend on what this test process happens to have imported already.
+
+The cluster's records are the one part of orch.cluster the scheduler may use, so they import
+only pydantic and the standard library.
 """
 
 import ast
+import sys
 from pathlib import Path
 
 import orch
@@ -51,7 +55,25 @@ def reachable_imports(path: Path) -> dict[str, Path]:
 
 
 def test_the_scheduler_has_modules_to_check():
-    assert {p.name for p in SCHEDULER} >= {"reconcile.py", "model.py", "restart.py", "rolling.py", "depends.py"}
+    assert {p.name for p in SCHEDULER} >= {
+        "reconcile.py", "model.py", "restart.py", "rolling.py", "depends.py", "placement.py", "orchestrate.py",
+        "clusterplan.py", "fakecluster.py", "taskview.py",
+    }
+
+
+def test_the_scheduler_uses_only_the_records_of_the_cluster():
+    offenders = []
+    for path in SCHEDULER:
+        for name, where in reachable_imports(path).items():
+            if name.startswith("orch.cluster") and not name.startswith("orch.cluster.records"):
+                offenders.append(f"{where.relative_to(ROOT.parent)} imports {name}")
+    assert not offenders, "; ".join(sorted(set(offenders)))
+
+
+def test_the_records_import_only_pydantic_and_the_standard_library():
+    allowed = set(sys.stdlib_module_names) | {"pydantic", "__future__"}
+    names = {name.split(".")[0] for name in imported_modules(ROOT / "cluster" / "records.py")}
+    assert names and names <= allowed, sorted(names - allowed)
 
 
 def test_scheduler_modules_import_no_io():
