@@ -603,6 +603,28 @@ class Task(Record):
         return f"{self.name}.{self.id}"
 
 
+class SpecInterner:
+    """Shares one TaskSpec value among the tasks that carry equal ones.
+
+    Every task carries its service's TaskSpec (as swarm's do), so a task parsed from etcd
+    holds its own copy: about 6.5 KB of Python objects per task, 650 MB at 100,000 tasks. The
+    tasks of a service almost all carry the same spec; records are frozen, so one value can
+    serve them all, and a task then costs about 1.4 KB. The leader's cache passes every task
+    it reads through `task()`.
+    """
+
+    def __init__(self):
+        self._specs: dict[str, TaskSpec] = {}
+
+    def task(self, task: Task) -> Task:
+        key = task.spec.model_dump_json()
+        spec = self._specs.setdefault(key, task.spec)
+        return task if spec is task.spec else task.model_copy(update={"spec": spec})
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
 # ---------------------------------------------------------------------------------------------
 # Networks, secrets, configs
 

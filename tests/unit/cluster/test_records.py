@@ -248,3 +248,12 @@ def test_a_task_carries_every_field_of_the_nodes_create_request():
     for name, path in CREATE_FIELDS.items():
         if ":" not in path:
             assert _resolve(r.Task, path), f"{name}: {path} is not a field of Task"
+
+
+def test_the_interner_shares_one_spec_among_equal_ones():
+    interner = r.SpecInterner()
+    web, other = service("web"), service("web", "busybox:2")
+    raw = [task(web, i, "n1").to_json() for i in range(1, 4)] + [task(other, 4, "n1").to_json()]
+    tasks = [interner.task(r.Task.from_json(x)) for x in raw]
+    assert tasks[0].spec is tasks[1].spec is tasks[2].spec and tasks[3].spec is not tasks[0].spec
+    assert len(interner) == 2 and [t.to_json() for t in tasks] == raw
