@@ -121,12 +121,14 @@ class Dispatcher:
                 await self._period_changed.wait()
 
     # -- one session ---------------------------------------------------------------------------
-    async def serve(self, stream: trio.abc.Stream, node_id: str) -> None:
-        """Serve a worker whose certificate names `node_id` until the session ends."""
-        framed = Framed(stream)
+    async def serve(self, stream: trio.abc.Stream | Framed, node_id: str, first: dict | None = None) -> None:
+        """Serve a worker whose certificate names `node_id` until the session ends. `first`:
+        its hello, when the listener already read it to route the connection."""
+        framed = stream if isinstance(stream, Framed) else Framed(stream)
         try:
-            with trio.fail_after(HELLO_TIMEOUT):
-                first = await framed.receive()
+            if first is None:
+                with trio.fail_after(HELLO_TIMEOUT):
+                    first = await framed.receive()
             if first is None:
                 return
             hello = p.parse(first, {"hello": p.Hello})
