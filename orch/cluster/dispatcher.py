@@ -26,7 +26,7 @@ import trio
 
 from orch.cluster import protocol as p
 from orch.cluster.wire import Framed, FrameError
-from orch.cluster.worker import SESSION_ERRORS, first_leaf
+from orch.cluster.worker import SESSION_ERRORS, describe_error, first_leaf
 
 DEFAULT_PERIOD = 5.0
 DEFAULT_MISSES = 3
@@ -93,6 +93,16 @@ class Dispatcher:
         if session is not None:
             session.changed.set()
 
+    def forget(self, node_id: str) -> None:
+        """A node removed from the cluster: end its session, stop watching its heartbeats."""
+        self.last_seen.pop(node_id, None)
+        self.down.discard(node_id)
+        session = self.sessions.pop(node_id, None)
+        if session is not None:
+            trio.lowlevel.spawn_system_task(_close_quietly, session.framed)
+        self._period_changed.set()
+        self._period_changed = trio.Event()
+
     def known_nodes(self, node_ids) -> None:
         """Nodes the cluster holds: each gets a grace period from now if it has none."""
         now = trio.current_time()
@@ -154,7 +164,7 @@ class Dispatcher:
                 if self.sessions.get(node_id) is session:
                     del self.sessions[node_id]
         except* SESSION_ERRORS as group:
-            print(f"dispatcher: session of {node_id}: {first_leaf(group)}", file=sys.stderr, flush=True)
+            print(f"dispatcher: session of {node_id}: {describe_error(group)}", file=sys.stderr, flush=True)
         finally:
             await _close_quietly(framed)
 

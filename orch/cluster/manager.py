@@ -57,10 +57,11 @@ class LeaderRecord(BaseModel):
 LEADER = _RecordKind(f"{r.LAYOUT}/leader", LeaderRecord, singleton=True)
 
 
-def assignment_of(task: r.Task) -> dict:
+def assignment_of(task: r.Task, service: r.Service | None = None) -> dict:
     """What a worker is told of a task: what to run and whether to, not the status it reports
     itself (so that its own reports do not come back to it as changes)."""
     return {
+        "service_labels": dict(service.spec.labels) if service is not None else {},
         "id": task.id, "service_id": task.service_id, "service_name": task.service_name, "slot": task.slot,
         "node_id": task.node_id, "desired_state": str(task.desired_state), "spec_digest": task.spec_digest,
         "spec": task.spec.model_dump(mode="json", exclude_defaults=True),
@@ -180,6 +181,12 @@ class Manager:
             except OrchError:
                 await trio.sleep(1)
 
+    async def serve_session(self, framed, node_id: str, hello: dict) -> None:
+        """A worker's session: served by the dispatcher while this manager leads, else
+        answered with a redirect to the leader."""
+        dispatcher = self.dispatcher if self.is_leader() else Dispatcher(self)
+        await dispatcher.serve(framed, node_id, hello)
+
     # -- the dispatcher's backend -----------------------------------------------------------
     def is_leader(self) -> bool:
         return self.term is not None and not self.term.lost.is_set() and self.dispatcher is not None
@@ -217,7 +224,7 @@ class Manager:
         if cache is None:
             return [], [], []
         tasks = [cache.tasks[tid] for tid in cache.tasks_by_node.get(node_id, ()) if tid in cache.tasks]
-        return [assignment_of(t) for t in tasks], [], []
+        return [assignment_of(t, cache.services.get(t.service_id)) for t in tasks], [], []
 
     async def report(self, node_id: str, updates) -> None:
         for u in updates:
@@ -283,7 +290,9 @@ class Manager:
                     self._dirty = None  # a deleted task: its service is unknown here
             elif c.kind is NODES:
                 self._dirty = None
-                if dispatcher is not None and c.record is not None and c.record.status.state != "down":
+                if dispatcher is not None and c.record is None:
+                    dispatcher.forget(c.id)
+                elif dispatcher is not None and c.record.status.state != "down":
                     dispatcher.known_nodes([c.id])
             elif self._dirty is not None:
                 if c.record is not None and isinstance(c.record, r.Service):

@@ -48,6 +48,12 @@ def first_leaf(err: BaseException) -> BaseException:
     return err
 
 
+def describe_error(err: BaseException) -> str:
+    """One line for a log: the message, or the error's name when it has none (TooSlowError)."""
+    leaf = first_leaf(err)
+    return str(leaf) or type(leaf).__name__
+
+
 @dataclass
 class Observed:
     """A task's container as the runtime sees it."""
@@ -280,7 +286,7 @@ class Worker:
         try:
             target = await self._session(addr)
         except* SESSION_ERRORS as group:
-            err = first_leaf(group)
+            err = describe_error(group)
             self.last_error = f"{addr}: {err}"
             print(f"worker: session with {addr}: {err}", file=sys.stderr, flush=True)
         finally:

@@ -49,6 +49,8 @@ class Node:
         # Networks (agent/networking.py) and volumes (runtime/volumes.py); set by app.serve.
         self.net = None
         self.volumes = None
+        # Cluster membership (orch.cluster.node.ClusterNode); set by app.serve.
+        self.cluster = None
 
     # -- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -114,6 +116,16 @@ class Node:
 
     def change(self, rec: dict, op: str) -> str:
         return transition(rec["State"]["Status"], op, self.display(rec))
+
+    async def cluster_member(self):
+        """The node's orch.cluster.node.ClusterNode, made and started on first use."""
+        if self.cluster is None:
+            from orch.cluster.node import ClusterNode
+
+            member = ClusterNode(self.root, self)
+            await self.nursery.start(member.run)
+            self.cluster = member
+        return self.cluster
 
     # -- the supervisor -------------------------------------------------------------------------
     async def call(self, msg: dict) -> dict:

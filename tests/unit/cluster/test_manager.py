@@ -46,7 +46,7 @@ class Cluster:
                 raise OSError("network is unreachable")
             client, server = trio.testing.memory_stream_pair()
             self.streams.setdefault(node_id, []).append((client, server))
-            self.nursery.start_soon(self.managers[addr].dispatcher_or_redirect, server, node_id)
+            self.nursery.start_soon(self.managers[addr].serve_session, server, node_id, None)
             return client
 
         worker = Worker(list(self.managers), connect, runtime, lambda: p.NodeDescription(hostname=node_id))
@@ -62,16 +62,6 @@ class Cluster:
 
     def running(self):
         return sorted((nid, t) for nid, rt in self.runtimes.items() for t in rt.running_tasks())
-
-
-async def serve_or_redirect(manager, stream, node_id):
-    from orch.cluster.dispatcher import Dispatcher
-
-    dispatcher = manager.dispatcher or Dispatcher(manager)
-    await dispatcher.serve(stream, node_id)
-
-
-Manager.dispatcher_or_redirect = serve_or_redirect
 
 
 async def wait_until(manager, predicate):
