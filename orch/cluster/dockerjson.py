@@ -1,292 +1,69 @@
-"""The cluster's records as the Docker Engine API's swarm JSON, and back.
+"""The cluster's records as the Docker Engine API's swarm JSON, and back: nodes, services
+(ServiceSpec, TaskSpec, ContainerSpec) and tasks. The swarm itself and orch's stack deploy body
+are in dockerswarm.py; Go's units and the strict reader in jsonread.py.
 
 moby's api/swagger.yaml (and the Go types under api/types/swarm, whose `omitempty` tags decide
 what an answer leaves out) is the reference for names, nesting and units:
 
-- times are RFC 3339 strings with up to nine fraction digits (Go's `time.Time`); the records
-  hold float seconds since the epoch, and 0 is Go's zero time, 0001-01-01T00:00:00Z;
-- durations are integer nanoseconds (Go's `time.Duration`); the records hold float seconds;
 - an object's `Version.Index` is the record's etcd mod revision, passed beside the record;
 - `Mode` is `{"Replicated": {"Replicas": N}}` or `{"Global": {}}`; a replicated service sent
   without `Replicas` has one (the daemon's default);
-- CPUs are nano-CPUs, memory bytes, a tmpfs or secret mode an integer (decimal of the octal).
+- CPUs are nano-CPUs, memory bytes, a tmpfs or secret mode an integer (decimal of the octal),
+  durations nanoseconds, times RFC 3339.
 
 What orch reads is strict, as docker's daemon is not: a field orch does not know, or knows but
 cannot honour, is refused with one line that names its path
 (`ServiceSpec.TaskTemplate.ContainerSpec.Groups: orch does not support ...`), never silently
 dropped. The exception is what docker's CLI always sends with a zero value (`Init: false`,
-`DNSConfig: {}`, `ForceUpdate: 0`, a swarm spec's `Raft`, `CAConfig`, `EncryptionConfig`):
-a zero value of a field orch does not support is accepted and means nothing, as it does in
-docker.
+`DNSConfig: {}`, `ForceUpdate: 0`): a zero value of a field orch does not support is accepted
+and means nothing, as it does in docker.
 
 orch's own extensions, which docker's JSON cannot say: a ServiceSpec's `DependsOn`
 (`{"web": {"Condition": "service_healthy", "Required": true}}`, which orch honours across the
-cluster and swarm ignores), a SwarmInitRequest's `EtcdEndpoints`, a TaskStatus's `Health`,
-and the stack deploy body of `POST /stacks/deploy` (CLUSTER-API.md).
+cluster and swarm ignores) and a TaskStatus's `Health`.
 
-Pure: no I/O. Records are built and read through their own validation, so a value that
-passes here is one the store accepts.
+Pure: no I/O. Records are built through their own validation, so a value that passes here is
+one the store accepts.
 """
 
 from __future__ import annotations
 
-import base64
-import re
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from decimal import Decimal
-from typing import Any, Callable
-
-from pydantic import ValidationError
+from dataclasses import dataclass
+from typing import Any
 
 from orch.cluster import records as r
-from orch.cluster.stackspec import StackDeployment
+from orch.cluster.jsonread import (
+    Reader,
+    build,
+    drop_empty,
+    format_time,
+    is_zero,
+    meta_json,
+    parse_time,
+    read_meta,
+    to_ns,
+)
 from orch.errors import InvalidArgument
-
-# ---------------------------------------------------------------------------------------------
-# Units
-
-
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|z|[+-]\d\d:\d\d)$")
-
-
-def format_time(seconds: float | None) -> str:
-    """Float seconds since the epoch as Go marshals a time.Time: RFC 3339, nanoseconds with
-    trailing zeros trimmed, UTC. 0 (and None) is Go's zero time."""
-    if not seconds:
-        return _ZERO_TIME
-    # The shortest decimal that reads back as the same float (repr's), cut at nanoseconds: a
-    # time.time() value prints as Go would print it, not with the float's binary noise.
-    exact = Decimal(repr(float(seconds))).quantize(Decimal("1e-9"))
-    whole = int(exact // 1)
-    nanos = int((exact - whole) * 1_000_000_000)
-    text = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    if nanos:
-        text += "." + f"{nanos:09d}".rstrip("0")
-    return text + "Z"
-
-
-def parse_time(text: str, where: str) -> float:
-    """An RFC 3339 time as float seconds since the epoch; Go's zero time is 0."""
-    if not isinstance(text, str):
-        raise InvalidArgument(f"{where}: expected an RFC 3339 time such as 2016-06-07T21:07:31.171892745Z, got {text!r}")
-    if text == _ZERO_TIME:
-        return 0.0
-    m = _TIME.match(text)
-    if m is None:
-        raise InvalidArgument(f"{where}: {text!r} is not an RFC 3339 time such as 2016-06-07T21:07:31.171892745Z")
-    year, month, day, hour, minute, second, fraction, zone = m.groups()
-    try:
-        tz = timezone.utc
-        if zone not in ("Z", "z"):
-            sign = -1 if zone[0] == "-" else 1
-            from datetime import timedelta
-
-            tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
-        dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz)
-    except ValueError as err:
-        raise InvalidArgument(f"{where}: {text!r} is not a valid time ({err})") from None
-    return float(Decimal(int(dt.timestamp())) + Decimal(fraction or "0"))
-
-
-def to_ns(seconds: float | None) -> int:
-    """Float seconds as a Go time.Duration (integer nanoseconds)."""
-    return int(round((seconds or 0) * 1_000_000_000))
-
-
-def from_ns(nanoseconds: int) -> float:
-    return nanoseconds / 1_000_000_000
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading: every object through one strict reader that names the path of what it refuses
-
-
-def _is_zero(value: Any) -> bool:
-    """Go's zero value, as docker's CLI sends a field it did not set: null, false, 0, "", an
-    empty list, or an object of zero values."""
-    if value is None or value is False or value == 0 or value == "" or value == []:
-        return True
-    if isinstance(value, dict):
-        return all(_is_zero(v) for v in value.values())
-    return False
-
-
-class _Reader:
-    """One JSON object being read: take its fields, then `done()` refuses whatever is left."""
-
-    def __init__(self, data: Any, path: str):
-        if not isinstance(data, dict):
-            raise InvalidArgument(f"{path}: expected a JSON object, got {_kind(data)}")
-        self.data = data
-        self.path = path
-        self.seen: set[str] = set()
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}"
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def raw(self, key: str) -> Any:
-        self.seen.add(key)
-        return self.data.get(key)
-
-    def str(self, key: str, default: str = "") -> str:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise InvalidArgument(f"{self.at(key)}: expected a string, got {_kind(value)}")
-        return value
-
-    def int(self, key: str, default: int | None = 0, *, minimum: int | None = None) -> int | None:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
-            raise InvalidArgument(f"{self.at(key)}: expected an integer, got {_kind(value)}")
-        if minimum is not None and value < minimum:
-            raise InvalidArgument(f"{self.at(key)}: must be {minimum} or more, not {int(value)}")
-        return int(value)
-
-    def float(self, key: str, default: float = 0.0) -> float:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgument(f"{self.at(key)}: expected a number, got {_kind(value)}")
-        return float(value)
-
-    def bool(self, key: str, default: bool | None = False) -> bool | None:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise InvalidArgument(f"{self.at(key)}: expected true or false, got {_kind(value)}")
-        return value
-
-    def duration(self, key: str, default: float | None = None) -> float | None:
-        """A Go duration in nanoseconds as float seconds; negative is refused."""
-        ns = self.int(key, None, minimum=0)
-        return default if ns is None else from_ns(ns)
-
-    def strings(self, key: str) -> list[str]:
-        value = self.raw(key)
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidArgument(f"{self.at(key)}: expected a list of strings, got {_kind(value)}")
-        return list(value)
-
-    def labels(self, key: str) -> dict[str, str]:
-        value = self.raw(key)
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise InvalidArgument(f"{self.at(key)}: expected an object of strings, got {_kind(value)}")
-        return dict(value)
-
-    def obj(self, key: str) -> _Reader | None:
-        value = self.raw(key)
-        return None if value is None else _Reader(value, self.at(key))
-
-    def objs(self, key: str) -> list[_Reader]:
-        value = self.raw(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InvalidArgument(f"{self.at(key)}: expected a list, got {_kind(value)}")
-        return [_Reader(v, f"{self.at(key)}[{i}]") for i, v in enumerate(value)]
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.str(key, default) or default
-        if value not in choices:
-            raise InvalidArgument(f"{self.at(key)}: {value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def unsupported(self, *keys: str, why: str = "") -> None:
-        """Fields orch does not support: accepted only with their zero value (docker's CLI
-        sends some of them always)."""
-        for key in keys:
-            value = self.raw(key)
-            if not _is_zero(value):
-                raise InvalidArgument(f"{self.at(key)}: orch does not support this field{why}; remove it")
-
-    def done(self) -> None:
-        extra = [k for k in self.data if k not in self.seen]
-        if extra:
-            raise InvalidArgument(f"{self.at(sorted(extra)[0])}: unknown field; check its spelling against the Docker "
-                                  f"Engine API (names are case-sensitive)")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(
-        type(value), type(value).__name__)
-
-
-def _build(where: str, make: Callable[[], Any]):
-    """Build a record value; a value the record refuses is one line naming `where`."""
-    try:
-        return make()
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise InvalidArgument(f"{where}{'.' + loc if loc else ''}: {first['msg']}") from None
-
-
-def _version(reader: _Reader) -> None:
-    """`Version` of an object a client sends back: read and ignored (the version that counts
-    is the `version` query parameter)."""
-    version = reader.obj("Version")
-    if version is not None:
-        version.int("Index", minimum=0)
-        version.done()
-
-
-def _meta(reader: _Reader) -> dict:
-    _version(reader)
-    out = {"id": reader.str("ID")}
-    for key, name in (("CreatedAt", "created_at"), ("UpdatedAt", "updated_at")):
-        if reader.has(key):
-            out[name] = parse_time(reader.raw(key), reader.at(key))
-        else:
-            reader.raw(key)
-    return out
-
-
-def _meta_json(record: r.Record, index: int) -> dict:
-    return {"ID": record.id, "Version": {"Index": index}, "CreatedAt": format_time(record.created_at),
-            "UpdatedAt": format_time(record.updated_at)}
-
-
-def _drop_empty(d: dict) -> dict:
-    """Go's `omitempty`: leave out "", 0, false, null, empty lists and objects."""
-    return {k: v for k, v in d.items() if v is True or v not in (None, "", 0, False, [], {})}
-
 
 # ---------------------------------------------------------------------------------------------
 # Shared parts
 
 
 def _platform_json(p: r.Platform) -> dict:
-    return _drop_empty({"Architecture": p.architecture, "OS": p.os})
+    return drop_empty({"Architecture": p.architecture, "OS": p.os})
 
 
-def _platform(reader: _Reader) -> r.Platform:
+def _platform(reader: Reader) -> r.Platform:
     p = r.Platform(architecture=reader.str("Architecture"), os=reader.str("OS"))
     reader.done()
     return p
 
 
 def _driver_json(d: r.Driver) -> dict:
-    return _drop_empty({"Name": d.name, "Options": dict(d.options)})
+    return drop_empty({"Name": d.name, "Options": dict(d.options)})
 
 
-def _driver(reader: _Reader) -> r.Driver:
+def _driver(reader: Reader) -> r.Driver:
     d = r.Driver(name=reader.str("Name"), options=reader.labels("Options"))
     reader.done()
     return d
@@ -306,7 +83,7 @@ def node_spec_to_json(spec: r.NodeSpec) -> dict:
 def node_spec_from_json(data: Any, path: str = "NodeSpec") -> r.NodeSpec:
     """A NodeSpec as `POST /nodes/{id}/update` takes it: the whole spec, Role and Availability
     included (docker's daemon refuses an empty role too)."""
-    reader = _Reader(data, path)
+    reader = Reader(data, path)
     if not reader.has("Role"):
         raise InvalidArgument(f"{path}.Role: required (worker or manager)")
     if not reader.has("Availability"):
@@ -323,27 +100,27 @@ def node_spec_from_json(data: Any, path: str = "NodeSpec") -> r.NodeSpec:
 
 def node_to_json(node: r.Node, index: int) -> dict:
     d = node.description
-    description = _drop_empty({"Hostname": d.hostname}) | {
+    description = drop_empty({"Hostname": d.hostname}) | {
         "Platform": _platform_json(d.platform),
-        "Resources": _drop_empty({"NanoCPUs": d.resources.nano_cpus, "MemoryBytes": d.resources.memory_bytes}),
-        "Engine": _drop_empty({"EngineVersion": d.engine_version, "Labels": dict(d.engine_labels)}),
+        "Resources": drop_empty({"NanoCPUs": d.resources.nano_cpus, "MemoryBytes": d.resources.memory_bytes}),
+        "Engine": drop_empty({"EngineVersion": d.engine_version, "Labels": dict(d.engine_labels)}),
         "TLSInfo": {},
     }
     out = {
-        **_meta_json(node, index),
+        **meta_json(node, index),
         "Spec": node_spec_to_json(node.spec),
         "Description": description,
-        "Status": _drop_empty({"State": node.status.state, "Message": node.status.message, "Addr": node.status.addr}),
+        "Status": drop_empty({"State": node.status.state, "Message": node.status.message, "Addr": node.status.addr}),
     }
     if node.manager_status is not None:
         m = node.manager_status
-        out["ManagerStatus"] = _drop_empty({"Leader": m.leader, "Reachability": m.reachability, "Addr": m.addr})
+        out["ManagerStatus"] = drop_empty({"Leader": m.leader, "Reachability": m.reachability, "Addr": m.addr})
     return out
 
 
 def node_from_json(data: Any, path: str = "Node") -> r.Node:
-    reader = _Reader(data, path)
-    meta = _meta(reader)
+    reader = Reader(data, path)
+    meta = read_meta(reader)
     spec = node_spec_from_json(reader.raw("Spec"), reader.at("Spec")) if reader.has("Spec") else r.NodeSpec()
     description = r.NodeDescription()
     if (d := reader.obj("Description")) is not None:
@@ -364,15 +141,15 @@ def node_from_json(data: Any, path: str = "Node") -> r.Node:
         d.done()
     status = r.NodeStatus()
     if (s := reader.obj("Status")) is not None:
-        status = _build(s.path, lambda: r.NodeStatus(state=s.str("State", "unknown"), message=s.str("Message"), addr=s.str("Addr")))
+        status = build(s.path, lambda: r.NodeStatus(state=s.str("State", "unknown"), message=s.str("Message"), addr=s.str("Addr")))
         s.done()
     manager = None
     if (m := reader.obj("ManagerStatus")) is not None:
-        manager = _build(m.path, lambda: r.ManagerStatus(leader=m.bool("Leader"), reachability=m.str("Reachability", "unknown"),
+        manager = build(m.path, lambda: r.ManagerStatus(leader=m.bool("Leader"), reachability=m.str("Reachability", "unknown"),
                                                          addr=m.str("Addr")))
         m.done()
     reader.done()
-    return _build(path, lambda: r.Node(**meta, spec=spec, description=description, status=status, manager_status=manager))
+    return build(path, lambda: r.Node(**meta, spec=spec, description=description, status=status, manager_status=manager))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +167,7 @@ def _health_json(h: r.HealthConfig) -> dict:
     return out
 
 
-def _health(reader: _Reader) -> r.HealthConfig:
+def _health(reader: Reader) -> r.HealthConfig:
     # 0 means "inherit from the image" (docker), which the record says with None.
     def nonzero(key):
         value = reader.duration(key)
@@ -404,20 +181,20 @@ def _health(reader: _Reader) -> r.HealthConfig:
 
 
 def _mount_json(m: r.Mount) -> dict:
-    out = _drop_empty({"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only})
+    out = drop_empty({"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only})
     # Go leaves out a nil options pointer and writes an empty one as {}.
     if m.volume_options is not None:
         v = m.volume_options
-        opts = _drop_empty({"NoCopy": v.no_copy, "Labels": dict(v.labels)})
+        opts = drop_empty({"NoCopy": v.no_copy, "Labels": dict(v.labels)})
         if v.driver_config is not None:
             opts["DriverConfig"] = _driver_json(v.driver_config)
         out["VolumeOptions"] = opts
     if m.tmpfs_options is not None:
-        out["TmpfsOptions"] = _drop_empty({"SizeBytes": m.tmpfs_options.size_bytes, "Mode": m.tmpfs_options.mode})
+        out["TmpfsOptions"] = drop_empty({"SizeBytes": m.tmpfs_options.size_bytes, "Mode": m.tmpfs_options.mode})
     return out
 
 
-def _mount(reader: _Reader) -> r.Mount:
+def _mount(reader: Reader) -> r.Mount:
     kind = reader.str("Type", "volume") or "volume"
     if kind not in ("volume", "bind", "tmpfs"):
         raise InvalidArgument(f"{reader.at('Type')}: mounts of type {kind} are not supported; use volume, bind or tmpfs")
@@ -459,7 +236,7 @@ def _file_json(f: r.FileTarget) -> dict:
     return {"Name": f.name, "UID": f.uid, "GID": f.gid, "Mode": f.mode}
 
 
-def _file(reader: _Reader | None, where: str) -> r.FileTarget:
+def _file(reader: Reader | None, where: str) -> r.FileTarget:
     if reader is None:
         raise InvalidArgument(f"{where}.File: required (where the file appears in the container)")
     name = reader.str("Name")
@@ -471,7 +248,7 @@ def _file(reader: _Reader | None, where: str) -> r.FileTarget:
     return f
 
 
-def _secret_ref(reader: _Reader) -> r.SecretReference:
+def _secret_ref(reader: Reader) -> r.SecretReference:
     name = reader.str("SecretName")
     if not name:
         raise InvalidArgument(f"{reader.at('SecretName')}: required (the secret's name)")
@@ -480,7 +257,7 @@ def _secret_ref(reader: _Reader) -> r.SecretReference:
     return ref
 
 
-def _config_ref(reader: _Reader) -> r.ConfigReference:
+def _config_ref(reader: Reader) -> r.ConfigReference:
     name = reader.str("ConfigName")
     if not name:
         raise InvalidArgument(f"{reader.at('ConfigName')}: required (the config's name)")
@@ -492,28 +269,28 @@ def _config_ref(reader: _Reader) -> r.ConfigReference:
 
 def container_spec_to_json(c: r.ContainerSpec) -> dict:
     out: dict = {"Image": c.image}
-    out.update(_drop_empty({"Labels": dict(c.labels)}))
+    out.update(drop_empty({"Labels": dict(c.labels)}))
     if c.command is not None:
         out["Command"] = list(c.command)
     if c.args is not None:
         out["Args"] = list(c.args)
-    out.update(_drop_empty({"Hostname": c.hostname, "Env": list(c.env), "Dir": c.dir, "User": c.user}))
+    out.update(drop_empty({"Hostname": c.hostname, "Env": list(c.env), "Dir": c.dir, "User": c.user}))
     if c.init is not None:
         out["Init"] = c.init
-    out.update(_drop_empty({"StopSignal": c.stop_signal, "TTY": c.tty, "OpenStdin": c.open_stdin, "ReadOnly": c.read_only,
+    out.update(drop_empty({"StopSignal": c.stop_signal, "TTY": c.tty, "OpenStdin": c.open_stdin, "ReadOnly": c.read_only,
                             "Mounts": [_mount_json(m) for m in c.mounts]}))
     if c.stop_grace_period is not None:
         out["StopGracePeriod"] = to_ns(c.stop_grace_period)
     if c.healthcheck is not None:
         out["Healthcheck"] = _health_json(c.healthcheck)
-    out.update(_drop_empty({"Hosts": list(c.hosts)}))
+    out.update(drop_empty({"Hosts": list(c.hosts)}))
     if c.dns_config is not None:
-        out["DNSConfig"] = _drop_empty({"Nameservers": list(c.dns_config.nameservers), "Search": list(c.dns_config.search),
+        out["DNSConfig"] = drop_empty({"Nameservers": list(c.dns_config.nameservers), "Search": list(c.dns_config.search),
                                         "Options": list(c.dns_config.options)})
-    out.update(_drop_empty({
-        "Secrets": [{"File": _file_json(s.file), **_drop_empty({"SecretID": s.secret_id}), "SecretName": s.secret_name}
+    out.update(drop_empty({
+        "Secrets": [{"File": _file_json(s.file), **drop_empty({"SecretID": s.secret_id}), "SecretName": s.secret_name}
                     for s in c.secrets],
-        "Configs": [{"File": _file_json(s.file), **_drop_empty({"ConfigID": s.config_id}), "ConfigName": s.config_name}
+        "Configs": [{"File": _file_json(s.file), **drop_empty({"ConfigID": s.config_id}), "ConfigName": s.config_name}
                     for s in c.configs],
         "Sysctls": dict(c.sysctls),
         "CapabilityAdd": list(c.cap_add),
@@ -524,7 +301,7 @@ def container_spec_to_json(c: r.ContainerSpec) -> dict:
 
 
 def container_spec_from_json(data: Any, path: str = "ContainerSpec") -> r.ContainerSpec:
-    reader = _Reader(data, path)
+    reader = Reader(data, path)
     image = reader.str("Image")
     if not image:
         raise InvalidArgument(f"{reader.at('Image')}: required (the image the service runs)")
@@ -550,7 +327,7 @@ def container_spec_from_json(data: Any, path: str = "ContainerSpec") -> r.Contai
         u.done()
     command = reader.strings("Command") if reader.has("Command") else reader.raw("Command")
     args = reader.strings("Args") if reader.has("Args") else reader.raw("Args")
-    spec = _build(path, lambda: r.ContainerSpec(
+    spec = build(path, lambda: r.ContainerSpec(
         image=image,
         labels=reader.labels("Labels"),
         command=command,
@@ -581,12 +358,12 @@ def container_spec_from_json(data: Any, path: str = "ContainerSpec") -> r.Contai
 
 
 def task_spec_to_json(t: r.TaskSpec) -> dict:
-    limits = _drop_empty({"NanoCPUs": t.resources.limits.nano_cpus, "MemoryBytes": t.resources.limits.memory_bytes,
+    limits = drop_empty({"NanoCPUs": t.resources.limits.nano_cpus, "MemoryBytes": t.resources.limits.memory_bytes,
                           "Pids": t.resources.limits.pids})
-    reservations = _drop_empty({"NanoCPUs": t.resources.reservations.nano_cpus,
+    reservations = drop_empty({"NanoCPUs": t.resources.reservations.nano_cpus,
                                 "MemoryBytes": t.resources.reservations.memory_bytes})
     rp = t.restart_policy
-    placement: dict = _drop_empty({"Constraints": list(t.placement.constraints),
+    placement: dict = drop_empty({"Constraints": list(t.placement.constraints),
                                    "Preferences": [{"Spread": {"SpreadDescriptor": p.spread}} for p in t.placement.preferences],
                                    "MaxReplicas": t.placement.max_replicas,
                                    "Platforms": [_platform_json(p) for p in t.placement.platforms]})
@@ -598,7 +375,7 @@ def task_spec_to_json(t: r.TaskSpec) -> dict:
         "Placement": placement,
     }
     if t.networks:
-        out["Networks"] = [_drop_empty({"Target": n.target, "Aliases": list(n.aliases)}) for n in t.networks]
+        out["Networks"] = [drop_empty({"Target": n.target, "Aliases": list(n.aliases)}) for n in t.networks]
     if t.log_driver is not None:
         out["LogDriver"] = _driver_json(t.log_driver)
     out["ForceUpdate"] = t.force_update
@@ -606,9 +383,9 @@ def task_spec_to_json(t: r.TaskSpec) -> dict:
 
 
 def task_spec_from_json(data: Any, path: str = "TaskSpec") -> r.TaskSpec:
-    reader = _Reader(data, path)
+    reader = Reader(data, path)
     for key in ("PluginSpec", "NetworkAttachmentSpec"):
-        if not _is_zero(reader.raw(key)):
+        if not is_zero(reader.raw(key)):
             raise InvalidArgument(f"{reader.at(key)}: orch runs containers only; give a ContainerSpec")
     runtime = reader.str("Runtime")
     if runtime not in ("", "container"):
@@ -685,7 +462,7 @@ def _update_config_json(u: r.UpdateConfig) -> dict:
     return out
 
 
-def _update_config(reader: _Reader, *, rollback: bool) -> r.UpdateConfig:
+def _update_config(reader: Reader, *, rollback: bool) -> r.UpdateConfig:
     defaults = r.UpdateConfig()
     actions = ("pause", "continue") if rollback else ("pause", "continue", "rollback")
     ratio = reader.float("MaxFailureRatio")
@@ -704,11 +481,11 @@ def _update_config(reader: _Reader, *, rollback: bool) -> r.UpdateConfig:
 
 
 def _port_json(p: r.PortConfig) -> dict:
-    return _drop_empty({"Name": p.name, "Protocol": p.protocol, "TargetPort": p.target_port,
+    return drop_empty({"Name": p.name, "Protocol": p.protocol, "TargetPort": p.target_port,
                         "PublishedPort": p.published_port, "PublishMode": p.publish_mode})
 
 
-def _port(reader: _Reader) -> r.PortConfig:
+def _port(reader: Reader) -> r.PortConfig:
     target = reader.int("TargetPort", minimum=1)
     if not target:
         raise InvalidArgument(f"{reader.at('TargetPort')}: required (the port inside the container)")
@@ -730,7 +507,7 @@ def _endpoint_spec_json(e: r.EndpointSpec) -> dict:
     return out
 
 
-def _endpoint_spec(reader: _Reader) -> r.EndpointSpec:
+def _endpoint_spec(reader: Reader) -> r.EndpointSpec:
     e = r.EndpointSpec(mode=reader.choice("Mode", ("vip", "dnsrr"), "vip"), ports=[_port(p) for p in reader.objs("Ports")])
     if e.mode == "dnsrr" and any(p.publish_mode == "ingress" for p in e.ports):
         raise InvalidArgument(f"{reader.at('Ports')}: a dnsrr service cannot publish ports in ingress mode; "
@@ -757,7 +534,7 @@ def service_spec_to_json(s: r.ServiceSpec) -> dict:
 
 def service_spec_from_json(data: Any, path: str = "ServiceSpec") -> r.ServiceSpec:
     """A ServiceSpec as `POST /services/create` and `/services/{id}/update` take it."""
-    reader = _Reader(data, path)
+    reader = Reader(data, path)
     name = reader.str("Name")
     if not name:
         raise InvalidArgument(f"{reader.at('Name')}: required (orch names every service; pass --name)")
@@ -780,7 +557,7 @@ def service_spec_from_json(data: Any, path: str = "ServiceSpec") -> r.ServiceSpe
             replicas = replicated.int("Replicas", 1, minimum=0)
             replicated.done()
         m.done()
-    if not _is_zero(reader.raw("Networks")):
+    if not is_zero(reader.raw("Networks")):
         raise InvalidArgument(f"{reader.at('Networks')}: deprecated since API v1.44 and not read by orch; "
                               f"put the networks in TaskTemplate.Networks")
     update = _update_config(reader.obj("UpdateConfig"), rollback=False) if reader.has("UpdateConfig") else r.UpdateConfig()
@@ -799,7 +576,7 @@ def service_spec_from_json(data: Any, path: str = "ServiceSpec") -> r.ServiceSpe
             d.done()
         deps.done()
     counts = {"replicas": replicas} if mode == "replicated" else {}
-    spec = _build(path, lambda: r.ServiceSpec(
+    spec = build(path, lambda: r.ServiceSpec(
         name=name, labels=reader.labels("Labels"), task_template=template, mode=mode, **counts,
         update_config=update, rollback_config=rollback, endpoint_spec=endpoint, depends_on=depends))
     reader.done()
@@ -819,7 +596,7 @@ class ServiceStatus:
 
 
 def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | None = None) -> dict:
-    out = {**_meta_json(service, index), "Spec": service_spec_to_json(service.spec)}
+    out = {**meta_json(service, index), "Spec": service_spec_to_json(service.spec)}
     if service.previous_spec is not None:
         out["PreviousSpec"] = service_spec_to_json(service.previous_spec)
     # Endpoint.Ports is what the cluster published; until the manager allocates ports (ingress
@@ -848,8 +625,8 @@ def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | N
 
 
 def service_from_json(data: Any, path: str = "Service") -> r.Service:
-    reader = _Reader(data, path)
-    meta = _meta(reader)
+    reader = Reader(data, path)
+    meta = read_meta(reader)
     if not reader.has("Spec"):
         raise InvalidArgument(f"{reader.at('Spec')}: required")
     spec = service_spec_from_json(reader.raw("Spec"), reader.at("Spec"))
@@ -874,7 +651,7 @@ def service_from_json(data: Any, path: str = "Service") -> r.Service:
     reader.raw("ServiceStatus")  # computed for each answer, not part of the record
     reader.unsupported("JobStatus")
     reader.done()
-    return _build(path, lambda: r.Service(**meta, spec=spec, previous_spec=previous, endpoint=endpoint,
+    return build(path, lambda: r.Service(**meta, spec=spec, previous_spec=previous, endpoint=endpoint,
                                           update_status=update_status))
 
 
@@ -887,20 +664,20 @@ _TASK_STATES = tuple(s.value for s in r.TaskState)
 def task_to_json(task: r.Task, index: int) -> dict:
     s = task.status
     status: dict = {"Timestamp": format_time(s.timestamp), "State": s.state.value}
-    status.update(_drop_empty({"Message": s.message, "Err": s.err}))
+    status.update(drop_empty({"Message": s.message, "Err": s.err}))
     if s.container_status is not None:
         c = s.container_status
         status["ContainerStatus"] = {"ContainerID": c.container_id, "PID": c.pid, "ExitCode": c.exit_code or 0}
-    status["PortStatus"] = _drop_empty({"Ports": [_port_json(p) for p in (s.port_status.ports if s.port_status else [])]})
+    status["PortStatus"] = drop_empty({"Ports": [_port_json(p) for p in (s.port_status.ports if s.port_status else [])]})
     if s.health != "none":
         status["Health"] = s.health  # orch's: docker holds such a task in "starting" instead
     out = {
-        **_meta_json(task, index),
+        **meta_json(task, index),
         "Labels": {},
         "Spec": task_spec_to_json(task.spec),
         "ServiceID": task.service_id,
     }
-    out.update(_drop_empty({"Slot": task.slot, "NodeID": task.node_id}))
+    out.update(drop_empty({"Slot": task.slot, "NodeID": task.node_id}))
     out["Status"] = status
     out["DesiredState"] = task.desired_state.value
     if task.networks:
@@ -912,8 +689,8 @@ def task_from_json(data: Any, path: str = "Task") -> r.Task:
     """A task as docker describes it. What only orch's manager keeps (the service's name, the
     spec's digest and version, the restart policy's counters) is not in docker's JSON and
     takes its default."""
-    reader = _Reader(data, path)
-    meta = _meta(reader)
+    reader = Reader(data, path)
+    meta = read_meta(reader)
     reader.str("Name")  # docker's daemon leaves it empty; clients name tasks SERVICE.SLOT
     reader.labels("Labels")
     if not reader.has("Spec"):
@@ -950,338 +727,8 @@ def task_from_json(data: Any, path: str = "Task") -> r.Task:
         networks.append(r.NetworkAttachment(network_id=net_id, addresses=n.strings("Addresses")))
         n.done()
     reader.unsupported("GenericResources", "AssignedGenericResources", "JobIteration", "Volumes")
-    task = _build(path, lambda: r.Task(
+    task = build(path, lambda: r.Task(
         **meta, service_id=reader.str("ServiceID"), slot=reader.int("Slot", minimum=0), node_id=reader.str("NodeID"),
         spec=spec, desired_state=reader.choice("DesiredState", _TASK_STATES, "new"), status=status, networks=networks))
     reader.done()
     return task
-
-
-# ---------------------------------------------------------------------------------------------
-# The swarm
-
-
-def cluster_spec_to_json(cluster: r.Cluster) -> dict:
-    """The SwarmSpec: what `swarm update` changes. Raft, CAConfig and the rest are docker's
-    and hold zero values (orch's consensus is etcd's; its CA is not configurable this way)."""
-    s = cluster.settings
-    return {
-        "Name": cluster.name,
-        "Labels": {},
-        "Orchestration": {"TaskHistoryRetentionLimit": s.task_history_limit},
-        "Raft": {"ElectionTick": 0, "HeartbeatTick": 0},
-        "Dispatcher": {"HeartbeatPeriod": to_ns(s.heartbeat_period)},
-        "CAConfig": {},
-        "TaskDefaults": {},
-        "EncryptionConfig": {"AutoLockManagers": False},
-    }
-
-
-def cluster_settings_from_spec(data: Any, base: r.ClusterSettings, *, path: str = "Spec",
-                               name: str = "default") -> r.ClusterSettings:
-    """The settings a SwarmSpec sets over `base`: the task history limit and the heartbeat
-    period. A field left out (or 0, which Go cannot tell from absent) keeps `base`'s value."""
-    reader = _Reader(data, path)
-    given_name = reader.str("Name")
-    if given_name not in ("", name):
-        raise InvalidArgument(f"{reader.at('Name')}: a swarm cannot be renamed (it is {name!r})")
-    if reader.labels("Labels"):
-        raise InvalidArgument(f"{reader.at('Labels')}: orch does not support swarm labels; remove them")
-    update: dict = {}
-    if (o := reader.obj("Orchestration")) is not None:
-        limit = o.int("TaskHistoryRetentionLimit", None)
-        if limit is not None:
-            if limit < 0:
-                raise InvalidArgument(f"{o.at('TaskHistoryRetentionLimit')}: orch keeps a bounded history; give 0 or more")
-            update["task_history_limit"] = limit
-        o.done()
-    if (d := reader.obj("Dispatcher")) is not None:
-        period = d.duration("HeartbeatPeriod")
-        if period:
-            if period < 0.1:
-                raise InvalidArgument(f"{d.at('HeartbeatPeriod')}: {to_ns(period)} ns is too short; give 100ms or more")
-            update["heartbeat_period"] = period
-        d.done()
-    raft = reader.obj("Raft")
-    if raft is not None:
-        raft.unsupported("SnapshotInterval", "KeepOldSnapshots", "LogEntriesForSlowFollowers", "ElectionTick", "HeartbeatTick",
-                         why=" (orch keeps its state in etcd, not raft)")
-        raft.done()
-    ca = reader.obj("CAConfig")
-    if ca is not None:
-        ca.unsupported("NodeCertExpiry", "ExternalCAs", "SigningCACert", "SigningCAKey", "ForceRotate")
-        ca.done()
-    reader.unsupported("TaskDefaults", "EncryptionConfig")
-    reader.done()
-    return base.model_copy(update=update)
-
-
-def swarm_to_json(cluster: r.Cluster, index: int, *, join_tokens: tuple[str, str] | None = None) -> dict:
-    """GET /swarm (with `join_tokens` (worker, manager)), or the ClusterInfo of GET /info
-    (without)."""
-    out = {
-        **_meta_json(cluster, index),
-        "Spec": cluster_spec_to_json(cluster),
-        "TLSInfo": _drop_empty({"TrustRoot": cluster.ca_certificate}),
-        "RootRotationInProgress": False,
-        "DefaultAddrPool": list(cluster.settings.default_addr_pool),
-        "SubnetSize": cluster.settings.subnet_size,
-        "DataPathPort": 4789,
-    }
-    if join_tokens is not None:
-        out["JoinTokens"] = {"Worker": join_tokens[0], "Manager": join_tokens[1]}
-    return out
-
-
-def swarm_from_json(data: Any, path: str = "Swarm") -> tuple[r.Cluster, tuple[str, str] | None]:
-    reader = _Reader(data, path)
-    meta = _meta(reader)
-    base = r.ClusterSettings()
-    name = "default"
-    if (spec := reader.raw("Spec")) is not None and isinstance(spec, dict) and isinstance(spec.get("Name"), str) and spec["Name"]:
-        name = spec["Name"]
-    settings = cluster_settings_from_spec(spec, base, path=reader.at("Spec"), name=name) if spec is not None else base
-    ca = ""
-    if (tls := reader.obj("TLSInfo")) is not None:
-        ca = tls.str("TrustRoot")
-        tls.unsupported("CertIssuerSubject", "CertIssuerPublicKey")
-        tls.done()
-    reader.bool("RootRotationInProgress")
-    pool = reader.strings("DefaultAddrPool") or base.default_addr_pool
-    subnet_size = reader.int("SubnetSize", base.subnet_size, minimum=0) or base.subnet_size
-    port = reader.int("DataPathPort", 4789)
-    if port not in (0, 4789):
-        raise InvalidArgument(f"{reader.at('DataPathPort')}: orch's VXLAN port is 4789")
-    tokens = None
-    if (t := reader.obj("JoinTokens")) is not None:
-        tokens = (t.str("Worker"), t.str("Manager"))
-        t.done()
-    reader.done()
-    settings = settings.model_copy(update={"default_addr_pool": pool, "subnet_size": subnet_size})
-    cluster = _build(path, lambda: r.Cluster(**meta, name=name, ca_certificate=ca, settings=settings))
-    return cluster, tokens
-
-
-@dataclass(frozen=True)
-class InitRequest:
-    """POST /swarm/init: docker's SwarmInitRequest, plus orch's EtcdEndpoints."""
-
-    listen_addr: str = "0.0.0.0:2377"
-    advertise_addr: str = ""
-    default_addr_pool: tuple[str, ...] = ()
-    subnet_size: int = 24
-    settings: r.ClusterSettings = field(default_factory=r.ClusterSettings)
-    availability: str = "active"
-    etcd_endpoints: tuple[str, ...] = ()
-
-
-def init_request_to_json(req: InitRequest) -> dict:
-    out = {
-        "ListenAddr": req.listen_addr,
-        "AdvertiseAddr": req.advertise_addr,
-        "DefaultAddrPool": list(req.default_addr_pool),
-        "SubnetSize": req.subnet_size,
-        "Spec": cluster_spec_to_json(r.Cluster(id="", settings=req.settings)) | {"Name": ""},
-        "Availability": req.availability,
-    }
-    if req.etcd_endpoints:
-        out["EtcdEndpoints"] = list(req.etcd_endpoints)
-    return out
-
-
-def init_request_from_json(data: Any, path: str = "SwarmInitRequest") -> InitRequest:
-    reader = _Reader(data, path)
-    reader.unsupported("DataPathAddr", why=" (the data path uses the advertised address)")
-    port = reader.int("DataPathPort", 0)
-    if port not in (0, 4789):
-        raise InvalidArgument(f"{reader.at('DataPathPort')}: orch's VXLAN port is 4789; leave it out")
-    reader.unsupported("ForceNewCluster", why=" (to recover, restore etcd from a snapshot)")
-    reader.unsupported("AutoLockManagers", why=" (autolock)")
-    pool = tuple(reader.strings("DefaultAddrPool"))
-    subnet_size = reader.int("SubnetSize", 24, minimum=0) or 24
-    if not 1 <= subnet_size <= 29:
-        raise InvalidArgument(f"{reader.at('SubnetSize')}: must be between 1 and 29, not {subnet_size}")
-    base = r.ClusterSettings()
-    settings = cluster_settings_from_spec(reader.raw("Spec"), base, path=reader.at("Spec")) if reader.has("Spec") else base
-    reader.raw("Spec")
-    settings = settings.model_copy(update={"default_addr_pool": list(pool) or base.default_addr_pool, "subnet_size": subnet_size})
-    endpoints = tuple(reader.strings("EtcdEndpoints"))
-    req = InitRequest(listen_addr=reader.str("ListenAddr") or "0.0.0.0:2377", advertise_addr=reader.str("AdvertiseAddr"),
-                      default_addr_pool=pool, subnet_size=subnet_size, settings=settings,
-                      availability=reader.choice("Availability", ("active", "pause", "drain"), "active"),
-                      etcd_endpoints=endpoints)
-    reader.done()
-    return req
-
-
-@dataclass(frozen=True)
-class JoinRequest:
-    """POST /swarm/join: docker's SwarmJoinRequest."""
-
-    remote_addrs: tuple[str, ...]
-    join_token: str
-    listen_addr: str = "0.0.0.0:2377"
-    advertise_addr: str = ""
-    availability: str = "active"
-
-
-def join_request_to_json(req: JoinRequest) -> dict:
-    return {"ListenAddr": req.listen_addr, "AdvertiseAddr": req.advertise_addr, "RemoteAddrs": list(req.remote_addrs),
-            "JoinToken": req.join_token, "Availability": req.availability}
-
-
-def join_request_from_json(data: Any, path: str = "SwarmJoinRequest") -> JoinRequest:
-    reader = _Reader(data, path)
-    reader.unsupported("DataPathAddr", why=" (the data path uses the advertised address)")
-    remotes = tuple(reader.strings("RemoteAddrs"))
-    if not remotes:
-        raise InvalidArgument(f"{reader.at('RemoteAddrs')}: required (a manager's HOST:PORT)")
-    token = reader.str("JoinToken")
-    if not token:
-        raise InvalidArgument(f"{reader.at('JoinToken')}: required (orch swarm join-token worker, on a manager, prints it)")
-    req = JoinRequest(remote_addrs=remotes, join_token=token, listen_addr=reader.str("ListenAddr") or "0.0.0.0:2377",
-                      advertise_addr=reader.str("AdvertiseAddr"),
-                      availability=reader.choice("Availability", ("active", "pause", "drain"), "active"))
-    reader.done()
-    return req
-
-
-@dataclass(frozen=True)
-class LocalInfo:
-    """What a node knows of its own membership: the `Swarm` field of GET /info (SwarmInfo).
-
-    `cluster` is the cluster record and its version, known on managers only."""
-
-    node_id: str = ""
-    node_addr: str = ""
-    local_node_state: str = "inactive"  # "" | inactive | pending | active | error | locked
-    control_available: bool = False
-    error: str = ""
-    remote_managers: tuple[tuple[str, str], ...] = ()  # (node id, addr)
-    nodes: int = 0
-    managers: int = 0
-    cluster: tuple[r.Cluster, int] | None = None
-
-
-def swarm_info_to_json(info: LocalInfo) -> dict:
-    out: dict = {
-        "NodeID": info.node_id,
-        "NodeAddr": info.node_addr,
-        "LocalNodeState": info.local_node_state,
-        "ControlAvailable": info.control_available,
-        "Error": info.error,
-        "RemoteManagers": [{"NodeID": n, "Addr": a} for n, a in info.remote_managers] or None,
-    }
-    out.update(_drop_empty({"Nodes": info.nodes, "Managers": info.managers}))
-    if info.cluster is not None:
-        out["Cluster"] = swarm_to_json(*info.cluster)
-    return out
-
-
-def swarm_info_from_json(data: Any, path: str = "SwarmInfo") -> LocalInfo:
-    reader = _Reader(data, path)
-    remotes = []
-    for p in reader.objs("RemoteManagers"):
-        remotes.append((p.str("NodeID"), p.str("Addr")))
-        p.done()
-    cluster = None
-    if reader.has("Cluster"):
-        raw = reader.raw("Cluster")
-        record, _tokens = swarm_from_json(raw, reader.at("Cluster"))
-        cluster = (record, int(raw.get("Version", {}).get("Index", 0)))
-    reader.strings("Warnings")
-    info = LocalInfo(node_id=reader.str("NodeID"), node_addr=reader.str("NodeAddr"),
-                     local_node_state=reader.choice("LocalNodeState", ("", "inactive", "pending", "active", "error", "locked"),
-                                                    "inactive"),
-                     control_available=reader.bool("ControlAvailable"), error=reader.str("Error"),
-                     remote_managers=tuple(remotes), nodes=reader.int("Nodes", minimum=0),
-                     managers=reader.int("Managers", minimum=0), cluster=cluster)
-    reader.done()
-    return info
-
-
-# ---------------------------------------------------------------------------------------------
-# orch's stack deploy body (POST /stacks/deploy)
-
-
-def _network_spec_json(n: r.NetworkSpec) -> dict:
-    return {"Name": n.name, "Labels": dict(n.labels), "Driver": n.driver, "Options": dict(n.options), "Internal": n.internal,
-            "Attachable": n.attachable,
-            "IPAM": {"Driver": "default", "Config": [_drop_empty({"Subnet": c.subnet, "IPRange": c.ip_range, "Gateway": c.gateway})
-                                                     for c in n.ipam]}}
-
-
-def _network_spec(reader: _Reader) -> r.NetworkSpec:
-    name = reader.str("Name")
-    if not name:
-        raise InvalidArgument(f"{reader.at('Name')}: required")
-    driver = reader.str("Driver", "overlay") or "overlay"
-    if driver != "overlay":
-        raise InvalidArgument(f"{reader.at('Driver')}: a stack's networks are overlay networks, not {driver}")
-    ipam = []
-    if (i := reader.obj("IPAM")) is not None:
-        ipam_driver = i.str("Driver")
-        if ipam_driver not in ("", "default"):
-            raise InvalidArgument(f"{i.at('Driver')}: orch has the default IPAM driver only")
-        i.unsupported("Options")
-        for c in i.objs("Config"):
-            c.unsupported("AuxiliaryAddresses")
-            ipam.append(r.IPAMConfig(subnet=c.str("Subnet"), ip_range=c.str("IPRange"), gateway=c.str("Gateway")))
-            c.done()
-        i.done()
-    reader.unsupported("EnableIPv4", "EnableIPv6", "Ingress", "ConfigOnly", "ConfigFrom", "Scope")
-    spec = r.NetworkSpec(name=name, labels=reader.labels("Labels"), driver=driver, options=reader.labels("Options"),
-                         internal=reader.bool("Internal"), attachable=reader.bool("Attachable"), ipam=ipam)
-    reader.done()
-    return spec
-
-
-def _file_spec_json(s: r.SecretSpec | r.ConfigSpec) -> dict:
-    return {"Name": s.name, "Labels": dict(s.labels), "Data": base64.b64encode(s.data).decode()}
-
-
-def _file_spec(reader: _Reader, model):
-    name = reader.str("Name")
-    if not name:
-        raise InvalidArgument(f"{reader.at('Name')}: required")
-    try:
-        data = base64.b64decode(reader.str("Data"), validate=True)
-    except ValueError:
-        raise InvalidArgument(f"{reader.at('Data')}: not base64") from None
-    reader.unsupported("Driver", "Templating")
-    spec = model(name=name, labels=reader.labels("Labels"), data=data)
-    reader.done()
-    return spec
-
-
-def stack_deploy_to_json(deployment: StackDeployment, *, prune: bool = False) -> dict:
-    """The body of POST /stacks/deploy for an orch.cluster.stackspec.StackDeployment."""
-    return {
-        "Name": deployment.namespace,
-        "Services": [service_spec_to_json(s) for s in deployment.services],
-        "Networks": [_network_spec_json(n) for n in deployment.networks],
-        "Secrets": [_file_spec_json(s) for s in deployment.secrets],
-        "Configs": [_file_spec_json(c) for c in deployment.configs],
-        "External": {"Networks": list(deployment.external_networks), "Secrets": list(deployment.external_secrets),
-                     "Configs": list(deployment.external_configs)},
-        "Prune": prune,
-    }
-
-
-def stack_deploy_from_json(data: Any, path: str = "StackDeploy") -> tuple[StackDeployment, bool]:
-    """(StackDeployment, prune) from the body of POST /stacks/deploy."""
-    reader = _Reader(data, path)
-    name = reader.str("Name")
-    if not name or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
-        raise InvalidArgument(f"{reader.at('Name')}: {name!r} is not a stack name (letters, digits, '_', '.', '-')")
-    services = tuple(service_spec_from_json(s.data, s.path) for s in reader.objs("Services"))
-    networks = tuple(_network_spec(n) for n in reader.objs("Networks"))
-    secrets = tuple(_file_spec(s, r.SecretSpec) for s in reader.objs("Secrets"))
-    configs = tuple(_file_spec(c, r.ConfigSpec) for c in reader.objs("Configs"))
-    ext_networks = ext_secrets = ext_configs = ()
-    if (ext := reader.obj("External")) is not None:
-        ext_networks, ext_secrets, ext_configs = (tuple(ext.strings(k)) for k in ("Networks", "Secrets", "Configs"))
-        ext.done()
-    prune = reader.bool("Prune")
-    reader.done()
-    return StackDeployment(name, services, networks, secrets, configs, ext_networks, ext_secrets, ext_configs), prune

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from orch.cluster import dockerjson as dj
+from orch.cluster import dockerswarm as ds
+from orch.cluster import jsonread as jr
 from orch.cluster import records as r
 from orch.cluster.stackspec import translate_stack
 from orch.errors import InvalidArgument
@@ -35,7 +37,7 @@ def body(name: str) -> dict:
     ("2017-08-09T07:09:37.632105588Z", 1502262577.632105588),
 ])
 def test_times_parse_as_go_writes_them(text, seconds):
-    assert dj.parse_time(text, "T") == pytest.approx(seconds, abs=1e-6)
+    assert jr.parse_time(text, "T") == pytest.approx(seconds, abs=1e-6)
 
 
 @pytest.mark.parametrize("seconds, text", [
@@ -45,23 +47,23 @@ def test_times_parse_as_go_writes_them(text, seconds):
     (1471517064.25, "2016-08-18T10:44:24.25Z"),
 ])
 def test_times_format_as_go_marshals_them(seconds, text):
-    assert dj.format_time(seconds) == text
+    assert jr.format_time(seconds) == text
 
 
 @pytest.mark.parametrize("seconds", [1.5, 1700000000.123456, 1733443200.987654321, 1465333651.1718927, 86400.000001])
 def test_a_time_survives_a_round_trip_exactly(seconds):
-    assert dj.parse_time(dj.format_time(seconds), "T") == seconds
+    assert jr.parse_time(jr.format_time(seconds), "T") == seconds
 
 
 @pytest.mark.parametrize("text", ["yesterday", "2016-08-18 10:44:24", "2016-13-01T00:00:00Z", 5])
 def test_a_bad_time_is_one_line_naming_the_field(text):
     with pytest.raises(InvalidArgument, match=r"^Task\.CreatedAt: "):
-        dj.parse_time(text, "Task.CreatedAt")
+        jr.parse_time(text, "Task.CreatedAt")
 
 
 def test_durations_are_nanoseconds():
-    assert dj.to_ns(5.0) == 5_000_000_000 and dj.to_ns(0.001) == 1_000_000 and dj.to_ns(None) == 0
-    assert dj.from_ns(15_000_000_000) == 15.0
+    assert jr.to_ns(5.0) == 5_000_000_000 and jr.to_ns(0.001) == 1_000_000 and jr.to_ns(None) == 0
+    assert jr.from_ns(15_000_000_000) == 15.0
 
 
 # -- docker's examples (api/swagger.yaml) --------------------------------------------------------
@@ -256,7 +258,7 @@ def test_swagger_node_spec_example():
 
 
 def test_swagger_swarm_init_example():
-    req = dj.init_request_from_json({
+    req = ds.init_request_from_json({
         "ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "192.168.1.1:2377", "DataPathPort": 4789,
         "DefaultAddrPool": ["10.10.0.0/8", "20.20.0.0/8"], "SubnetSize": 24, "ForceNewCluster": False,
         "Spec": {"Orchestration": {}, "Raft": {}, "Dispatcher": {}, "CAConfig": {}, "EncryptionConfig": {"AutoLockManagers": False}},
@@ -272,26 +274,26 @@ def test_swagger_swarm_join_example_names_what_orch_does_not_take():
                "RemoteAddrs": ["node1:2377"],
                "JoinToken": "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-7p73s1dx5in4tatdymyhg9hu2"}
     with pytest.raises(InvalidArgument, match=r"^SwarmJoinRequest\.DataPathAddr: orch does not support"):
-        dj.join_request_from_json(example)
+        ds.join_request_from_json(example)
     del example["DataPathAddr"]
-    req = dj.join_request_from_json(example)
+    req = ds.join_request_from_json(example)
     assert req.remote_addrs == ("node1:2377",) and req.join_token.startswith("SWMTKN-1-3pu6")
-    assert dj.join_request_from_json(dj.join_request_to_json(req)) == req
+    assert ds.join_request_from_json(ds.join_request_to_json(req)) == req
 
 
 def test_swarm_info_example():
-    info = dj.LocalInfo(node_id="k67qz4598weg5unwwffg6z1m1", node_addr="10.0.0.46", local_node_state="active",
+    info = ds.LocalInfo(node_id="k67qz4598weg5unwwffg6z1m1", node_addr="10.0.0.46", local_node_state="active",
                         control_available=True,
                         remote_managers=(("71izy0goik036k48jg985xnds", "10.0.0.158:2377"),
                                          ("k67qz4598weg5unwwffg6z1m1", "10.0.0.46:2377")),
                         nodes=4, managers=3, cluster=(r.Cluster(id="abajmipo7b4xz5ip2nrla6b11", created_at=1471517064.0), 12))
-    out = dj.swarm_info_to_json(info)
+    out = ds.swarm_info_to_json(info)
     assert out["RemoteManagers"][0] == {"NodeID": "71izy0goik036k48jg985xnds", "Addr": "10.0.0.158:2377"}
     assert (out["Nodes"], out["Managers"], out["Cluster"]["ID"], out["Cluster"]["Version"]) == (
         4, 3, "abajmipo7b4xz5ip2nrla6b11", {"Index": 12})
     assert "JoinTokens" not in out["Cluster"]  # GET /info leaves them out
-    assert dj.swarm_info_from_json(out) == info
-    inactive = dj.swarm_info_to_json(dj.LocalInfo())
+    assert ds.swarm_info_from_json(out) == info
+    inactive = ds.swarm_info_to_json(ds.LocalInfo())
     assert inactive == {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False, "Error": "",
                         "RemoteManagers": None}
 
@@ -359,17 +361,17 @@ def test_docker_cli_global_and_no_healthcheck_bodies():
 
 
 def test_docker_cli_swarm_init_and_join():
-    req = dj.init_request_from_json(body("swarm-init.json"))
+    req = ds.init_request_from_json(body("swarm-init.json"))
     assert (req.advertise_addr, req.listen_addr, req.default_addr_pool) == ("10.0.0.5", "0.0.0.0:2377", ("10.20.0.0/16",))
     assert (req.settings.heartbeat_period, req.settings.task_history_limit) == (7.0, 3)
     assert req.availability == "active" and req.etcd_endpoints == ()
-    assert dj.init_request_from_json(dj.init_request_to_json(req)) == req
-    join = dj.join_request_from_json(body("swarm-join.json"))
+    assert ds.init_request_from_json(ds.init_request_to_json(req)) == req
+    join = ds.join_request_from_json(body("swarm-join.json"))
     assert (join.remote_addrs, join.join_token) == (("10.0.0.5:2377",), "SWMTKN-1-aaa-bbb")
 
 
 def test_orch_init_request_carries_etcd_endpoints():
-    req = dj.init_request_from_json({**body("swarm-init.json"), "EtcdEndpoints": ["https://10.0.0.9:2379"]})
+    req = ds.init_request_from_json({**body("swarm-init.json"), "EtcdEndpoints": ["https://10.0.0.9:2379"]})
     assert req.etcd_endpoints == ("https://10.0.0.9:2379",)
 
 
@@ -407,8 +409,8 @@ def test_replicated_example_carries_depends_on_as_orchs_extension():
 @pytest.mark.parametrize("example", ["hello", "replicated", "webapp"])
 def test_stack_deploy_body_round_trips(example):
     stack = _stack(example)
-    out = dj.stack_deploy_to_json(stack, prune=True)
-    again, prune = dj.stack_deploy_from_json(json.loads(json.dumps(out)))
+    out = ds.stack_deploy_to_json(stack, prune=True)
+    again, prune = ds.stack_deploy_from_json(json.loads(json.dumps(out)))
     assert prune is True
     assert again.namespace == stack.namespace and again.networks == stack.networks
     assert (again.secrets, again.configs) == (stack.secrets, stack.configs)
@@ -484,20 +486,20 @@ def test_service_round_trip_with_previous_spec_and_update_status():
 def test_swarm_round_trip_and_update():
     cluster = r.Cluster(id="abajmipo7b4xz5ip2nrla6b11", created_at=1471517064.5, ca_certificate="-----BEGIN CERTIFICATE-----\n",
                         settings=r.ClusterSettings(heartbeat_period=7.0, task_history_limit=3, default_addr_pool=["10.20.0.0/16"]))
-    out = dj.swarm_to_json(cluster, 7, join_tokens=("SWMTKN-1-a-w", "SWMTKN-1-a-m"))
+    out = ds.swarm_to_json(cluster, 7, join_tokens=("SWMTKN-1-a-w", "SWMTKN-1-a-m"))
     assert out["Spec"]["Dispatcher"] == {"HeartbeatPeriod": 7_000_000_000}
     assert out["Spec"]["Orchestration"] == {"TaskHistoryRetentionLimit": 3}
     assert out["JoinTokens"] == {"Worker": "SWMTKN-1-a-w", "Manager": "SWMTKN-1-a-m"}
     assert (out["DefaultAddrPool"], out["SubnetSize"], out["TLSInfo"]) == (["10.20.0.0/16"], 24,
                                                                            {"TrustRoot": "-----BEGIN CERTIFICATE-----\n"})
-    again, tokens = dj.swarm_from_json(json.loads(json.dumps(out)))
+    again, tokens = ds.swarm_from_json(json.loads(json.dumps(out)))
     assert again == cluster and tokens == ("SWMTKN-1-a-w", "SWMTKN-1-a-m")
     # `docker swarm update --task-history-limit 9` sends back the spec it read, changed.
     spec = copy.deepcopy(out["Spec"])
     spec["Orchestration"]["TaskHistoryRetentionLimit"] = 9
-    settings = dj.cluster_settings_from_spec(spec, cluster.settings)
+    settings = ds.cluster_settings_from_spec(spec, cluster.settings)
     assert settings == cluster.settings.model_copy(update={"task_history_limit": 9})
-    assert dj.cluster_settings_from_spec({}, cluster.settings) == cluster.settings
+    assert ds.cluster_settings_from_spec({}, cluster.settings) == cluster.settings
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -586,20 +588,20 @@ def test_zero_values_of_unsupported_fields_are_accepted(path, value):
     (dj.node_spec_from_json, {"Role": "boss", "Availability": "active"}, r"^NodeSpec\.Role: 'boss' is not one of worker, manager"),
     (dj.node_spec_from_json, {"Role": "worker", "Availability": "off"}, r"^NodeSpec\.Availability: 'off' is not one of"),
     (dj.node_spec_from_json, [], r"^NodeSpec: expected a JSON object, got a list"),
-    (dj.init_request_from_json, {"AutoLockManagers": True}, r"^SwarmInitRequest\.AutoLockManagers: orch does not support"),
-    (dj.init_request_from_json, {"ForceNewCluster": True}, r"^SwarmInitRequest\.ForceNewCluster: orch does not support"),
-    (dj.init_request_from_json, {"Spec": {"Raft": {"SnapshotInterval": 10000}}},
+    (ds.init_request_from_json, {"AutoLockManagers": True}, r"^SwarmInitRequest\.AutoLockManagers: orch does not support"),
+    (ds.init_request_from_json, {"ForceNewCluster": True}, r"^SwarmInitRequest\.ForceNewCluster: orch does not support"),
+    (ds.init_request_from_json, {"Spec": {"Raft": {"SnapshotInterval": 10000}}},
      r"^SwarmInitRequest\.Spec\.Raft\.SnapshotInterval: orch does not support this field \(orch keeps its state in etcd"),
-    (dj.init_request_from_json, {"Spec": {"Dispatcher": {"HeartbeatPeriod": 1000}}},
+    (ds.init_request_from_json, {"Spec": {"Dispatcher": {"HeartbeatPeriod": 1000}}},
      r"^SwarmInitRequest\.Spec\.Dispatcher\.HeartbeatPeriod: 1000 ns is too short"),
-    (dj.init_request_from_json, {"Spec": {"Labels": {"a": "b"}}}, r"^SwarmInitRequest\.Spec\.Labels: orch does not support swarm labels"),
-    (dj.init_request_from_json, {"SubnetSize": 31}, r"^SwarmInitRequest\.SubnetSize: must be between 1 and 29"),
-    (dj.join_request_from_json, {"RemoteAddrs": ["m:2377"]}, r"^SwarmJoinRequest\.JoinToken: required"),
-    (dj.join_request_from_json, {"JoinToken": "t"}, r"^SwarmJoinRequest\.RemoteAddrs: required"),
-    (dj.stack_deploy_from_json, {"Name": "-x"}, r"^StackDeploy\.Name: '-x' is not a stack name"),
-    (dj.stack_deploy_from_json, {"Name": "s", "Networks": [{"Name": "n", "Driver": "bridge"}]},
+    (ds.init_request_from_json, {"Spec": {"Labels": {"a": "b"}}}, r"^SwarmInitRequest\.Spec\.Labels: orch does not support swarm labels"),
+    (ds.init_request_from_json, {"SubnetSize": 31}, r"^SwarmInitRequest\.SubnetSize: must be between 1 and 29"),
+    (ds.join_request_from_json, {"RemoteAddrs": ["m:2377"]}, r"^SwarmJoinRequest\.JoinToken: required"),
+    (ds.join_request_from_json, {"JoinToken": "t"}, r"^SwarmJoinRequest\.RemoteAddrs: required"),
+    (ds.stack_deploy_from_json, {"Name": "-x"}, r"^StackDeploy\.Name: '-x' is not a stack name"),
+    (ds.stack_deploy_from_json, {"Name": "s", "Networks": [{"Name": "n", "Driver": "bridge"}]},
      r"^StackDeploy\.Networks\[0\]\.Driver: a stack's networks are overlay networks"),
-    (dj.stack_deploy_from_json, {"Name": "s", "Secrets": [{"Name": "n", "Data": "%%%"}]}, r"^StackDeploy\.Secrets\[0\]\.Data: not base64"),
+    (ds.stack_deploy_from_json, {"Name": "s", "Secrets": [{"Name": "n", "Data": "%%%"}]}, r"^StackDeploy\.Secrets\[0\]\.Data: not base64"),
 ])
 def test_other_refusals(fn, data, message):
     with pytest.raises(InvalidArgument, match=message):
