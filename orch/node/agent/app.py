@@ -21,7 +21,7 @@ from orch import paths
 from orch.errors import OrchError
 
 ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
-                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects")
+                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects", "routes_cluster")
 
 
 def collect_routes() -> list:
