@@ -8,10 +8,10 @@ swarmkit's list filters:
 - nodes: id (prefix), name (prefix of the node's name or hostname), label (engine labels),
   node.label (the node's own labels), role (manager|worker), membership (accepted|pending);
 - services: id (prefix), name (prefix), label, mode (replicated|global);
-- tasks: id (prefix), name (prefix of SERVICE.SLOT), label (the task's own labels: docker's
-  tasks have none, so a label filter matches no task), service and node (ids: the route
-  resolves names first), desired-state (running|shutdown|accepted), and `_up-to-date`, the
-  docker CLI's internal filter for tasks of the service's current spec.
+- tasks: id (prefix), name (prefix of SERVICE.SLOT), label (the labels of the task's service,
+  as swarmkit matches a task's ServiceAnnotations: `stack ps` lists a stack's tasks by its
+  namespace label), service and node (ids: the route resolves names first), desired-state,
+  and `_up-to-date`, the docker CLI's internal filter for tasks of the service's current spec.
 
 A `label` value is `KEY` (the label exists) or `KEY=VALUE`. An unknown key, or a role,
 membership, mode or desired state that does not exist, is one InvalidArgument line.
@@ -103,14 +103,14 @@ def service_matches(f: Filters, service: r.Service) -> bool:
             and _any(f.get("mode"), lambda v: v.lower() == spec.mode))
 
 
-def task_matches(f: Filters, task: r.Task, *, current_spec_version: int | None = None) -> bool:
-    """`service` and `node` values are ids here (the route resolves names); `_up-to-date`
-    needs the task's service's spec version."""
+def task_matches(f: Filters, task: r.Task, *, service: r.Service | None = None) -> bool:
+    """`service` and `node` values are ids here (the route resolves names); `label` and
+    `_up-to-date` read the task's service (None: it is gone, and neither matches)."""
     up_to_date = f.get("_up-to-date")
     return (_any(f.get("id"), task.id.startswith)
             and _any(f.get("name"), task.name.startswith)
-            and labels_match(f.get("label"), {})  # docker's tasks carry no labels of their own
+            and labels_match(f.get("label"), service.spec.labels if service is not None else {})
             and _any(f.get("service"), lambda v: v == task.service_id)
             and _any(f.get("node"), lambda v: v == task.node_id)
             and _any(f.get("desired-state"), lambda v: not v or v.lower() == task.desired_state.value)
-            and (not up_to_date or current_spec_version is None or task.spec_version == current_spec_version))
+            and (not up_to_date or (service is not None and task.spec_version == service.spec_version)))

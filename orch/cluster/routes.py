@@ -346,9 +346,8 @@ async def tasks_list(request):
     f = af.parse_filters(request.query_params.get("filters"), af.TASK_KEYS)
     control = await _control(request)
     f = await _resolved(control, f)
-    versions = {s.id: s.record.spec_version for s in await control.services()} if "_up-to-date" in f else {}
-    tasks = [t for t in await control.tasks()
-             if af.task_matches(f, t.record, current_spec_version=versions.get(t.record.service_id))]
+    services = {s.id: s.record for s in await control.services()} if "_up-to-date" in f or "label" in f else {}
+    tasks = [t for t in await control.tasks() if af.task_matches(f, t.record, service=services.get(t.record.service_id))]
     return _json([dj.task_to_json(t.record, t.mod_revision) for t in tasks])
 
 

@@ -298,6 +298,7 @@ async def test_tasks_filters(cluster):
     assert await ids(name=["web.2"]) == {t2}
     assert await ids(id=[t3[:8]]) == {t3}
     assert await ids(label=["x"]) == set()
+    assert await ids(label=["com.docker.stack.namespace"]) == set()
     assert await ids(service=["web"], node=["worker-2"]) == {t2}
     assert await ids(**{"_up_to_date": ["true"]}) == {t1, t2, t3}
     web = (await client.get("/services/web")).json()
@@ -334,6 +335,12 @@ async def test_stack_deploy_list_and_remove(cluster):
     assert proxy["Spec"]["DependsOn"] == {"rep_app": {"Condition": "service_healthy", "Required": True}}
     again = await client.post("/stacks/deploy", json=ds.stack_deploy_to_json(stack))
     assert again.json()["Lines"] == []
+    # `stack ps` finds the stack's tasks by their service's namespace label, as swarmkit does.
+    await client.post("/services/create", json=service_body("loner"))
+    mine = await member.add_task("rep_app", slot=1)
+    await member.add_task("loner", slot=1)
+    resp = await client.get("/tasks" + filters(label=["com.docker.stack.namespace=rep"]))
+    assert [t["ID"] for t in resp.json()] == [mine]
     resp = await client.delete("/stacks/rep")
     assert resp.json()["Lines"] == ["Removing service rep_app", "Removing service rep_proxy", "Removing network rep_default"]
     assert (await client.get("/stacks")).json() == []
