@@ -308,12 +308,12 @@ class Control:
         lines: list[str] = []
         groups: list[list] = []
         found = False
-        for s in await self.services():
+        for s in sorted(await self.services(), key=lambda s: s.record.spec.name):
             if s.record.spec.labels.get(NAMESPACE) == ns:
                 found = True
                 groups.append([Delete(SERVICES, s.id, s.mod_revision), Delete(SERVICE_NAMES, s.record.spec.name)])
                 lines.append(f"Removing service {s.record.spec.name}")
-        for kind in (SECRETS, CONFIGS, NETWORKS):
+        for kind in (NETWORKS, SECRETS, CONFIGS):
             for item in (await self.store.list(kind)).items:
                 if item.record.spec.labels.get(NAMESPACE) == ns:
                     found = True
