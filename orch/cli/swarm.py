@@ -45,7 +45,8 @@ def _join_command(client, node_id: str, *, worker: bool, manager: bool) -> None:
 def init(prog: str, argv: list[str]) -> int:
     p = Parser(prog=prog, description="Initialize a swarm")
     p.add_argument("--advertise-addr", default="", help='advertised address (format: "<ip|interface>[:port]")')
-    p.add_argument("--listen-addr", default="0.0.0.0:2377", help='listen address (format: "<ip|interface>[:port]")')
+    p.add_argument("--listen-addr", default="", help='listen address (format: "<ip|interface>[:port]"; default '
+                                                     '0.0.0.0 on the advertised port, 2377)')
     p.add_argument("--etcd-endpoints", default="", metavar="URLS",
                    help="keep the cluster's state in this etcd (comma-separated https:// URLs) instead of an embedded member")
     p.add_argument("--default-addr-pool", action="append", default=[], metavar="CIDR",
@@ -81,7 +82,8 @@ def join(prog: str, argv: list[str]) -> int:
     p = Parser(prog=prog, description="Join a swarm as a node and/or manager", usage=f"{prog} [OPTIONS] HOST:PORT")
     p.add_argument("--token", required=True, help="token for entry into the swarm")
     p.add_argument("--advertise-addr", default="", help='advertised address (format: "<ip|interface>[:port]")')
-    p.add_argument("--listen-addr", default="0.0.0.0:2377", help='listen address (format: "<ip|interface>[:port]")')
+    p.add_argument("--listen-addr", default="", help='listen address (format: "<ip|interface>[:port]"; default '
+                                                     '0.0.0.0 on the advertised port, 2377)')
     p.add_argument("remote", metavar="HOST:PORT")
     a = p.parse_args(argv)
     client = _client()

@@ -130,7 +130,7 @@ def swarm_from_json(data: Any, path: str = "Swarm") -> tuple[r.Cluster, tuple[st
 class InitRequest:
     """POST /swarm/init: docker's SwarmInitRequest, plus orch's EtcdEndpoints."""
 
-    listen_addr: str = "0.0.0.0:2377"
+    listen_addr: str = ""  # "": 0.0.0.0 on the advertised port (the node decides)
     advertise_addr: str = ""
     default_addr_pool: tuple[str, ...] = ()
     subnet_size: int = 24
@@ -170,7 +170,7 @@ def init_request_from_json(data: Any, path: str = "SwarmInitRequest") -> InitReq
     reader.raw("Spec")
     settings = settings.model_copy(update={"default_addr_pool": list(pool) or base.default_addr_pool, "subnet_size": subnet_size})
     endpoints = tuple(reader.strings("EtcdEndpoints"))
-    req = InitRequest(listen_addr=reader.str("ListenAddr") or "0.0.0.0:2377", advertise_addr=reader.str("AdvertiseAddr"),
+    req = InitRequest(listen_addr=reader.str("ListenAddr"), advertise_addr=reader.str("AdvertiseAddr"),
                       default_addr_pool=pool, subnet_size=subnet_size, settings=settings,
                       availability=reader.choice("Availability", ("active", "pause", "drain"), "active"),
                       etcd_endpoints=endpoints)
@@ -184,7 +184,7 @@ class JoinRequest:
 
     remote_addrs: tuple[str, ...]
     join_token: str
-    listen_addr: str = "0.0.0.0:2377"
+    listen_addr: str = ""  # "": 0.0.0.0 on the advertised port (the node decides)
     advertise_addr: str = ""
     availability: str = "active"
 
@@ -203,7 +203,7 @@ def join_request_from_json(data: Any, path: str = "SwarmJoinRequest") -> JoinReq
     token = reader.str("JoinToken")
     if not token:
         raise InvalidArgument(f"{reader.at('JoinToken')}: required (orch swarm join-token worker, on a manager, prints it)")
-    req = JoinRequest(remote_addrs=remotes, join_token=token, listen_addr=reader.str("ListenAddr") or "0.0.0.0:2377",
+    req = JoinRequest(remote_addrs=remotes, join_token=token, listen_addr=reader.str("ListenAddr"),
                       advertise_addr=reader.str("AdvertiseAddr"),
                       availability=reader.choice("Availability", ("active", "pause", "drain"), "active"))
     reader.done()
