@@ -204,7 +204,7 @@ def compute_assign(session: _Session, tasks, secrets_, configs, *, full: bool) -
         new_secrets = list(secrets_)
         new_configs = list(configs)
     else:
-        changed = [t for tid, t in wanted.items() if session.sent_tasks.get(tid) != t]
+        changed = [t for tid, t in wanted.items() if (sent := session.sent_tasks.get(tid)) is not t and sent != t]
         removed = [tid for tid in session.sent_tasks if tid not in wanted]
         new_secrets = [s for s in secrets_ if s["id"] not in session.sent_secrets]
         new_configs = [c for c in configs if c["id"] not in session.sent_configs]

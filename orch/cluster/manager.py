@@ -138,6 +138,7 @@ class Manager:
         self._node_writes: dict[str, Callable[[r.Node], r.Node | None]] = {}
         self.plans = 0
         self.commits = 0
+        self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
 
     # -- election -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -223,8 +224,21 @@ class Manager:
         cache = self.cache
         if cache is None:
             return [], [], []
-        tasks = [cache.tasks[tid] for tid in cache.tasks_by_node.get(node_id, ()) if tid in cache.tasks]
-        return [assignment_of(t, cache.services.get(t.service_id)) for t in tasks], [], []
+        out = []
+        memo = self._assigned
+        for tid in cache.tasks_by_node.get(node_id, ()):
+            task = cache.tasks.get(tid)
+            if task is None:
+                continue
+            # A task's status changes far more often than what the node is told of it: keep the
+            # payload while the parts it is made of are the same objects (records are frozen,
+            # and a status update copies the rest by reference).
+            key = (task.spec, task.desired_state, task.node_id, task.endpoint)
+            hit = memo.get(tid)
+            if hit is None or hit[0] != key:
+                hit = memo[tid] = (key, assignment_of(task, cache.services.get(task.service_id)))
+            out.append(hit[1])
+        return out, [], []
 
     async def report(self, node_id: str, updates) -> None:
         for u in updates:
@@ -286,8 +300,10 @@ class Manager:
                         self._dirty.add(task.service_id)
                     if dispatcher is not None and task.node_id:
                         dispatcher.node_changed(task.node_id)
-                elif self._dirty is not None:
-                    self._dirty = None  # a deleted task: its service is unknown here
+                else:
+                    self._assigned.pop(c.id, None)
+                    if self._dirty is not None:
+                        self._dirty = None  # a deleted task: its service is unknown here
             elif c.kind is NODES:
                 self._dirty = None
                 if dispatcher is not None and c.record is None:

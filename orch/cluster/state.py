@@ -66,6 +66,9 @@ class Cache:
     tasks_by_node: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     revision: int = 0
     changed: trio.Event = field(default_factory=trio.Event)
+    # Tasks of a service share one TaskSpec value (records.SpecInterner): memory, and cheap
+    # comparisons of what a task runs.
+    specs: r.SpecInterner = field(default_factory=r.SpecInterner)
 
     def table(self, kind: Kind) -> dict:
         return {NODES: self.nodes, SERVICES: self.services, TASKS: self.tasks, NETWORKS: self.networks,
@@ -94,6 +97,8 @@ class Cache:
             table = self.table(kind)
             old = table.get(record_id)
             if kind is TASKS:
+                if record is not None:
+                    record = self.specs.task(record)
                 if old is not None and old.node_id and (record is None or old.node_id != record.node_id):
                     self.tasks_by_node[old.node_id].discard(record_id)
                 if record is not None and record.node_id:
