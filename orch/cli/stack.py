@@ -36,13 +36,16 @@ def deploy(prog: str, argv: list[str]) -> int:
     p = Parser(prog=prog, description="Deploy a new stack or update an existing stack", usage=f"{prog} [OPTIONS] STACK")
     p.add_argument("-c", "--compose-file", action="append", default=[], metavar="strings",
                    help="path to a Compose file (repeat to merge several)")
-    p.add_argument("-d", "--detach", nargs="?", const="true", default="true", metavar="bool",
-                   help="exit immediately instead of waiting for the stack services to converge (default true)")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="exit immediately instead of waiting for the stack services to converge (default true; "
+                        "--detach=false waits)")
     p.add_argument("--prune", action="store_true", help="prune services that are no longer referenced")
     p.add_argument("-q", "--quiet", action="store_true", help="suppress progress output")
     p.add_argument("--with-registry-auth", action="store_true", help="send registry authentication details to swarm agents")
     p.add_argument("stack")
-    argv = [("--detach=" + w.split("=", 1)[1]) if w.startswith("-d=") else w for w in argv]
+    from orch.cli.serviceflags import split_bools
+
+    argv, explicit = split_bools(argv)
     a = p.parse_args(argv)
     _check_name(a.stack)
     if a.with_registry_auth:
@@ -52,7 +55,7 @@ def deploy(prog: str, argv: list[str]) -> int:
         raise InvalidArgument("specify a Compose file (with --compose-file)")
     if "-" in a.compose_file:
         raise InvalidArgument("reading a Compose file from stdin is not supported; give its path")
-    detach = a.detach.lower() not in ("false", "0", "no")
+    detach = explicit.get("--detach", True)
     body = deploy_body(a.stack, [Path(f) for f in a.compose_file], prune=a.prune)
     client = _client()
     answer = client.call("POST", "/stacks/deploy", body)
@@ -132,9 +135,11 @@ def services(prog: str, argv: list[str]) -> int:
 
 def rm(prog: str, argv: list[str]) -> int:
     p = Parser(prog=prog, description="Remove one or more stacks", usage=f"{prog} [OPTIONS] STACK [STACK...]")
-    p.add_argument("-d", "--detach", nargs="?", const="true", default="true", metavar="bool",
-                   help="do not wait for stack removal (default true)")
+    p.add_argument("-d", "--detach", action="store_true", help="do not wait for stack removal (default true)")
     p.add_argument("stacks", nargs="+")
+    from orch.cli.serviceflags import split_bools
+
+    argv, _ = split_bools(argv)
     a = p.parse_args(argv)
     client, failed = _client(), 0
     for name in a.stacks:

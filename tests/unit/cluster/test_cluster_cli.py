@@ -343,3 +343,23 @@ def test_stack_deploy_ls_services_ps_rm(cluster, capsys, monkeypatch, tmp_path):
     assert (code, out, err) == (0, "Removing service rep_app\nRemoving service rep_proxy\nRemoving network rep_default\n",
                                 "Nothing found in stack: gone\n")
     assert orch_cmd(capsys, "stack", "services", "rep") == (0, "", "Nothing found in stack: rep\n")
+
+
+def test_stack_deploy_detach_false_follows_each_service(cluster, capsys, monkeypatch):
+    member, client = cluster
+    init(capsys, client)
+    w1 = client.run(member.add_node, "worker-1")
+    clock = [0.0]
+    script = [lambda: client.run(member.add_task, "hi_web", slot=1, node_id=w1, state="running", at=NOW)]
+
+    def sleep(seconds):
+        clock[0] += seconds
+        if script:
+            script.pop(0)()
+
+    monkeypatch.setattr(converge, "time", types.SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    code, out, err = orch_cmd(capsys, "stack", "deploy", "--detach=false", "-c", str(EXAMPLES / "hello" / "compose.yaml"), "hi")
+    assert code == 0, err
+    assert lines(out)[:5] == ["Creating network hi_default", "Creating service hi_web", "overall progress: 0 out of 1 tasks",
+                              "1/1: running", "overall progress: 1 out of 1 tasks"]
+    assert lines(out)[-1] == "verify: Service hi_web converged" and clock[0] >= 5.0  # the update's 5 s monitor
