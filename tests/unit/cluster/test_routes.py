@@ -355,3 +355,21 @@ async def test_a_body_past_the_bound_is_refused(cluster, monkeypatch):
     monkeypatch.setattr(routes, "MAX_BODY", 1024)
     resp = await client.post("/services/create", json={**service_body(), "Labels": {"x": "y" * 2000}})
     await expect_error(resp, 400, "invalid-argument", "the request body is larger than")
+
+
+# -- the filters query, pure ---------------------------------------------------------------------
+
+
+def test_filters_parse_both_of_dockers_forms_and_refuse_the_rest():
+    from orch.cluster import apifilters as af
+    from orch.errors import InvalidArgument
+
+    assert af.parse_filters('{"name": ["web"], "label": {"a=b": true, "c": false}}', af.SERVICE_KEYS) == {
+        "name": ["web"], "label": ["a=b"]}
+    assert af.parse_filters("", af.SERVICE_KEYS) == {}
+    for text, message in [("nope", "not JSON"), ("[1]", "expected a JSON object"), ('{"name": [1]}', "must be strings"),
+                          ('{"_up-to-date": ["1"]}', "invalid filter '_up-to-date'; filters here are id, name, label, mode")]:
+        with pytest.raises(InvalidArgument, match=message):
+            af.parse_filters(text, af.SERVICE_KEYS)
+    assert af.labels_match(["a", "b=2"], {"a": "", "b": "2"}) and not af.labels_match(["b=3"], {"b": "2"})
+    assert af.labels_match(None, {}) and not af.labels_match(["x"], {})
