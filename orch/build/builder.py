@@ -49,6 +49,10 @@ class BuildFailed(UserError):
     """A step of the build failed: the message names the file, line, step and why."""
 
 
+class CacheMiss(Exception):
+    """A cache-only build (Builder(cache_only=True)) reached a step it would have to run."""
+
+
 @dataclass
 class BuildRequest:
     context: Path
@@ -101,11 +105,17 @@ def read_dockerfile(req: BuildRequest) -> Dockerfile:
 
 
 class Builder:
-    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None):
+    """With `cache_only`, the build only looks steps up: the first step that would run raises
+    CacheMiss, before anything is mounted or forked. The agent runs such a build in its own
+    process (a fully cached rebuild needs no worker, so no interpreter start) and hands the
+    build to a worker process when it misses."""
+
+    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None, cache_only: bool = False):
         self.store = store
         self.out = out
         self.cache = cachemod.BuildCache(store.root)
         self.cgroups = cgroups
+        self.cache_only = cache_only
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -122,6 +132,13 @@ class Builder:
         self.df, self.req = df, req
         self.lexer = Lexer(escape=df.escape)
         self.context = ctx.open_context(req.context)
+        self.digests = cachemod.StatDigests(self.store.root, self.context.path)
+        try:
+            return self._build_checked(checked, req)
+        finally:
+            self.digests.save()  # also after a miss or a failure: what was hashed stays known
+
+    def _build_checked(self, checked: Checked, req: BuildRequest) -> Image:
         self.used_args: set[str] = set()
         self.meta = self._meta_args(checked)
         target = checked.stage(req.target) if req.target else checked.stages[-1]
@@ -242,15 +259,19 @@ class Builder:
         if hit is not None:
             self.out(" ---> Using cache")
             new = hit
+        elif self.cache_only:
+            raise CacheMiss(text)
         else:
             new = execute()
             self.cache.put(key, {"config": new.config, "layers": new.layers})
         self.out(f" ---> {short(new.id)}")
         return new
 
-    def _meta_step(self, state: State, keyword: str, text: str, change: Callable[[dict], dict]) -> State:
+    def _meta_step(self, state: State, keyword: str, text: str, change: Callable[[dict], dict], *, history: str | None = None) -> State:
+        """A step that changes only the config. `text` (unambiguous: JSON for lists) keys the
+        cache; `history` is the created_by people read, when it is not the same."""
         full = steps.history_text(keyword, text)
-        return self._step(state, full, lambda: self._next(state, full, inner=change(copy.deepcopy(state.inner))))
+        return self._step(state, full, lambda: self._next(state, history or full, inner=change(copy.deepcopy(state.inner))))
 
     # -- stages --------------------------------------------------------------------------------
 
@@ -318,6 +339,7 @@ class Builder:
         word = lambda w: self._expand(ins, w, vars_)  # noqa: E731
         flags = parse_flags(ins)
         if kw == "ARG":
+            declared = []
             for w in ins.args:
                 name, eq, default = w.partition("=")
                 value = word(default) if eq else None
@@ -327,8 +349,11 @@ class Builder:
                     value = self.req.build_args[name]
                     self.used_args.add(name)
                 self.args[name] = value
-            self.out(f" ---> {short(state.id)}")
-            return state
+                declared.append((name, value))
+            # An empty-layer history entry with the values in effect, as buildkit records it
+            # (`ARG X=1`, or `ARG Y` for one without a value).
+            history = "ARG " + " ".join(name if value is None else f"{name}={value}" for name, value in declared)
+            return self._meta_step(state, "ARG", steps.json_args([list(d) for d in declared]), lambda i: i, history=history)
         if kw == "ENV":
             pairs = [(word(k), word(v)) for k, v in ins.pairs]
             return self._meta_step(state, "ENV", " ".join(f"{k}={v}" for k, v in pairs), lambda i: steps.set_env(i, pairs))
@@ -350,10 +375,12 @@ class Builder:
                 steps.add_ports({}, ports)
             except UserError as err:
                 raise self._fail(ins, str(err)) from None
-            return self._meta_step(state, "EXPOSE", " ".join(ports), lambda i: steps.add_ports(i, ports))
+            return self._meta_step(state, "EXPOSE", " ".join(ports), lambda i: steps.add_ports(i, ports),
+                                   history="EXPOSE " + steps.go_list(steps.port_list(ports)))
         if kw == "VOLUME":
             paths = [word(a) for a in ins.args]
-            return self._meta_step(state, "VOLUME", steps.json_args(paths), lambda i: steps.add_volumes(i, paths))
+            return self._meta_step(state, "VOLUME", steps.json_args(paths), lambda i: steps.add_volumes(i, paths),
+                                   history="VOLUME " + steps.go_list(paths))
         if kw == "USER":
             user = word(ins.args[0])
             return self._meta_step(state, "USER", user, lambda i: steps.set_key(i, "User", user))
@@ -362,16 +389,20 @@ class Builder:
             return self._meta_step(state, "STOPSIGNAL", sig, lambda i: steps.set_key(i, "StopSignal", sig))
         if kw == "SHELL":
             shell = list(ins.args)
-            return self._meta_step(state, "SHELL", steps.json_args(shell), lambda i: steps.set_key(i, "Shell", shell))
+            return self._meta_step(state, "SHELL", steps.json_args(shell), lambda i: steps.set_key(i, "Shell", shell),
+                                   history="SHELL " + steps.go_list(shell))
         if kw == "CMD":
             argv = steps.command_words(list(ins.args), ins.json, state.inner)
-            return self._meta_step(state, "CMD", steps.json_args(argv), lambda i: steps.set_key(i, "Cmd", argv))
+            return self._meta_step(state, "CMD", steps.json_args(argv), lambda i: steps.set_key(i, "Cmd", argv),
+                                   history="CMD " + steps.go_quoted_list(argv))
         if kw == "ENTRYPOINT":
             argv = steps.command_words(list(ins.args), ins.json, state.inner)
-            return self._meta_step(state, "ENTRYPOINT", steps.json_args(argv), lambda i: steps.set_entrypoint(i, argv))
+            return self._meta_step(state, "ENTRYPOINT", steps.json_args(argv), lambda i: steps.set_entrypoint(i, argv),
+                                   history="ENTRYPOINT " + steps.go_quoted_list(argv))
         if kw == "HEALTHCHECK":
+            check = steps.healthcheck({}, list(ins.args), flags, ins.json)["Healthcheck"]
             return self._meta_step(state, "HEALTHCHECK", ins.original.split(None, 1)[1],
-                                   lambda i: steps.healthcheck(i, list(ins.args), flags, ins.json))
+                                   lambda i: steps.set_key(i, "Healthcheck", check), history=steps.healthcheck_history(check))
         if kw == "ONBUILD":
             trigger_text = ins.original.split(None, 1)[1].strip()
             return self._meta_step(state, "ONBUILD", trigger_text, lambda i: steps.add_onbuild(i, trigger_text))
@@ -418,7 +449,7 @@ class Builder:
             argv = steps.command_words(list(ins.args), ins.json, state.inner)
         build_args = self._run_args(state)
         text = "RUN " + steps.json_args(argv) + (f" --network={network}" if network != "default" else "")
-        created_by = "RUN " + (" ".join(argv) if not ins.json else steps.json_args(argv))
+        created_by = steps.run_history(argv, self.args, steps.env_dict(state.inner))
 
         def execute() -> State:
             inner = state.inner
@@ -495,7 +526,7 @@ class Builder:
                 found = ctx.resolve_sources(self.context, srcs, what=what)
             except ctx.ContextError as err:
                 raise BuildFailed(str(err)) from None
-            sources_digest = cachemod.compute_sources_digest(ctx.source_entries(self.context, found))
+            sources_digest = cachemod.compute_sources_digest(ctx.source_entries(self.context, found, self.digests))
             source_state = None
 
         def copy_into(src_root: ctx.SourceRoot) -> State:
@@ -512,7 +543,8 @@ class Builder:
                     shown = where.replace(str(root), "") if where else ""
                     raise BuildFailed(f"{what}: cannot write{shown} into the image: {err.strerror}") from None
             desc, diff_id, _ = rootfs.commit_layer(self.store, key)
-            return self._next(state, f"{kw} {' '.join(words)}", layer=(desc, diff_id))
+            shown = [f"<<{s}" for s in srcs] if inline is not None else srcs
+            return self._next(state, steps.copy_history(kw, {"chown": chown, "chmod": chmod}, shown, dest), layer=(desc, diff_id))
 
         def execute() -> State:
             if inline is not None:

@@ -20,8 +20,12 @@ temporary file and renamed, so a crashed build leaves either no entry or a whole
 import hashlib
 import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from orch import paths
 
 # Bump when the meaning of a step changes in orch, so old entries are not reused.
 CACHE_VERSION = "orch-build-cache-1"
@@ -75,12 +79,74 @@ def file_digest(path: Path | str) -> str:
     return "sha256:" + h.hexdigest()
 
 
+# A file changed less than this long before it was hashed may change again within the same
+# timestamp tick without its stat changing ("racy git"): its digest is not remembered.
+RACY_SECONDS = 2.0
+
+
+class StatDigests:
+    """File digests remembered by what lstat says of the file, so a rebuild reads no file that
+    did not change (BuildKit's content hashes keep a stat-keyed cache the same way).
+
+    An entry is used only when path, size, mtime, ctime, inode, device and mode are all the
+    same as when the file was hashed. ctime cannot be set from user space: a file written and
+    then given its old mtime back (`touch -d`, `cp -p`, an archive extraction) still has a
+    new ctime, so it is hashed again. A file that changed less than RACY_SECONDS before it
+    was hashed is not remembered, because a second write in the same timestamp tick would
+    leave its stat as it was. One JSON file per build context under ORCH_ROOT/build-stat,
+    holding the entries of that context's last build; it is written (atomically) only when
+    something changed, and a lost or broken file only costs hashing again.
+    """
+
+    def __init__(self, root: Path, context: Path | str, *, now: float | None = None):
+        self.dir = Path(root) / "build-stat"
+        self.path = self.dir / hashlib.sha256(os.fsencode(str(context))).hexdigest()
+        self.now = time.time() if now is None else now
+        try:
+            self.known: dict[str, list] = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            self.known = {}
+        self.seen: dict[str, list] = {}
+        self.changed = False
+
+    @staticmethod
+    def _stamp(st: os.stat_result) -> list:
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_mode]
+
+    def digest(self, path: str, st: os.stat_result) -> str:
+        """The file's sha256, from memory when `st` (its lstat, or stat for a followed link)
+        matches what was recorded."""
+        stamp = self._stamp(st)
+        entry = self.known.get(path)
+        if entry is not None and entry[:-1] == stamp:
+            self.seen[path] = entry
+            return entry[-1]
+        digest = file_digest(path)
+        # Read what was hashed against the file as it is now: a write during the read shows.
+        after = os.stat(path)
+        if self._stamp(after) == stamp and self.now - max(st.st_mtime, st.st_ctime) >= RACY_SECONDS:
+            self.seen[path] = stamp + [digest]
+            self.changed = True
+        elif path in self.known:
+            self.changed = True  # the old entry is dropped
+        return digest
+
+    def save(self) -> None:
+        """Keep the entries of this build (not those of files it no longer reads)."""
+        if not self.changed and len(self.seen) == len(self.known):
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(self.seen, separators=(",", ":")))
+        os.rename(tmp, self.path)
+
+
 class BuildCache:
     """Cache entries: key -> {"config": the step's image config (dict), "layers": [blob digests]}."""
 
     def __init__(self, root: Path):
         self.dir = Path(root) / "build-cache"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.dir)  # root only: see orch.paths
 
     def _path(self, key: str) -> Path:
         return self.dir / key.split(":", 1)[-1]

@@ -188,26 +188,30 @@ def resolve_sources(root: SourceRoot, patterns: list[str], *, what: str) -> list
 
 def _walk(root: SourceRoot, src: Source):
     """(relative path under the source, host path, lstat) for the source and, for a
-    directory, everything below it that .dockerignore keeps. Links are not followed."""
-    st = os.stat(src.host)  # the source itself was resolved through its links already
-    yield "", src.host, st
+    directory, everything below it that .dockerignore keeps. Links are not followed. Host
+    paths are strings and directories are read with scandir: a rebuild walks every file of
+    the context, and pathlib's objects cost more than the system calls."""
+    top = str(src.host)
+    st = os.stat(top)  # the source itself was resolved through its links already
+    yield "", top, st
     if not stat.S_ISDIR(st.st_mode):
         return
     stack = [""]
     while stack:
         sub = stack.pop()
-        base = src.host / sub if sub else src.host
-        for name in sorted(os.listdir(base)):
-            rel = f"{sub}/{name}" if sub else name
+        base = f"{top}/{sub}" if sub else top
+        with os.scandir(base) as entries:
+            found = sorted(entries, key=lambda e: e.name)
+        for entry in found:
+            rel = f"{sub}/{entry.name}" if sub else entry.name
             ctx_rel = f"{src.rel}/{rel}" if src.rel else rel
-            host = base / name
-            est = os.lstat(host)
+            est = entry.stat(follow_symlinks=False)
             is_dir = stat.S_ISDIR(est.st_mode)
             if root.excluded(ctx_rel):
                 if is_dir and root.matcher is not None and root.matcher.has_exceptions:
                     stack.append(rel)  # an exception may re-include something inside
                 continue
-            yield rel, host, est
+            yield rel, entry.path, est
             if is_dir:
                 stack.append(rel)
 
@@ -222,13 +226,17 @@ def _kind(st: os.stat_result) -> str:
     return "other"
 
 
-def source_entries(root: SourceRoot, sources: list[Source]) -> list[SourceEntry]:
-    """What the cache hashes for these sources: names, kinds, modes, owners, contents."""
+def source_entries(root: SourceRoot, sources: list[Source], digests=None) -> list[SourceEntry]:
+    """What the cache hashes for these sources: names, kinds, modes, owners, contents.
+    `digests` (a cache.StatDigests) answers for files whose stat did not change."""
     out = []
     for i, src in enumerate(sources):
         for rel, host, st in _walk(root, src):
             kind = _kind(st)
-            content = file_digest(host) if kind == "file" else os.readlink(host) if kind == "symlink" else ""
+            if kind == "file":
+                content = digests.digest(host, st) if digests is not None else file_digest(host)
+            else:
+                content = os.readlink(host) if kind == "symlink" else ""
             out.append(SourceEntry(f"{i}:{src.name}/{rel}", kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, content))
     return out
 
@@ -280,13 +288,16 @@ def copy_sources(root: SourceRoot, sources: list[Source], image_root: Path, dest
         raise ContextError(f"{what}: when copying more than one source, the destination must be a directory and end with a /")
     existing = _image_path(image_root, path)
     into_dir = as_dir or existing.is_dir()
+    # Files hard-linked to each other among the sources stay linked in the image, as docker's
+    # and buildkit's copies keep them (one inode, counted once in the layer's size).
+    links: dict[tuple[int, int], Path] = {}
     for src in sources:
         st = os.stat(src.host)
         if stat.S_ISDIR(st.st_mode):
             target = _mkdirs(image_root, path, own)
             if not target.is_dir():
                 raise ContextError(f"{what}: cannot copy the directory '{src.name or '.'}' to '{path}': it exists in the image and is not a directory")
-            _copy_tree(root, src, target, own)
+            _copy_tree(root, src, target, own, links)
         elif extract and _archive_opener(src.host) is not None:
             target = _mkdirs(image_root, path, own)
             _extract(src.host, target, own, what)
@@ -298,10 +309,10 @@ def copy_sources(root: SourceRoot, sources: list[Source], image_root: Path, dest
                 parent_path = path.rsplit("/", 1)[0] or "/"
                 _mkdirs(image_root, parent_path, own)
                 target = _image_path(image_root, path)
-            _copy_entry(src.host, target, st, own, root.is_context)
+            _copy_entry(src.host, target, st, own, root.is_context, links)
 
 
-def _copy_tree(root: SourceRoot, src: Source, target: Path, own: Ownership) -> None:
+def _copy_tree(root: SourceRoot, src: Source, target: Path, own: Ownership, links: dict) -> None:
     first = True
     for rel, host, st in _walk(root, src):
         if first:
@@ -309,10 +320,10 @@ def _copy_tree(root: SourceRoot, src: Source, target: Path, own: Ownership) -> N
             continue
         dst = target / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _copy_entry(host, dst, st, own, root.is_context)
+        _copy_entry(host, dst, st, own, root.is_context, links)
 
 
-def _copy_entry(host: Path, dst: Path, st: os.stat_result, own: Ownership, from_context: bool) -> None:
+def _copy_entry(host: Path, dst: Path, st: os.stat_result, own: Ownership, from_context: bool, links: dict | None = None) -> None:
     try:
         dst_st = os.lstat(dst)
     except FileNotFoundError:
@@ -323,6 +334,15 @@ def _copy_entry(host: Path, dst: Path, st: os.stat_result, own: Ownership, from_
         else:
             os.unlink(dst)
     mode = stat.S_IMODE(st.st_mode)
+    if links is not None and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        first = links.get((st.st_dev, st.st_ino))
+        if first is not None:
+            try:
+                os.link(first, dst)  # its owner, mode and times are the first copy's
+                return
+            except OSError:
+                pass  # the first copy was replaced by a later source: copy this one too
+        links[(st.st_dev, st.st_ino)] = dst
     if stat.S_ISDIR(st.st_mode):
         if dst_st is None or not stat.S_ISDIR(dst_st.st_mode):
             os.mkdir(dst, 0o700)

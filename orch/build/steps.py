@@ -55,9 +55,9 @@ def set_labels(inner: dict, pairs: list[tuple[str, str]]) -> dict:
     return out
 
 
-def add_ports(inner: dict, ports: list[str]) -> dict:
-    out = copy.deepcopy(inner)
-    exposed = dict(out.get("ExposedPorts") or {})
+def port_list(ports: list[str]) -> list[str]:
+    """EXPOSE's words as "NUMBER/PROTO", ranges spread out, in the order written."""
+    out = []
     for port in ports:
         number, _, proto = port.partition("/")
         proto = (proto or "tcp").lower()
@@ -66,8 +66,15 @@ def add_ports(inner: dict, ports: list[str]) -> dict:
         low, _, high = number.partition("-")
         if not low.isdigit() or (high and not high.isdigit()):
             raise UserError(f"EXPOSE {port}: invalid port; use NUMBER[/PROTO] or LOW-HIGH[/PROTO]")
-        for n in range(int(low), int(high or low) + 1):
-            exposed[f"{n}/{proto}"] = {}
+        out += [f"{n}/{proto}" for n in range(int(low), int(high or low) + 1)]
+    return out
+
+
+def add_ports(inner: dict, ports: list[str]) -> dict:
+    out = copy.deepcopy(inner)
+    exposed = dict(out.get("ExposedPorts") or {})
+    for port in port_list(ports):
+        exposed[port] = {}
     out["ExposedPorts"] = exposed
     return out
 
@@ -135,9 +142,100 @@ def add_onbuild(inner: dict, trigger: str) -> dict:
 
 
 def history_text(keyword: str, text: str) -> str:
-    """The history's created_by for an instruction, as buildkit writes it."""
+    """An instruction as one line: the cache key's text, and the history's created_by where
+    buildkit writes the same (ENV, LABEL, USER, WORKDIR, ...)."""
     return f"{keyword} {text}".strip()
 
 
 def json_args(argv: list[str]) -> str:
     return json.dumps(argv)
+
+
+# -- the history's created_by, as buildkit's dockerfile2llb writes it ----------------------
+#
+# buildkit formats some values with Go's fmt verbs: %q of a []string (CMD, ENTRYPOINT) is
+# ["a" "b"], %v (VOLUME, SHELL, EXPOSE) is [a b], %+v of the healthcheck names its fields.
+# These texts are for people; they can be ambiguous ("VOLUME [/a b]"), so cache keys are
+# made from the JSON forms instead.
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote: printable characters as they are, the rest escaped."""
+    out = []
+    for char in text:
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif 0xDC80 <= ord(char) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def go_list(items: list[str]) -> str:
+    """A []string printed with Go's %v."""
+    return "[" + " ".join(items) + "]"
+
+
+def go_quoted_list(items: list[str]) -> str:
+    """A []string printed with Go's %q."""
+    return "[" + " ".join(go_quote(i) for i in items) + "]"
+
+
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String(): 0s, 500ms, 1.5s, 1m30s, 1h0m0s."""
+    if ns == 0:
+        return "0s"
+    sign, u = ("-" if ns < 0 else ""), abs(ns)
+
+    def frac(value: int, digits: int) -> str:
+        return "." + f"{value:0{digits}d}".rstrip("0") if digits and value else ""
+
+    if u < 10**9:
+        for unit, digits in (("ns", 0), ("µs", 3), ("ms", 6)):
+            if u < 10 ** (digits + 3):
+                whole, rest = divmod(u, 10**digits)
+                return f"{sign}{whole}{frac(rest, digits)}{unit}"
+    seconds, rest = divmod(u, 10**9)
+    out = f"{seconds % 60}{frac(rest, 9)}s"
+    minutes = seconds // 60
+    if minutes:
+        out = f"{minutes % 60}m" + out
+        if minutes // 60:
+            out = f"{minutes // 60}h" + out
+    return sign + out
+
+
+def healthcheck_history(check: dict) -> str:
+    """HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s ... Retries:0}, buildkit's %+v."""
+    durations = " ".join(f"{key}:{go_duration(int(check.get(key) or 0))}" for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"))
+    return f"HEALTHCHECK {{Test:{go_list(list(check.get('Test') or []))} {durations} Retries:{int(check.get('Retries') or 0)}}}"
+
+
+def run_history(argv: list[str], declared: dict[str, str | None], env: dict[str, str]) -> str:
+    """RUN's created_by: `RUN |2 A=1 B= /bin/sh -c make # buildkit`. Every ARG the stage has
+    declared so far comes first, in declaration order, with the value the step sees (an ENV
+    of the same name wins; an ARG without a value shows empty), as buildkit's
+    runCommandString writes them, so two builds that differ only by a build argument show
+    different histories."""
+    pairs = [f"{name}={env[name] if name in env else (value or '')}" for name, value in declared.items()]
+    prefix = [f"|{len(pairs)}", *pairs] if pairs else []
+    return "RUN " + " ".join(prefix + list(argv)) + " # buildkit"
+
+
+def copy_history(keyword: str, flags: dict, sources: list[str], dest: str) -> str:
+    """COPY/ADD's created_by: the keyword, --chown/--chmod as given, sources (a heredoc as
+    <<NAME) and destination, then `# buildkit`. --from is not in it, as in buildkit."""
+    words = [keyword]
+    for flag in ("chown", "chmod"):
+        if isinstance(flags.get(flag), str):
+            words.append(f"--{flag}={flags[flag]}")
+    return " ".join(words + sources + [dest]) + " # buildkit"

@@ -4,7 +4,8 @@ Starting a container must cost tens of milliseconds, so this module imports almo
 it looks at the first word and imports only the module that serves that command. Each command
 module has `main(prog, argv) -> int` and builds its own argparse parser.
 
-Errors: an `OrchError` is printed as one line, `orch: <message>`, with its exit code. Anything
+Errors: an `OrchError` is printed as one line, `orch: <message>`, with its exit code (a stack
+file's several problems as one such line each). Anything
 else is a bug; it is printed as one line too (set ORCH_DEBUG=1 for the traceback).
 """
 
@@ -45,8 +46,8 @@ COMMANDS = {
     "load": "orch.cli.image:load",
     "save": "orch.cli.image:save",
     "tag": "orch.cli.image:tag",
-    "build": "orch.cli.build:build",
-    "history": "orch.cli.build:history",
+    "build": "orch.cli.fastrun:build",
+    "history": "orch.cli.image:history",
     "diff": "orch.cli.container:diff",
     "commit": "orch.cli.build:commit",
     "pull": "orch.cli.registry:pull",
@@ -85,17 +86,17 @@ Run 'orch COMMAND --help' for more on a command."""
 
 def main(argv: list[str] | None = None) -> int:
     from_shell, argv = argv is None, sys.argv[1:] if argv is None else argv
-    is_run = argv[:1] == ["run"]
-    if "site" not in sys.modules and not is_run:
+    lean = argv[:1] in (["run"], ["build"])  # clients of built-in modules only (fastrun.py)
+    if "site" not in sys.modules and not lean:
         # Started by the launcher without `site` (orch/cli/launcher.py): every command but
-        # `run` needs site-packages.
+        # `run` and `build` needs site-packages.
         import site
 
         site.main()
-    if from_shell and is_run:
+    if from_shell and lean:
         # `orch run` from a shell: once the container is done nothing is left to flush or
         # close, and the interpreter's teardown would add about 2 ms to the command people time.
-        code = run_command("orch run", COMMANDS["run"], argv[1:])
+        code = run_command(f"orch {argv[0]}", COMMANDS[argv[0]], argv[1:])
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:  # None when the shell closed it
                 stream.flush()
@@ -129,7 +130,8 @@ def run_command(prog: str, target: str, argv: list[str]) -> int:
         func = getattr(module, func_name)
         return int(func(prog, argv) or 0)
     except OrchError as err:
-        print(f"orch: {err}", file=sys.stderr)
+        # Several problems (a stack file's) are one line each, every line in the same form.
+        sys.stderr.write("".join(f"orch: {line}\n" for line in str(err).splitlines() or [""]))
         return err.exit_code
     except KeyboardInterrupt:
         return 130

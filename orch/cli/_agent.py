@@ -41,7 +41,7 @@ def start_agent(path: str) -> None:
     if os.geteuid() != 0:
         raise Unavailable(f"no node agent answers at {path}; start one as root with 'sudo orch agent --detach'")
     root = paths.root()
-    root.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(root)  # root only: see orch.paths
     log_path = root / "agent.log"
     pid = _spawn_detached([sys.executable, "-m", "orch", "agent"], log_path)
     deadline = time.monotonic() + START_TIMEOUT

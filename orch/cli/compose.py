@@ -61,7 +61,7 @@ Run 'orch compose COMMAND --help' for more on a command."""
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """The stack-selecting options, for every subcommand's parser."""
     group = parser.add_argument_group("stack options")
-    group.add_argument("-f", "--file", action="append", dest="files", metavar="FILE", help="stack file (repeat to merge several)")
+    group.add_argument("-f", "--file", action="append", dest="files", metavar="FILE", help="stack file (repeat to merge several; - reads standard input)")
     group.add_argument("-p", "--project-name", dest="project_name", metavar="NAME", help="project name")
     group.add_argument("--profile", action="append", dest="profiles", metavar="PROFILE", help="enable a profile (repeatable)")
     group.add_argument("--env-file", action="append", dest="env_files", metavar="FILE", help="variables for interpolation (repeatable)")
@@ -69,15 +69,18 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_options(opts: argparse.Namespace):
-    """The Project that the common options select (see `add_common_options`)."""
+    """The Project that the common options select (see `add_common_options`). `-f -` reads
+    the stack file from standard input. A service's missing env_file is not an error here:
+    the commands that create containers call `project.require_env(services)` for theirs."""
     from orch.spec import load_project
 
     return load_project(
-        [Path(f) for f in opts.files] if opts.files else None,
+        [f if f == "-" else Path(f) for f in opts.files] if opts.files else None,
         project_dir=Path(opts.project_directory) if opts.project_directory else None,
         env_files=[Path(f) for f in opts.env_files] if opts.env_files else None,
         profiles=opts.profiles,
         project_name=opts.project_name,
+        lazy_env_files=True,
     )
 
 

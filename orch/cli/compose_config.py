@@ -46,6 +46,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(prog: str, argv: list[str]) -> int:
     opts = build_parser(prog).parse_args(argv)
     project = load_from_options(opts)
+    project.require_env()  # every service is printed, so every env_file must be there
     for warning in project.warnings:
         print(f"orch: warning: {warning}", file=sys.stderr)
     if opts.quiet:

@@ -282,13 +282,16 @@ def run(prog, argv):
     from orch.compose import translate as t
     from orch.scheduler.model import ReconcileOptions
 
-    stack = open_stack(a)
-    if a.service not in stack.project.services:
-        raise InvalidArgument(f"no such service: {a.service}; the stack has {', '.join(stack.project.services)}")
-    svc = stack.project.services[a.service]
+    from orch.cli.compose import load_from_options
     from orch.cli.compose_up import _with_deps
 
-    deps = [s for s in _with_deps(stack.project, [a.service], a.no_deps) if s != a.service]
+    project = load_from_options(a)
+    if a.service not in project.services:
+        raise InvalidArgument(f"no such service: {a.service}; the stack has {', '.join(project.services)}")
+    deps = [s for s in _with_deps(project, [a.service], a.no_deps) if s != a.service]
+    project.require_env([*deps, a.service])
+    stack = open_stack(a, project=project)
+    svc = stack.project.services[a.service]
     if deps:
         stack.resolve_images(deps)
         stack.ensure_resources(deps)
@@ -351,8 +354,12 @@ def scale(prog, argv):
     a = p.parse_args(argv)
     from orch.scheduler.model import ReconcileOptions
 
-    stack = open_stack(a)
+    from orch.cli.compose import load_from_options
+
     wanted = parse_scale(a.pairs)
+    project = load_from_options(a)
+    project.require_env(wanted)
+    stack = open_stack(a, project=project)
     stack.resolve_images(list(wanted))
     stack.ensure_resources(list(wanted))
     options = ReconcileOptions(services=tuple(wanted), scale=wanted, no_deps=a.no_deps, up_since=time.time())

@@ -33,11 +33,13 @@ def parse_scale(values: list[str]) -> dict[str, int]:
     return scale
 
 
-def open_stack(opts, quiet: bool = False):
+def open_stack(opts, quiet: bool = False, *, project=None):
+    """The stack the options select (or `project`, loaded and checked already), with a client
+    of the node's agent (which starts one when none answers)."""
     from orch.cli._agent import client
     from orch.compose.engine import Reporter, Stack
 
-    project = load_from_options(opts)
+    project = project or load_from_options(opts)
     for text in project.warnings:
         print(f"WARN[0000] {text}", file=sys.stderr)
     return Stack(client(), project, reporter=Reporter(quiet=quiet))
@@ -60,13 +62,18 @@ def main(prog: str, argv: list[str]) -> int:
     a = p.parse_args(argv)
     from orch.scheduler.model import ReconcileOptions
 
-    stack = open_stack(a)
+    # Everything about the stack is checked before anything is pulled or built, or an agent
+    # started: the graph (the loader reports a cycle) and the env files of what starts.
+    project = load_from_options(a)
+    selected = _with_deps(project, a.services, a.no_deps)
+    project.require_env(selected)
+    stack = open_stack(a, project=project)
     stack.quiet_pull = a.quiet_pull
-    selected = _with_deps(stack.project, a.services, a.no_deps)
     stack.resolve_images(selected, build=a.build, pull=a.pull == "always", no_build=a.no_build)
     stack.ensure_resources(selected)
     options = ReconcileOptions(
-        force_recreate=a.force_recreate, no_deps=a.no_deps, remove_orphans=a.remove_orphans,
+        force_recreate=a.force_recreate, no_deps=a.no_deps,
+        remove_orphans=a.remove_orphans or stack.project.setting("COMPOSE_REMOVE_ORPHANS"),
         services=tuple(a.services) or None, scale=parse_scale(a.scale), up_since=time.time(),
     )
     if a.detach:
@@ -98,7 +105,8 @@ def down(prog: str, argv: list[str]) -> int:
     p.add_argument("-t", "--timeout", type=float)
     a = p.parse_args(argv)
     stack = open_stack(a)
-    stack.down(remove_orphans=a.remove_orphans, volumes=a.volumes, rmi=a.rmi, timeout=a.timeout)
+    remove_orphans = a.remove_orphans or stack.project.setting("COMPOSE_REMOVE_ORPHANS")
+    stack.down(remove_orphans=remove_orphans, volumes=a.volumes, rmi=a.rmi, timeout=a.timeout)
     return 0
 
 
@@ -114,7 +122,9 @@ def plan(prog: str, argv: list[str]) -> int:
     from orch.scheduler.model import ReconcileOptions
     from orch.scheduler.reconcile import plan_reconcile
 
-    stack = open_stack(a, quiet=True)
+    project = load_from_options(a)
+    project.require_env(_with_deps(project, a.services, a.no_deps))
+    stack = open_stack(a, quiet=True, project=project)
     missing = []
     for name, svc in stack.project.services.items():
         image_id = stack._image_id(svc.image) if svc.image else None

@@ -1,4 +1,4 @@
-"""`orch run`: the client half of the command people time.
+"""`orch run` (and `orch build`): the client half of the commands people time.
 
 Everything here is built into the interpreter (posix through os, _socket, marshal, _signal,
 select, time), so the client costs Python's own start and little more: argparse, json and socket would
@@ -21,14 +21,21 @@ MAX_MESSAGE = 1 << 20
 STDIO = (0, 1, 2)
 
 
-def run(prog: str, argv: list[str]) -> int:
+def build(prog: str, argv: list[str]) -> int:
+    """`orch build`: the same client on the agent's build.sock; the agent parses and builds
+    (orch/node/agent/building.py) and sends the output back, so a cached rebuild costs this
+    process no imports."""
+    return run(prog, argv, socket_name="build.sock")
+
+
+def run(prog: str, argv: list[str], *, socket_name: str = "run.sock") -> int:
     trace = _Trace() if os.environ.get("ORCH_TRACE") else None
     for fd in STDIO:  # a closed one would be taken by our socket, and sent as the container's
         try:
             os.fstat(fd)
         except OSError:
             os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
-    sock = _connect()
+    sock = _connect(socket_name)
     signals = _catch_signals()  # from the start: a Ctrl-C right after the program's first output counts
     try:
         cwd = os.getcwd()
@@ -75,10 +82,10 @@ def run(prog: str, argv: list[str]) -> int:
         sock.close()
 
 
-def _connect():
+def _connect(name: str):
     from orch.paths import run_file
 
-    path = run_file("run.sock")
+    path = run_file(name)
     for attempt in (1, 2):
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
         try:
@@ -89,7 +96,7 @@ def _connect():
             if attempt == 2:
                 from orch.errors import Unavailable
 
-                raise Unavailable(f"cannot reach the node agent's run socket {path} ({err.strerror}); an agent older than this orch "
+                raise Unavailable(f"cannot reach the node agent's socket {path} ({err.strerror}); an agent older than this orch "
                                   f"has none: stop it (kill $(cat {os.path.dirname(path)}/agent.pid)) and run again") from None
         # No agent answers: start one (or say how), with the full client's code, then retry.
         from orch.cli._agent import client

@@ -349,7 +349,11 @@ def render_rows(fmt: str, rows: list, headers: dict | None = None) -> list[str]:
     for row in rows:
         lines.append(render(fmt, row))
     text = "\n".join(lines)
-    return tabwrite(text.split("\n")) if "\t" in text else text.split("\n") if lines else []
+    if not lines:
+        return []
+    # Only a table is aligned (docker's formatter.Context.postFormat): `--format '{{.A}}\t{{.B}}'`
+    # prints its tabs as they are, for scripts to split on.
+    return tabwrite(text.split("\n")) if is_table and "\t" in text else text.split("\n")
 
 
 # -- docker's human units (github.com/docker/go-units) --------------------------------------

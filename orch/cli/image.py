@@ -133,12 +133,32 @@ def _ellipsis(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _history(prog: str, argv: list[str]) -> int:
+def _bool_flag(text: str) -> bool:
+    """A docker boolean flag's value (`--human=false`), as Go's strconv.ParseBool reads it."""
+    value = text.strip().lower()
+    if value in ("1", "t", "true"):
+        return True
+    if value in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}; use true or false")
+
+
+def _rfc3339(seconds: float) -> str:
+    """Go's time.RFC3339 in local time, as `docker history --human=false` prints CREATED."""
+    local = time.localtime(seconds)
+    offset = time.strftime("%z", local)
+    zone = "Z" if offset in ("+0000", "-0000") else f"{offset[:3]}:{offset[3:]}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + zone
+
+
+def history(prog: str, argv: list[str]) -> int:
+    """`orch image history` (and `orch history`): docker's columns, truncation and flags."""
     p = Parser(prog=prog, description="Show the history of an image, newest first.")
-    p.add_argument("-H", "--human", action=argparse.BooleanOptionalAction, default=True, help="human sizes and dates")
+    p.add_argument("-H", "--human", type=_bool_flag, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="sizes and dates in human-readable form (default true; --human=false for raw numbers)")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
-    p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate the output")
+    p.add_argument("--format", help="print with a Go template")
     p.add_argument("image")
     args = p.parse_args(argv)
     from orch.cli.format import human_duration, human_size, render_rows
@@ -148,9 +168,11 @@ def _history(prog: str, argv: list[str]) -> int:
     rows = []
     for h in items:
         image_id = h["Id"] if args.no_trunc or h["Id"] == "<missing>" else h["Id"].split(":", 1)[1][:12]
-        created_by = h["CreatedBy"] if args.no_trunc else _ellipsis(h["CreatedBy"].replace("\t", " "), 45)
-        rows.append({"ID": image_id, "CreatedSince": human_duration(now - h["Created"]) + " ago" if args.human else str(h["Created"]),
-                     "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h["Created"])), "CreatedBy": created_by,
+        created_by = h["CreatedBy"].replace("\t", " ")
+        if not args.no_trunc:
+            created_by = _ellipsis(created_by, 45)
+        rows.append({"ID": image_id, "CreatedSince": human_duration(now - h["Created"]) + " ago" if args.human else _rfc3339(h["Created"]),
+                     "CreatedAt": _rfc3339(h["Created"]), "CreatedBy": created_by,
                      "Size": human_size(h["Size"]) if args.human else str(h["Size"]), "Comment": h["Comment"]})
     if args.quiet:
         for r in rows:
@@ -287,7 +309,7 @@ def bootstrap(prog: str, argv: list[str]) -> int:
 # -- image SUBCOMMAND ----------------------------------------------------------------------
 
 SUBCOMMANDS = {
-    "ls": images, "list": images, "inspect": _inspect, "history": _history, "rm": rmi, "remove": rmi, "import": _import, "tag": tag,
+    "ls": images, "list": images, "inspect": _inspect, "history": history, "rm": rmi, "remove": rmi, "import": _import, "tag": tag,
     "save": save, "load": load,
 }
 

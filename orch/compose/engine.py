@@ -31,11 +31,6 @@ from orch.scheduler.model import ObservedState, Plan, ReconcileOptions
 
 MAX_PARALLEL = 32
 POLL = 0.1
-# How long a replaced replica keeps serving after DNS stopped naming it: a client may have
-# resolved its address just before the drain and connect a moment later. Half a second lost
-# one request in about 700 on a loaded 2-core machine (a proxy resolved, was descheduled,
-# then connected to a replica already stopping); 2 s leaves room for such stalls.
-DRAIN_SECONDS = 2.0
 # The pull events that end a layer: compose prints these under the image's Pulling line.
 LAYER_DONE = ("Pull complete", "Already exists")
 # A new replica created with this label is unnamed in DNS from its first network setup on, in
@@ -376,7 +371,7 @@ class Stack:
             c.call("POST", f"/containers/{a.target}/stop")
             self.report.done("Container", a.name, "Stopped")
         elif a.kind == "remove":
-            self._remove(a.target, drain=self.draining)
+            self._remove(a.target, drain=self.draining, name=a.name)
             self.report.done("Container", a.name, "Removed")
         elif a.kind == "rollback":
             self.rolled_back[a.service] = a.config_hash
@@ -436,19 +431,18 @@ class Stack:
                     pass
                 self._unready.discard(c.id)
 
-    def _remove(self, target: str, *, drain: bool = False) -> None:
+    def _remove(self, target: str, *, drain: bool = False, name: str | None = None) -> None:
         """Stop gracefully (the container's stop signal and grace period), then remove: one
         request (`DELETE ?stop=1`), so a stack of twenty goes in twenty requests, not forty.
 
         With `drain` (a replica replaced while others serve) the network DNS first stops
-        answering with its address (orch.node.agent.routes_drain), and requests in flight get
-        DRAIN_SECONDS to finish before it stops: no client sees a failed request."""
+        answering with its address, and the node waits until no client holds a connection to
+        it and none arrives for a moment, at most its stop_grace_period (orch.compose.drain):
+        no client sees a failed request."""
         if drain and self.networking:
-            try:
-                self.client.call("POST", f"/containers/{target}/drain")
-                time.sleep(DRAIN_SECONDS)
-            except NotFound:
-                pass  # gone already, or an agent without drain
+            from orch.compose.drain import drain_replica
+
+            drain_replica(self.client, target, name or target, self.report)
         query = "" if self.stop_timeout is None else f"&t={self.stop_timeout:g}"
         try:
             self.client.call("DELETE", f"/containers/{target}?stop=1&force=1{query}")

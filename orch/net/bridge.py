@@ -3,6 +3,8 @@
 Thin: the steps, in order, over the `Kernel` door. `route_localnet` lets the host's own
 connections to 127.0.0.1:<published port>, DNATed to a container, leave through the bridge
 (the kernel otherwise drops a 127.0.0.0/8 source on a non-loopback device as a martian).
+The bridge's MAC is its own, given at creation, so the gateway's MAC never changes under the
+containers' ARP caches as veths join and leave.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ def bridge_name(network_id: str, prefix: str = "orch-") -> str:
 
 
 def create_bridge(kernel: Kernel, network: Network) -> None:
-    """Make the bridge (idempotent: an existing bridge is kept, as after an agent restart)."""
+    """Make the bridge (idempotent: an existing bridge is kept, as after an agent restart, and
+    its MAC pinned if an earlier orch left it to the kernel: see RealKernel.create_bridge)."""
     if not kernel.link_exists(network.bridge):
         kernel.create_bridge(network.bridge, network.gateway, network.prefixlen, network.mtu)
+    else:
+        kernel.pin_link_address(network.bridge)
     kernel.write_sysctl(f"net.ipv4.conf.{network.bridge}.route_localnet", "1")
 
 

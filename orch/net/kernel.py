@@ -24,6 +24,16 @@ from orch.errors import SystemFailure
 from orch.net import netns
 
 _NETLINK_ROUTE = 0
+# /sys/class/net/<link>/addr_assign_type of an address given by someone (NET_ADDR_SET), which
+# the kernel never changes; 0 and 1 are addresses it picked and may pick again.
+ADDR_SET = "3"
+
+
+def random_mac() -> str:
+    """A random unicast, locally administered MAC (the first byte's low bits are 1 and 0)."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in octets)
 
 
 class Kernel(Protocol):
@@ -31,6 +41,7 @@ class Kernel(Protocol):
     def link_exists(self, name: str) -> bool: ...
     def links_present(self, names: list[str]) -> list[str]: ...
     def create_bridge(self, name: str, address: str, prefixlen: int, mtu: int) -> None: ...
+    def pin_link_address(self, name: str) -> None: ...
     def delete_link(self, name: str) -> None: ...
     def create_veth(self, host_name: str, bridge: str, mtu: int, netns_path: str, ifname: str) -> None: ...
     def configure_in_netns(self, netns_path: str, ifname: str, address: str, prefixlen: int,
@@ -93,9 +104,15 @@ class RealKernel:
         return [n for n in names if self.link_exists(n)]
 
     def create_bridge(self, name: str, address: str, prefixlen: int, mtu: int) -> None:
+        # The bridge gets a MAC of its own at creation. Without one, Linux gives a bridge the
+        # lowest MAC among its ports and changes it as veths come and go; containers that
+        # cached the gateway's old MAC then send to it into the void (DNS queries, replies to
+        # published ports, egress) until their ARP entry expires, 5 to 45 s later. A MAC given
+        # at creation is "set" (addr_assign_type 3) and the kernel leaves it alone. Docker
+        # sets its bridges' MAC for the same reason.
         try:
             with self._ipr() as ipr:
-                ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=random_mac())
                 try:
                     index = self._index(ipr, name)
                     ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
@@ -105,6 +122,20 @@ class RealKernel:
                     raise
         except Exception as err:
             raise _fail(f"create bridge {name} ({address}/{prefixlen}, mtu {mtu})", err) from None
+
+    def pin_link_address(self, name: str) -> None:
+        """Give a link the MAC it has now as its own, if the kernel still picks it (a bridge
+        made by an orch before `create_bridge` set one): the kernel then stops changing it."""
+        try:
+            with open(f"/sys/class/net/{name}/addr_assign_type") as f:
+                if f.read().strip() == ADDR_SET:
+                    return
+            with open(f"/sys/class/net/{name}/address") as f:
+                mac = f.read().strip()
+            with self._ipr() as ipr:
+                ipr.link("set", index=self._index(ipr, name), address=mac)
+        except Exception as err:
+            raise _fail(f"pin the MAC address of {name}", err) from None
 
     def delete_link(self, name: str) -> None:
         if not self.link_exists(name):
@@ -231,6 +262,9 @@ class RecordingKernel:
     def create_bridge(self, name, address, prefixlen, mtu):
         self.calls.append(("create_bridge", name, address, prefixlen, mtu))
         self.links.add(name)
+
+    def pin_link_address(self, name):
+        self.calls.append(("pin_link_address", name))
 
     def delete_link(self, name):
         self.calls.append(("delete_link", name))

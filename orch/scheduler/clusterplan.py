@@ -128,17 +128,10 @@ class ClusterPlan:
         """
         if max_ops < 2:
             raise ValueError("max_ops must be at least 2")
-        groups: dict[str, list[Change]] = {}
-        for change in self.changes:
-            groups.setdefault(_group_of(change), []).append(change)
-        for group in groups.values():
-            # A service's own record last: when its group is cut, the earlier transactions
-            # still find the service at the revision they compare.
-            group.sort(key=lambda c: isinstance(c.record, Service))
         out: list[Batch] = []
         changes: list[Change] = []
         compares: dict[str, int] = {}
-        for group in groups.values():
+        for group in self.groups():
             together: dict[str, int] = {}
             for change in group:
                 together.update(self._compares(change))
@@ -156,6 +149,21 @@ class ClusterPlan:
         if changes:
             out.append(Batch(tuple(changes), compares))
         return out
+
+    def groups(self) -> list[list[Change]]:
+        """The changes by service, each service's own record last (when a group is cut, the
+        earlier transactions still find the service at the revision they compare): the
+        atomic groups for orch.cluster.store's `commit`."""
+        groups: dict[str, list[Change]] = {}
+        for change in self.changes:
+            groups.setdefault(_group_of(change), []).append(change)
+        for group in groups.values():
+            group.sort(key=lambda c: isinstance(c.record, Service))
+        return list(groups.values())
+
+    def compares_of(self, change: Change) -> dict[str, int]:
+        """The keys `change` must find at their revisions: its own record and what it read."""
+        return self._compares(change)
 
     def _compares(self, change: Change) -> dict[str, int]:
         out = {key: self.revisions[key] for key in change.reads if key in self.revisions}

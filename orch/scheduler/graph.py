@@ -1,13 +1,10 @@
 """The dependency graph of a stack's services: a pure decider.
 
 An edge `A -> B` means "A depends on B": B must be started before A and stopped after it.
-Edges come from four service keys, as compose reads them:
-
-- `depends_on` (a mapping name -> object with `.condition`, `.required`, `.restart`);
-- `links` ("db" or "db:alias");
-- `network_mode: service:db` (A joins db's network namespace, so db must exist first);
-- `volumes_from` ("db", "db:ro", "db:rw"; "container:name" names a container, not a service,
-  and adds no edge).
+Edges come from four service keys, as compose reads them (orch.spec.references lists them
+once, for the loader's cycle check and for this graph): `depends_on`, `links`,
+`network_mode: service:db` (A joins db's network namespace, so db must exist first) and
+`volumes_from`.
 
 Each edge carries `kinds` (the keys that made it, sorted), `condition` (what A waits for:
 `service_started`, `service_healthy` or `service_completed_successfully`; only depends_on can
@@ -25,8 +22,8 @@ from typing import Any, Protocol
 import networkx
 
 from orch.errors import NotFound, UserError
+from orch.spec.references import SERVICE_STARTED, find_cycle, service_references
 
-SERVICE_STARTED = "service_started"
 SERVICE_HEALTHY = "service_healthy"
 SERVICE_COMPLETED = "service_completed_successfully"
 
@@ -48,7 +45,7 @@ def compute_graph(services: Mapping[str, ServiceLike]) -> networkx.DiGraph:
     graph = networkx.DiGraph()
     graph.add_nodes_from(services)
     for name, service in services.items():
-        for target, kind, condition, required, restart in _references(service):
+        for target, kind, condition, required, restart in service_references(service):
             if target not in services:
                 if not required:
                     # compose drops an optional dependency on a service that is not in the
@@ -58,28 +55,6 @@ def compute_graph(services: Mapping[str, ServiceLike]) -> networkx.DiGraph:
             _add_edge(graph, name, target, kind, condition, required, restart)
     _check_acyclic(graph)
     return graph
-
-
-def _references(service: ServiceLike) -> Iterable[tuple[str, str, str, bool, bool]]:
-    """Yield (target, kind, condition, required, restart) for each service that `service`
-    names."""
-    depends_on = getattr(service, "depends_on", None) or {}
-    if isinstance(depends_on, (list, tuple)):
-        depends_on = dict.fromkeys(depends_on)  # the short syntax: names, default conditions
-    for target, dep in depends_on.items():
-        condition = getattr(dep, "condition", None) or SERVICE_STARTED
-        required = getattr(dep, "required", True)
-        restart = bool(getattr(dep, "restart", False))
-        yield target, "depends_on", condition, True if required is None else bool(required), restart
-    for link in getattr(service, "links", None) or []:
-        yield link.split(":", 1)[0], "links", SERVICE_STARTED, True, False
-    network_mode = getattr(service, "network_mode", None) or ""
-    if network_mode.startswith("service:"):
-        yield network_mode[len("service:"):], "network_mode", SERVICE_STARTED, True, False
-    for source in getattr(service, "volumes_from", None) or []:
-        if source.startswith("container:"):
-            continue  # a container outside the stack: nothing to order
-        yield source.split(":", 1)[0], "volumes_from", SERVICE_STARTED, True, False
 
 
 def _add_edge(graph, name, target, kind, condition, required, restart) -> None:
@@ -95,17 +70,11 @@ def _add_edge(graph, name, target, kind, condition, required, restart) -> None:
 
 
 def _check_acyclic(graph: networkx.DiGraph) -> None:
-    try:
-        edges = networkx.find_cycle(graph)
-    except networkx.NetworkXNoCycle:
-        return
-    cycle = [source for source, _ in edges]
-    # Start the cycle at the member that comes first in the stack file, so that the message
-    # reads in the order the user wrote the services.
-    order = {name: i for i, name in enumerate(graph.nodes)}
-    first = min(range(len(cycle)), key=lambda i: order[cycle[i]])
-    cycle = cycle[first:] + cycle[:first]
-    raise UserError("dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
+    # The loader reports a cycle with its file position (orch.spec.finalize); this is the same
+    # check and message for services that did not come through it (tests, other callers).
+    cycle = find_cycle({name: list(graph.successors(name)) for name in graph.nodes})
+    if cycle:
+        raise UserError("dependency cycle: " + " -> ".join(cycle))
 
 
 def start_order(graph: networkx.DiGraph) -> list[list[str]]:

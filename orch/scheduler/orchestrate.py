@@ -160,6 +160,7 @@ class _Pass:
         # dependent first asks, so a pass over a few services does not convert every task.
         self.views = TaskViews(state.services, self.by_service, lambda t: self.live(t) and not self.node_lost(t))
         self.replicas = {name: svc.replicas for name, svc in self.desired.services.items()}
+        self.levels: dict[str, int] | None = None
 
     # State questions.
 
@@ -216,13 +217,15 @@ class _Pass:
             return None  # Reported when its tasks are placed.
 
     def ordered(self, chosen: set[str]) -> list[Service]:
+        """Services in dependency order (dependencies first), then by name."""
+        if self.levels is None:
+            try:
+                self.levels = compute_levels(self.desired)
+            except InvalidArgument as err:  # A cycle: stack deploy refuses them; say so if one got in.
+                self.warnings.append(str(err))
+                self.levels = {}
         by_name = {self.state.services[sid].spec.name: self.state.services[sid] for sid in chosen}
-        try:
-            levels = compute_levels(self.desired)
-        except InvalidArgument as err:
-            self.warnings.append(str(err))
-            levels = {}
-        return [by_name[n] for n in sorted(by_name, key=lambda n: (levels.get(n, 0), n))]
+        return [by_name[n] for n in sorted(by_name, key=lambda n: (self.levels.get(n, 0), n))]
 
     # Emitting.
 
@@ -475,6 +478,13 @@ class _ServicePlanner:
 
     def run(self) -> None:
         cp, service = self.cp, self.service
+        if self.global_ and cp.constraints_of(service) is None:
+            # Which nodes it belongs on is unknown: leave its tasks alone rather than stop them.
+            try:
+                parse_constraints(service.spec.task_template.placement.constraints)
+            except InvalidArgument as err:
+                cp.wait(self.name, str(err), failed=True)
+            return
         status = service.update_status
         rolling_back = status is not None and status.state in ("rollback_started", "rollback_paused")
         paused = status.message or status.state if status is not None and status.state in ("paused", "rollback_paused") else None

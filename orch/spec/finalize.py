@@ -17,6 +17,7 @@ from orch.spec.dotenv import read_env_file
 from orch.spec.errors import Problems, StackError, suggest
 from orch.spec.models import Service
 from orch.spec.project import Network, Project, Volume
+from orch.spec.references import find_cycle, service_references
 from orch.spec.validate import locate
 from orch.spec.yamltree import Map
 
@@ -35,11 +36,18 @@ def finalize(stack, name: str, profiles: list[str], variables: dict, problems: P
             disabled[sname] = service
 
     checker = _References(stack, active, disabled, problems)
+    env_problems: dict[str, list[str]] = {}
     for sname, service in active.items():
         checker.check(sname, service)
-        _read_env_files(sname, service, stack.raw_services.get(sname), variables, problems)
+        # A service's env files are its own business: a missing one fails only the commands
+        # that touch the service (compose's TestUnusedMissingEnvFile), so they are kept apart.
+        mine = Problems()
+        _read_env_files(sname, service, stack.raw_services.get(sname), variables, mine)
+        if mine:
+            env_problems[sname] = mine.lines
         if not service.networks and service.network_mode is None:
             service.networks = {"default": None}
+    checker.check_cycles()
 
     networks = {key: net or Network() for key, net in model.networks.items()}
     if any("default" in s.networks for s in active.values()) and "default" not in networks:
@@ -62,6 +70,8 @@ def finalize(stack, name: str, profiles: list[str], variables: dict, problems: P
         files=files,
         warnings=problems.warnings,
         models=model.models,
+        env_problems=env_problems,
+        variables=variables,
     )
 
 
@@ -135,6 +145,26 @@ class _References:
             for index, ref in enumerate(getattr(service, section) or []):
                 if ref.source not in declared:
                     self.add(sname, (section, index), _undefined(section[:-1], ref.source, declared))
+
+
+    def check_cycles(self) -> None:
+        """A dependency cycle among the active services, named as `up` names it, at the
+        reference that closes it (compose-go's graph.CheckCycle does this on load)."""
+        # A service naming itself is reported as that, not as a cycle.
+        edges = {name: [ref[0] for ref in service_references(svc) if ref[0] != name] for name, svc in self.active.items()}
+        cycle = find_cycle(edges)
+        if cycle is None:
+            return
+        source, target = cycle[0], cycle[1]
+        service = self.active[source]
+        kind = next(ref[1] for ref in service_references(service) if ref[0] == target)
+        if kind == "depends_on":
+            path: tuple = ("depends_on", target)
+        elif kind == "network_mode":
+            path = ("network_mode",)
+        else:  # links or volumes_from: the entry's index
+            path = (kind, next(i for i, e in enumerate(getattr(service, kind)) if e.split(":", 1)[0] == target))
+        self.add(source, path, "dependency cycle: " + " -> ".join(cycle) + "; remove one of these references")
 
 
 def _undefined(kind: str, name: str, declared) -> str:

@@ -362,6 +362,8 @@ def _restart(value):
     if value is None:
         return None
     text = syntax.scalar_text(value)
+    if text == "":
+        return None  # `restart: ""` (or an unset `restart: ${VAR}`) is no policy, as in docker
     name, _, count = text.partition(":")
     if name not in ("no", "always", "on-failure", "unless-stopped") or (count and (name != "on-failure" or not count.isdigit())):
         raise ValueError(f"invalid restart policy {text!r}; use no, always, on-failure[:N] or unless-stopped")

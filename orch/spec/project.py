@@ -6,6 +6,7 @@ added) as `docker compose config` shows it.
 """
 
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
@@ -133,6 +134,8 @@ class Project:
         files: list[Path] | None = None,
         warnings: list[str] | None = None,
         models: Any = None,
+        env_problems: dict[str, list[str]] | None = None,
+        variables: dict[str, str] | None = None,
     ):
         self.name = name
         self.project_dir = project_dir
@@ -146,9 +149,29 @@ class Project:
         self.files = files or []
         self.warnings = warnings or []
         self.models = models  # top-level `models:` (AI models), kept as written
+        # service -> the error lines of its env_file entries (a missing file), raised only
+        # for the services a command touches (require_env).
+        self.env_problems = env_problems or {}
+        # The variables the files were interpolated with (OS environment, then .env files):
+        # where the CLI reads the COMPOSE_* settings that a .env may hold, as compose does.
+        self.variables = variables or {}
 
     def __repr__(self) -> str:
         return f"Project(name={self.name!r}, services={sorted(self.services)})"
+
+    def require_env(self, services: Iterable[str] | None = None) -> None:
+        """Raise the env_file problems of `services` (every active service when None)."""
+        from orch.spec.errors import StackError, sort_lines
+
+        names = self.services if services is None else services
+        lines = [line for name in names for line in self.env_problems.get(name, ())]
+        if lines:
+            raise StackError(sort_lines(lines, [str(f) for f in self.files]))
+
+    def setting(self, name: str) -> bool:
+        """A COMPOSE_* switch (COMPOSE_REMOVE_ORPHANS, ...) from the environment or a .env,
+        read as compose's utils.StringToBool reads it."""
+        return self.variables.get(name, "").strip().lower() in ("1", "t", "true", "y")
 
     def profiles(self) -> list[str]:
         """Every profile named by a service, enabled or not."""

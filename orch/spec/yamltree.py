@@ -294,8 +294,12 @@ def parse_yaml(text: str, file: str):
 
 def load_yaml(path: Path) -> Map:
     """A stack file as one top-level Map (several documents are merged by the caller's rules)."""
-    file = str(path)
-    docs = parse_yaml(read_text(path), file)
+    return load_yaml_text(read_text(path), str(path))
+
+
+def load_yaml_text(text: str, file: str) -> Map:
+    """`load_yaml` of text already read (standard input), its marks naming `file`."""
+    docs = parse_yaml(text, file)
     if not docs or all(doc is None for doc in docs):
         raise StackError([f"{file}: empty stack file; it needs at least a 'services' section"])
     for doc in docs:

@@ -14,10 +14,11 @@ DATA = ROOT / "tests" / "data" / "compose"
 HELLO = ROOT / "examples" / "stacks" / "hello" / "compose.yaml"
 
 
-def orch(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def orch(*args: str, cwd: Path | None = None, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     environ.update(PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "orch", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=environ, timeout=60)
+    return subprocess.run([sys.executable, "-m", "orch", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=environ,
+                          timeout=60, input=input)
 
 
 def test_config_prints_the_normalized_stack():
@@ -80,7 +81,7 @@ def test_a_file_with_mistakes_gets_every_mistake_one_line_each():
     lines = result.stderr.splitlines()
     assert len(lines) == 10 and "Traceback" not in result.stderr
     assert lines[0] == f"orch: {path}:5:5: services.web.prots: unknown key 'prots' in services.web; did you mean 'ports'?"
-    assert all(line.removeprefix("orch: ").startswith(f"{path}:") for line in lines)
+    assert all(line.startswith(f"orch: {path}:") for line in lines)  # every line in one form
 
 
 @pytest.mark.parametrize(
@@ -177,3 +178,48 @@ def test_printed_yaml_is_a_stack_that_prints_the_same(tmp_path, capsys, monkeypa
     (tmp_path / "out.yaml").write_text(first)
     assert main("orch compose config", ["-f", str(tmp_path / "out.yaml"), "--project-directory", str(stack)]) == 0
     assert capsys.readouterr().out == first
+
+
+def test_stack_file_from_stdin(tmp_path):
+    (tmp_path / "web.env").write_text("GREETING=hi\n")
+    text = "services:\n  web:\n    image: busybox\n    env_file: web.env\n"
+    result = orch("compose", "-f", "-", "config", "--format", "json", cwd=tmp_path, input=text)
+    assert result.returncode == 0, result.stderr
+    stack = json.loads(result.stdout)
+    assert (stack["name"], stack["services"]["web"]["environment"]) == (tmp_path.name.lower().replace(".", ""), {"GREETING": "hi"})
+    result = orch("compose", "-f", "-", "config", cwd=tmp_path, input="services:\n  web: {image: x, ports: [nope]}\n")
+    assert result.returncode == 1 and result.stderr.startswith("orch: <stdin>:2:")
+
+
+def test_config_found_from_a_subdirectory_with_the_multiple_files_warning(tmp_path):
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: busybox:${TAG}\n")
+    (tmp_path / "docker-compose.yml").write_text("services: {other: {image: x}}\n")
+    (tmp_path / ".env").write_text("TAG=1\n")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    result = orch("compose", "config", "--services", cwd=tmp_path / "a" / "b")
+    assert (result.returncode, result.stdout) == (0, "web\n"), result.stderr
+    assert result.stderr == (f"orch: warning: found multiple config files with supported names: {tmp_path}/compose.yaml, "
+                             f"{tmp_path}/docker-compose.yml; using {tmp_path}/compose.yaml\n")
+
+
+def test_config_names_a_dependency_cycle_and_up_stops_before_building_or_starting_an_agent(tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  api:\n    build: .\n    depends_on: [db]\n  db:\n    image: busybox\n    links: [api]\n")
+    expected = f"orch: {tmp_path}/compose.yaml:4:18: services.api.depends_on.db: dependency cycle: api -> db -> api; remove one of these references\n"
+    for command in (["config", "-q"], ["up", "-d"]):
+        # ORCH_RUN points at a directory that does not exist: had `up` asked for an agent,
+        # it would have started one there.
+        result = orch("compose", *command, cwd=tmp_path, env={"ORCH_ROOT": str(tmp_path / "root"), "ORCH_RUN": str(tmp_path / "run")})
+        assert (result.returncode, result.stderr) == (1, expected), command
+    assert not (tmp_path / "run").exists() and not (tmp_path / "root").exists()
+
+
+def test_a_missing_env_file_fails_config_and_up_of_its_service_only_before_an_agent(tmp_path):
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: busybox\n  b:\n    image: busybox\n    env_file: gone.env\n")
+    env = {"ORCH_ROOT": str(tmp_path / "root"), "ORCH_RUN": str(tmp_path / "run")}
+    expected = f"orch: {tmp_path}/compose.yaml:6:15: services.b.env_file[0]: env file not found: {tmp_path}/gone.env\n"
+    for command in (["config"], ["up", "-d", "b"], ["up", "-d"], ["run", "b"]):
+        result = orch("compose", *command, cwd=tmp_path, env=env)
+        assert (result.returncode, result.stderr) == (1, expected), command
+    assert orch("compose", "config", "--services", cwd=tmp_path).returncode == 1
+    assert not (tmp_path / "run").exists()

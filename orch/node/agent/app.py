@@ -1,5 +1,6 @@
 """The agent's ASGI app and its server: starlette routes from routes_*.py, served by
-hypercorn on ORCH_RUN/orch.sock (mode 0600) under trio.
+hypercorn on ORCH_RUN/orch.sock (mode 0600) under trio, with request bodies and idle
+connections bounded (limits.py).
 
 An OrchError raised by a handler becomes `{"kind", "message"}` with the error's HTTP status;
 the CLI's client (orch/client.py) raises the same class again, so the user reads one line.
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from orch import paths
 from orch.errors import OrchError
+from orch.node.agent import limits
 
 ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
                  "routes_networks", "routes_volumes", "routes_drain", "routes_projects", "routes_cluster")
@@ -82,8 +84,9 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
 
     root = Path(root or paths.root())
     run_dir = Path(run_dir or paths.run_dir())
-    root.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Root only, fixed here for what an older orch made 0755 (see orch.paths).
+    for loose in paths.secure_store(root, run_dir):
+        print(f"agent: {loose} was open to other users; made it private", file=sys.stderr, flush=True)
     sock = run_dir / "orch.sock"
     # One agent per node: an flock held for the process's life (two CLIs may auto-start one at
     # the same moment; the second agent stops here).
@@ -106,16 +109,25 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
     config.accesslog = None
     config.errorlog = "-"
     config.graceful_timeout = 1.0
-    app = build_app(node)
+    # What a client can make the agent hold: see limits.py.
+    config.keep_alive_timeout = limits.KEEP_ALIVE
+    config.h11_max_incomplete_size = limits.MAX_HEAD
+    app = limits.limit_bodies(build_app(node))
     (run_dir / "agent.pid").write_text(str(os.getpid()))
     try:
         async with trio.open_nursery() as nursery:
             node.nursery = nursery
+            if node.net is not None and node.net.dns is not None:
+                # The embedded DNS: the networks restored above are served from here on.
+                await nursery.start(node.net.dns.serve)
             await nursery.start(node.watch_supervisor)
             from orch.node.agent import runsock
 
+            from orch.node.agent.building import BuildCommand
+
             # run.sock before orch.sock: a CLI that started this agent waits for orch.sock.
             await nursery.start(runsock.serve, node, str(run_dir / "run.sock"))
+            await nursery.start(runsock.serve, node, str(run_dir / "build.sock"), BuildCommand)
             # The node's cluster membership, if it is in one (else made on the first swarm request:
             # orch.cluster costs about 0.5 s of imports, which an agent outside a cluster never pays).
             if (root / "cluster" / "node.json").exists():

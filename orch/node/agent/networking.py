@@ -36,6 +36,7 @@ import sys
 import threading
 from pathlib import Path
 
+from orch import paths
 from orch.errors import Conflict, InvalidArgument, NotFound, OrchError
 from orch.net.model import PortMapping
 from orch.node.agent.netspec import DEFAULT_NETWORK, compute_network_settings, compute_ports_text
@@ -76,6 +77,11 @@ class NodeNetworking:
         self._lock = threading.RLock()
         self._reaper: threading.Timer | None = None
 
+    @property
+    def dns(self):
+        """The embedded DNS service (orch.net.dns), which the agent serves in its nursery."""
+        return self.nets.dns
+
     def open(self) -> None:
         """Restore the persisted state (bridges, rules, DNS, held ports) after an agent start."""
         from orch.net.manager import NetState
@@ -114,7 +120,7 @@ class NodeNetworking:
                 print(f"agent: removing idle bridges at stop: {err}", file=sys.stderr, flush=True)
 
     def _save(self) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.state_path.parent)
         write_json_atomic(self.state_path, self.nets.state.to_json())
 
     # -- networks ----------------------------------------------------------------------------

@@ -2,15 +2,13 @@
 and changes. Shapes follow docker's Engine API. (Image history is the store's route, in
 routes_images.)
 
-A build runs in a worker process (orch.build.worker), not in the agent: it forks containers
-and mounts overlays, which a multi-threaded trio process must not do. The worker's JSON lines
-are passed through to the client as they come; if the client goes away the worker is killed.
+POST /build streams orch.node.agent.building's build messages as JSON lines (a cached
+build answered in the agent, any other in a worker process); if the client goes away the
+worker is stopped.
 """
 
 import json
 import os
-import subprocess
-import sys
 
 import trio
 from starlette.responses import JSONResponse, StreamingResponse
@@ -37,43 +35,16 @@ async def _body(request) -> dict:
 async def build(request):
     """Body: {"context", "dockerfile"?, "tags"?, "build_args"?, "target"?, "no_cache"?, "labels"?};
     the answer is a stream of JSON lines ({"stream"}, then {"aux": {"ID"}} or {"error", "kind"})."""
+    from orch.node.agent.building import stream_build
+
     node = node_of(request)
     req = await _body(request)
     if not isinstance(req.get("context"), str) or not os.path.isabs(req["context"]):
         raise InvalidArgument("POST /build: 'context' must be the absolute path of the build context on the node")
-    req["root"] = str(node.root)
 
     async def lines():
-        proc = await trio.lowlevel.open_process([sys.executable, "-m", "orch.build.worker"], stdin=subprocess.PIPE,
-                                                stdout=subprocess.PIPE, stderr=None, cwd="/")
-        try:
-            await proc.stdin.send_all(json.dumps(req).encode())
-            await proc.stdin.aclose()
-            buf = b""
-            while True:
-                chunk = await proc.stdout.receive_some(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                for line in done:
-                    if line:
-                        yield line.decode("utf-8", "replace") + "\n"
-            if buf:
-                yield buf.decode("utf-8", "replace") + "\n"
-            code = await proc.wait()
-            if code not in (0, 1, 70):
-                yield json.dumps({"error": f"the build worker died (exit status {code}); see the agent's log", "kind": "system"}) + "\n"
-        finally:
-            if proc.returncode is None:
-                # SIGTERM lets the worker clean up the running step; SIGKILL if it does not.
-                proc.terminate()
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(10):
-                        await proc.wait()
-                    if proc.returncode is None:
-                        proc.kill()
-                        await proc.wait()
+        async for message in stream_build(node, req):
+            yield json.dumps(message) + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 

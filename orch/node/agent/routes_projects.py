@@ -16,6 +16,7 @@ import trio
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from orch import paths
 from orch.errors import InvalidArgument
 from orch.node.agent.routes_containers import node_of
 from orch.node.runtime.superproto import write_json_atomic
@@ -56,7 +57,7 @@ async def put_state(request):
         raise InvalidArgument("project state must be a JSON object")
 
     def write():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(path.parent)
         write_json_atomic(path, doc)
 
     await trio.to_thread.run_sync(write)

@@ -17,7 +17,10 @@ the run from start to end:
                       and otherwise answers with exit 128+N, leaving the container running)
     agent  -> client  {"out": text} / {"err": text} / {"trace": text}, then {"exit": code} (last)
 
-Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
+`orch build` speaks the same protocol on its own socket, ORCH_RUN/build.sock
+(orch/node/agent/building.py: its output comes back as "out"/"err" messages, then "exit"); a
+socket of its own, so that an agent older than the client cannot take a build's command line
+for a run's. Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
 both ends are the same installation, and only root can connect). The command line is parsed
 by the very parser `orch create` uses (orch/cli/container.py), so flags, help and one-line
 misuse errors are the same; the client's environment and working directory come along for
@@ -42,9 +45,19 @@ from orch.node.runtime import superproto as proto
 
 MAX_MESSAGE = 1 << 20
 CLIENT_FDS = 3  # the client's stdin, stdout, stderr
+# What connections can make the agent hold. A client sends its request as soon as it has
+# connected, so a connection gets FIRST_MESSAGE seconds for it, and at most MAX_PENDING wait for
+# theirs at once: one more drops the one that has waited longest (so silent connections cannot
+# keep a real `orch run` out; they can only lose their own place). Runs in progress (a
+# container attached to its client) are bounded by MAX_RUNS; one more is refused in one line.
+FIRST_MESSAGE = 5.0
+MAX_PENDING = 32
+MAX_RUNS = 1024
 
 
-async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def serve(node, path: str, handler=None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve `handler`'s command (Run, or building.BuildCommand on build.sock) on `path`."""
+    handler = handler or Run
     if os.path.exists(path):
         os.unlink(path)
     listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
@@ -55,12 +68,20 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
         os.umask(old)
     os.chmod(path, 0o600)
     listener.listen(64)
+    pending: dict[trio.CancelScope, None] = {}  # waiting for their request, oldest first
+    runs = [0]
     try:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
                 conn, _ = await listener.accept()
-                nursery.start_soon(_handle, node, conn)
+                if len(pending) >= MAX_PENDING:
+                    oldest = next(iter(pending))
+                    oldest.cancel()
+                    del pending[oldest]
+                waiting = trio.CancelScope(deadline=trio.current_time() + FIRST_MESSAGE)
+                pending[waiting] = None
+                nursery.start_soon(_handle, node, conn, handler, waiting, pending, runs)
     finally:
         listener.close()
         try:
@@ -69,20 +90,27 @@ async def serve(node, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> Non
             pass
 
 
-async def _handle(node, conn) -> None:
+async def _handle(node, conn, handler, waiting: trio.CancelScope, pending: dict, runs: list[int]) -> None:
     fds: list[int] = []
+    counted = False
     try:
         with conn:
             try:
-                data, fds = await _recv(conn)
-                if not data:
-                    return
+                with waiting:
+                    data, fds = await _recv(conn)
+                pending.pop(waiting, None)
+                if waiting.cancelled_caught or not data:
+                    return  # nothing said in time (or another connection took its place), or gone
+                if runs[0] >= MAX_RUNS:
+                    raise Unavailable(f"the agent is serving {MAX_RUNS} runs at once; try again when some end")
+                runs[0] += 1
+                counted = True
                 try:
                     request = marshal.loads(data)
                     argv = [str(word) for word in request["argv"]]
                 except (ValueError, EOFError, TypeError, KeyError) as err:
                     raise _Unreadable() from err
-                code = await Run(node, conn, dict(request, argv=argv), fds).run()
+                code = await handler(node, conn, dict(request, argv=argv), fds).run()
             except OrchError as err:
                 code = err.exit_code
                 await _send(conn, {"err": f"orch: {err}\n"})
@@ -99,6 +127,9 @@ async def _handle(node, conn) -> None:
     except OSError:
         pass  # the client went away; the container, if any, runs on as a detached one
     finally:
+        pending.pop(waiting, None)
+        if counted:
+            runs[0] -= 1
         for fd in fds:
             _close(fd)
 
@@ -107,8 +138,9 @@ class _Unreadable(Exception):
     """The request itself could not be decoded (a client of another installation)."""
 
 
-class Run:
-    """One `orch run`: what the client asked, and the connection to answer on."""
+class Command:
+    """One command on a lean client's socket: what the client asked, the connection to answer
+    on, the fds it sent, and ORCH_TRACE's marks. `run()` answers with the exit code."""
 
     def __init__(self, node, conn, request: dict, fds: list[int]):
         self.node, self.conn, self.request, self.fds = node, conn, request, fds
@@ -125,6 +157,10 @@ class Run:
             return {}
         text = ", ".join(f"{what} +{(t - self.marks[i][1]) * 1000:.1f}" for i, (what, t) in enumerate(self.marks[1:]))
         return {"trace": text}
+
+
+class Run(Command):
+    """One `orch run`."""
 
     async def run(self) -> int:
         from orch.cli.container import HelpShown, parse_run

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from orch import paths
 from orch.node.runtime.superproto import write_json_atomic
 
 RECORD = "state.json"
@@ -20,11 +21,11 @@ RECORD = "state.json"
 class ContainerStore:
     def __init__(self, root: Path):
         self.dir = Path(root) / "containers"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.dir)  # root only: see orch.paths
         # Removal renames a container's directory here (atomic: the record is there or it is
         # not) and deletes it afterwards, so `rm` and `run --rm` do not wait for rmtree.
         self.trash = Path(root) / "containers-trash"
-        self.trash.mkdir(exist_ok=True)
+        paths.private_dir(self.trash)
 
     def path(self, cid: str) -> Path:
         return self.dir / cid

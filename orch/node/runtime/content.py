@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from orch import paths
 from orch.errors import InvalidArgument, NotFound
 
 CHUNK = 1 << 20
@@ -95,6 +96,7 @@ class ContentStore:
         self.root = Path(root)
         self.blob_dir = self.root / "blobs" / "sha256"
         self.ingest_dir = self.root / "ingest"
+        paths.private_dir(self.root)  # root only: see orch.paths
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
         self._clean_stale_ingests()
@@ -122,6 +124,11 @@ class ContentStore:
         return Writer(self)
 
     def write_bytes(self, data: bytes, expected: str | None = None) -> str:
+        # A blob already in the store is the same bytes by its name: nothing to write or sync
+        # (a cached rebuild records the same image config and manifest again).
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if (expected is None or expected == digest) and self.has(digest):
+            return digest
         with self.writer() as w:
             w.write(data)
             return w.commit(expected)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from orch import paths
 from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers, reference
 from orch.node.runtime.content import ContentStore, check_digest
@@ -97,9 +98,9 @@ class ImageStore:
         self.content = ContentStore(self.root / "content")
         self.snapshots = Snapshotter(self.root / "snapshots")
         self.dir = self.root / "images"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.dir)  # root only: see orch.paths
         self.tmp = self.root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.tmp)
         _clean_old(self.tmp)
         self._db_path = self.dir / "db.json"
         self._lock = threading.RLock()
@@ -120,7 +121,10 @@ class ImageStore:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 db = self._read_db()
+                before = json.dumps(db, sort_keys=True)
                 yield db
+                if json.dumps(db, sort_keys=True) == before:
+                    return  # nothing changed (a rebuild that tags the same image again): no write, no sync
                 tmp = self.dir / f".db.{os.getpid()}.{threading.get_ident()}.tmp"
                 with open(tmp, "w") as f:
                     json.dump(db, f, indent=1, sort_keys=True)
@@ -256,8 +260,11 @@ class ImageStore:
                 old = db["refs"].get(name)
                 if old is not None and old != image_id:
                     notes.append(f"The image {reference.familiar(name)} already exists, renaming the old one with ID {old} to empty string")
-                db["refs"][name] = image_id
-                rec["tagged_at"] = time.time()
+                if old != image_id:
+                    # A name that stays on the same image keeps its time (docker would note the
+                    # time again; a cached rebuild then writes nothing at all).
+                    db["refs"][name] = image_id
+                    rec["tagged_at"] = time.time()
             # A layer a concurrent rmi collected while we unpacked is unpacked again here.
             self._unpack(diff_ids, [d for d, _ in blobs])
             image = self._image(image_id, db)
@@ -435,7 +442,7 @@ class ImageStore:
         return layers.compute_changes(upper, lowers)
 
     def layer_sizes(self, image: Image) -> list[int]:
-        """The uncompressed size of each of the image's layers, bottom first."""
+        """The content size of each of the image's layers (docker's DiffSize), bottom first."""
         return [self.snapshots.size(c) if self.snapshots.exists(c) else 0 for c in image.chain_ids]
 
     def remove_snapshot(self, key: str) -> None:

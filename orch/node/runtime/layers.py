@@ -126,7 +126,14 @@ def clean_entry_name(name: str) -> str | None:
 
 
 def apply_layer(blob: BinaryIO, dest: Path, *, label: str = "layer") -> tuple[str, int]:
-    """Unpack a layer tar (gzip or not) into `dest`; return (diff ID, uncompressed size).
+    """Unpack a layer tar (gzip or not) into `dest`; return (diff ID, content size).
+
+    The content size is docker's size of a layer (what `docker history` and `docker images`
+    show, not the tar's padded length): overlay2's ApplyDiff returns `directory.Size` of the
+    unpacked layer, which adds up the lstat sizes of everything but directories, a
+    hard-linked inode once. So a regular file counts its bytes, a symlink the length of its
+    target, and a directory, a hard link or a whiteout nothing; a layer that only makes a
+    directory is 0 B.
 
     `label` names the layer in error messages (e.g. "layer sha256:ab12..").
     """
@@ -140,8 +147,13 @@ def apply_layer(blob: BinaryIO, dest: Path, *, label: str = "layer") -> tuple[st
         raise LayerError(f"{label}: not a tar archive ({err}); refusing to unpack") from None
     except (EOFError, OSError) as err:
         raise LayerError(f"{label}: truncated or corrupt layer ({err}); refusing to unpack") from None
+    content_size = 0
     try:
         for member in tar:
+            if member.isreg():
+                content_size += member.size
+            elif member.issym():
+                content_size += len(os.fsencode(member.linkname))
             _apply_entry(tar, member, dest, unpacked, dir_times, label)
         reader.drain()
     except tarfile.TarError as err:
@@ -151,7 +163,7 @@ def apply_layer(blob: BinaryIO, dest: Path, *, label: str = "layer") -> tuple[st
     # Directory times last: creating their children changed them.
     for path, mtime in reversed(dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
-    return "sha256:" + reader.hash.hexdigest(), reader.size
+    return "sha256:" + reader.hash.hexdigest(), content_size
 
 
 def _refuse(label: str, name: str, why: str) -> LayerError:

@@ -16,6 +16,7 @@ Layout under ORCH_ROOT/snapshots:
 
     committed/<chain hex>/fs       the layer's files (a lower directory, never written again)
     committed/<chain hex>/parent   the parent's chain ID, absent for a base layer
+    committed/<chain hex>/content-size   the layer's content size in bytes
     active/<key>/fs                the writable upper directory
     active/<key>/work              overlayfs's work directory
     active/<key>/parent            the parent's name, absent for none
@@ -24,15 +25,18 @@ Layout under ORCH_ROOT/snapshots:
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
 
+from orch import paths
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from orch.node.runtime.content import check_digest
 from orch.node.runtime.mount import Mount
 
 UNPACK_PREFIX = "unpack-"  # keys of the active snapshots layers are unpacked in
+CONTENT_SIZE = "content-size"  # beside fs/: the layer's content size (docker's DiffSize)
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -47,8 +51,10 @@ class Snapshotter:
         self.committed_dir = self.root / "committed"
         self.active_dir = self.root / "active"
         self.tmp_dir = self.root / "tmp"
-        for d in (self.committed_dir, self.active_dir, self.tmp_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        # Root only (upper dirs hold what containers leave: setuid programs, device nodes): see
+        # orch.paths. Below these, modes are the containers' own.
+        for d in (self.root, self.committed_dir, self.active_dir, self.tmp_dir):
+            paths.private_dir(d)
         self._clean_stale()
 
     def _clean_stale(self, age: float = 3600.0) -> None:
@@ -162,7 +168,7 @@ class Snapshotter:
         target = self.committed_dir / _hex(name)
         shutil.rmtree(d / "work", ignore_errors=True)
         if size is not None:
-            (d / "size").write_text(str(size))
+            (d / CONTENT_SIZE).write_text(str(size))
         if target.exists():
             self.remove(key)
             return
@@ -192,23 +198,35 @@ class Snapshotter:
         return used
 
     def size(self, name: str) -> int:
-        """The size of the layer tar the snapshot was unpacked from (its disk usage if unknown)."""
-        p = self.committed_dir / _hex(name) / "size"
-        return int(p.read_text()) if p.exists() else dir_size(self.committed_path(name))
+        """The layer's content size, as docker counts it (layers.apply_layer): recorded when
+        it was unpacked, or counted from its files (a store of an older orch recorded the
+        tar's length instead, under another name)."""
+        p = self.committed_dir / _hex(name) / CONTENT_SIZE
+        try:
+            return int(p.read_text())
+        except FileNotFoundError:
+            return content_size(self.committed_path(name))
 
     def check_not_in_use(self, name: str) -> None:
         if name in self.in_use():
             raise Conflict(f"snapshot {name} is in use by a container")
 
 
-def dir_size(root: Path) -> int:
+def content_size(root: Path) -> int:
+    """moby's directory.Size: the lstat sizes of everything under `root` but directories
+    (file bytes, symlink target lengths), each inode once."""
     total = 0
+    seen: set[int] = set()
     for dirpath, dirnames, filenames in os.walk(root):
-        for n in filenames + dirnames:
+        # os.walk lists a symlink to a directory among dirnames: it is counted, not followed.
+        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             try:
-                total += os.lstat(os.path.join(dirpath, n)).st_blocks * 512
+                st = os.lstat(os.path.join(dirpath, n))
             except FileNotFoundError:
-                pass
+                continue
+            if not stat.S_ISDIR(st.st_mode) and st.st_size and st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_size
     return total
 
 

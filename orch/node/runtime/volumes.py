@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from orch import paths
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, SystemFailure
 
 # Docker's rule for volume names.
@@ -61,7 +62,7 @@ class VolumeStore:
             if not exist_ok:
                 raise AlreadyExists(f"volume {name} already exists")
             return self.get(name)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.dir)  # root only (a volume holds what containers leave): see orch.paths
         # The data directory first and the metadata last: meta.json is the commit point, a
         # crash before it leaves a directory that `list` ignores and `create` completes.
         self.data_path(name).mkdir(parents=True, exist_ok=True)

@@ -53,8 +53,8 @@ def test_hello_builds_runs_and_rebuilds_from_cache(store, context):
 
     # The history: one row per instruction, newest first, empty layers without size.
     rows = history_json(image, store.layer_sizes(image))
-    assert [r["CreatedBy"] for r in rows[:4]] == ['CMD ["cat", "index.js"]', "WORKDIR /app", "COPY . /app",
-                                                   "RUN /bin/sh -c echo installing && mkdir -p /opt/node && echo 'console.log' > /opt/node/runtime"]
+    assert [r["CreatedBy"] for r in rows[:4]] == ['CMD ["cat" "index.js"]', "WORKDIR /app", "COPY . /app # buildkit",
+                                                   "RUN /bin/sh -c echo installing && mkdir -p /opt/node && echo 'console.log' > /opt/node/runtime # buildkit"]
     assert rows[0]["Id"] == image.id and rows[0]["Tags"] == ["hello:v0.1"] and all(r["Id"] == "<missing>" for r in rows[1:])
     assert rows[0]["Size"] == 0 and rows[1]["Size"] == 0 and rows[2]["Size"] > 0
     assert json.loads(json.dumps(image.config["rootfs"]["diff_ids"])) == image.diff_ids
@@ -217,7 +217,24 @@ ENTRYPOINT ["/bin/sh", "-c"]
     assert cfg["OnBuild"] == ["RUN echo triggered > /tmp/triggered"]
     assert cfg["Entrypoint"] == ["/bin/sh", "-c"] and cfg["Cmd"] is None
     history = image.config["history"]
-    assert [h.get("empty_layer", False) for h in history[1:]] == [True, False, False, False, False] + [True] * 8
+    assert [h.get("empty_layer", False) for h in history[1:]] == [True, True, False, False, False, False] + [True] * 8
+    # Every instruction, as buildkit's dockerfile2llb writes it (Go's %v, %q and %+v included).
+    assert [h["created_by"] for h in history[1:]] == [
+        "ARG WHERE=/opt",
+        "ENV APP_HOME=/opt/app",
+        "WORKDIR /opt/app",
+        "COPY --chown=nobody:nogroup --chmod=600 conf.ini ./ # buildkit",
+        "COPY *.txt /texts/ # buildkit",
+        "ADD bundle.tar.gz /unpacked/ # buildkit",
+        "LABEL org.example.version=1.0 team=core",
+        "EXPOSE [8080/tcp 53/udp]",
+        "USER nobody",
+        "VOLUME [/data]",
+        "STOPSIGNAL SIGINT",
+        "HEALTHCHECK {Test:[CMD-SHELL wget -q -O- localhost:8080] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:2}",
+        "ONBUILD RUN echo triggered > /tmp/triggered",
+        'ENTRYPOINT ["/bin/sh" "-c"]',
+    ]
 
     with tarfile.open(store.content.path(image.layers[2]["digest"])) as tar:
         conf = tar.getmember("opt/app/conf.ini")

@@ -95,7 +95,7 @@ def test_build_history_inspect_through_the_agent(node):
 
     rows = node.orch("history", "hello:v0.2").stdout.splitlines()
     assert rows[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]
-    assert "CMD [\"cat\", \"index.js\"]" in rows[1] and "0B" in rows[1]
+    assert "CMD [\"cat\" \"index.js\"]" in rows[1] and "0B" in rows[1]
     assert all(r.startswith("<missing>") for r in rows[2:])
     assert len(rows) == 1 + 5  # the base's import row and four instructions
     assert node.orch("history", "-q", "hello:v0.2").stdout.splitlines()[1:] == ["<missing>"] * 4
@@ -143,3 +143,112 @@ def test_a_container_changed_by_hand_diff_commit_tag_run(node):
     assert json.loads(node.orch("inspect", "running").stdout)[0]["State"]["Status"] == "running"
     missing = node.orch("diff", "no-such-container", check=False)
     assert missing.returncode == 1 and missing.stderr == "orch: no such container: no-such-container\n"
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `root` with its size and mtime."""
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            st = os.lstat(os.path.join(dirpath, name))
+            out[os.path.join(dirpath, name)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def test_a_cached_rebuild_is_answered_by_the_agent_and_writes_nothing(node):
+    ctx = node.base / "cached"
+    (ctx / "lib").mkdir(parents=True)
+    for i in range(20):
+        (ctx / "lib" / f"m{i}.txt").write_text(f"module {i}\n")
+    (ctx / "app.txt").write_text("v1\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nARG V=1\nCOPY lib/ /lib2/\nRUN echo $V > /v\nCOPY app.txt /\nCMD [\"cat\", \"/app.txt\"]\n")
+    first = node.orch("build", "-q", "-t", "cached:1", str(ctx)).stdout.strip()
+    root = node.base / "root"
+    before = _files(root)
+    traced = subprocess.run([sys.executable, "-m", "orch", "build", "-q", "-t", "cached:1", str(ctx)], env=dict(node.env, ORCH_TRACE="1"),
+                            capture_output=True, text=True, timeout=120, cwd=node.base)
+    assert (traced.returncode, traced.stdout.strip()) == (0, first)
+    assert "cached in the agent" in traced.stderr  # no worker process was started
+    out = node.orch("build", "-t", "cached:1", str(ctx)).stdout
+    assert out.count(" ---> Using cache\n") == 5 and out.endswith(f"Successfully built {first[7:19]}\nSuccessfully tagged cached:1\n")
+    assert _files(root) == before  # nothing written: no blob, no record, no cache entry, no sync
+
+    # One file changed: the agent hands the build to a worker, which runs the steps from it on.
+    (ctx / "app.txt").write_text("v2\n")
+    traced = subprocess.run([sys.executable, "-m", "orch", "build", "-t", "cached:2", str(ctx)], env=dict(node.env, ORCH_TRACE="1"),
+                            capture_output=True, text=True, timeout=120, cwd=node.base)
+    assert traced.returncode == 0 and "not all cached" in traced.stderr
+    assert traced.stdout.count(" ---> Using cache\n") == 3  # ARG, COPY lib/, RUN
+    assert node.orch("run", "--rm", "cached:2").stdout == "v2\n"
+
+
+def test_build_command_line_is_read_by_the_agent(node):
+    assert oct(os.stat(node.base / "run" / "build.sock").st_mode & 0o777) == "0o600"  # root only, as run.sock
+    help_text = node.orch("build", "--help").stdout
+    assert help_text.startswith("usage: orch build") and "--build-arg" in help_text
+    misuse = node.orch("build", "--nope", ".", check=False)
+    assert (misuse.returncode, misuse.stderr) == (1, "orch: unrecognized arguments: --nope; see 'orch build --help'\n")
+    no_path = node.orch("build", check=False)  # was checked in the CLI (tests/unit/test_cli_dispatch.py), now in the agent
+    assert (no_path.returncode, no_path.stderr) == (1, "orch: the following arguments are required: PATH; see 'orch build --help'\n")
+    missing = node.orch("build", "no-such-dir", check=False)
+    assert (missing.returncode, missing.stderr) == (1, "orch: orch build: unable to prepare context: path 'no-such-dir' not found or not a directory\n")
+    # Relative paths start at the client's working directory; --build-arg NAME takes the client's environment.
+    ctx = node.base / "relative"
+    ctx.mkdir()
+    (ctx / "other.Dockerfile").write_text("FROM busybox\nARG WHO\nRUN echo \"hi $WHO\" > /who\nCMD [\"cat\", \"/who\"]\n")
+    proc = subprocess.run([sys.executable, "-m", "orch", "build", "-q", "-f", "relative/other.Dockerfile", "--build-arg", "WHO",
+                           "-t", "rel:1", "relative"], env=dict(node.env, WHO="you"), capture_output=True, text=True, timeout=120,
+                          cwd=node.base)
+    assert proc.returncode == 0, proc.stderr
+    assert node.orch("run", "--rm", "rel:1").stdout == "hi you\n"
+    failed = node.base / "failing"
+    failed.mkdir()
+    (failed / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    bad = node.orch("build", str(failed), check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("orch: Dockerfile:2: step 2/2 RUN exit 3: exit code 3"), bad.stderr
+
+
+def _workers_of(agent_pid: int) -> list[int]:
+    """The agent's build worker processes."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == agent_pid and b"orch.build.worker" in cmdline:
+            out.append(int(entry))
+    return out
+
+
+def test_ctrl_c_stops_the_build_and_its_worker(node):
+    import signal
+
+    ctx = node.base / "slow"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started && sleep 60\n")
+    agent_pid = int((node.base / "run" / "agent.pid").read_text())
+    client = subprocess.Popen([sys.executable, "-m", "orch", "build", "--no-cache", str(ctx)], env=node.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=node.base)
+    try:
+        seen = b""
+        while b"started\n" not in seen:
+            chunk = client.stdout.read1(4096)
+            assert chunk, f"the build ended early: {client.stderr.read()!r}"
+            seen += chunk
+        assert _workers_of(agent_pid)
+        client.send_signal(signal.SIGINT)
+        assert client.wait(timeout=30) == 130
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    deadline = time.monotonic() + 20
+    while _workers_of(agent_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _workers_of(agent_pid) == []

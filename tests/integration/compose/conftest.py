@@ -6,6 +6,7 @@ the node's containers are removed, the agent and supervisor stopped, and the tes
 no mount, cgroup, veth or nftables rule of this node is left.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -93,6 +94,22 @@ def node():
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         shutil.rmtree(base, ignore_errors=True)
         assert not mounts, f"mounts left behind: {mounts}"
+
+
+@contextlib.contextmanager
+def busy_cores():
+    """Every core kept busy, as on a machine doing other work: one `yes` per core, killed when
+    the block ends, however it ends."""
+    procs = []
+    try:
+        for _ in range(os.cpu_count() or 2):
+            procs.append(subprocess.Popen(["yes"], stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
 
 
 def free_port() -> int:

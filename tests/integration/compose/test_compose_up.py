@@ -1,7 +1,9 @@
 """`orch compose` end to end on busybox stacks: real containers, networks, volumes, healthchecks."""
 
+import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 
 from orch.node.agent.views import parse_time
 
-from .conftest import free_port
+from .conftest import busy_cores, free_port
 
 pytestmark = pytest.mark.privileged
 
@@ -115,15 +117,24 @@ volumes:
         _get(port, timeout=0.5)
 
 
-def test_rolling_start_first_update_loses_no_request(node, stack):
-    port = free_port()
-    template = """
+ROLLING = r"""
 services:
   app:
     image: busybox:latest
     init: true
-    command: ["sh", "-c", "mkdir -p /www && echo v$$VERSION > /www/index.html && exec httpd -f -p 8000 -h /www"]
+    # /cgi-bin/slow answers its first line at once ("started <hostname>"), the rest once
+    # /tmp/release exists in its container: a client holds it open as long as the test wants.
+    command:
+      - sh
+      - -c
+      - |
+        mkdir -p /www/cgi-bin && echo v$$VERSION > /www/index.html
+        printf '%s\n' '#!/bin/sh' 'printf "Content-Type: text/plain\r\n\r\nstarted %s\n" "$$(hostname)"' \
+          'while [ ! -e /tmp/release ]; do sleep 0.05; done' 'echo done' > /www/cgi-bin/slow
+        chmod +x /www/cgi-bin/slow
+        exec httpd -f -p 8000 -h /www
     environment: {{VERSION: "{version}"}}
+    stop_grace_period: 60s
     deploy:
       replicas: 3
       update_config: {{parallelism: 1, delay: 0.2s, order: start-first}}
@@ -133,41 +144,101 @@ services:
       retries: 10
   proxy:
     image: busybox:latest
+    init: true
+    # Resolves app for every connection, as a client of the service name does.
     command: ["sh", "-c", "exec nc -ll -p 8080 -e sh -c 'nc app 8000'"]
     ports: ["127.0.0.1:{port}:8080"]
     depends_on:
       app: {{condition: service_healthy}}
 """
-    stack.write(template.format(version=1, port=port))
+WAITING = re.compile(r"Waiting for (\d+) connections? to (\S+) to end")
+
+
+def test_rolling_start_first_update_loses_no_request(node, stack):
+    # A start-first update on a machine whose cores are all busy (issue 16): a client hammering
+    # the service loses no request, and a slow request held open across its replica's
+    # replacement completes, because the replica is stopped only once its connections ended.
+    port = free_port()
+    stack.write(ROLLING.format(version=1, port=port))
     stack.compose("up", "-d", "--wait")
     assert _get(port) == "v1"
+    old = {name: cid for name, cid in stack.ids().items() if "-app-" in name}
+
+    slow: dict = {}
+    slow_started = threading.Event()
+
+    def slow_client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            conn.request("GET", "/cgi-bin/slow")
+            answer = conn.getresponse()
+            slow["first"] = answer.readline().decode().split()
+            slow_started.set()
+            slow["status"], slow["rest"] = answer.status, answer.read().decode()
+        except OSError as err:
+            slow["error"] = repr(err)
+        finally:
+            slow_started.set()
+            conn.close()
+
     results = {"ok": 0, "failed": [], "slowest": 0.0}
-    done = threading.Event()
+    done, up_returned, served_after_up = threading.Event(), threading.Event(), threading.Event()
 
     def client():
         # A generous timeout: a request is lost when it fails, not when it is slow. (Seen
         # here before replicas were drained: requests in flight to a disconnected replica hung.)
         while not done.is_set():
+            after = up_returned.is_set()
             began = time.monotonic()
             try:
-                _get(port, timeout=15)
+                _get(port, timeout=60)
                 results["ok"] += 1
             except OSError as err:
                 results["failed"].append(repr(err))
             results["slowest"] = max(results["slowest"], time.monotonic() - began)
+            if after:
+                served_after_up.set()
 
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
-        stack.write(template.format(version=2, port=port))
-        out = stack.compose("up", "-d").stderr
-    finally:
-        time.sleep(0.3)
-        done.set()
-        thread.join()
-    assert out.count("Removed") == 3 and out.count("Started") == 3
-    print(f"rolling update: {results['ok']} requests, slowest {results['slowest']:.2f}s")
+    slow_thread = threading.Thread(target=slow_client)
+    slow_thread.start()
+    assert slow_started.wait(30) and "first" in slow, slow
+    threads = [threading.Thread(target=client), slow_thread]
+    began = time.monotonic()
+    with busy_cores():
+        threads[0].start()
+        try:
+            stack.write(ROLLING.format(version=2, port=port))
+            up = subprocess.Popen([sys.executable, "-m", "orch", "compose", "-f", str(stack.file), "up", "-d"], env=node.env,
+                                  cwd=node.base, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            watchdog = threading.Timer(300, up.kill)
+            watchdog.start()
+            out = ""
+            for line in up.stderr:
+                out += line
+                if waiting := WAITING.search(line):
+                    # The replica waits for its clients: let the slow request finish now.
+                    node.orch("exec", waiting.group(2), "touch", "/tmp/release", check=False)
+            up.wait()
+            watchdog.cancel()
+            updated = time.monotonic() - began
+            up_returned.set()
+            assert served_after_up.wait(60), "no request got through after the update"
+        finally:
+            done.set()
+            for t in threads:
+                t.join(120)
+    assert up.returncode == 0, out
+    assert out.count("Removed") == 3 and out.count("Started") == 3, out
+    print(f"rolling update on busy cores: {updated:.1f}s, {results['ok']} requests, {len(results['failed'])} lost, "
+          f"slowest {results['slowest']:.2f}s")
     assert results["failed"] == [] and results["ok"] > 20
+    # The slow request straddled its replica's replacement: it began on an old replica, the
+    # update waited for it by name, and it completed although that replica is gone now.
+    assert slow.get("status") == 200 and slow.get("rest", "").strip() == "done", slow
+    served_by = [name for name, cid in old.items() if cid.startswith(slow["first"][1])]
+    assert len(served_by) == 1, (slow, old)
+    assert any(m.group(2) == served_by[0] for m in WAITING.finditer(out)), out
+    assert old[served_by[0]] not in stack.ids().values()
     assert {_get(port) for _ in range(6)} == {"v2"}
     names = sorted(stack.ids())
     assert len(names) == 4 and sum("-app-" in n for n in names) == 3

@@ -17,20 +17,64 @@ import sys
 import tempfile
 import textwrap
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import trio
 from dnslib import QTYPE, RCODE, RR, A
-from dnslib.server import DNSServer
+from dnslib.server import DNSLogger, DNSServer
 
-from orch.net.dns import DnsService, QuietLogger
+from orch.net.dns import DnsService
 from orch.net.kernel import RealKernel
 from orch.net.manager import Networks
 
 PYTHON = sys.executable
 FAKE_UPSTREAM_NAME = "upstream.example.test."
 FAKE_UPSTREAM_ADDRESS = "198.51.100.77"
+
+
+class QuietLogger(DNSLogger):
+    """dnslib's server logs every query to stdout by default."""
+
+    def __init__(self):
+        super().__init__("-recv,-send,-request,-reply,-truncated,-error,-data")
+
+
+@contextmanager
+def serving(dns: DnsService):
+    """Run `dns` on a trio loop of its own, in a thread, as the agent runs it in its nursery;
+    the test then calls start and stop from its own thread, as the agent's worker threads do."""
+    started = threading.Event()
+    loop: dict = {}
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            loop["scope"], loop["token"] = nursery.cancel_scope, trio.lowlevel.current_trio_token()
+            await nursery.start(dns.serve)
+            started.set()
+
+    def run():
+        try:
+            trio.run(main)
+        except BaseException as err:
+            loop["error"] = err
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=run, name="dns-loop", daemon=True)
+    thread.start()
+    started.wait()
+    if "error" in loop:
+        raise loop["error"]
+    try:
+        yield dns
+    finally:
+        trio.from_thread.run_sync(loop["scope"].cancel, trio_token=loop["token"])
+        thread.join()
+        if "error" in loop:
+            raise loop["error"]
 
 
 class _FakeUpstream:
@@ -123,22 +167,23 @@ def env(fake_upstream):
     dns = DnsService([fake_upstream], timeout=1.0)
     nets = Networks(RealKernel(), run_dir=run_dir, dns=dns, table=table, bridge_prefix=prefix)
     e = Env(nets, prefix, run_dir)
-    try:
-        yield e
-    finally:
-        for proc in e._procs:
-            proc.kill()
-            proc.wait()
-        state = nets.state
+    with serving(dns):
         try:
-            for cid in sorted({ep.container_id for ep in state.endpoints}):
-                nets.release_container(cid)
-            for name in list(nets.state.networks):
-                nets.remove_network(name)
+            yield e
         finally:
-            nets.close()
-            _sweep(table, run_dir, state)
-            subprocess.run(["rm", "-rf", str(run_dir)])
+            for proc in e._procs:
+                proc.kill()
+                proc.wait()
+            state = nets.state
+            try:
+                for cid in sorted({ep.container_id for ep in state.endpoints}):
+                    nets.release_container(cid)
+                for name in list(nets.state.networks):
+                    nets.remove_network(name)
+            finally:
+                nets.close()
+                _sweep(table, run_dir, state)
+                subprocess.run(["rm", "-rf", str(run_dir)])
 
 
 def host_address() -> str:

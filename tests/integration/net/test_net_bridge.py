@@ -222,3 +222,64 @@ def test_a_namespace_someone_still_holds_keeps_its_veth_until_forced(env):
     assert ep.host_ifname not in _links()
     assert ep.address not in env.networks.state.ipam.networks["front"].allocated
     assert holder.poll() is None  # the process lives on, without the network
+
+
+QUERY_ONCE = """
+    from dnslib import DNSRecord
+    server = open("/etc/resolv.conf").read().split()[1]
+    try:
+        reply = DNSRecord.parse(DNSRecord.question("{name}").send(server, 53, timeout={timeout}))
+        print(" ".join(str(rr.rdata) for rr in reply.rr))
+    except OSError as err:
+        print("FAILED", type(err).__name__, err)
+"""
+
+
+def _mac(ifname: str) -> str:
+    with open(f"/sys/class/net/{ifname}/address") as f:
+        return f.read().strip()
+
+
+def test_the_gateway_keeps_its_mac_when_containers_come_and_go(env):
+    # Linux gives a bridge without an address of its own the lowest MAC among its ports, so
+    # the gateway's MAC changed as veths came and went. A container that had cached the old one
+    # (its ARP entry for the gateway stays valid for 15-45 s) sent its DNS queries into the void
+    # until the entry expired: glibc's two tries of 5 s, then "bad address" (issue 16's 10 s).
+    env.networks.create_network("front")
+    net = env.networks.get("front")
+    env.container("front", "client", names=("client",))
+    mac = _mac(net.bridge)
+    old = env.container("front", "old", names=("app",))
+    # The replica's host end gets the lowest unicast MAC there is: a bridge that takes its
+    # ports' lowest would take this one.
+    _ip("link", "set", old.host_ifname, "address", "02:00:00:00:00:01")
+    assert _mac(net.bridge) == mac
+    # The client talks to the gateway now (its ARP entry is fresh), then the replica goes.
+    assert env.run("client", QUERY_ONCE.format(name="app", timeout=2)).stdout.split() == [old.address]
+    env.networks.release_container("old")
+    deadline = time.monotonic() + 10
+    while old.host_ifname in _links() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert old.host_ifname not in _links()
+    assert _mac(net.bridge) == mac
+    # One try, two seconds: the answer (no name left) comes at once, not after an ARP timeout.
+    assert env.run("client", QUERY_ONCE.format(name="client", timeout=2)).stdout.split() == [env.networks.endpoints_of("client")[0].address]
+
+
+def test_a_bridge_an_earlier_orch_made_gets_its_mac_pinned(env):
+    # Bridges made before the MAC was set at creation are pinned when the agent finds them.
+    from pyroute2 import IPRoute
+
+    name = env.prefix + "-old"
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="bridge")
+    try:
+        with open(f"/sys/class/net/{name}/addr_assign_type") as f:
+            assert f.read().strip() != "3"  # the kernel's pick, which it may change
+        mac = _mac(name)
+        env.networks.kernel.pin_link_address(name)
+        with open(f"/sys/class/net/{name}/addr_assign_type") as f:
+            assert f.read().strip() == "3"
+        assert _mac(name) == mac
+    finally:
+        env.networks.kernel.delete_link(name)

@@ -266,3 +266,64 @@ def test_a_drained_container_stays_unnamed_across_an_agent_restart(node):
     node.ok("rm", "-f", "r1")
     # A release is written by the agent's reaper a moment later (REAP_AFTER).
     node.wait_for(lambda: node.net_state()["hidden"] == [], what="the removed container's drain to be forgotten")
+
+
+def test_the_node_counts_connections_to_a_container_and_drains_it_when_they_end(node):
+    import threading
+
+    from orch.client import Client
+
+    api = Client(str(node.run_dir / "orch.sock"))
+    port = free_port()
+    node.ok("network", "create", "conns")
+    # Echo servers: `nc -ll -e cat` holds each connection until its client closes it.
+    node.ok("run", "-d", "--name", "srv", "--network", "conns", "-p", f"127.0.0.1:{port}:7000", "busybox",
+            "nc", "-ll", "-p", "7000", "-e", "cat")
+    node.ok("run", "-d", "--name", "other", "--network", "conns", "busybox", "nc", "-ll", "-p", "7000", "-e", "cat")
+    address = {name: node.inspect(name)["NetworkSettings"]["Networks"]["conns"]["IPAddress"] for name in ("srv", "other")}
+    # Held: a neighbour's connection and the host's through the published port. Not srv's: its
+    # own connection to `other`, and one inside its namespace (as a healthcheck's).
+    node.ok("run", "-d", "--name", "cli", "--network", "conns", "busybox", "sh", "-c", "sleep 1000 | nc srv 7000")
+    node.ok("exec", "-d", "srv", "sh", "-c", "sleep 1000 | nc other 7000")
+    node.ok("exec", "-d", "srv", "sh", "-c", "sleep 1000 | nc 127.0.0.1 7000")
+    address["cli"] = node.inspect("cli")["NetworkSettings"]["Networks"]["conns"]["IPAddress"]
+    host = socket.create_connection(("127.0.0.1", port), timeout=5)
+    host.sendall(b"x")
+    assert host.recv(1) == b"x"
+
+    def open_clients(name):
+        answer = api.call("GET", f"/containers/{name}/connections")
+        assert answer["Visible"], answer
+        return sorted((c["Client"], c["Port"]) for c in answer["Connections"] if c["Open"])
+
+    node.wait_for(lambda: open_clients("srv") == sorted([(address["cli"], 7000), ("127.0.0.1", 7000)]),
+                  what="srv's two clients to be seen")
+    node.wait_for(lambda: open_clients("other") == [(address["srv"], 7000)], what="other's one client to be seen")
+    host.close()
+    node.wait_for(lambda: open_clients("srv") == [(address["cli"], 7000)], what="the host's connection to end")
+
+    # The drain: srv leaves DNS, waits while cli holds its connection, and lets go once it ends.
+    events, waiting = [], threading.Event()
+
+    def drain():
+        buf = b""
+        for chunk in api.stream("POST", "/containers/srv/drain?wait=1&t=60"):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in filter(None, lines):
+                events.append(json.loads(line))
+                if events[-1]["Status"] == "waiting":
+                    waiting.set()
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    try:
+        assert waiting.wait(30), events
+        assert node.inspect("srv")["Id"] in node.net_state()["hidden"]
+        assert events == [{"Status": "waiting", "Open": 1}]
+        node.ok("rm", "-f", "cli")
+    finally:
+        drainer.join(90)
+    last = events[-1]
+    assert (last["Status"], last["Reason"], last["Open"]) == ("drained", "idle", 0), events
+    assert last["Waited"] < 30, events

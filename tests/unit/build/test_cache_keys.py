@@ -3,6 +3,7 @@
 import pytest
 
 from orch.build.cache import BuildCache, SourceEntry, compute_cache_key, compute_sources_digest
+from orch.build import steps
 from orch.build.steps import add_ports, join_workdir, set_entrypoint, set_env
 
 P1 = "sha256:" + "1" * 64
@@ -107,3 +108,28 @@ def test_deciders_stay_pure(module):
 
     code = f"import sys, {module}; print(sorted({{'trio', 'pyroute2', 'subprocess', 'ctypes'}} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+# The history's texts, as buildkit prints Go values (fmt's %q, %v, %+v, time.Duration).
+GO_TEXTS = [
+    (steps.go_quoted_list, ["cat", "/app/a b"], '["cat" "/app/a b"]'),
+    (steps.go_quoted_list, ['say "hi"\n', "tab\there", "é", "\x00"], r'["say \"hi\"\n" "tab\there" "é" "\x00"]'),
+    (steps.go_list, ["/bin/sh", "-c"], "[/bin/sh -c]"),
+    (steps.go_duration, 0, "0s"),
+    (steps.go_duration, 500_000_000, "500ms"),
+    (steps.go_duration, 1_500_000_000, "1.5s"),
+    (steps.go_duration, 90_000_000_000, "1m30s"),
+    (steps.go_duration, 3_600_000_000_000, "1h0m0s"),
+    (steps.go_duration, 1_500, "1.5µs"),
+    (steps.healthcheck_history, {"Test": ["CMD", "true"], "Interval": 5_000_000_000, "Retries": 3},
+     "HEALTHCHECK {Test:[CMD true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}"),
+    (lambda a: steps.run_history(*a), (["/bin/sh", "-c", "make"], {"A": "1", "B": None, "C": "3"}, {"C": "env"}),
+     "RUN |3 A=1 B= C=env /bin/sh -c make # buildkit"),
+    (lambda a: steps.run_history(*a), (["make"], {}, {}), "RUN make # buildkit"),
+    (lambda a: steps.copy_history(*a), ("COPY", {"chown": "1:1", "chmod": None}, ["a", "<<EOF"], "/d/"), "COPY --chown=1:1 a <<EOF /d/ # buildkit"),
+]
+
+
+@pytest.mark.parametrize("fn,value,text", GO_TEXTS)
+def test_history_texts(fn, value, text):
+    assert fn(value) == text

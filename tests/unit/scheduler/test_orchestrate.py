@@ -248,6 +248,9 @@ GLOBAL = [
          cluster([service("agent", mode="global", reserve_cpus=8)], [node("n1", cpus=4)]),
          ["create agent.n1: replica 1 of 1 is missing; pending: no suitable node (insufficient resources on 1 node)"],
          ["wait agent: 1 task(s) pending"]),
+    Case("global: a bad constraint stored in the service leaves its tasks alone",
+         cluster([service("agent", mode="global", constraints=("node.labels.x~1",))], [node("n1"), node("n2")], [task(AGENT, 0, "n1")]),
+         [], ["failed agent: placement constraint 'node.labels.x~1': expected one operator from ==, !="]),
     Case("global: a stop-first update replaces the task on its node",
          cluster([updated(service("agent", mode="global", update=STOP_FIRST), "agent:2")], [node("n1")],
                  [task(service("agent", mode="global"), 0, "n1")]),
@@ -395,3 +398,12 @@ def test_new_tasks_carry_the_service_spec_and_docker_names():
     t = plan.changes[0].record
     assert t.spec == WEB.spec.task_template and t.spec_version == 1 and t.status.state == TaskState.ASSIGNED
     assert t.name == "web.1" and t.container_name == f"web.1.{t.id}" and len(t.id) == 25
+
+
+def test_a_pass_can_be_limited_to_the_services_that_changed():
+    a, b = service("a", replicas=2), service("b", replicas=2)
+    state = cluster([a, b], N3, [task(a, 1, "n1")])
+    plan = plan_cluster(state, now=100, services=["b"])
+    assert sorted(c.name for c in plan.changes) == ["b.1", "b.2"]
+    # Placement still sees the tasks of services outside the pass: n1 runs a.1.
+    assert [c.record.node_id for c in plan.changes] == ["n2", "n3"]

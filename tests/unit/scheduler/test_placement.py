@@ -91,6 +91,8 @@ RANKING = [
          [node("n1").model_copy(update={"description": node("n1").description.model_copy(update={"engine_labels": {"dc": "x"}})}),
           node("n2")], [demand(n=2, spread=["engine.labels.dc"])], [["n2", "n1"]]),
     Case("later demands see earlier placements", N3, [demand("a", n=2), demand("b", n=2)], [["n1", "n2"], ["n3", "n1"]]),
+    Case("a new service sees what demands with other constraints placed since the last one",
+         N3, [demand("a", n=1), demand("b", n=2, constraints=["node.labels.x!=y"]), demand("c", n=1)], [["n1"], ["n2", "n3"], ["n1"]]),
 ]
 
 FILTERS = [
@@ -205,7 +207,7 @@ def clusters(draw):
         existing.append(task(svc, k + 1, target.id, task_id=f"old{k}"))
     demands = []
     limits = {}  # One max_replicas per service: a limit holds for the demands that carry it.
-    for k in range(draw(st.integers(1, 4))):
+    for k in range(draw(st.integers(1, 6))):
         constraints = draw(st.sampled_from([[], ["node.role==worker"], ["node.labels.zone==a"], ["node.labels.zone!=b"]]))
         spread = draw(st.sampled_from([[], ["node.labels.zone"]]))
         name = draw(st.sampled_from(["web", "db", "cache"])) + str(k) if draw(st.booleans()) else "web"
@@ -296,3 +298,12 @@ def test_spread_stays_within_one_while_every_branch_has_room(zones, n, existing)
     for z in zones_present:
         if counts[z] > before[z]:
             assert counts[z] <= low + 1, (counts, before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(clusters())
+def test_the_shared_order_for_new_services_decides_as_ranking_from_scratch(data):
+    nodes, existing, demands = data
+    fast = [(r.assigned, r.unplaced, r.reason) for r in map(Placer(nodes, existing).place, demands)]
+    slow = [(r.assigned, r.unplaced, r.reason) for r in map(Placer(nodes, existing, shared_order=False).place, demands)]
+    assert fast == slow

@@ -1,0 +1,89 @@
+"""What one client can make the agent hold on orch.sock: a request's body and its time.
+
+Every route takes a small JSON body (a create request, a project's state): none streams a
+body, since build contexts, image archives and volumes travel as paths on the node (POST /build
+{"context": PATH}, /images/load {"path": PATH}), read from disk by the worker that needs them.
+So one bound holds for every route: MAX_BODY. A body announced larger (Content-Length) is
+refused before a byte of it is read; a chunked body is counted as it comes and refused when it
+passes the bound. Either way the answer is 413 with the agent's one-line error, and the
+connection is closed (the rest of the body is never read).
+
+Time: hypercorn closes a connection that sends no complete request head within its
+keep-alive timeout (KEEP_ALIVE, from the connection's start and between requests), and bounds
+the head's size (MAX_HEAD). Once the head is in, the body must keep coming: BODY_IDLE seconds
+at most between its chunks, else 408. A request whose body is complete may then take as long
+as its work does (a build, `logs -f`, `wait`), so there is no timeout on reading after that:
+hypercorn's read_timeout would cut those off.
+"""
+
+import trio
+
+from orch.errors import InvalidArgument
+
+MAX_BODY = 16 << 20
+BODY_IDLE = 5.0
+KEEP_ALIVE = 5.0
+MAX_HEAD = 16 << 10
+
+
+class BodyTooLarge(InvalidArgument):
+    http_status = 413
+
+
+class BodyTooSlow(InvalidArgument):
+    http_status = 408
+
+
+def _too_large(method: str, path: str, size: str) -> BodyTooLarge:
+    return BodyTooLarge(f"{method} {path}: the request body ({size}) is over the agent's limit of "
+                        f"{MAX_BODY >> 20} MiB; pass large inputs as paths on the node")
+
+
+def limit_bodies(app, *, limit: int | None = None, idle: float | None = None):
+    """The ASGI app `app`, with request bodies bounded in size and in time between chunks.
+    (`limit` and `idle` default to MAX_BODY and BODY_IDLE, read at each request.)"""
+
+    async def limited(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        max_body = MAX_BODY if limit is None else limit
+        max_idle = BODY_IDLE if idle is None else idle
+        method, path = scope["method"], scope["path"]
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and int(length) > max_body:
+            err = _too_large(method, path, f"{int(length)} bytes")
+            return await _reply(send, err)
+        received = 0
+        done = False
+
+        async def receive_limited():
+            nonlocal received, done
+            if done:
+                return await receive()  # a disconnect, awaited while a response streams
+            with trio.move_on_after(max_idle) as waiting:
+                message = await receive()
+            if waiting.cancelled_caught:
+                raise BodyTooSlow(f"{method} {path}: the request body stopped coming for {max_idle:g} s; "
+                                  "the connection is closed")
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > max_body:
+                    raise _too_large(method, path, f"over {received} bytes, chunked")
+                done = not message.get("more_body", False)
+            else:
+                done = True
+            return message
+
+        await app(scope, receive_limited, send)
+
+    return limited
+
+
+async def _reply(send, err: InvalidArgument) -> None:
+    import json
+
+    body = json.dumps({"kind": err.kind, "message": str(err)}).encode()
+    await send({"type": "http.response.start", "status": err.http_status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
