@@ -15,7 +15,7 @@ def _client():
 
 
 def _duration(text: str, flag: str) -> int:
-    from orch.cli.serviceflags import parse_duration
+    from orch.cli.serviceopts import parse_duration
 
     return parse_duration(text, flag)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orch.cli import serviceflags as sf
+from orch.cli import serviceopts as so
 from orch.cli.args import Parser
 from orch.errors import InvalidArgument
 
@@ -122,13 +123,13 @@ def test_update_configs_keep_what_is_not_given():
 @pytest.mark.parametrize("text, ns", [("10s", 10_000_000_000), ("1m30s", 90_000_000_000), ("500ms", 500_000_000), ("0", 0),
                                       ("1.5h", 5_400_000_000_000), ("2us", 2_000), ("1h2m3s", 3_723_000_000_000)])
 def test_go_durations(text, ns):
-    assert sf.parse_duration(text, "--update-delay") == ns
+    assert so.parse_duration(text, "--update-delay") == ns
 
 
 @pytest.mark.parametrize("text, size", [("64m", 64 << 20), ("1g", 1 << 30), ("512", 512), ("1.5k", 1536), ("2GiB", 2 << 30),
                                         ("10MB", 10 << 20)])
 def test_sizes_are_rams_in_bytes(text, size):
-    assert sf.parse_bytes(text, "--limit-memory") == size
+    assert so.parse_bytes(text, "--limit-memory") == size
 
 
 @pytest.mark.parametrize("text, ports", [
@@ -140,21 +141,21 @@ def test_sizes_are_rams_in_bytes(text, size):
     ("target=80,published=8080,mode=host", [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "host"}]),
 ])
 def test_publish(text, ports):
-    assert sf.parse_publish(text) == ports
+    assert so.parse_publish(text) == ports
 
 
 def test_mounts_secrets_env_and_images():
-    assert sf.parse_mount("type=volume,src=v,dst=/v,volume-label=a=b,volume-nocopy,volume-driver=local,volume-opt=o=1") == {
+    assert so.parse_mount("type=volume,src=v,dst=/v,volume-label=a=b,volume-nocopy,volume-driver=local,volume-opt=o=1") == {
         "Type": "volume", "Source": "v", "Target": "/v",
         "VolumeOptions": {"Labels": {"a": "b"}, "NoCopy": True, "DriverConfig": {"Name": "local", "Options": {"o": "1"}}}}
-    assert sf.parse_mount("type=tmpfs,dst=/t,tmpfs-mode=1770") == {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": 0o1770}}
-    assert sf.parse_file_ref("db_pass", "secret") == {"File": {"Name": "db_pass", "UID": "0", "GID": "0", "Mode": 0o444},
+    assert so.parse_mount("type=tmpfs,dst=/t,tmpfs-mode=1770") == {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": 0o1770}}
+    assert so.parse_file_ref("db_pass", "secret") == {"File": {"Name": "db_pass", "UID": "0", "GID": "0", "Mode": 0o444},
                                                       "SecretName": "db_pass"}
     spec = create_spec("--name e --env-file vars.env -e FROM_HERE -e MISSING -e X=1 busybox",
                        environ={"FROM_HERE": "yes"}, files={"vars.env": "# comment\nA=1\n\nB=two words\n"})
     assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["A=1", "B=two words", "FROM_HERE=yes", "MISSING", "X=1"]
-    assert sf.normalize_image("localhost:5000/app") == "localhost:5000/app:latest"
-    assert sf.normalize_image("app@sha256:abc") == "app@sha256:abc" and sf.normalize_image("app:1") == "app:1"
+    assert so.normalize_image("localhost:5000/app") == "localhost:5000/app:latest"
+    assert so.normalize_image("app@sha256:abc") == "app@sha256:abc" and so.normalize_image("app:1") == "app:1"
 
 
 @pytest.mark.parametrize("argv, message", [
