@@ -73,6 +73,12 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+# Per container (source address): far above what a program's resolver asks (a busy crawler
+# asks tens a second), far below what the agent answers (thousands a second).
+DNS_UDP_RATE = 500
+DNS_TCP_RATE = 50
+
+
 def compute_ruleset(networks: list[Network], publications: list[Publication], *, table: str = "orch") -> str:
     """The whole `ip <table>` nftables table, as `nft -f` input that replaces it atomically.
 
@@ -86,8 +92,22 @@ def compute_ruleset(networks: list[Network], publications: list[Publication], *,
     - forward (filter): internal bridges pass nothing in or out; published ports are open to
       all; into any other bridge only replies to its own containers' connections pass, which
       isolates networks from each other and from the outside.
+    - input (filter): queries to the embedded DNS are limited per source address in the kernel
+      (DNS_UDP_RATE datagrams and DNS_TCP_RATE new connections a second, each with as much
+      burst), before they reach the agent's socket: a container that floods it fills its own
+      budget, not the socket's receive buffer that its neighbours' queries share.
     """
     lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
+    lines += ["\tset dns_udp { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s; }",
+              "\tset dns_tcp { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s; }"]
+    lines += ["\tchain input {", "\t\ttype filter hook input priority filter; policy accept;"]
+    for net in networks:
+        br = _q(net.bridge)
+        lines.append(f"\t\tiifname {br} udp dport 53 update @dns_udp "
+                     f"{{ ip saddr limit rate over {DNS_UDP_RATE}/second burst {DNS_UDP_RATE} packets }} drop")
+        lines.append(f"\t\tiifname {br} tcp dport 53 ct state new update @dns_tcp "
+                     f"{{ ip saddr limit rate over {DNS_TCP_RATE}/second burst {DNS_TCP_RATE} packets }} drop")
+    lines.append("\t}")
 
     lines += ["\tchain prerouting {", "\t\ttype nat hook prerouting priority dstnat; policy accept;",
               "\t\tfib daddr type local jump publish", "\t}"]

@@ -51,6 +51,15 @@ def test_ruleset_text():
 table ip t
 delete table ip t
 table ip t {
+	set dns_udp { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s; }
+	set dns_tcp { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s; }
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname "orch-front" udp dport 53 update @dns_udp { ip saddr limit rate over 500/second burst 500 packets } drop
+		iifname "orch-front" tcp dport 53 ct state new update @dns_tcp { ip saddr limit rate over 50/second burst 50 packets } drop
+		iifname "orch-secret" udp dport 53 update @dns_udp { ip saddr limit rate over 500/second burst 500 packets } drop
+		iifname "orch-secret" tcp dport 53 ct state new update @dns_tcp { ip saddr limit rate over 50/second burst 50 packets } drop
+	}
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		fib daddr type local jump publish
