@@ -142,7 +142,7 @@ class Control:
             raise InvalidArgument(f"invalid service name {spec.name!r}: use letters, digits, '-' and '_'")
         if not spec.task_template.container_spec.image:
             raise InvalidArgument(f"service {spec.name}: no image; give one (orch service create IMAGE)")
-        if spec.mode == "global" and "replicas" in spec.model_fields_set and spec.replicas != 1:
+        if spec.mode == "global" and "replicas" in spec.model_fields_set and spec.replicas not in (0, 1):
             raise InvalidArgument(f"service {spec.name}: replicas can only be used with replicated mode")
         parse_constraints(spec.task_template.placement.constraints)
         seen = set()
@@ -158,6 +158,8 @@ class Control:
 
     async def create_service(self, spec: r.ServiceSpec) -> str:
         self.check_spec(spec)
+        if await self.store.get(SERVICE_NAMES, spec.name) is not None:
+            raise AlreadyExists(f"service {spec.name} already exists; use orch service update, or another name")
         await self._check_ports_free(spec, None)
         service = self._new_service(spec)
         try:

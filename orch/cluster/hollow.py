@@ -88,6 +88,15 @@ class HollowNode:
     identity: transport.Identity
     runtime: HollowRuntime
     worker: Worker
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with self.scope:
+            await self.worker.run(task_status=task_status)
+
+    def drop(self) -> None:
+        """The node is gone, as a host that lost power: its session ends without a word."""
+        self.scope.cancel()
 
 
 async def join_hollow(base: Path, name: str, manager: str, token: str, *, start_delay: float = 0.0,
@@ -141,7 +150,7 @@ class HollowFleet:
             async with limit:
                 node = await join_hollow(self.base, f"{prefix}{i}", manager, token, start_delay=start_delay)
             self.nodes.append(node)
-            await nursery.start(node.worker.run)
+            await nursery.start(node.run)
 
         async with trio.open_nursery() as joins:
             for i in range(first, first + count):

@@ -139,6 +139,7 @@ class Manager:
         self.plans = 0
         self.commits = 0
         self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
+        self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
 
     # -- election -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -306,8 +307,10 @@ class Manager:
                         self._dirty = None  # a deleted task: its service is unknown here
             elif c.kind is NODES:
                 self._dirty = None
-                if dispatcher is not None and c.record is None:
-                    dispatcher.forget(c.id)
+                if c.record is None:
+                    self._doomed.add(c.id)
+                    if dispatcher is not None:
+                        dispatcher.forget(c.id)
                 elif dispatcher is not None and c.record.status.state != "down":
                     dispatcher.known_nodes([c.id])
             elif self._dirty is not None:
@@ -371,9 +374,16 @@ class Manager:
             now = self.clock()
             groups: list[list] = []
             retry: dict[str, tuple[str, p.TaskStatusUpdate]] = {}
+            requeued = False
             for node_id, fn in node_writes.items():
                 node = cache.nodes.get(node_id)
                 if node is None:
+                    if node_id in self._doomed:
+                        continue
+                    # Not in the cache yet (a session that came before the watch delivered the
+                    # node's record): try again once the cache has moved.
+                    self._node_writes.setdefault(node_id, fn)
+                    requeued = True
                     continue
                 new = fn(node)
                 if new is not None:
@@ -386,6 +396,9 @@ class Manager:
                 if new is not None:
                     groups.append([Put(TASKS, new, expect=cache.revisions.get(task.key)), term.fence])
             if not groups:
+                if requeued:
+                    await cache.changed.wait()
+                    self._status_ready.set()
                 continue
             for start in range(0, len(groups), STATUS_BATCH):
                 chunk = groups[start:start + STATUS_BATCH]
@@ -403,13 +416,16 @@ class Manager:
                             retry[record.id] = pending[record.id]
                         elif isinstance(record, r.Node) and record.id in node_writes:
                             self._node_writes.setdefault(record.id, node_writes[record.id])
+                            requeued = True
                 if result is not None:
                     self.commits += result.transactions
                     if result.revision:
                         await cache.wait_revision(result.revision)
-            if retry or self._node_writes:
+            if retry or requeued:
                 for task_id, item in retry.items():
                     self._status.setdefault(task_id, item)
+                # What failed or waits for the cache goes again once the cache has moved.
+                await cache.changed.wait()
                 self._status_ready.set()
 
 

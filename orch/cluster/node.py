@@ -66,6 +66,8 @@ class EtcdSettings(BaseModel):
     peer_port: int = 2380
     initial_cluster: list[tuple[str, str]] = Field(default_factory=list)
     state: Literal["new", "existing"] = "new"
+    learner_id: int = 0  # set while our member is a learner that still has to be promoted
+    voters: list[str] = Field(default_factory=list)  # client URLs of the members that joined us
 
 
 class LocalState(BaseModel):
@@ -169,6 +171,10 @@ class ClusterNode:
         self._scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
         self._lock = trio.Lock()  # init, join and leave one at a time
+        # The worker starts once the cluster holds this node's record: at once on a restart or
+        # after a join (the manager made it), after the records' transaction in init.
+        self._records_ready = trio.Event()
+        self._worker_up = trio.Event()
 
     # -- files ----------------------------------------------------------------------------------
     def _load(self) -> LocalState | None:
@@ -206,6 +212,7 @@ class ClusterNode:
             self._nursery = nursery
             task_status.started()
             if self.state is not None:
+                self._records_ready.set()
                 try:
                     await nursery.start(self._services_until_stopped)
                 except OrchError as err:
@@ -217,12 +224,17 @@ class ClusterNode:
         state = self.state
         assert state is not None
         self._stopped = trio.Event()
+        self._worker_up = trio.Event()
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
                 async with trio.open_nursery() as nursery:
                     if state.role == "manager":
                         await self._start_manager(nursery, state)
+                    if not self._records_ready.is_set():
+                        task_status.started()  # init writes the records now, then the worker starts
+                        task_status = trio.TASK_STATUS_IGNORED
+                        await self._records_ready.wait()
                     runtime = self._runtime or NodeRuntime(self.node, lambda: state.node_id)
                     host, _ = transport.split_addr(state.advertise_addr)
                     client_ctx = self.identity.client_context()
@@ -233,6 +245,7 @@ class ClusterNode:
                     self.worker = Worker(state.managers or [state.advertise_addr], connect, runtime,
                                          lambda: describe_host(host))
                     await nursery.start(self.worker.run)
+                    self._worker_up.set()
                     self.status = "active"
                     task_status.started()
         finally:
@@ -249,11 +262,22 @@ class ClusterNode:
             host, _ = transport.split_addr(state.advertise_addr)
             config = MemberConfig(name=state.node_id, data_dir=self.dir / "etcd", host=host, tls=self._etcd_tls(),
                                   client_port=etcd.client_port, peer_port=etcd.peer_port,
-                                  initial_cluster=tuple(tuple(m) for m in etcd.initial_cluster), state=etcd.state)
+                                  initial_cluster=tuple(tuple(m) for m in etcd.initial_cluster), state=etcd.state,
+                                  learner_id=etcd.learner_id)
             member = await nursery.start(run_member, config)
-            endpoints = [member.client_url]
+            endpoints = [member.client_url, *etcd.voters]
             tls = self._etcd_tls()
             limits = Limits(max_txn_ops=config.max_txn_ops, max_request_bytes=config.max_request_bytes)
+            if etcd.learner_id:
+                # Our member joined as a learner: promote it once it has caught up (until then it
+                # serves no client, and the voters answer us).
+                from orch.cluster.etcdproc import promote_when_synced
+
+                async with EtcdClient(list(etcd.voters) or endpoints, tls=tls) as voters:
+                    await promote_when_synced(voters, etcd.learner_id)
+                state.etcd = etcd.model_copy(update={"learner_id": 0})
+                if (self.dir / "node.json").exists():
+                    await trio.to_thread.run_sync(self._save, state)
         else:
             endpoints, tls, limits = etcd.endpoints, self._etcd_tls() if Path(self._etcd_tls().cert_file).exists() else None, Limits()
         client = EtcdClient(endpoints, tls=tls)
@@ -402,6 +426,8 @@ class ClusterNode:
                            f"point at an empty etcd, or leave that cluster first")
         await store.txn([Put(CLUSTER, cluster, 0), Put(NODES, me, 0), Put(JOIN_TOKENS, sealed, 0)])
         await trio.to_thread.run_sync(self._save, state)
+        self._records_ready.set()
+        await self._wait_worker()
         await self._wait_connected()
         return node_id
 
@@ -418,6 +444,18 @@ class ClusterNode:
             self.status, self.error = "error", str(err)
             print(f"cluster: {err}", file=sys.stderr, flush=True)
 
+    async def _wait_worker(self) -> None:
+        """Until the worker runs (it starts right after the records are written), or the
+        services ended."""
+        async with trio.open_nursery() as nursery:
+            async def first(event: trio.Event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(first, self._worker_up)
+            nursery.start_soon(first, self._stopped)
+        if self.worker is None:
+            raise SystemFailure(f"the cluster services stopped: {self.error or 'see the agent log'}")
+
     async def _wait_connected(self) -> None:
         worker = self.worker
         if worker is None:
@@ -431,6 +469,7 @@ class ClusterNode:
         """Undo a failed init or join, or finish a leave: stop the services, remove the files."""
         await self._stop_services()
         self.state = None
+        self._records_ready = trio.Event()
         self.status = "inactive"
         self.keyring = self.ca = None
         await trio.to_thread.run_sync(lambda: shutil.rmtree(self.dir, ignore_errors=True))
@@ -508,12 +547,14 @@ class ClusterNode:
             m = joined["manager"]
             etcd = EtcdSettings(embedded=m["etcd_embedded"], endpoints=m.get("etcd_endpoints", []), member=node_id,
                                 initial_cluster=[tuple(x) for x in m.get("initial_cluster", [])], state="existing",
+                                learner_id=int(m.get("learner_id", 0)), voters=list(m.get("voters", [])),
                                 client_port=self._etcd_ports[0], peer_port=self._etcd_ports[1])
             lhost, lport = transport.split_addr(listen_addr) if listen_addr else ("0.0.0.0", port)
             listen = f"{lhost or '0.0.0.0'}:{lport}"
         state = LocalState(cluster_id=joined["cluster_id"], node_id=node_id, role=role,
                            advertise_addr=f"{host}:{port}", listen_addr=listen, managers=joined["managers"], etcd=etcd)
         self.state = state
+        self._records_ready.set()
         await self._nursery.start(self._services_until_stopped)
         await self._wait_connected()
         await trio.to_thread.run_sync(self._save, state)
@@ -580,11 +621,15 @@ class ClusterNode:
                           manager_status=r.ManagerStatus(addr=f"{host}:{port}") if role_name == "manager" else None)
             reply = {"op": "joined", "node_id": node_id, "role": role_name, "cert": cert.decode(),
                      "cluster_id": state.cluster_id, "managers": self._manager_addrs(state)}
+            await control.store.create(NODES, node)
             member_added = False
             if role_name == "manager":
-                reply["manager"] = await self._manager_extras(node_id, host, int(req.get("etcd_peer_port") or ETCD_PEER_PORT), state)
-                member_added = bool(state.etcd and state.etcd.embedded)
-            await control.store.create(NODES, node)
+                try:
+                    reply["manager"] = await self._manager_extras(node_id, host, int(req.get("etcd_peer_port") or ETCD_PEER_PORT), state)
+                except OrchError:
+                    await control.store.delete(NODES, node_id)
+                    raise
+                member_added = bool(state.etcd is None or state.etcd.embedded)
         except OrchError as err:
             await framed.send({"op": "refused", "message": str(err)})
             return
@@ -623,10 +668,11 @@ class ClusterNode:
                   "etcd_embedded": bool(state.etcd is None or state.etcd.embedded),
                   "etcd_endpoints": list(state.etcd.endpoints) if state.etcd else []}
         if extras["etcd_embedded"]:
-            from orch.cluster.etcdproc import add_member
+            from orch.cluster.etcdproc import add_learner
 
-            peer_url = f"https://{host}:{peer_port}"
-            extras["initial_cluster"] = [list(m) for m in await add_member(self.store.client, node_id, peer_url)]
+            peer_url = f"https://{_url_host(host)}:{peer_port}"
+            cluster, learner_id, voters = await add_learner(self.store.client, node_id, peer_url)
+            extras.update(initial_cluster=[list(m) for m in cluster], learner_id=learner_id, voters=list(voters))
         return extras
 
     # -- leave ------------------------------------------------------------------------------------
@@ -667,6 +713,10 @@ class ClusterNode:
                 await runtime.remove(observed.container_id)
             except OrchError as err:
                 print(f"cluster: removing the container of task {observed.task_id}: {err}", file=sys.stderr, flush=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class _Started:

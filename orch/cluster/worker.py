@@ -167,7 +167,7 @@ class TaskController:
         while not self.wants_shutdown:
             self.changed = trio.Event()
             await self.changed.wait()
-        timeout = self.task.get("spec", {}).get("stop_grace_period")
+        timeout = self.task.get("spec", {}).get("container_spec", {}).get("stop_grace_period")
         await self.runtime.stop(self.container_id, timeout)
         # runtime.wait returns when the container is gone; nothing to cancel here
 
