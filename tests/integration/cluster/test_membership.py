@@ -51,10 +51,12 @@ async def members():
         shutil.rmtree(base, ignore_errors=True)
 
 
-async def wait_for(predicate, timeout=20.0):
-    with trio.fail_after(timeout):
+async def wait_for(predicate, timeout=20.0, describe=None):
+    with trio.move_on_after(timeout):
         while not await predicate():
             await trio.sleep(0.05)
+        return
+    raise AssertionError(f"timed out waiting for {predicate.__name__}" + (f": {await describe()}" if describe else ""))
 
 
 async def test_init_join_run_tasks_and_refuse_bad_tokens(members):
@@ -95,7 +97,9 @@ async def test_init_join_run_tasks_and_refuse_bad_tokens(members):
     async def all_ready():
         nodes = await control.nodes()
         return len(nodes) == 3 and all(n.record.status.state == "ready" for n in nodes)
-    await wait_for(all_ready)
+    async def node_states():
+        return [(n.id, n.record.status.state, n.record.spec.role) for n in await control.nodes()]
+    await wait_for(all_ready, describe=node_states)
 
     # A service's three replicas land one per node and run.
     await control.create_service(fc.service("web", replicas=3).spec)
