@@ -4,6 +4,11 @@ with the host's network, in one run on one machine. Prints medians and ratios to
 
 Usage (as root):  python bench/run_startup.py [--runs 30] [--keep]
 
+Also timed: orch with `--security-opt seccomp=unconfined`, so the cost of seccomp (docker's
+profile, compiled once by the supervisor, loaded with one call by each container's init) is
+printed beside the rest, from runs paired back to back (a block of runs each would drift
+with the machine's load by more than the millisecond measured).
+
 What it sets up, all under a temporary directory removed at the end:
 - an orch node (ORCH_ROOT, ORCH_RUN) with busybox:latest from `orch bootstrap`'s code and its
   own agent + supervisor, stopped at the end; the CLI's .pyc files are compiled first and
@@ -90,6 +95,24 @@ def timed(cmd: list[str], runs: int, env: dict) -> float:
     return statistics.median(times)
 
 
+def paired(a: list[str], b: list[str], pairs: int, env: dict) -> tuple[float, float, float]:
+    """Medians of `a`, of `b` and of their paired differences, the two run back to back in
+    alternating order (ABBA...): a shared machine's load drifts over a block of runs, which
+    hides a difference of a millisecond; a pair sees the same load."""
+    ta, tb = [], []
+    for i in range(pairs + 2):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        times = {}
+        for cmd in order:
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[id(cmd)] = time.perf_counter() - t
+        if i >= 2:
+            ta.append(times[id(a)])
+            tb.append(times[id(b)])
+    return statistics.median(ta), statistics.median(tb), statistics.median(x - y for x, y in zip(ta, tb))
+
+
 class OrchNode:
     def __init__(self, base: Path):
         self.root, self.run = base / "root", base / "run"
@@ -141,7 +164,19 @@ class OrchNode:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        time.sleep(0.5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(pid and os.path.exists(f"/proc/{pid}") for pid in (agent, sup)):
+            time.sleep(0.05)  # their exit has nothing to wait on for a process that is not their parent
+        # The node's cgroup parent (one per ORCH_ROOT) and the supervisor's v2 leaf in it.
+        from orch.node.runtime.cgroups import node_cgroup_parent
+
+        parent = node_cgroup_parent(self.root)
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            for group in (hierarchy / parent / "supervisor", hierarchy / parent):
+                try:
+                    group.rmdir()
+                except OSError:
+                    pass
 
 
 def make_bundle(node: OrchNode, base: Path, own_netns: bool) -> Path:
@@ -250,6 +285,9 @@ def main() -> int:
         commands: dict[str, list[str]] = {}
         for net in ("none", "host"):
             commands[f"orch/{net}"] = node.cmd("run", "--rm", "--network", net, "busybox", "true")
+        # The same start without seccomp: what loading docker's profile costs (issue 10).
+        commands["orch-unconfined/none"] = node.cmd("run", "--rm", "--network", "none", "--security-opt", "seccomp=unconfined",
+                                                    "busybox", "true")
         bundles = {}
         for net in ("none", "host"):
             bundles[net] = make_bundle(node, base, own_netns=(net == "none")) if have("runc") else None
@@ -317,6 +355,11 @@ def main() -> int:
                 base_m = medians.get(f"orch/{net}")
                 cells.append(f"{m * 1000:>14.1f}{(m / base_m if base_m else float('nan')):>8.2f}" if m else f"{'-':>14}{'':>8}")
             print(f"  {tool:<10}{cells[0]}  {cells[1]}")
+        if "orch/none" in commands and "orch-unconfined/none" in commands:
+            on, off, diff = paired(commands["orch/none"], commands["orch-unconfined/none"], max(args.runs, 40), env)
+            print(f"\nseccomp, docker's default profile (no network; {max(args.runs, 40)} pairs run back to back): "
+                  f"{on * 1000:.1f} ms, unconfined {off * 1000:.1f} ms; median of the paired differences "
+                  f"{diff * 1000:+.2f} ms (target: under 1 ms)")
         print("\nFloors (ms): " + ", ".join(f"{name} {medians[name] * 1000:.1f}" for name in floors))
         for tool, why in unavailable.items():
             print(f"{tool}: not available: {why}")

@@ -59,6 +59,15 @@ class Conflict(OrchError):
     kind = "conflict"
 
 
+class NotImplementedHere(OrchError):
+    """The operation does not exist here: an API route the agent does not have (errdefs'
+    ErrNotImplemented). Kept apart from NotFound, which is about an object, never a feature."""
+
+    exit_code = 1
+    http_status = 501
+    kind = "not-implemented"
+
+
 class PermissionDenied(OrchError):
     """The caller is not allowed: a worker's certificate where a manager's is needed, a
     rotated join token, a CA that does not match the token's pin."""
@@ -85,8 +94,8 @@ class Unavailable(OrchError):
     kind = "unavailable"
 
 
-KINDS = {cls.kind: cls for cls in (OrchError, UserError, NotFound, AlreadyExists, Conflict, PermissionDenied, SystemFailure,
-                                   Unavailable)}
+KINDS = {cls.kind: cls for cls in (OrchError, UserError, NotFound, AlreadyExists, Conflict, NotImplementedHere, PermissionDenied,
+                                   SystemFailure, Unavailable)}
 
 
 def from_kind(kind: str, message: str) -> OrchError:

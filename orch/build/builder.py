@@ -62,6 +62,11 @@ class BuildRequest:
     target: str | None = None
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    # The RUN steps' network unless a step says otherwise (`RUN --network=`): "default" (the
+    # build's namespace on the node's bridge), "none" or "host". BuildKit's entitlements in
+    # `allow`: "network.host" lets a Dockerfile's `RUN --network=host` reach the host's network.
+    network: str = "default"
+    allow: tuple[str, ...] = ()
 
 
 @dataclass
@@ -108,14 +113,17 @@ class Builder:
     """With `cache_only`, the build only looks steps up: the first step that would run raises
     CacheMiss, before anything is mounted or forked. The agent runs such a build in its own
     process (a fully cached rebuild needs no worker, so no interpreter start) and hands the
-    build to a worker process when it misses."""
+    build to a worker process when it misses. `network` is the rootfs.BuildNetwork the agent
+    made for the "default" RUN steps of a worker's build, or None."""
 
-    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None, cache_only: bool = False):
+    def __init__(self, store: ImageStore, out: Callable[[str], None] = print, *, cgroups=None, cache_only: bool = False,
+                 network=None):
         self.store = store
         self.out = out
         self.cache = cachemod.BuildCache(store.root)
         self.cgroups = cgroups
         self.cache_only = cache_only
+        self.network = network
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -443,6 +451,12 @@ class Builder:
         if flags.get("security") == "insecure":
             raise self._fail(ins, "RUN --security=insecure is not supported: build steps run with docker's default capabilities")
         network = flags.get("network") or "default"
+        if network == "default":
+            network = self.req.network
+        elif network == "host" and self.req.network != "host" and "network.host" not in self.req.allow:
+            # BuildKit's entitlement: a Dockerfile alone must not reach the host's loopback.
+            raise self._fail(ins, "RUN --network=host needs the network.host entitlement; build with --allow network.host "
+                                  "(or --network host) if this Dockerfile may use the host's network")
         if ins.heredocs and not ins.json:
             argv = self._heredoc_command(state, ins)
         else:
@@ -458,7 +472,8 @@ class Builder:
             self.out(f" ---> Running in {short(hashlib.sha256(text.encode() + str(time.time()).encode()).hexdigest())}")
             try:
                 key = rootfs.run(self.store, state.image(), argv, env=env, cwd=inner.get("WorkingDir") or "/",
-                                 user=inner.get("User") or "", network=network, out=self.out, cgroups=self.cgroups)
+                                 user=inner.get("User") or "", network=network, build_network=self.network, out=self.out,
+                                 cgroups=self.cgroups)
             except rootfs.RunFailed as err:
                 shown = ins.original.strip()
                 if len(shown) > 80:

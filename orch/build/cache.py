@@ -20,12 +20,12 @@ temporary file and renamed, so a crashed build leaves either no entry or a whole
 import hashlib
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from orch import paths
+from orch.atomic import write_atomic, write_json_atomic
 
 # Bump when the meaning of a step changes in orch, so old entries are not reused.
 CACHE_VERSION = "orch-build-cache-1"
@@ -136,9 +136,8 @@ class StatDigests:
         if not self.changed and len(self.seen) == len(self.known):
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(self.seen, separators=(",", ":")))
-        os.rename(tmp, self.path)
+        # Not fsync'd: digests lost to a power loss are read again, nothing more.
+        write_atomic(self.path, json.dumps(self.seen, separators=(",", ":")).encode(), durable=False)
 
 
 class BuildCache:
@@ -158,10 +157,8 @@ class BuildCache:
             return None
 
     def put(self, key: str, entry: dict) -> None:
-        path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entry, sort_keys=True))
-        os.rename(tmp, path)
+        # Not fsync'd: a cache entry lost to a power loss is a rebuilt step, nothing more.
+        write_json_atomic(self._path(key), entry, durable=False)
 
     def drop(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

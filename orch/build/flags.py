@@ -15,6 +15,12 @@ import os
 from orch.errors import InvalidArgument
 
 
+# The RUN steps' networks (BuildKit's `RUN --network=`, `docker build --network`) and the
+# entitlements `--allow` grants (BuildKit's; network.host lets RUN --network=host through).
+NETWORKS = ("default", "none", "host")
+ENTITLEMENTS = ("network.host",)
+
+
 class HelpShown(Exception):
     """`orch build --help`, parsed away from the client: the text goes back to it."""
 
@@ -45,6 +51,10 @@ def build_parser() -> _Parser:
         p.add_argument("--no-cache", action="store_true", help="do not use the cache")
         p.add_argument("--label", action="append", default=[], help="set metadata on the image, KEY=VALUE (repeatable)")
         p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+        p.add_argument("--network", choices=NETWORKS, default="default",
+                       help="the RUN steps' network: default (the node's bridge, NAT out), none, host")
+        p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                       help="network.host: let the Dockerfile's RUN --network=host use the host's network")
         p.add_argument("path", metavar="PATH", help="the build context directory")
         _parser = p
     return _parser
@@ -81,8 +91,14 @@ def parse_build(argv: list[str], *, environ: dict, cwd: str) -> tuple[dict, bool
     for text in args.label:
         key, value = _key_value(text, "--label", environ)
         labels[key] = value if value is not None else ""
+    for entitlement in args.allow:
+        if entitlement not in ENTITLEMENTS:
+            raise InvalidArgument(f"orch build: unknown entitlement {entitlement!r} for --allow; orch knows {', '.join(ENTITLEMENTS)}")
     body = {
         "context": context, "dockerfile": os.path.normpath(os.path.join(cwd, args.file)) if args.file else None,
         "tags": args.tag, "build_args": build_args, "target": args.target, "no_cache": args.no_cache, "labels": labels,
+        "network": args.network,
     }
+    if args.allow:
+        body["allow"] = sorted(set(args.allow))
     return body, args.quiet

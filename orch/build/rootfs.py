@@ -6,11 +6,15 @@ step writes lands in that upper directory, which therefore IS the step's diff: i
 new layer (`commit_layer`) and the snapshot is dropped.
 
 - RUN: the snapshot's mounts go to the runtime's `spawn.start` as the container's root; the
-  container has its own pid, mount, uts, ipc and cgroup namespaces and the host's network
-  (orch has no build network yet; the host's network reaches the Debian mirror). The host's
-  /etc/resolv.conf is bind-mounted read-only so names resolve; if the image had no such file
-  the empty mount point the runtime creates is removed from the diff afterwards, as docker
-  keeps it out of the image.
+  container has its own pid, mount, uts, ipc and cgroup namespaces, and the network its mode
+  says (BuildKit's `RUN --network=`, `orch build --network`): "default" joins the namespace
+  the agent made for the build on the node's default bridge (`BuildNetwork`: NAT to the
+  outside, as docker's classic builder gives; the host's loopback is not reachable), "none"
+  a namespace with only `lo`, "host" the host's. A resolv.conf is bind-mounted read-only
+  (the build network's, or the host's with "host"); if the image had no such file the empty
+  mount point the runtime creates is removed from the diff afterwards, as docker keeps it out
+  of the image. A Builder used without the agent (its tests) and without a BuildNetwork has
+  no bridge to attach to: "default" is "none" there.
 - COPY, ADD, WORKDIR: the overlay is mounted on a temporary directory of the builder and the
   files are written through it, so overlayfs copies up the parents' metadata as it does for a
   container. The mount is undone in `finally`.
@@ -25,13 +29,13 @@ IDs whenever the steps themselves write the same bytes.
 """
 
 import ctypes
-import hashlib
 import os
 import shutil
 import stat
 import tempfile
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from orch.errors import SystemFailure
@@ -65,10 +69,12 @@ def new_key() -> str:
 
 
 def build_cgroup_path(root: Path, key: str) -> str:
-    """A RUN step's cgroup: under orch-build/, named after its node (a hash of the node's root)
-    and the step, so two nodes on one host (a test's and a user's) never mistake each other's."""
-    node = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
-    return f"orch-build/{node}-{key}"
+    """A RUN step's cgroup: under its node's own parent (cgroups.node_cgroup_parent), beside
+    the node's containers, so two nodes on one host (a test's and a user's) never touch each
+    other's."""
+    from orch.node.runtime.cgroups import node_cgroup_parent
+
+    return f"{node_cgroup_parent(root)}/{key}"
 
 
 def commit_layer(store, key: str) -> tuple[dict, str, int]:
@@ -157,16 +163,26 @@ def _drop_unchanged_dir(store, image: Image, key: str, rel: str) -> None:
         return
 
 
+@dataclass(frozen=True)
+class BuildNetwork:
+    """The network namespace the agent made for a build's "default" RUN steps and the
+    resolv.conf text they get (agent/networking.py `setup_build`)."""
+
+    netns_path: str
+    resolv_conf: str
+
+
 class RunFailed(Exception):
     def __init__(self, exit_code: int, message: str = ""):
         super().__init__(message or f"exit code {exit_code}")
         self.exit_code = exit_code
 
 
-def run(store, image: Image, argv: list[str], *, env: list[str], cwd: str, user: str, network: str, out, cgroups=None) -> str:
+def run(store, image: Image, argv: list[str], *, env: list[str], cwd: str, user: str, network: str, out, cgroups=None,
+        build_network: BuildNetwork | None = None) -> str:
     """Run argv in a container of `image`; stream its output lines to `out`; return the
     snapshot key holding its changes (commit it with commit_layer). Raise RunFailed on a
-    non-zero exit, after dropping the snapshot."""
+    non-zero exit, after dropping the snapshot. `network` is "default", "none" or "host"."""
     from orch.node.runtime import spawn
     from orch.node.runtime.cgroups import Cgroups
     from orch.node.runtime.config import ContainerConfig, Process
@@ -177,14 +193,23 @@ def run(store, image: Image, argv: list[str], *, env: list[str], cwd: str, user:
     mounts = store.prepare_rootfs(image, key)
     tmp = Path(tempfile.mkdtemp(prefix="run-", dir=store.tmp))
     (tmp / "rootfs").mkdir()
+    if network == "default" and build_network is None:
+        network = "none"
     extra = ()
-    if network != "none" and os.path.exists(RESOLV):
+    netns_path = None
+    if network == "host" and os.path.exists(RESOLV):
         extra = (Mount("bind", os.path.realpath(RESOLV), RESOLV, ("rbind", "ro")),)
+    elif network == "default":
+        netns_path = build_network.netns_path
+        (tmp / "resolv.conf").write_text(build_network.resolv_conf)
+        extra = (Mount("bind", str(tmp / "resolv.conf"), RESOLV, ("rbind", "ro")),)
     namespaces = ("pid", "mount", "uts", "ipc", "cgroup") + (("net",) if network == "none" else ())
     config = ContainerConfig(
         id=key, hostname=key[6:18], rootfs=str(tmp / "rootfs"), rootfs_mounts=tuple(mounts), mounts=extra,
+        # No no_new_privs: setuid programs (su, sudo) work in a build, as in docker's; the
+        # capabilities are docker's defaults and seccomp its default profile all the same.
         process=Process(args=tuple(argv), env=tuple(env), cwd=cwd or "/", user=user or "", no_new_privileges=False),
-        namespaces=namespaces, cgroup_path=build_cgroup_path(store.root, key),
+        namespaces=namespaces, netns_path=netns_path, cgroup_path=build_cgroup_path(store.root, key),
     )
     r, w = os.pipe2(os.O_CLOEXEC)
     ok = False

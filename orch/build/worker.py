@@ -38,7 +38,8 @@ def build_request(req: dict):
 
     return BuildRequest(context=Path(req["context"]), dockerfile=Path(req["dockerfile"]) if req.get("dockerfile") else None,
                         tags=list(req.get("tags") or []), build_args=dict(req.get("build_args") or {}),
-                        target=req.get("target") or None, no_cache=bool(req.get("no_cache")), labels=dict(req.get("labels") or {}))
+                        target=req.get("target") or None, no_cache=bool(req.get("no_cache")), labels=dict(req.get("labels") or {}),
+                        network=req.get("network") or "default", allow=tuple(req.get("allow") or ()))
 
 
 def build_cached(store, req: dict) -> list[dict] | None:
@@ -73,6 +74,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         from orch.build.builder import Builder
+        from orch.build.rootfs import BuildNetwork
         from orch.errors import OrchError
         from orch.node.runtime.images import ImageStore
         from orch.node.runtime.kernel import LinuxSyscalls
@@ -82,8 +84,11 @@ def main() -> int:
         sys_.unshare(("mount",))
         sys_.mount("", "/", "", ("MS_REC", "MS_PRIVATE"))
         store = ImageStore(Path(req.pop("root")))
+        # The namespace the agent made on its default bridge for this build's RUN steps.
+        net = req.get("build_network")
+        network = BuildNetwork(net["netns"], net["resolv_conf"]) if net else None
         try:
-            image = Builder(store, out=lambda line: emit({"stream": line + "\n"})).build(build_request(req))
+            image = Builder(store, out=lambda line: emit({"stream": line + "\n"}), network=network).build(build_request(req))
         except OrchError as err:
             emit({"error": str(err), "kind": err.kind})
             return 1

@@ -35,7 +35,7 @@ COMMANDS = {
     "inspect": "orch.cli.container:inspect",
     "wait": "orch.cli.container:wait",
     "container": "orch.cli.container:container_group",
-    "port": "orch.cli.wireflags:port",
+    "port": "orch.cli.container:port",
     # networks and volumes
     "network": "orch.cli.network:main",
     "volume": "orch.cli.volume:main",

@@ -43,7 +43,7 @@ def start_agent(path: str) -> None:
     root = paths.root()
     paths.private_dir(root)  # root only: see orch.paths
     log_path = root / "agent.log"
-    pid = _spawn_detached([sys.executable, "-m", "orch", "agent"], log_path)
+    pid = _spawn_detached([sys.executable, "-m", "orch.node.agent"], log_path)
     deadline = time.monotonic() + START_TIMEOUT
     gone_since = None
     while time.monotonic() < deadline:

@@ -4,19 +4,14 @@ build.sock, orch/cli/fastrun.py, whose command line the agent reads with orch.bu
 print as one line.
 """
 
-from urllib.parse import quote
-
-from orch.cli.args import Parser
+from orch.api.args import Parser
+from orch.client import quoted
 
 
 def _client():
     from orch.cli._agent import client
 
     return client()
-
-
-def _ref(ref: str) -> str:
-    return quote(ref, safe="/:@")
 
 
 def commit(prog: str, argv: list[str]) -> int:
@@ -34,6 +29,6 @@ def commit(prog: str, argv: list[str]) -> int:
         parse_ref(args.repository)
     body = {"repo": args.repository, "comment": args.message, "author": args.author, "changes": args.change,
             "pause": args.pause.lower() not in ("false", "0", "no")}
-    answer = _client().call("POST", f"/containers/{quote(args.container, safe='')}/commit", body)
+    answer = _client().call("POST", f"/containers/{quoted(args.container)}/commit", body)
     print(answer["Id"])
     return 0

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.cli.compose import add_common_options, load_from_options
 
 

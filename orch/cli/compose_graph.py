@@ -8,13 +8,12 @@ comes from the file's suffix; SVG and PNG are drawn by Graphviz's `dot` program.
 """
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import SystemFailure, UserError
 
 FORMATS = ("mermaid", "dot")
@@ -88,10 +87,9 @@ def write_graph(graph, path: Path, fmt: str | None = None) -> None:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     # A half-written picture is worse than none: write beside it, then rename.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from orch.atomic import write_atomic
+
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data, durable=False, mode=0o644)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise SystemFailure(f"cannot write graph to '{path}': {err.strerror}") from None

@@ -43,8 +43,6 @@ def ps(prog, argv):
     p.add_argument("--status", action="append", default=[])
     p.add_argument("services", nargs="*", metavar="SERVICE")
     a = p.parse_args(argv)
-    from orch.node.agent.views import summary
-
     stack = open_stack(a, quiet=True)
     records = _service_records(stack, a.services, running_only=not a.all and not a.status)
     if a.status:
@@ -55,7 +53,7 @@ def ps(prog, argv):
         return 0
     rows = []
     for r in records:
-        s = summary(r)
+        s = r["Summary"]  # the agent's ps row of this container (Status, CreatedSince, ...)
         labels = s["Labels"]
         command = s["Command"] if len(s["Command"]) <= 20 else s["Command"][:19] + "…"
         rows.append({
@@ -302,7 +300,7 @@ def run(prog, argv):
     stack.ensure_resources([a.service])
     name = a.name or f"{stack.name}-{a.service}-run-{secrets.token_hex(6)}"
     body = t.compute_create_body(stack.project, a.service, svc, number=1, config_hash="oneoff", image=svc.image,
-                                 os_environ=dict(os.environ), networking=stack.networking, oneoff=True, cname=name,
+                                 os_environ=dict(os.environ), oneoff=True, cname=name,
                                  command=a.command or None,
                                  network_container=stack.network_container_of(a.service))
     body["env"] += a.env

@@ -5,7 +5,7 @@ import argparse
 import sys
 import time
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.cli.compose import add_common_options, load_from_options
 from orch.errors import InvalidArgument
 

@@ -1,12 +1,21 @@
-"""`orch run` (and `orch build`): the client half of the commands people time.
+"""`orch run`, every attached session (`exec`, `start -a`) and `orch build`: the client half of
+run.sock and build.sock.
 
 Everything here is built into the interpreter (posix through os, _socket, marshal, _signal,
 select, time), so the client costs Python's own start and little more: argparse, json and socket would
 add about 15 ms (they import re and enum). The node agent, which has all of that imported
-already, parses the command line with the same parser `orch create` uses, creates and starts
-the container, and answers on the same connection; see orch/node/agent/runsock.py for the
-protocol. Our stdin, stdout and stderr travel with the request, so the program's output goes
-straight from the container to our terminal (and to its log), never through this process.
+already, parses `orch run`'s command line with the same parser `orch create` uses, creates and
+starts the container, and answers on the same connection; see orch/node/agent/runsock.py for the
+protocol. `exec` and `start -a` send a request the CLI built instead of an argv; `orch build`
+sends its argv to build.sock (orch/node/agent/building.py), so a cached rebuild costs this
+process no imports either.
+
+Our stdin, stdout and stderr travel with the request. What the agent hands on to the supervisor
+(a terminal for -t, stdout and stderr that the supervisor writes the container's output to)
+never reaches the program itself. What the program would hold (its stdin; an exec's stdout and
+stderr) is passed straight when it is a pipe or a file, but a terminal is relayed through a
+pipe of ours (the agent asks for it with "relay"): a program must not keep reading what the
+user types after it returned, nor change the terminal's settings.
 
 ORCH_TRACE=1 prints milliseconds since this process was exec'd at each step, to stderr.
 """
@@ -21,14 +30,19 @@ MAX_MESSAGE = 1 << 20
 STDIO = (0, 1, 2)
 
 
+def run(prog: str, argv: list[str]) -> int:
+    return session({"op": "run", "argv": argv})
+
+
 def build(prog: str, argv: list[str]) -> int:
-    """`orch build`: the same client on the agent's build.sock; the agent parses and builds
-    (orch/node/agent/building.py) and sends the output back, so a cached rebuild costs this
-    process no imports."""
-    return run(prog, argv, socket_name="build.sock")
+    """`orch build`: the same client on the agent's build.sock, which parses and builds and
+    sends the output back."""
+    return session({"argv": argv}, socket_name="build.sock")
 
 
-def run(prog: str, argv: list[str], *, socket_name: str = "run.sock") -> int:
+def session(request: dict, *, socket_name: str = "run.sock") -> int:
+    """Send `request` with our stdio to the agent's `socket_name`; serve the session; return
+    the exit code."""
     trace = _Trace() if os.environ.get("ORCH_TRACE") else None
     for fd in STDIO:  # a closed one would be taken by our socket, and sent as the container's
         try:
@@ -41,11 +55,11 @@ def run(prog: str, argv: list[str], *, socket_name: str = "run.sock") -> int:
         cwd = os.getcwd()
     except OSError:  # removed under our feet: relative --env-file paths then start at /
         cwd = "/"
-    request = {"argv": argv, "cwd": cwd, "env": dict(os.environ), "tty_in": os.isatty(0), "trace": bool(trace)}
-    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in STDIO)
-    sock.sendmsg([marshal.dumps(request)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+    request = dict(request, cwd=cwd, env=dict(os.environ), ttys=[os.isatty(fd) for fd in STDIO], trace=bool(trace))
+    _send_fds(sock, request, STDIO)
     trace and trace("sent")
     restore = None
+    relay = None
     import select
 
     poller = select.poll()
@@ -53,9 +67,11 @@ def run(prog: str, argv: list[str], *, socket_name: str = "run.sock") -> int:
     poller.register(signals, select.POLLIN)
     try:
         while True:
-            ready = {fd for fd, _ in poller.poll()}
+            ready = dict(poller.poll())
             if signals in ready:
                 _forward(sock, signals)
+            if relay is not None:
+                relay.pump(ready, poller)
             if sock.fileno() not in ready:
                 continue
             data = sock.recv(MAX_MESSAGE)
@@ -69,12 +85,16 @@ def run(prog: str, argv: list[str], *, socket_name: str = "run.sock") -> int:
                 _write(2, msg["err"])
             if "trace" in msg:
                 _write(2, f"orch-trace agent: {msg['trace']} ms\n")
+            if "relay" in msg:
+                relay = _Relay(sock, msg["relay"], poller)
             if msg.get("attach") == "tty":
                 restore = _raw_mode(sock)
             if msg.get("started"):
                 trace and trace("started")
             if "exit" in msg:
                 trace and trace("exited")
+                if relay is not None:
+                    relay.finish()
                 return int(msg["exit"])
     finally:
         if restore is not None:
@@ -104,15 +124,128 @@ def _connect(name: str):
         client()
 
 
+def _send_fds(sock, msg: dict, fds) -> None:
+    data = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+    sock.sendmsg([marshal.dumps(msg)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)])
+
+
+class _Relay:
+    """Our terminals, relayed through pipes for the roles the agent named ("relay": [0, 1, 2]):
+    the program gets the read end of a pipe we copy our stdin into, the write end of pipes we
+    copy to our stdout and stderr. The pipes' other ends go back to the agent ("relayed")."""
+
+    def __init__(self, sock, fds, poller):
+        import select
+
+        self.poller, self.POLLIN, self.POLLOUT = poller, select.POLLIN, select.POLLOUT
+        self.copies: dict[int, int] = {}  # fd we read -> fd we write
+        self.pending: dict[int, bytes] = {}  # fd we write -> bytes it did not take yet
+        theirs = []
+        for fd in fds:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            if fd == 0:
+                os.set_blocking(w, False)  # a program that does not read must not stop this loop
+                self.copies[0] = w
+                theirs.append(r)
+            else:
+                self.copies[r] = fd
+                theirs.append(w)
+        _send_fds(sock, {"relayed": list(fds)}, theirs)
+        for fd in theirs:
+            os.close(fd)
+        for fd in self.copies:
+            poller.register(fd, select.POLLIN)
+
+    def pump(self, ready: dict, poller) -> None:
+        for src, dst in list(self.copies.items()):
+            if src in ready:
+                self._copy(src, dst)
+        for dst in list(self.pending):
+            if dst in ready and ready[dst] & self.POLLOUT:
+                self._flush(dst)
+
+    def _copy(self, src: int, dst: int) -> None:
+        try:
+            data = os.read(src, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # our stdin ended (^D), or every writer of an output pipe is gone
+            self._stop(src)
+            return
+        if src == 0:
+            self.pending[dst] = data
+            self.poller.unregister(0)  # until the program took these bytes
+            self._flush(dst)
+        else:
+            _write(dst, data)
+
+    def _flush(self, dst: int) -> None:
+        data = self.pending.pop(dst)
+        try:
+            data = data[os.write(dst, data):]
+        except BlockingIOError:
+            pass
+        except OSError:  # the program closed its stdin
+            self._stop(0)
+            return
+        if data:
+            self.pending[dst] = data
+            self.poller.register(dst, self.POLLOUT)
+            return
+        try:
+            self.poller.unregister(dst)
+        except KeyError:
+            pass
+        if 0 in self.copies:
+            self.poller.register(0, self.POLLIN)
+
+    def _stop(self, src: int) -> None:
+        dst = self.copies.pop(src, None)
+        try:
+            self.poller.unregister(src)
+        except KeyError:
+            pass
+        if src == 0 and dst is not None:
+            self.pending.pop(dst, None)
+            try:
+                self.poller.unregister(dst)
+            except KeyError:
+                pass
+            os.close(dst)  # the program reads end-of-file
+        elif src != 0:
+            os.close(src)
+
+    def finish(self) -> None:
+        """The program exited: copy what it wrote before it did, then let go of the pipes, so
+        that nothing it left behind can read from or write to us any more."""
+        for src, dst in list(self.copies.items()):
+            if src != 0:
+                os.set_blocking(src, False)
+                while True:
+                    try:
+                        data = os.read(src, 65536)
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    _write(dst, data)
+            self._stop(src)
+
+
 def _raw_mode(sock):
-    """-t: our terminal goes raw and its size follows ours; answer the agent with "go"."""
+    """-t: our terminal goes raw and its size follows ours; answer the agent with "go".
+
+    TCSADRAIN, not tty.setraw's default TCSAFLUSH: what the user typed ahead stays in the
+    terminal's queue and reaches the container (docker keeps it too)."""
     import termios
     import tty
 
     import _signal
 
     old = termios.tcgetattr(0)
-    tty.setraw(0)
+    tty.setraw(0, termios.TCSADRAIN)
     _signal.signal(_signal.SIGWINCH, _noted)  # the main loop sends the new size (_forward)
     sock.send(marshal.dumps({"go": True, "tty_size": _size()}))
     return lambda: termios.tcsetattr(0, termios.TCSADRAIN, old)
@@ -158,8 +291,8 @@ def _forward(sock, signals: int) -> None:
             sock.send(marshal.dumps({"signal": signum}))
 
 
-def _write(fd: int, text: str) -> None:
-    data = text.encode()
+def _write(fd: int, text) -> None:
+    data = text.encode() if isinstance(text, str) else text
     while data:
         data = data[os.write(fd, data):]
 

@@ -370,34 +370,6 @@ def human_size(size: float) -> str:
     return f"{size:.3g}{units[i]}"
 
 
-def human_duration(seconds: float) -> str:
-    """go-units' HumanDuration: "Less than a second", "About a minute", "3 weeks" ..."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
-
 def inspect_each(client, paths: list[str], fmt: str | None) -> int:
     """`orch X inspect REF...`: GET each path, print what was found (see print_inspected),
     report each failure as one line, as docker does; 1 if any failed."""

@@ -15,7 +15,7 @@ import tempfile
 import time
 from urllib.parse import quote
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import InvalidArgument, NotFound, OrchError
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
@@ -42,7 +42,8 @@ def _ref_path(ref: str) -> str:
 
 
 def _rows(summaries: list[dict], no_trunc: bool, now: float) -> list[dict]:
-    from orch.cli.format import human_duration, human_size
+    from orch.api.times import human_duration
+    from orch.cli.format import human_size
 
     rows = []
     for s in summaries:
@@ -161,7 +162,8 @@ def history(prog: str, argv: list[str]) -> int:
     p.add_argument("--format", help="print with a Go template")
     p.add_argument("image")
     args = p.parse_args(argv)
-    from orch.cli.format import human_duration, human_size, render_rows
+    from orch.api.times import human_duration
+    from orch.cli.format import human_size, render_rows
 
     items = _call("GET", f"/images/{_ref_path(args.image)}/history")
     now = time.time()
@@ -242,10 +244,6 @@ def _import(prog: str, argv: list[str]) -> int:
         raise InvalidArgument(f"--platform {args.platform}: orch only runs linux/amd64 images")
     if "://" in args.source:
         raise InvalidArgument(f"cannot import from a URL ({args.source}); download it first and give the file")
-    if args.change:
-        from orch.node.runtime.imageconfig import apply_changes
-
-        apply_changes({}, args.change)  # refuse a bad --change before any work
     temp = _stdin_to_file("orch-import-") if args.source == "-" else None
     try:
         source = temp or os.path.abspath(args.source)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from urllib.parse import quote
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
+from orch.client import quoted
 from orch.errors import InvalidArgument, OrchError
 
 
@@ -24,7 +24,7 @@ def filter_query(items: list[str]) -> str:
         if not sep or key not in ("label", "name"):
             raise InvalidArgument(f"invalid --filter {item!r}: use label=KEY[=VALUE] or name=NAME")
         filters.setdefault(key, []).append(value)
-    return "?filters=" + quote(json.dumps(filters), safe="") if filters else ""
+    return "?filters=" + quoted(json.dumps(filters)) if filters else ""
 
 
 def _labels(items: list[str]) -> dict:
@@ -85,7 +85,7 @@ def inspect(prog, argv):
     a = p.parse_args(argv)
     from orch.cli.format import inspect_each
 
-    return inspect_each(_client(), [f"/networks/{quote(r, safe='')}" for r in a.networks], a.format)
+    return inspect_each(_client(), [f"/networks/{quoted(r)}" for r in a.networks], a.format)
 
 
 def rm(prog, argv):
@@ -96,7 +96,7 @@ def rm(prog, argv):
     client, failed = _client(), 0
     for ref in a.networks:
         try:
-            client.call("DELETE", f"/networks/{quote(ref, safe='')}")
+            client.call("DELETE", f"/networks/{quoted(ref)}")
             print(ref)
         except OrchError as err:
             if a.force and err.kind == "not-found":
@@ -133,7 +133,7 @@ def connect(prog, argv):
     p.add_argument("network")
     p.add_argument("container")
     a = p.parse_args(argv)
-    _client().call("POST", f"/networks/{quote(a.network, safe='')}/connect",
+    _client().call("POST", f"/networks/{quoted(a.network)}/connect",
                    {"container": a.container, "aliases": a.alias, "ipv4_address": a.ip})
     return 0
 
@@ -144,7 +144,7 @@ def disconnect(prog, argv):
     p.add_argument("network")
     p.add_argument("container")
     a = p.parse_args(argv)
-    _client().call("POST", f"/networks/{quote(a.network, safe='')}/disconnect", {"container": a.container, "force": a.force})
+    _client().call("POST", f"/networks/{quoted(a.network)}/disconnect", {"container": a.container, "force": a.force})
     return 0
 
 

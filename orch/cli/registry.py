@@ -1,37 +1,62 @@
 """Registry commands: pull, push, login, logout, with docker's flags and output.
 
-The transfers run in this process, on the node's image store (ImageStore is safe to share
-between processes: its references file is changed under an flock and replaced atomically),
-rather than in the agent, for three reasons: the credentials are the user's
-(~/.config/orch/auth.json, owner-only) and never have to cross a socket; progress bars need
-this process's terminal; and a long transfer does not tie up an agent worker thread. The
-agent serves the same functions at POST /images/pull and /images/push for API clients
-(orch/node/agent/routes_registry.py).
+`pull` and `push` go through the agent (POST /images/pull and /images/push), which owns the
+image store, as docker's CLI asks dockerd: the CLI sends the user's credentials for that
+registry with the request (from ~/.config/orch/auth.json, as docker's X-Registry-Auth carries
+them) and draws the agent's progress events on the user's terminal (bars when stdout is a
+terminal, docker's plain lines otherwise). Which registries are spoken to in plain HTTP is the
+agent's setting (ORCH_INSECURE_REGISTRIES in its environment), as it is dockerd's.
+
+`login` and `logout` stay here: they check the credentials against the registry and keep
+them in the user's own file, which no agent reads.
 """
 
 import getpass
+import json
 import sys
 
-from orch.cli.args import Parser
-from orch.errors import InvalidArgument
+from orch.api.args import Parser
+from orch.errors import InvalidArgument, from_kind
 
 
+def _auth(ref: str) -> dict:
+    """The user's stored credentials for the registry of `ref`, as the request's "auth"."""
+    from orch.registry import credentials, names
+
+    try:
+        domain = names.locate(ref).ref.domain
+    except InvalidArgument:
+        return {}  # the agent says what is wrong with the reference
+    found = credentials.lookup(domain)
+    return {"auth": {"username": found[0], "password": found[1]}} if found else {}
 
 
-def _store():
-    from orch import paths
-    from orch.node.runtime.images import ImageStore
-
-    return ImageStore(paths.root())
-
-
-def _events(quiet: bool):
+def _transfer(path: str, ref: str, quiet: bool) -> list[dict]:
+    """Ask the agent for a pull or a push of `ref`; draw its events; return the last ones
+    (an error, which travels in-band once the stream has begun, is raised)."""
+    from orch.cli._agent import client
     from orch.registry import progress
 
-    if quiet:
-        return progress.ignore, None
-    r = progress.renderer(sys.stdout)
-    return r, r
+    draw = None if quiet else progress.renderer(sys.stdout)
+    tail: list[dict] = []
+    buf = b""
+    try:
+        for chunk in client().stream("POST", path, {"ref": ref, **_auth(ref)}):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if "error" in event:
+                    raise from_kind(event.get("kind", "error"), event["error"])
+                tail = (tail + [event])[-3:]
+                if draw is not None and "status" in event:
+                    draw(event)
+    finally:
+        if draw is not None:
+            draw.close()
+    return tail
 
 
 def pull(prog: str, argv: list[str]) -> int:
@@ -42,18 +67,9 @@ def pull(prog: str, argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.platform not in (None, "linux/amd64", "linux/x86_64"):
         raise InvalidArgument(f"{prog} pull: --platform {args.platform}: orch runs linux/amd64 images only")
-    from orch.registry.pull import pull as do_pull
-
-    events, r = _events(args.quiet)
-    try:
-        do_pull(_store(), args.image, events=events)
-    finally:
-        if r is not None:
-            r.close()
-    if args.quiet:
-        from orch.node.runtime import reference
-
-        print(reference.normalize(args.image))
+    tail = _transfer("/images/pull", args.image, args.quiet)
+    if args.quiet and tail:
+        print(tail[-1]["status"])  # the last event names the image pulled (docker's last line)
     return 0
 
 
@@ -62,16 +78,9 @@ def push(prog: str, argv: list[str]) -> int:
     p.add_argument("image", metavar="NAME[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the manifest digest")
     args = p.parse_args(argv)
-    from orch.registry.push import push as do_push
-
-    events, r = _events(args.quiet)
-    try:
-        digest = do_push(_store(), args.image, events=events)
-    finally:
-        if r is not None:
-            r.close()
+    tail = _transfer("/images/push", args.image, args.quiet)
     if args.quiet:
-        print(digest)
+        print(next((e["aux"]["Digest"] for e in reversed(tail) if "aux" in e), ""))
     return 0
 
 

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import InvalidArgument, OrchError
 
 
@@ -112,9 +112,8 @@ def agent(prog: str, argv: list[str]) -> int:
             print(f"an agent already serves {sock}")
             return 0
         start_agent(sock)
-        pid = (paths.run_dir() / "agent.pid").read_text().strip()
+        pid = _agent().call("GET", "/info")["AgentPid"]  # asked, not read from the agent's files
         print(f"agent started (pid {pid}); log: {paths.root() / 'agent.log'}")
         return 0
-    from orch.node.agent.app import main
-
-    return main()
+    # The agent is a program of its own (orch.node.agent), never a module of the CLI's.
+    os.execv(sys.executable, [sys.executable, "-m", "orch.node.agent"])

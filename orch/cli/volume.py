@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from urllib.parse import quote
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
+from orch.client import quoted
 from orch.cli.network import filter_query
 from orch.errors import InvalidArgument, OrchError
 
@@ -59,7 +59,7 @@ def inspect(prog, argv):
     a = p.parse_args(argv)
     from orch.cli.format import inspect_each
 
-    return inspect_each(_client(), [f"/volumes/{quote(r, safe='')}" for r in a.volumes], a.format)
+    return inspect_each(_client(), [f"/volumes/{quoted(r)}" for r in a.volumes], a.format)
 
 
 def rm(prog, argv):
@@ -70,7 +70,7 @@ def rm(prog, argv):
     client, failed = _client(), 0
     for name in a.volumes:
         try:
-            client.call("DELETE", f"/volumes/{quote(name, safe='')}" + ("?force=1" if a.force else ""))
+            client.call("DELETE", f"/volumes/{quoted(name)}" + ("?force=1" if a.force else ""))
             print(name)
         except OrchError as err:
             print(f"orch: {err}", file=sys.stderr)

@@ -20,7 +20,6 @@ manager's agent (Debian's /usr/bin/etcd as a child process).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Sequence
@@ -32,6 +31,7 @@ from typing import Literal
 
 import trio
 
+from orch.atomic import write_atomic
 from orch.cluster import pki
 from orch.cluster.etcd import EtcdClient, TLSFiles
 from orch.errors import NotFound, OrchError, SystemFailure, Unavailable
@@ -119,11 +119,7 @@ def write_member_tls(directory: Path, etcd_ca: pki.CA, name: str, hosts: Sequenc
 
 
 def _write(path: str, data: bytes, mode: int) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=mode)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The executor of `orch compose`: images, networks and volumes, then observe → plan → apply.
 
-The deciding is G's pure `orch.scheduler.reconcile.plan_reconcile`; this module only carries
-plans out against the agent's API and reports in docker compose's words (" ✔ Container
+The deciding is the pure `orch.scheduler.reconcile.plan_reconcile`, driven by the one converge
+loop (`orch.scheduler.converge`); this module carries plans out against the agent's API (the
+loop's node is `AgentNode`) and reports in docker compose's words (" ✔ Container
 web-redis-1  Started"). Actions of one stage run in parallel (a thread each: every action is
 a few blocking HTTP calls on the agent's socket), and a stage finishes before the next starts,
 which is the contract of `Plan` (orch/scheduler/README.md). A stage of plain removals (`down`)
@@ -9,11 +10,9 @@ is one request, POST /containers/remove, which the agent carries out side by sid
 requests cost the agent ~50 ms of HTTP handling that one does not.
 
 The loop is level-triggered, like the reconciler: after applying, it observes again and plans
-again, until the plan is converged or only the agent's own supervision is left (a restart
-back-off). An interrupted `up` therefore needs no repair: the next one sees what is there.
-
-Restarts that a restart policy asks for are the agent's job (orch.node.agent.supervision):
-the executor leaves those actions to it instead of racing it.
+again, until the plan is settled (converged, or only the agent's own supervision is left: a
+restart back-off, which the loop leaves to the agent, orch.node.agent.supervision). An
+interrupted `up` therefore needs no repair: the next one sees what is there.
 """
 
 from __future__ import annotations
@@ -24,20 +23,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from orch.api.labels import START_DRAINED
+from orch.client import quoted
 from orch.compose import translate as t
 from orch.compose.observe import list_records, observed_from_records
 from orch.errors import Conflict, InvalidArgument, NotFound, OrchError, from_kind
-from orch.scheduler.model import ObservedState, Plan, ReconcileOptions
+from orch.scheduler.model import NOTICE_ROLLED_BACK, ObservedState, Plan, ReconcileOptions
 
 MAX_PARALLEL = 32
 POLL = 0.1
 # The pull events that end a layer: compose prints these under the image's Pulling line.
 LAYER_DONE = ("Pull complete", "Already exists")
-# A new replica created with this label is unnamed in DNS from its first network setup on, in
-# the agent, until `drain?undo=1` (orch.node.agent.networking.START_DRAINED, the same text): a
-# drain requested after the create would leave a moment when its names answer while nothing
-# listens yet, and a client that resolves then is refused.
-START_DRAINED = "orch.start-drained"
 
 
 class Reporter:
@@ -76,7 +72,6 @@ class Stack:
         self.name = project.name
         self.report = reporter or Reporter()
         self.environ = dict(os.environ if environ is None else environ)
-        self._networking: bool | None = None
         self.image_ids: dict[str, str] = {}
         self.rolled_back: dict[str, str] = {}
         self.draining = False  # up drains replicas it removes; down does not need to
@@ -88,18 +83,6 @@ class Stack:
         self.remembered: dict[str, dict] = {}  # updates rolled back by an earlier up (compose.memory)
         self._memory_doc: dict = {}
         self._last_observed: ObservedState | None = None
-
-    # -- the node's capabilities ----------------------------------------------------------------
-    @property
-    def networking(self) -> bool:
-        """Whether the agent has networks and volumes (engineer J's API)."""
-        if self._networking is None:
-            try:
-                self.client.call("GET", "/networks")
-                self._networking = True
-            except NotFound:
-                self._networking = False
-        return self._networking
 
     # -- images -------------------------------------------------------------------------------
     def resolve_images(self, services=None, *, build: bool = False, pull: bool = False, no_build: bool = False) -> dict[str, str]:
@@ -138,7 +121,7 @@ class Stack:
 
     def _image_id(self, ref: str) -> str | None:
         try:
-            return self.client.call("GET", f"/images/{ref}/json")["Id"]
+            return self.client.call("GET", f"/images/{quoted(ref, safe='/:@')}/json")["Id"]
         except NotFound:
             return None
 
@@ -209,8 +192,6 @@ class Stack:
 
     # -- networks and volumes ---------------------------------------------------------------------
     def ensure_resources(self, services=None) -> None:
-        if not self.networking:
-            return
         used_nets, used_vols = set(), set()
         for name in services or self.project.services:
             svc = self.project.services[name]
@@ -231,7 +212,7 @@ class Stack:
 
     def _ensure_network(self, key, name, net) -> None:
         try:
-            self.client.call("GET", f"/networks/{name}")
+            self.client.call("GET", f"/networks/{quoted(name)}")
             return
         except NotFound:
             if net is not None and net.external:
@@ -252,7 +233,7 @@ class Stack:
 
     def _ensure_volume(self, key, name, vol) -> None:
         try:
-            self.client.call("GET", f"/volumes/{name}")
+            self.client.call("GET", f"/volumes/{quoted(name)}")
             return
         except NotFound:
             if vol.external:
@@ -328,12 +309,7 @@ class Stack:
         """A stage of removals without draining (`down`): one request for all of them, which
         the agent carries out side by side (POST /containers/remove), instead of one each."""
         body = {"ids": [a.target for a in actions], "stop": True, "force": True, "t": self.stop_timeout}
-        try:
-            answer = self.client.call("POST", "/containers/remove", body)
-        except NotFound:  # an agent without the call
-            for a in actions:
-                self._run_one(a, errors)
-            return
+        answer = self.client.call("POST", "/containers/remove", body)
         failed = {e["id"]: e for e in answer.get("errors") or ()}
         for a in actions:
             if a.target in failed:
@@ -391,10 +367,10 @@ class Stack:
         else:
             joins = self.network_container_of(a.service)
             body = t.compute_create_body(self.project, a.service, svc, number=a.number, config_hash=a.config_hash,
-                                         image=svc.image, os_environ=self.environ, networking=self.networking, cname=a.name,
+                                         image=svc.image, os_environ=self.environ, cname=a.name,
                                          network_container=joins)
         # A replica that joins others that serve: unnamed in DNS until it is healthy.
-        drained = self.draining and self.networking and svc.healthcheck is not None and a.service in self._serving
+        drained = self.draining and svc.healthcheck is not None and a.service in self._serving
         labels = {k: v for k, v in (body.get("labels") or {}).items() if k != START_DRAINED}  # a clone's too
         body["labels"] = {**labels, START_DRAINED: "true"} if drained else labels
         created = self.client.call("POST", "/containers/create", body)
@@ -404,9 +380,9 @@ class Stack:
 
     def network_container_of(self, service: str) -> str | None:
         """The container a network_mode: service:X service joins (compose's container:<id>), or
-        None for other services and on a node without networks."""
+        None for other services."""
         svc = self.project.services[service]
-        if not (svc.network_mode or "").startswith("service:") or not self.networking:
+        if not (svc.network_mode or "").startswith("service:"):
             return None
         return self._network_container(service, svc)
 
@@ -428,7 +404,7 @@ class Stack:
                 try:
                     self.client.call("POST", f"/containers/{c.id}/drain?undo=1")
                 except NotFound:
-                    pass
+                    pass  # removed meanwhile
                 self._unready.discard(c.id)
 
     def _remove(self, target: str, *, drain: bool = False, name: str | None = None) -> None:
@@ -439,7 +415,7 @@ class Stack:
         answering with its address, and the node waits until no client holds a connection to
         it and none arrives for a moment, at most its stop_grace_period (orch.compose.drain):
         no client sees a failed request."""
-        if drain and self.networking:
+        if drain:
             from orch.compose.drain import drain_replica
 
             drain_replica(self.client, target, name or target, self.report)
@@ -449,38 +425,35 @@ class Stack:
         except NotFound:
             pass
 
-    def converge(self, options: ReconcileOptions, *, wait: bool = False, timeout: float | None = None) -> int:
-        """Loop observe → plan → apply until converged; 0, or 1 when a service failed."""
-        from orch.scheduler.reconcile import plan_reconcile
+    def converge(self, options: ReconcileOptions, *, wait: bool = False, timeout: float | None = None, node=None) -> int:
+        """Run the converge loop until the stack is settled; 0, or 1 when a service failed
+        (or runs a rolled back configuration). With `wait` (up --wait), also until every
+        container runs, healthy if it has a check. `node`: the loop's view of the node and its
+        clock, AgentNode unless a test gives one on a mock clock."""
+        from orch.scheduler.converge import converge
 
+        node = node or AgentNode(self)
         desired = self.desired()
         self.recall(desired, options)
         selected = set(options.services or desired.services)
         self.draining = True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        acted = False
-        while True:
-            observed = self.observe()
-            self._name_ready(observed)
-            self._serving = {c.service for c in observed.containers if c.running and c.health in ("none", "healthy")}
-            plan = plan_reconcile(desired, observed, now=time.time(), options=options)
-            for text in plan.warnings:
-                if not any(text.startswith(f"service {name}: the update to hash ") for name in self.remembered):
-                    self.report.once(f"WARN[0000] {text}")  # (a remembered rollback has its own line)
-            actions = [a for a in plan.actions if not _policy_restart(a)]
-            if actions:
-                self.apply(Plan(plan.project, tuple(actions)))
-                acted = True
+        deadline = None if timeout is None else node.now() + timeout
+        for p in converge(desired, node, options=options):
+            self._name_ready(p.observed)
+            self._serving = {c.service for c in p.observed.containers if c.running and c.health in ("none", "healthy")}
+            for notice in p.plan.warnings:
+                if not (notice.kind == NOTICE_ROLLED_BACK and notice.service in self.remembered):
+                    self.report.once(f"WARN[0000] {notice}")  # (a remembered rollback has its own line)
+            if p.todo:
                 continue
-            if plan.failed:
-                for w in plan.failed:
+            if p.plan.failed:
+                for w in p.plan.failed:
                     self.report.failed("Service", w.service, w.reason)
                 return 1
-            settled = plan.converged or all(_supervision_wait(w) for w in plan.waiting)
-            if settled:
-                if not acted:
-                    for c in observed.containers:
-                        if not c.one_off and c.service in (options.services or desired.services) and c.running:
+            if p.settled:
+                if not p.acted:
+                    for c in p.observed.containers:
+                        if not c.one_off and c.service in selected and c.running:
                             self.report.done("Container", c.name, "Running")
                 if self.rolled_back or selected & set(self.remembered):
                     # The stack runs, but not as the file says: a failed update was rolled back
@@ -488,9 +461,9 @@ class Stack:
                     return 1
                 if not wait:
                     return 0
-                verdict = _health_verdict(observed, desired, options)
+                verdict = _health_verdict(p.observed, desired, options)
                 if verdict == "ok":
-                    for c in observed.containers:
+                    for c in p.observed.containers:
                         if c.health == "healthy":
                             self.report.once(f" ✔ Container {c.name:<28} Healthy")
                     return 0
@@ -498,15 +471,12 @@ class Stack:
                     self.report.failed("Service", verdict.split(":")[0], verdict)
                     return 1
             else:
-                for w in plan.waiting:
+                for w in p.plan.waiting:
                     self.report.once(f" ⠿ Service {w.service:<30} Waiting: {w.reason}")
-            if deadline is not None and time.monotonic() > deadline:
-                self.report.failed("Stack", self.name, f"not converged after {timeout:g}s: {plan.summary()}")
+            if deadline is not None and p.now > deadline:
+                self.report.failed("Stack", self.name, f"not converged after {timeout:g}s: {p.plan.summary()}")
                 return 1
-            pause = POLL
-            if plan.next_check_at is not None:
-                pause = min(max(plan.next_check_at - time.time(), 0.01), 1.0)
-            time.sleep(pause)
+        return 1  # AgentNode never ends the loop itself
 
     def down(self, *, remove_orphans: bool = False, volumes: bool = False, rmi: str | None = None, timeout: float | None = None) -> None:
         from orch.scheduler.reconcile import plan_down
@@ -517,6 +487,7 @@ class Stack:
         except OrchError:
             pass
         self.stop_timeout = timeout
+        self.draining = False  # the whole stack goes: nothing is left to serve in its place
         plan = plan_down(self.observe(), desired=desired, remove_orphans=remove_orphans)
         for text in plan.warnings:
             self.report.once(f"WARN[0000] {text}")
@@ -524,15 +495,14 @@ class Stack:
         from orch.compose import memory
 
         memory.forget(self.client, self.name)  # the stack is gone: so are its rolled back updates
-        if self.networking:
-            self._remove_labelled("networks", "Network")
-            if volumes:
-                self._remove_labelled("volumes", "Volume")
+        self._remove_labelled("networks", "Network")
+        if volumes:
+            self._remove_labelled("volumes", "Volume")
         if rmi:
             for name, svc in self.project.services.items():
                 if rmi == "all" or svc.build is not None:
                     try:
-                        self.client.call("DELETE", f"/images/{svc.image}")
+                        self.client.call("DELETE", f"/images/{quoted(svc.image, safe='/:@')}")
                         self.report.done("Image", svc.image, "Removed")
                     except (NotFound, Conflict):
                         pass
@@ -550,20 +520,37 @@ class Stack:
             if (item.get("Labels") or {}).get(t.PROJECT) != self.name:
                 continue
             try:
-                self.client.call("DELETE", f"/{kind}/{item['Name']}")
+                self.client.call("DELETE", f"/{kind}/{quoted(item['Name'])}")
                 self.report.done(title, item["Name"], "Removed")
             except NotFound:
                 pass
 
 
-def _policy_restart(action) -> bool:
-    """A restart the restart policy asks for: the agent performs it on its own."""
-    return action.kind == "restart" and action.attempt is not None
+class AgentNode:
+    """The node as the converge loop (orch.scheduler.converge) sees it: the agent's containers
+    of this stack, the stack's `apply`, and the wall clock, polled."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+
+    def now(self) -> float:
+        return time.time()
+
+    def observe(self) -> ObservedState:
+        return self.stack.observe()
+
+    def apply(self, plan: Plan) -> None:
+        self.stack.apply(plan)
+
+    def wait(self, until: float | None) -> bool:
+        time.sleep(poll_pause(until, time.time()))
+        return True
 
 
-def _supervision_wait(w) -> bool:
-    # plan_stopped's wait for a restart back-off (orch.scheduler.reconcile): the agent's job.
-    return " restarts in " in w.reason
+def poll_pause(until: float | None, now: float) -> float:
+    """The agent sends no events to the executor: it looks again after POLL, or at the plan's
+    next check when that is sooner, and at least once a second."""
+    return POLL if until is None else min(max(until - now, 0.01), 1.0)
 
 
 def _health_verdict(observed: ObservedState, desired, options: ReconcileOptions) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from orch.errors import NotFound
+from orch.client import quoted
 from orch.scheduler.model import short_hash
 
 
@@ -44,22 +44,17 @@ def describe(service: str, entry: Mapping) -> str:
 
 
 def load(client, project: str) -> dict:
-    try:
-        doc = client.call("GET", f"/projects/{project}/state")
-    except NotFound:  # an agent without project state: nothing remembered
-        return {}
+    """The project's document on the node ({} when it has none)."""
+    doc = client.call("GET", f"/projects/{quoted(project)}/state")
     return doc if isinstance(doc, dict) else {}
 
 
 def save(client, project: str, doc: dict) -> None:
     if doc.get("rolled_back"):
-        client.call("PUT", f"/projects/{project}/state", doc)
+        client.call("PUT", f"/projects/{quoted(project)}/state", doc)
     else:
         forget(client, project)
 
 
 def forget(client, project: str) -> None:
-    try:
-        client.call("DELETE", f"/projects/{project}/state")
-    except NotFound:
-        pass
+    client.call("DELETE", f"/projects/{quoted(project)}/state")

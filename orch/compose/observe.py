@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
+from orch.api.times import parse_time
 from orch.compose import translate as t
 from orch.scheduler.model import ObservedContainer, ObservedState
 
@@ -23,8 +24,6 @@ def list_records(client, project: str, service: str | None = None, *, all_: bool
 
 
 def observed_from_records(project: str, records: list[dict]) -> ObservedState:
-    from orch.node.agent.views import parse_time
-
     containers = []
     for r in records:
         labels = _labels(r)
@@ -65,8 +64,6 @@ def _number(r: dict) -> int:
 
 def _health_changed_at(state: dict) -> float | None:
     """When the health last changed: the end of the first probe of the current streak."""
-    from orch.node.agent.views import parse_time
-
     health = state.get("Health") or {}
     log = health.get("Log") or []
     if health.get("Status") != "healthy" or not log:

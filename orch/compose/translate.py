@@ -1,14 +1,10 @@
 """From a stack's service to the agent's container create body, and compose's names and labels.
 
-Pure: no I/O. The body follows the agent API (prompts/api.md): docker's HostConfig and Config
-names in snake case. What compose adds to every container is spelled here once: the name
+Pure: no I/O. The body is the agent's create request (orch.api.models.CreateRequest): docker's
+HostConfig and Config names in snake case. What compose adds to every container is spelled here once: the name
 `<project>-<service>-<n>`, the com.docker.compose.* labels that let `ps`, `down` and the next
 `up` find the project's containers, and the DNS aliases (service name and container name) on
 each network.
-
-`networking` says whether the node has networks (engineer J's API). Without it a container
-gets the one mode such a node knows: `host` when the service asks for it, `none` otherwise,
-and published ports are refused with a clear message rather than dropped.
 """
 
 from __future__ import annotations
@@ -176,9 +172,9 @@ def compute_ports(service) -> list[dict]:
     return ports
 
 
-def compute_security(name: str, service) -> dict:
-    """cap_add, cap_drop, read_only, privileged, sysctls (list or map) and ulimits (a number
-    or {soft, hard}) as the agent's fields, checked with the node's rules so a mistake names
+def compute_security(name: str, service, project_dir: str | None = None) -> dict:
+    """cap_add, cap_drop, read_only, privileged, sysctls (list or map), ulimits (a number
+    or {soft, hard}) and security_opt as the agent's fields, checked with the node's rules so a mistake names
     the service and key before anything is created."""
     from orch.node.runtime import security
 
@@ -208,11 +204,17 @@ def compute_security(name: str, service) -> dict:
     if service.ulimits:
         body["ulimits"] = [dict(zip(("name", "soft", "hard"), security.check_ulimit(key, int(u.soft), int(u.hard), f"{where}: ulimits")))
                            for key, u in service.ulimits.items()]
+    if service.security_opt:
+        # A seccomp profile file is read here, relative to the project's directory, and sent
+        # inline, as docker's CLI sends it.
+        options = security.parse_security_opts(service.security_opt, where=f"{where}: security_opt",
+                                               read_file=lambda path: security.read_profile_file(path, project_dir))
+        body["security_opt"] = options.to_opts()
     return body
 
 
 def compute_create_body(project, name: str, service, *, number: int, config_hash: str, image: str,
-                        os_environ: dict[str, str], networking: bool, oneoff: bool = False,
+                        os_environ: dict[str, str], oneoff: bool = False,
                         cname: str | None = None, command: list[str] | None = None,
                         network_container: str | None = None) -> dict:
     cname = cname or container_name(project.name, name, number, service.container_name)
@@ -248,34 +250,21 @@ def compute_create_body(project, name: str, service, *, number: int, config_hash
             body["nano_cpus"] = int(float(limits.cpus) * 1e9)
         if limits.pids:
             body["pids_limit"] = int(limits.pids)
-    body.update(compute_security(name, service))
+    body.update(compute_security(name, service, str(project.project_dir)))
     mounts = compute_mounts(project, service)
     ports = [] if oneoff else compute_ports(service)
-    if networking:
-        mode, networks = compute_networks(project, name, service, cname, network_container)
-        body["network_mode"] = mode
-        if networks:
-            body["networks"] = networks
-        if ports:
-            body["ports"] = ports
-        if mounts:
-            body["mounts"] = mounts
-        for key in ("dns",):
-            if getattr(service, key):
-                body[key] = list(getattr(service, key))
-        if service.extra_hosts:
-            body["extra_hosts"] = [f"{h}:{ip}" for h, ips in service.extra_hosts.items() for ip in ips]
-    else:
-        mode = service.network_mode or "none"
-        if mode not in ("none", "host"):
-            mode = "none"
-        body["network"] = mode
-        if ports and mode != "host":
-            raise InvalidArgument(
-                f"service {name} publishes ports, but this node has no networks yet (orch.net's API); "
-                "use network_mode: host or run a node with networking")
-        if mounts:
-            raise InvalidArgument(f"service {name} has volumes, tmpfs, secrets or configs, but this node has no mounts API yet")
+    mode, networks = compute_networks(project, name, service, cname, network_container)
+    body["network_mode"] = mode
+    if networks:
+        body["networks"] = networks
+    if ports:
+        body["ports"] = ports
+    if mounts:
+        body["mounts"] = mounts
+    if service.dns:
+        body["dns"] = list(service.dns)
+    if service.extra_hosts:
+        body["extra_hosts"] = [f"{h}:{ip}" for h, ips in service.extra_hosts.items() for ip in ips]
     return body
 
 

@@ -46,7 +46,6 @@ class Kernel(Protocol):
     def create_veth(self, host_name: str, bridge: str, mtu: int, netns_path: str, ifname: str) -> None: ...
     def configure_in_netns(self, netns_path: str, ifname: str, address: str, prefixlen: int,
                            gateway: str, default_route: bool) -> None: ...
-    def delete_link_in_netns(self, netns_path: str, ifname: str) -> None: ...
     def loopback_up(self, netns_path: str) -> None: ...
     def create_netns(self, path: str) -> None: ...
     def remove_netns(self, path: str) -> None: ...
@@ -190,17 +189,6 @@ class RealKernel:
         except Exception as err:
             raise _fail(f"bring lo up in network namespace {netns_path}", err) from None
 
-    def delete_link_in_netns(self, netns_path: str, ifname: str) -> None:
-        if not netns.is_namespace(netns_path):
-            return  # the namespace is gone, and its links with it
-        try:
-            with self._ipr(netns_path) as ipr:
-                index = self._index(ipr, ifname)
-                if index is not None:
-                    ipr.link("del", index=index)
-        except Exception as err:
-            raise _fail(f"delete {ifname} in network namespace {netns_path}", err) from None
-
     def create_netns(self, path: str) -> None:
         netns.create(path)
 
@@ -283,10 +271,6 @@ class RecordingKernel:
 
     def loopback_up(self, netns_path):
         self.calls.append(("loopback_up", netns_path))
-
-    def delete_link_in_netns(self, netns_path, ifname):
-        self.calls.append(("delete_link_in_netns", netns_path, ifname))
-        self.namespaces.get(netns_path, set()).discard(ifname)
 
     def create_netns(self, path):
         self.calls.append(("create_netns", path))

@@ -13,9 +13,9 @@ Where: $ORCH_AUTH_FILE if set, else $XDG_CONFIG_HOME/orch/auth.json, else
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from orch.atomic import write_json_atomic
 from orch.errors import InvalidArgument
 from orch.registry import auth, names
 
@@ -46,18 +46,7 @@ def load(path: Path | None = None) -> dict:
 
 def _write(data: dict, path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".auth.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, data, mode=0o600, indent=1)
 
 
 def lookup(domain: str, path: Path | None = None) -> tuple[str, str] | None:

@@ -1,12 +1,8 @@
 """What the registry code needs from the image store beyond its public interface.
 
-Two things: recording a RepoDigest ("localhost:5000/app@sha256:..." -> image id, as docker
-does after a pull or a push), and discarding what a failed pull left behind (verified blobs
-and unpacked layers that no image references), so a failed pull keeps nothing.
-
-ImageStore (orch/node/runtime/images.py, engineer C) has no public method for the first;
-until it has one (`ImageStore.add_digest_ref(name_at_digest, image_id)`, asked of the lead),
-this module uses the store's own locked read-modify-write of its references file.
+Discarding what a failed pull left behind (verified blobs and unpacked layers that no image
+references), so a failed pull keeps nothing; recording a RepoDigest (ImageStore.add_digest_ref);
+and the names an image is known under on a registry.
 """
 
 import json
@@ -15,14 +11,7 @@ from orch.node.runtime import layers, reference
 
 
 def add_repo_digest(store, name_at_digest: str, image_id: str) -> None:
-    full = str(reference.parse(name_at_digest))
-    add = getattr(store, "add_digest_ref", None)
-    if add is not None:
-        add(full, image_id)
-        return
-    with store._locked_db() as db:
-        if image_id in db["images"]:
-            db["refs"][full] = image_id
+    store.add_digest_ref(name_at_digest, image_id)
 
 
 def discard_unreferenced(store, blobs: list[str], diff_ids: list[str]) -> None:

@@ -49,6 +49,7 @@ def desired_service(name: str, service: Any, *, image_id: str) -> DesiredService
         update=_update_config(getattr(deploy, "update_config", None)),
         healthcheck=_has_healthcheck(getattr(service, "healthcheck", None)),
         network_of=_network_of(service),
+        container_name=getattr(service, "container_name", None) or None,
     )
 
 

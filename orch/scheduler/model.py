@@ -26,11 +26,6 @@ STARTING_KINDS = frozenset({"create", "start", "restart", "recreate"})
 # The actions that take a running container away, even if only for a moment.
 DISRUPTIVE_KINDS = frozenset({"stop", "remove", "recreate", "restart"})
 
-# Machine-readable kinds of `Waiting`, for an executor that acts on some of them (the cluster
-# records a paused update in the service's UpdateStatus). Most waits have no kind ("").
-WAIT_UPDATE_PAUSED = "update-paused"
-WAIT_DEPENDENCY = "dependency"
-
 
 def short_hash(config_hash: str | None) -> str:
     """The first 8 hex digits of a config hash, as plans print them."""
@@ -90,6 +85,8 @@ class DesiredService:
     healthcheck: bool = False
     # network_mode: service:NAME: the service whose container's network namespace it joins.
     network_of: str | None = None
+    # container_name: the first replica's name instead of <project>-<service>-1 (compose's).
+    container_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,13 +200,31 @@ class Action:
         return f"{self.kind:<9}{what}: {self.reason}"
 
 
+# Why a service waits (Waiting.kind), for programs, as nomad keeps its reasons as constants
+# (scheduler/status/status.go); `reason` is the sentence for people and may change. An
+# executor acts on some: the node's leaves restart back-offs to the agent, the cluster records
+# a paused update in the service's UpdateStatus. A wait made without a kind has "".
+WAIT_DEPENDENCY = "dependency"  # a dependency does not meet its condition yet (or failed)
+WAIT_READY = "ready"  # an update waits for new replicas to be ready
+WAIT_UPDATE_DELAY = "update-delay"  # update_config.delay between batches
+WAIT_RESTART_BACKOFF = "restart-backoff"  # the restart policy starts it at the end of a back-off: the node's job
+FAILED_EXIT = "exited"  # exited, and nothing will start it again
+FAILED_RESTART_LIMIT = "restart-limit"  # the restart policy gave up
+WAIT_UPDATE_PAUSED = "update-paused"  # a rollout stopped on a failing replica (failure_action: pause)
+FAILED_ROLLBACK = "rollback-impossible"  # rolled back, but nothing has the old configuration
+
+# Plan warnings (Notice.kind).
+NOTICE_ORPHANS = "orphans"  # containers of services no longer in the stack
+NOTICE_ROLLED_BACK = "rolled-back"  # a service runs its previous configuration
+
+
 @dataclass(frozen=True)
 class Waiting:
     """A service that cannot make progress in this pass, and why.
 
     `failed` means it will not make progress without a change: a failed dependency, a rollout
-    paused by a failure, a restart limit reached. The others only need time. `kind` says
-    which waits an executor may act on (WAIT_* above); most have none.
+    paused by a failure, a restart limit reached. The others only need time. `kind` is one of
+    the WAIT_* / FAILED_* constants above ("" for none).
     """
 
     service: str
@@ -219,11 +234,23 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A warning of a plan: `text` for people, `kind` (NOTICE_*) and `service` for programs."""
+
+    kind: str
+    text: str
+    service: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
 class Plan:
     project: str
     actions: tuple[Action, ...] = ()
     waiting: tuple[Waiting, ...] = ()
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Notice, ...] = ()
     next_check_at: float | None = None
 
     @property

@@ -37,6 +37,12 @@ from orch.scheduler.model import (
     DesiredState,
     ObservedContainer,
     ObservedState,
+    FAILED_EXIT,
+    FAILED_RESTART_LIMIT,
+    NOTICE_ORPHANS,
+    WAIT_DEPENDENCY,
+    WAIT_RESTART_BACKOFF,
+    Notice,
     Plan,
     ReconcileOptions,
     Waiting,
@@ -109,8 +115,8 @@ def _selection(desired: DesiredState, options: ReconcileOptions) -> tuple[set[st
     return selected, (named if options.force_recreate else set())
 
 
-def _orphan_warning(project: str, names: list[str]) -> str:
-    return f"found orphan containers ({', '.join(names)}) for stack {project}; run up with --remove-orphans to remove them"
+def _orphan_warning(project: str, names: list[str]) -> Notice:
+    return Notice(NOTICE_ORPHANS, f"found orphan containers ({', '.join(names)}) for stack {project}; run up with --remove-orphans to remove them")
 
 
 class _Pass:
@@ -131,7 +137,7 @@ class _Pass:
         self.checks: list[float] = []
         self.acted: dict[str, set[str]] = {}  # Services with actions in this plan: their kinds.
         self.blocked: dict[str, str] = {}  # Services that cannot start, with the failure.
-        self.warnings: list[str] = []
+        self.warnings: list[Notice] = []
         self.by_service: dict[str, list[ObservedContainer]] = {}
         for c in sorted(observed.containers, key=lambda c: c.number):
             if not c.one_off:
@@ -151,7 +157,7 @@ class _Pass:
         if action.kind in STARTING_KINDS:
             gate = self.gate(svc)
             if gate.state != "ok":
-                self.wait(svc.name, gate.reason, failed=gate.state == "failed")
+                self.wait(svc.name, gate.reason, failed=gate.state == "failed", kind=WAIT_DEPENDENCY)
                 return False
         self.actions.append(replace(action, stage=self.levels.get(svc.name, 0)))
         self.acted.setdefault(svc.name, set()).add(action.kind)
@@ -253,13 +259,14 @@ class _Pass:
             return
         decision = classify_exit(svc.restart, c, now=self.now, after_boot=self.options.after_boot)
         if decision.gave_up:
-            self.wait(svc.name, f"{c.name} {decision.reason}", failed=True)
+            self.wait(svc.name, f"{c.name} {decision.reason}", failed=True, kind=FAILED_RESTART_LIMIT)
         elif not decision.restart and c.exit_code not in (0, None) and not c.stopped_by_user:
             # Nothing will start it again: say so, rather than call the stack up to date.
-            self.wait(svc.name, f"{c.name} {decision.reason}", failed=True)
+            self.wait(svc.name, f"{c.name} {decision.reason}", failed=True, kind=FAILED_EXIT)
         elif decision.restart and decision.due_at is not None and decision.due_at > self.now:
             left = decision.due_at - self.now
-            self.wait(svc.name, f"{c.name} restarts in {left:.3g}s (back-off after exit {c.exit_code})", until=decision.due_at)
+            self.wait(svc.name, f"{c.name} restarts in {left:.3g}s (back-off after exit {c.exit_code})", until=decision.due_at,
+                      kind=WAIT_RESTART_BACKOFF)
         elif decision.restart:
             action = Action(
                 "restart", svc.name, decision.reason, name=c.name, number=c.number, target=c.id,

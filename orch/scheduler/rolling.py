@@ -32,7 +32,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Mapping, Protocol
 
-from orch.scheduler.model import WAIT_UPDATE_PAUSED, Action, DesiredService, ObservedContainer, short_hash
+from orch.scheduler.model import (
+    FAILED_ROLLBACK,
+    NOTICE_ROLLED_BACK,
+    WAIT_READY,
+    WAIT_UPDATE_DELAY,
+    WAIT_UPDATE_PAUSED,
+    Action,
+    DesiredService,
+    Notice,
+    ObservedContainer,
+    short_hash,
+)
 
 ReplicaStatus = Literal["ready", "starting", "failed", "stopped"]
 
@@ -70,7 +81,7 @@ class Emitter(Protocol):
 
     def wait(self, service: str, reason: str, *, failed: bool = False, until: float | None = None, kind: str = "") -> None: ...
 
-    warnings: list[str]
+    warnings: list[Notice]
 
 
 def is_outdated(sp: ServicePass, c: ObservedContainer) -> bool:
@@ -117,10 +128,10 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     free = _free_numbers({c.number for c in sp.containers})
     source = _rollback_source(sp)
     if sp.rolled_back:
-        out.warnings.append(
-            f"service {svc.name}: the update to hash {short_hash(svc.config_hash)} was rolled back; "
-            "change the service or run up --force-recreate to try it again"
-        )
+        out.warnings.append(Notice(
+            NOTICE_ROLLED_BACK, f"service {svc.name}: the update to hash {short_hash(svc.config_hash)} was rolled back; "
+            "change the service or run up --force-recreate to try it again", svc.name,
+        ))
 
     # 1. Scale down the current replicas, highest numbers first.
     if len(current) > want:
@@ -172,7 +183,7 @@ def plan_update(sp: ServicePass, out: Emitter) -> set[str]:
     if ready and svc.update.delay:
         allowed = max(ready_at(svc, c) for c in ready) + svc.update.delay
         if sp.now < allowed:
-            out.wait(svc.name, f"next update batch in {allowed - sp.now:.3g}s (update_config.delay)", until=allowed)
+            out.wait(svc.name, f"next update batch in {allowed - sp.now:.3g}s (update_config.delay)", until=allowed, kind=WAIT_UPDATE_DELAY)
             return handled
     size = len(running) if svc.update.parallelism == 0 else min(svc.update.parallelism, len(running))
     for c in running[:size]:
@@ -210,7 +221,7 @@ def _wait_ready(sp: ServicePass, out: Emitter, starting: list[ObservedContainer]
         why = f"monitor {svc.update.monitor:g}s"
     else:
         why = "not running yet"
-    out.wait(svc.name, f"waiting for {names} to be ready ({why})", until=until)
+    out.wait(svc.name, f"waiting for {names} to be ready ({why})", until=until, kind=WAIT_READY)
 
 
 def _rollback_source(sp: ServicePass) -> ObservedContainer | None:
@@ -234,9 +245,10 @@ def _change(sp: ServicePass, c: ObservedContainer, source: ObservedContainer | N
 def _create(sp: ServicePass, out: Emitter, number: int, reason: str, source: ObservedContainer | None) -> None:
     svc = sp.svc
     if sp.rolled_back and source is None:
-        out.wait(svc.name, "rolled back, but no container has the old configuration to copy; change the service", failed=True)
+        out.wait(svc.name, "rolled back, but no container has the old configuration to copy; change the service", failed=True,
+                 kind=FAILED_ROLLBACK)
         return
-    name = f"{sp.project}-{svc.name}-{number}"
+    name = svc.container_name if svc.container_name and number == 1 else f"{sp.project}-{svc.name}-{number}"
     action = Action("create", svc.name, reason, name=name, number=number, config_hash=None if source else svc.config_hash, clone_from=source.id if source else None)
     out.add(svc, action)
 
@@ -244,7 +256,8 @@ def _create(sp: ServicePass, out: Emitter, number: int, reason: str, source: Obs
 def _recreate(sp: ServicePass, out: Emitter, c: ObservedContainer, reason: str, source: ObservedContainer | None) -> None:
     svc = sp.svc
     if sp.rolled_back and source is None:
-        out.wait(svc.name, "rolled back, but no container has the old configuration to copy; change the service", failed=True)
+        out.wait(svc.name, "rolled back, but no container has the old configuration to copy; change the service", failed=True,
+                 kind=FAILED_ROLLBACK)
         return
     action = Action(
         "recreate", svc.name, reason, name=c.name, number=c.number, target=c.id,

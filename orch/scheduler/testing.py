@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from orch.scheduler.converge import converge
 from orch.scheduler.model import (
     Action,
     Dependency,
@@ -22,6 +23,7 @@ from orch.scheduler.model import (
     RestartPolicy,
     UpdateConfig,
 )
+from orch.scheduler.restart import RestartDecision, classify_exit
 
 PROJECT = "s"
 
@@ -36,6 +38,7 @@ def service(
     update: UpdateConfig | None = None,
     healthcheck: bool = False,
     network_of: str | None = None,
+    container_name: str | None = None,
 ) -> DesiredService:
     """A desired service; `deps` maps a dependency to its condition or a full Dependency.
     `network_of` (network_mode: service:X) also adds X as a `restart: true` dependency, as
@@ -49,6 +52,7 @@ def service(
     return DesiredService(
         name, config_hash, replicas=replicas, depends_on=depends_on, restart=restart,
         update=update or UpdateConfig(parallelism=0), healthcheck=healthcheck, network_of=network_of,
+        container_name=container_name,
     )
 
 
@@ -97,43 +101,52 @@ def render_waiting(plan: Plan) -> list[str]:
 
 
 class FakeNode:
-    """A node that performs plans at once and plays containers forward on a mock clock.
+    """A node on a mock clock: it performs plans at once, plays containers forward, and
+    restarts exited ones as the agent's supervision does (the restart policy's pure decider,
+    orch.scheduler.restart.classify_exit, with its back-off), since the converge loop leaves
+    those restarts to the node.
 
-    With it a test runs the loop the real executor runs (observe, plan, apply, wait for the
-    next event) over minutes of simulated time in milliseconds. Containers of a service with a
-    healthcheck turn healthy `health_delay` seconds after they start; containers whose config
-    hash is in `crashes` exit with the given code after the given run time.
+    With it a test runs the very loop the executor runs (orch.scheduler.converge) over minutes
+    of simulated time in milliseconds. Containers of a service with a healthcheck turn healthy
+    `health_delay` seconds after they start; containers whose config hash is in `crashes` exit
+    with the given code after the given run time. `log` lists what happened: (time, kind,
+    container name), the loop's actions and the node's own restarts alike.
     """
 
-    def __init__(self, desired: DesiredState, *, health_delay: float = 1.0, crashes: dict[str, tuple[float, int]] | None = None):
+    def __init__(self, desired: DesiredState, *, health_delay: float = 1.0, crashes: dict[str, tuple[float, int]] | None = None,
+                 now: float = 0.0):
         self.desired = desired
         self.health_delay = health_delay
         self.crashes = crashes or {}
+        self.time = now
         self.containers: dict[str, ObservedContainer] = {}
         self.rolled_back: dict[str, str] = {}
         self.log: list[tuple[float, str, str]] = []  # (time, action kind, container name)
+        self.restarts: dict[str, tuple[float, RestartDecision]] = {}  # pending supervision restarts by id
         self._next_id = 0
 
-    def observe(self, now: float) -> ObservedState:
-        for cid, c in list(self.containers.items()):
-            self.containers[cid] = self._play(c, now)
+    # -- the loop's interface (orch.scheduler.converge.ConvergeNode) ---------------------------------
+    def now(self) -> float:
+        return self.time
+
+    def observe(self) -> ObservedState:
+        for cid in list(self.containers):
+            self._play(cid, self.time)
         return ObservedState(self.desired.project, tuple(self.containers.values()), rolled_back=dict(self.rolled_back))
 
-    def next_event(self, now: float) -> float | None:
-        """The next time a container turns healthy or crashes, after `now`."""
-        times = []
-        for c in self.containers.values():
-            if c.state != "running" or c.started_at is None:
-                continue
-            if self._has_healthcheck(c) and c.health == "starting":
-                times.append(c.started_at + self.health_delay)
-            if c.config_hash in self.crashes:
-                times.append(c.started_at + self.crashes[c.config_hash][0])
-        return min((t for t in times if t > now), default=None)
+    def wait(self, until: float | None) -> bool:
+        """Jump to the plan's next check or the node's next event, whichever comes first."""
+        wake = [t for t in (until, self.next_event()) if t is not None]
+        if not wake:
+            return False
+        self.time = max(self.time, min(wake))
+        return True
 
-    def apply(self, plan: Plan, now: float) -> None:
+    def apply(self, plan: Plan) -> None:
+        now = self.time
         for a in plan.actions:
             self.log.append((now, a.kind, a.name or a.service))
+            self.restarts.pop(a.target or "", None)  # a user's action wins over a pending restart
             if a.kind == "rollback":
                 self.rolled_back[a.service] = a.config_hash
             elif a.kind == "create":
@@ -148,12 +161,22 @@ class FakeNode:
                 c = self.containers[a.target]
                 self.containers[a.target] = _replace(c, state="exited", exit_code=137, finished_at=now, stopped_by_user=True)
             elif a.kind in ("start", "restart"):
-                c = self.containers[a.target]
-                counters = dict(restart_count=a.attempt or 0, backoff_streak=a.streak or 0) if a.kind == "restart" else dict(restart_count=0, backoff_streak=0)
-                self.containers[a.target] = _replace(
-                    c, state="running", started_at=now, finished_at=None, exit_code=None, stopped_by_user=False,
-                    health="starting" if self._has_healthcheck(c) else "none", **counters,
-                )
+                self._start(a.target, now, restart_count=0, backoff_streak=0)
+        self.time = now + 0.001  # The executor needs a moment to act.
+
+    # -- the node's own life ----------------------------------------------------------------------
+    def next_event(self, now: float | None = None) -> float | None:
+        """The next time a container turns healthy, crashes or is restarted, after `now`."""
+        now = self.time if now is None else now
+        times = [due for due, _ in self.restarts.values()]
+        for c in self.containers.values():
+            if c.state != "running" or c.started_at is None:
+                continue
+            if self._has_healthcheck(c) and c.health == "starting":
+                times.append(c.started_at + self.health_delay)
+            if c.config_hash in self.crashes:
+                times.append(c.started_at + self.crashes[c.config_hash][0])
+        return min((t for t in times if t > now), default=None)
 
     def _config_of(self, a: Action) -> str:
         return self.containers[a.clone_from].config_hash if a.clone_from else a.config_hash
@@ -167,20 +190,46 @@ class FakeNode:
         )
         self.containers[cid] = _replace(c, health="starting" if self._has_healthcheck(c) else "none")
 
+    def _start(self, cid: str, now: float, **counters) -> None:
+        c = self.containers[cid]
+        self.containers[cid] = _replace(c, state="running", started_at=now, finished_at=None, exit_code=None, stopped_by_user=False,
+                                        health="starting" if self._has_healthcheck(c) else "none", **counters)
+
     def _has_healthcheck(self, c: ObservedContainer) -> bool:
         svc = self.desired.services.get(c.service)
         return bool(svc and svc.healthcheck)
 
-    def _play(self, c: ObservedContainer, now: float) -> ObservedContainer:
-        if c.state != "running" or c.started_at is None:
-            return c
-        if c.config_hash in self.crashes:
-            run, code = self.crashes[c.config_hash]
-            if now >= c.started_at + run:
-                return _replace(c, state="exited", exit_code=code, finished_at=c.started_at + run, health="none")
-        if self._has_healthcheck(c) and c.health == "starting" and now >= c.started_at + self.health_delay:
-            return _replace(c, health="healthy", health_changed_at=c.started_at + self.health_delay)
-        return c
+    def _play(self, cid: str, now: float) -> None:
+        """Everything that happened to container `cid` up to `now`, in order."""
+        while True:
+            c = self.containers[cid]
+            pending = self.restarts.get(cid)
+            if pending is not None and pending[0] <= now:
+                due, decision = self.restarts.pop(cid)
+                self.log.append((due, "restart", c.name))
+                self._start(cid, due, restart_count=decision.attempt, backoff_streak=decision.streak)
+                continue
+            if c.state != "running" or c.started_at is None:
+                return
+            if c.config_hash in self.crashes:
+                run, code = self.crashes[c.config_hash]
+                if now >= c.started_at + run:
+                    exited = _replace(c, state="exited", exit_code=code, finished_at=c.started_at + run, health="none")
+                    self.containers[cid] = exited
+                    self._supervise(exited)
+                    continue
+            if self._has_healthcheck(c) and c.health == "starting" and now >= c.started_at + self.health_delay:
+                self.containers[cid] = _replace(c, health="healthy", health_changed_at=c.started_at + self.health_delay)
+            return
+
+    def _supervise(self, c: ObservedContainer) -> None:
+        """A container exited on its own: its restart policy may start it again later."""
+        svc = self.desired.services.get(c.service)
+        if svc is None:
+            return
+        decision = classify_exit(svc.restart, c, now=c.finished_at)
+        if decision.restart:
+            self.restarts[c.id] = (decision.due_at if decision.due_at is not None else c.finished_at, decision)
 
 
 def _replace(c: ObservedContainer, **changes) -> ObservedContainer:
@@ -191,31 +240,28 @@ def run_until_converged(
     desired: DesiredState,
     fake: FakeNode,
     *,
-    now: float = 0.0,
+    now: float | None = None,
     options: ReconcileOptions = ReconcileOptions(),
     until: float = 600.0,
     check=None,
     watch: bool = False,
 ) -> tuple[Plan, float]:
-    """The executor's loop on a mock clock: plan, apply, and jump to the next event.
+    """The executor's loop (orch.scheduler.converge) on `fake`'s mock clock, from `now`.
 
     `check(observed, now)` runs on every state observed, for invariants such as "never fewer
     than three ready replicas". The loop ends at convergence, or with `watch` (the agent's
     supervision) only when nothing more will happen or at `until`. Returns the last plan and
     the time it was made.
     """
-    from orch.scheduler.reconcile import plan_reconcile
-
-    while True:
-        observed = fake.observe(now)
+    if now is not None:
+        fake.time = max(fake.time, now)
+    last = None
+    for p in converge(desired, fake, options=options):
+        last = p
         if check is not None:
-            check(observed, now)
-        plan = plan_reconcile(desired, observed, now=now, options=options)
-        if plan.actions:
-            fake.apply(plan, now)
-            now += 0.001  # The executor needs a moment to act.
+            check(p.observed, p.now)
+        if p.todo:
             continue
-        wake = [t for t in (plan.next_check_at, fake.next_event(now)) if t is not None]
-        if (plan.converged and not watch) or not wake or now >= until:
-            return plan, now
-        now = min(wake)
+        if (p.plan.converged and not watch) or p.now >= until:
+            break
+    return last.plan, last.now

@@ -407,6 +407,7 @@ class Service(Spec):
     privileged: bool | None = None
     ulimits: dict[str, Ulimit] | None = None
     sysctls: EnvMap | None = None
+    security_opt: StrList | None = None
     extra_hosts: Annotated[dict[str, list[str]] | None, BeforeValidator(syntax.parse_extra_hosts)] = None
     dns: StrList | None = None
     profiles: StrList = Field(default_factory=list)
@@ -463,7 +464,6 @@ class Service(Spec):
     provider: Any = None
     pull_refresh_after: Any = None
     runtime: Any = None
-    security_opt: Any = None
     shm_size: Any = None
     storage_opt: Any = None
     use_api_socket: Any = None

@@ -13,7 +13,7 @@ SERVICE_KEYS = frozenset(
         "volumes", "networks", "depends_on", "links", "volumes_from", "network_mode", "healthcheck",
         "restart", "deploy", "scale", "hostname", "user", "working_dir", "labels", "stop_signal",
         "stop_grace_period", "init", "read_only", "tmpfs", "cap_add", "cap_drop", "privileged",
-        "ulimits", "sysctls", "extra_hosts", "dns", "profiles", "container_name", "pull_policy",
+        "ulimits", "sysctls", "security_opt", "extra_hosts", "dns", "profiles", "container_name", "pull_policy",
         "tty", "stdin_open", "secrets", "configs", "extends",
     }
 )  # fmt: skip

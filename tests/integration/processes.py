@@ -34,3 +34,17 @@ def remove_node_networks(root: Path, net_prefix: str) -> None:
     for net in state.get("networks", {}).values():
         subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
     subprocess.run(["nft", "delete", "table", "ip", net_prefix], capture_output=True)
+
+
+def remove_node_cgroups(root: Path) -> None:
+    """The node's cgroup parent (cgroups.node_cgroup_parent: one per ORCH_ROOT), in every
+    hierarchy, once its containers' groups are gone; a group still in use stays (rmdir fails)."""
+    from orch.node.runtime.cgroups import node_cgroup_parent
+
+    parent = node_cgroup_parent(root)
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        for group in (hierarchy / parent / "supervisor", hierarchy / parent):  # the v2 leaf (Cgroups.settle), then the parent
+            try:
+                group.rmdir()
+            except OSError:
+                pass

@@ -2,14 +2,12 @@
 
 import pytest
 
-from orch.cli import container
+from orch.api import runflags
 from orch.errors import InvalidArgument
 
 
 def create_body(*flags):
-    p = container._parser("orch run", "", add_help=False)
-    container._add_create_flags(p)
-    return container._create_body(p.parse_args([*flags, "busybox", "true"]))
+    return runflags.create_body(runflags.create_parser("orch run").parse_args([*flags, "busybox", "true"]))
 
 
 def security_fields(body):

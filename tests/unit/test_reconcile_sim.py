@@ -79,7 +79,7 @@ def test_a_failing_update_rolls_back_and_stays_back():
     fake.crashes["h2"] = (1.0, 3)
     desired = web("h2", "start-first", failure_action="rollback")
     plan, _ = run_until_converged(desired, fake, now=now)
-    assert plan.converged and plan.warnings == (
+    assert plan.converged and tuple(map(str, plan.warnings)) == (
         "service web: the update to hash h2 was rolled back; change the service or run up --force-recreate to try it again",
     )
     assert sorted(c.config_hash for c in fake.containers.values()) == ["h1"] * 3

@@ -27,16 +27,7 @@ ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_
 
 
 def collect_routes() -> list:
-    routes = []
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(f"orch.node.agent.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"orch.node.agent.{name}":
-                raise
-            continue  # routes_images arrives with the image store; the rest works without it
-        routes += module.ROUTES
-    return routes
+    return [route for name in ROUTE_MODULES for route in importlib.import_module(f"orch.node.agent.{name}").ROUTES]
 
 
 async def on_orch_error(request, err: OrchError):
@@ -49,22 +40,34 @@ async def on_bug(request, err: Exception):
 
 
 async def on_no_route(request, err):
-    return JSONResponse({"kind": "not-found", "message": f"the agent has no API {request.method} {request.url.path}"}, status_code=404)
+    """A route the agent does not have: not-implemented (501), never not-found, which says an
+    object is missing (a client must not take one for the other)."""
+    return JSONResponse({"kind": "not-implemented", "message": f"the agent has no API {request.method} {request.url.path}"},
+                        status_code=501)
 
 
-def build_app(node) -> Starlette:
+def build_app(node):
     handlers = {OrchError: on_orch_error, Exception: on_bug, 404: on_no_route, 405: on_no_route}
     app = Starlette(routes=collect_routes(), exception_handlers=handlers)
     app.state.node = node
-    return app
+    return segments_kept(app)
 
 
-def open_image_store(root: Path):
-    try:
-        from orch.node.runtime.images import ImageStore
-    except ModuleNotFoundError:
-        return None
-    return ImageStore(root)
+def segments_kept(app):
+    """Route on the path's segments as the client encoded them: a name with "/" in it
+    ("web/kill", sent as web%2Fkill) stays one segment, and so a path parameter, instead of
+    being decoded into two and reaching another route. ASGI hands apps the decoded path, so
+    the path is rebuilt from raw_path with "/" kept encoded inside a segment."""
+    from urllib.parse import unquote
+
+    async def asgi(scope, receive, send):
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%2f" in raw.lower():
+            segments = raw.split(b"?", 1)[0].decode("latin-1").split("/")
+            scope = dict(scope, path="/".join(unquote(s).replace("/", "%2F") for s in segments))
+        await app(scope, receive, send)
+
+    return asgi
 
 
 def open_networks_and_volumes(node, root: Path, run_dir: Path) -> None:
@@ -100,7 +103,9 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
         raise AgentRunning(f"an agent already serves {sock} (its pid is in {run_dir / 'agent.pid'})") from None
     if sock.exists():
         sock.unlink()  # a socket left by an agent that was killed
-    node = Node(root, run_dir, images=open_image_store(root))
+    from orch.node.runtime.images import ImageStore
+
+    node = Node(root, run_dir, images=ImageStore(root))
     open_networks_and_volumes(node, root, run_dir)
     node.load()
     config = Config()

@@ -17,13 +17,15 @@ POST /build (routes_build.py) sends the stream as JSON lines. `BuildCommand` ser
 
 import json
 import marshal
+import secrets
 import subprocess
 import sys
 import traceback
+from contextlib import aclosing
 
 import trio
 
-from orch.errors import from_kind
+from orch.errors import OrchError, from_kind
 from orch.node.agent.runsock import Command, _close, _recv, _send
 
 
@@ -51,6 +53,30 @@ async def stream_build(node, req: dict, mark=None):
             yield message
         return
     mark and mark("not all cached")
+    # The RUN steps' network (default): a namespace on the node's default bridge, made here
+    # through the node's networking, the one door to bridges, and released when the build
+    # ends, however it ends.
+    build_id = None
+    if (req.get("network") or "default") == "default" and node.net is not None:
+        build_id = "build-" + secrets.token_hex(12)
+        try:
+            path, resolv = await trio.to_thread.run_sync(node.net.setup_build, build_id)
+        except OrchError as err:
+            yield {"error": f"the build's network: {err}", "kind": err.kind}
+            return
+        req["build_network"] = {"netns": path, "resolv_conf": resolv}
+    try:
+        async with aclosing(_worker(req)) as messages:
+            async for message in messages:
+                yield message
+    finally:
+        if build_id is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(node._release_network, build_id)
+
+
+async def _worker(req: dict):
+    """The worker process's messages; it is stopped if the consumer goes away."""
     proc = await trio.lowlevel.open_process([sys.executable, "-m", "orch.build.worker"], stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=None, cwd="/")
     try:

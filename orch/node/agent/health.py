@@ -166,7 +166,7 @@ async def monitor(node, rec: dict, pid: int) -> None:
     """Probe a running container until it exits (its pid changes) or is removed."""
     import trio
 
-    from orch.node.agent.models import ExecRequest
+    from orch.api.models import ExecRequest
     from orch.node.agent.views import parse_time
 
     check = rec["Config"].get("Healthcheck")

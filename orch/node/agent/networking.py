@@ -30,18 +30,18 @@ endpoint whose namespace is gone (with its address, ports and any veth left).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 from pathlib import Path
 
 from orch import paths
+from orch.api.labels import START_DRAINED  # a container with it is drained from its first setup on
+from orch.atomic import write_json_atomic
 from orch.errors import Conflict, InvalidArgument, NotFound, OrchError
 from orch.net.model import PortMapping
 from orch.node.agent.netspec import DEFAULT_NETWORK, compute_network_settings, compute_ports_text
 from orch.node.runtime.mount import Mount
-from orch.node.runtime.superproto import write_json_atomic
 
 FILES = (("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf"))
 # The nftables table's name and the bridges' prefix. Each node on a host needs its own, since
@@ -52,9 +52,6 @@ DEFAULT_ROOT = Path("/var/lib/orch")
 # Seconds after a release when the reaper frees the addresses of veths the kernel deleted
 # (and deletes those it did not: a namespace kept alive by a process that joined it).
 REAP_AFTER = 2.0
-# A container created with this label (orch compose's new replicas that join serving ones) is
-# drained from its first setup on, before any of its names can answer (orch.compose.engine).
-START_DRAINED = "orch.start-drained"
 
 
 def default_prefix(root: Path) -> str:
@@ -84,14 +81,14 @@ class NodeNetworking:
 
     def open(self) -> None:
         """Restore the persisted state (bridges, rules, DNS, held ports) after an agent start."""
-        from orch.net.manager import NetState
+        from orch.node.agent.records import load_networks
 
         try:
-            data = json.loads(self.state_path.read_text())
+            text = self.state_path.read_bytes()
         except FileNotFoundError:
             return
-        self.nets.restore(NetState.from_json(data))
-        self._save()
+        self.nets.restore(load_networks(text, str(self.state_path)))
+        self._save()  # also writes a state of an older format in the current one
 
     def close(self) -> None:
         """At a clean agent stop: DNS listeners and held ports go. With no container attached
@@ -121,7 +118,9 @@ class NodeNetworking:
 
     def _save(self) -> None:
         paths.private_dir(self.state_path.parent)
-        write_json_atomic(self.state_path, self.nets.state.to_json())
+        from orch.node.agent.records import dump_networks
+
+        write_json_atomic(self.state_path, dump_networks(self.nets.state))
 
     # -- networks ----------------------------------------------------------------------------
     def ensure(self, name: str) -> None:
@@ -184,7 +183,7 @@ class NodeNetworking:
         if plan["mode"] == "host":
             return ("net",), None, _file_mounts(cdir)
         if plan["mode"] == "container":
-            other = joined["_net"] if joined else {}
+            other = joined.orch.net if joined else {}
             if other.get("mode") == "host":
                 return ("net",), None, _file_mounts(self.containers_dir / joined["Id"])
             if other.get("mode") == "none":
@@ -199,7 +198,7 @@ class NodeNetworking:
 
     def setup(self, rec: dict, joined: dict | None = None) -> None:
         """Make the container's network (see the module's doc); undone if any step fails."""
-        plan, cid, cdir = rec["_net"], rec["Id"], self.containers_dir / rec["Id"]
+        plan, cid, cdir = rec.orch.net, rec["Id"], self.containers_dir / rec["Id"]
         hostname = rec["Config"]["Hostname"]
         if plan["mode"] == "container":
             if joined is None or not joined["State"]["Running"]:
@@ -236,6 +235,23 @@ class NodeNetworking:
             finally:
                 self._save()
 
+    def setup_build(self, build_id: str) -> tuple[str, str]:
+        """A network namespace on the default bridge for one build's RUN steps, as docker's
+        classic builder gives them (NAT out, nothing of the host's loopback): (its path, the
+        resolv.conf text the steps get). Undone by `release(build_id)`."""
+        with self._lock:
+            self.ensure(DEFAULT_NETWORK)
+            path = self.nets.create_netns(build_id)
+            try:
+                self.nets.connect(DEFAULT_NETWORK, build_id, path)
+                resolv = self.nets.container_files(build_id, build_id[:12])["resolv.conf"]
+            except BaseException:
+                self.nets.release_container(build_id)
+                raise
+            finally:
+                self._save()
+        return path, resolv
+
     def _connect(self, rec: dict, entry: dict, publish=()) -> None:
         name = rec["Name"].lstrip("/")
         names = tuple(dict.fromkeys((name, *entry.get("aliases", ()), rec["Id"][:12])))
@@ -243,7 +259,7 @@ class NodeNetworking:
                           ipv4_address=entry.get("ipv4_address"), publish=[PortMapping.from_json(p) for p in publish])
 
     def write_files(self, rec: dict) -> None:
-        plan = rec["_net"]
+        plan = rec.orch.net
         files = self.nets.container_files(
             rec["Id"], rec["Config"]["Hostname"], dns=tuple(plan.get("dns", ())), dns_search=tuple(plan.get("dns_search", ())),
             extra_hosts=tuple(tuple(h) for h in plan.get("extra_hosts", ())))
@@ -298,7 +314,7 @@ class NodeNetworking:
         """`orch network connect`: the plan gains the network; a running container joins it now."""
         with self._lock:
             self.ensure(network)
-            plan = rec["_net"]
+            plan = rec.orch.net
             if plan["mode"] != "bridge":
                 raise InvalidArgument(f"container {rec['Name'].lstrip('/')} uses network mode {plan['mode']}; "
                                       "only containers on bridge networks can join other networks")
@@ -315,7 +331,7 @@ class NodeNetworking:
 
     def disconnect(self, rec: dict, network: str) -> dict:
         with self._lock:
-            plan = rec["_net"]
+            plan = rec.orch.net
             if not any(n["name"] == network for n in plan["networks"]):
                 raise NotFound(f"container {rec['Name'].lstrip('/')} is not connected to network {network}")
             if any(e.network == network for e in self.nets.endpoints_of(rec["Id"])):
@@ -348,7 +364,7 @@ class NodeNetworking:
     def settings(self, rec: dict) -> dict:
         cid = rec["Id"]
         up = self.is_set_up(cid)
-        return compute_network_settings(rec["_net"], self.nets.endpoints_of(cid), dict(self.nets.state.networks),
+        return compute_network_settings(rec.orch.net, self.nets.endpoints_of(cid), dict(self.nets.state.networks),
                                         self.nets.publications_of(cid), self.netns_path(cid) if up else "")
 
 

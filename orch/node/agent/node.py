@@ -5,8 +5,9 @@ and changed only there, so no locks are needed; blocking work (image resolution,
 preparation, supervisor requests, file removal) runs in `trio.to_thread.run_sync`.
 
 Truth is split in two, on purpose:
-- records (state.json, written atomically by state.py) hold what the user asked for and the
-  last state the agent saw;
+- records (state.json, written atomically by state.py; typed and versioned in records.py:
+  docker's inspect view, and orch's private part as `rec.orch`) hold what the user asked for
+  and the last state the agent saw;
 - the supervisor holds what runs now, and writes exit.json when a container exits.
 On start the agent loads every record, subscribes to the supervisor's events, asks it what
 runs, and reconciles (`adopt`): so `kill -9` of the agent at any moment loses nothing.
@@ -15,6 +16,7 @@ Every state change goes through lifecycle.transition, so a forbidden operation i
 with the message the user sees.
 """
 
+import os
 import secrets
 import signal as signals
 import subprocess
@@ -27,6 +29,7 @@ import trio
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, OrchError, SystemFailure, Unavailable
 from orch.node.agent import names as naming
 from orch.node.agent import supervision
+from orch.node.agent.records import ContainerRecord
 from orch.node.agent.state import ContainerStore
 from orch.node.runtime import superproto as proto
 from orch.node.runtime.containerlog import rfc3339_nano
@@ -39,25 +42,32 @@ class Node:
     def __init__(self, root: Path, run_dir: Path, images=None):
         self.root, self.run_dir = Path(root), Path(run_dir)
         self.store = ContainerStore(self.root)
-        self.images = images
-        self.records: dict[str, dict] = {}
+        self.images = images  # None only in unit tests of the events, which make no containers
+        self.records: dict[str, ContainerRecord] = {}
         self.reserved: set[str] = set()  # names of containers being created
         self.sup_path = str(self.run_dir / "supervisor.sock")
         self.changed = trio.Event()
         self.nursery: trio.Nursery | None = None
         self._cgroups = None
+        # Supervision's tasks (supervision.py), by container id: health probes and pending
+        # restarts, each (cancel scope, the pid of the run it belongs to).
+        self.health_tasks: dict[str, tuple] = {}
+        self.restart_tasks: dict[str, tuple] = {}
         # Networks (agent/networking.py) and volumes (runtime/volumes.py); set by app.serve.
         self.net = None
         self.volumes = None
+        from orch.node.agent.pipes import HeldPipes
+
+        self.pipes = HeldPipes()  # copies of the containers' pipes, for a restarted supervisor
         # Cluster membership (orch.cluster.node.ClusterNode); set by app.serve.
         self.cluster = None
 
     # -- records ------------------------------------------------------------------------------
     def load(self) -> None:
-        for rec in self.store.load_all():
-            if rec.get("_incomplete"):  # a crash inside `create`: nothing was ever started
-                self._discard(rec["Id"])
-                continue
+        records, incomplete = self.store.load_all()
+        for cid in incomplete:  # a crash inside `create`: nothing was ever started
+            self._discard(cid)
+        for rec in records:
             self.records[rec["Id"]] = rec
         self.collect_garbage()
 
@@ -128,8 +138,8 @@ class Node:
         return self.cluster
 
     # -- the supervisor -------------------------------------------------------------------------
-    async def call(self, msg: dict) -> dict:
-        return await trio.to_thread.run_sync(proto.call, self.sup_path, msg)
+    async def call(self, msg: dict, fds=()) -> dict:
+        return await trio.to_thread.run_sync(proto.call, self.sup_path, msg, fds)
 
     def ensure_supervisor(self, extra_args=()) -> None:
         """Start the node supervisor if none answers (setsid: it outlives the agent)."""
@@ -171,8 +181,12 @@ class Node:
                 if first:
                     task_status.started()
                     first = False
-                while data := await sock.recv(proto.MAX_MESSAGE):
-                    self.apply_event(proto.decode(data))
+                while True:
+                    data, ancdata, _, _ = await sock.recvmsg(proto.MAX_MESSAGE, trio.socket.CMSG_LEN(proto.MAX_FDS * 4),
+                                                             trio.socket.MSG_CMSG_CLOEXEC)
+                    if not data:
+                        break
+                    self.apply_event(proto.decode(data), proto.fds_of(ancdata))
             except OSError as err:
                 print(f"agent: lost the supervisor ({err}); reconnecting", file=sys.stderr, flush=True)
             finally:
@@ -188,14 +202,18 @@ class Node:
                     self.apply_event(dict(running[cid], event="started"))
                 continue
             exit_record = self.store.read_exit(cid)
-            if exit_record and exit_record.get("pid") != rec.get("_exited_pid"):
+            if exit_record and exit_record.get("pid") != rec.orch.exited_pid:
                 # It ran and exited while the agent was away, perhaps started by an attached
                 # CLI before the agent saw the start: the supervisor's record says how it ended.
                 self.apply_event(dict(exit_record, event="exited", id=cid))
             elif state["Status"] in ("running", "paused", "removing"):
+                # Running as far as the record knows, unknown to this supervisor: a previous one
+                # started it and died. The supervisor adopts it if its pid 1 lives (supervisor.py).
+                if await self._adopt_one(rec):
+                    continue
                 exit_record = {
                     "exit_code": 255, "finished_at": rfc3339_nano(), "oom_killed": False, "pid": state.get("Pid", 0),
-                    "error": "the container was lost while the agent was away (no exit record)",
+                    "error": "the container exited while no supervisor watched it: its exit status is unknown (255, as docker reports it)",
                 }
                 self.apply_event(dict(exit_record, event="exited", id=cid))
         if self.net is not None:
@@ -203,20 +221,51 @@ class Node:
             keep = {cid for cid, r in self.records.items() if r["State"]["Status"] in ("running", "paused", "created")}
             await trio.to_thread.run_sync(self.net.reconcile, keep)
 
-    def apply_event(self, ev: dict) -> None:
+    async def _adopt_one(self, rec: dict) -> bool:
+        """Ask the supervisor to adopt `rec`, with the agent's copies of its pipes (pipes.py)."""
+        cid, state = rec["Id"], rec["State"]
+        roles, fds = self.pipes.get(cid)
+        msg = {"op": "adopt", "id": cid, "config": self.store.config_path(cid), "pid": state.get("Pid", 0),
+               "pid_start": rec.orch.pid_start, "started_at": state.get("StartedAt"), "log": rec.orch.log.model_dump(), "pipes": roles}
+        try:
+            answer = await self.call(msg, fds)
+        except NotFound:
+            self.pipes.release(cid)
+            return False
+        except Unavailable as err:
+            raise OSError(str(err)) from err  # the supervisor went away again: reconnect and retry
+        except OrchError as err:
+            print(f"agent: adopting {cid[:12]}: {err}", file=sys.stderr, flush=True)
+            return False
+        if answer["pid"] != state.get("Pid"):
+            state["Pid"] = answer["pid"]
+            self.save(rec, durable=False)
+        return True
+
+    def apply_event(self, ev: dict, fds=()) -> None:
         rec = self.records.get(ev.get("id", ""))
+        if rec is None or ev["event"] not in ("started", "pipes"):
+            for fd in fds:
+                os.close(fd)
         if rec is None:
             return
         state, kind = rec["State"], ev["event"]
+        if kind == "pipes":
+            self.pipes.hold(rec["Id"], ev.get("pipes"), fds)
+            return
         if kind == "started":
-            if rec.get("_exited_pid") == ev["pid"] or state["Status"] == "removing":
+            if fds:
+                self.pipes.hold(rec["Id"], ev.get("pipes"), fds)
+            if rec.orch.exited_pid == ev["pid"] or state["Status"] == "removing":
                 return
+            rec.orch.pid_start = ev.get("pid_start")
             state.update(Status="running", Running=True, Paused=False, Pid=ev["pid"], StartedAt=ev["started_at"], ExitCode=0, Error="", OOMKilled=False)
             self._save_event(rec)
         elif kind == "exited":
-            if rec.get("_exited_pid") == ev.get("pid") and state["Status"] == "exited":
+            self.pipes.release(rec["Id"])
+            if rec.orch.exited_pid == ev.get("pid") and state["Status"] == "exited":
                 return
-            rec["_exited_pid"] = ev.get("pid")
+            rec.orch.exited_pid = ev.get("pid")
             if state.get("Pid") != ev.get("pid") and ev.get("started_at"):
                 state["StartedAt"] = ev["started_at"]  # a run whose start the agent never saw
             if state["Status"] != "removing":
@@ -254,8 +303,6 @@ class Node:
     # -- operations -----------------------------------------------------------------------------
     async def create(self, req) -> dict:
         """A new container from an image: its record, config.json and rootfs, not started."""
-        if self.images is None:
-            raise Unavailable("this agent has no image store; it was built without orch.node.runtime.images")
         taken = {r["Name"].lstrip("/") for r in self.records.values()} | self.reserved
         if req.name:
             name = naming.check_name(req.name)
@@ -304,21 +351,28 @@ class Node:
         pid = answer["pid"]
         # The started event may not have arrived yet on the other connection; wait for it so
         # that `start` returns a running container (or one that already exited again).
-        await self.wait_until(lambda: rec["State"].get("Pid") == pid or rec.get("_exited_pid") == pid or rec["Id"] not in self.records, 10)
+        await self.wait_until(lambda: rec["State"].get("Pid") == pid or rec.orch.exited_pid == pid or rec["Id"] not in self.records, 10)
 
     def _start_message(self, rec: dict) -> dict:
-        return {"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec["_log"]}
+        return {"op": "start", "id": rec["Id"], "config": self.store.config_path(rec["Id"]), "log": rec.orch.log.model_dump()}
 
     async def start_attached(self, rec: dict, roles: list[str], fds: list[int], tty_size=None):
         """Start `rec` with a client's descriptors as its stdio (`roles`: "stdin", "stdout",
         "stderr", or "tty"), as `orch run` does; return the supervisor connection, on which
-        the exit event comes. The network was set up by `create`, just before."""
-        import array
-
+        the exit event comes. The network was set up by `create` (or the caller), just before."""
         supervision.cancel_restart(self, rec)
         supervision.on_user_start(rec)
         self.change(rec, "start")
-        msg = dict(self._start_message(rec), attach=roles)
+        return await self._attach(dict(self._start_message(rec), attach=roles), fds, tty_size, "start")
+
+    async def exec_attached(self, rec: dict, process: dict, roles: list[str], fds: list[int], tty_size=None):
+        """Run `process` (exec_process's) in running container `rec` with a client's
+        descriptors; return the supervisor connection, on which its exit event comes."""
+        return await self._attach({"op": "exec", "id": rec["Id"], "process": process, "attach": roles}, fds, tty_size, "exec")
+
+    async def _attach(self, msg: dict, fds: list[int], tty_size, op: str):
+        import array
+
         if tty_size:
             msg["tty_size"] = list(tty_size)
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
@@ -326,11 +380,16 @@ class Node:
             await sock.connect(self.sup_path)
             await sock.sendmsg([proto.encode(msg)], [(trio.socket.SOL_SOCKET, trio.socket.SCM_RIGHTS, array.array("i", fds))])
             data = await sock.recv(proto.MAX_MESSAGE)
-            proto.raise_for_program(proto.decode(data) if data else None, "start")
+            proto.raise_for_program(proto.decode(data) if data else None, op)
         except BaseException:
             sock.close()
             raise
         return sock
+
+    async def exec_detached(self, rec: dict, process: dict) -> str:
+        """`exec -d`: the process runs on its own, its output goes nowhere (as docker's)."""
+        answer = await self.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True})
+        return answer.get("exec_id", "")
 
     async def kill(self, rec: dict, sig: int) -> None:
         self.change(rec, "kill")
@@ -339,7 +398,9 @@ class Node:
 
     async def _signal(self, rec: dict, sig: int) -> None:
         try:
-            await self.call({"op": "kill", "id": rec["Id"], "signal": sig})
+            # The config lets a SIGKILL reach every process of the cgroup even when the
+            # supervisor does not track the container (supervisor.op_kill).
+            await self.call({"op": "kill", "id": rec["Id"], "signal": sig, "config": self.store.config_path(rec["Id"])})
         except OrchError:
             return  # it exited meanwhile
         if rec["State"]["Status"] == "paused":
@@ -385,7 +446,7 @@ class Node:
         self.save(rec)
 
     async def _freezer(self, rec: dict, what: str) -> None:
-        path = rec["_cgroup"]
+        path = rec.orch.cgroup
         await trio.to_thread.run_sync(lambda: getattr(self.cgroups(), what)(path))
 
     def cgroups(self):
@@ -447,7 +508,7 @@ class Node:
         if condition == "removed":
             await self.wait_until(lambda: cid not in self.records)
         elif condition == "next-exit":
-            await self.wait_until(lambda: cid not in self.records or (rec.get("_exited_pid") is not None and rec["State"]["Status"] == "exited" and rec["State"].get("Pid") != pid))
+            await self.wait_until(lambda: cid not in self.records or (rec.orch.exited_pid is not None and rec["State"]["Status"] == "exited" and rec["State"].get("Pid") != pid))
         else:  # not-running
             await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
         return rec["State"].get("ExitCode", 0)
@@ -455,7 +516,7 @@ class Node:
     async def top(self, rec: dict, ps_args: str = "-ef") -> dict:
         if rec["State"]["Status"] not in ("running", "paused"):
             raise Conflict(f"container {self.display(rec)} is not running; start it first")
-        path = rec["_cgroup"]
+        path = rec.orch.cgroup
         pids = set(await trio.to_thread.run_sync(lambda: self.cgroups().pids(path)))
         out = (await trio.run_process(["ps", *ps_args.split()], capture_stdout=True)).stdout.decode()
         lines = out.splitlines()
@@ -475,6 +536,10 @@ class Node:
 
         from orch.node.runtime.config import Process, merge_env
 
+        if req.user:
+            from orch.node.runtime.users import check_user
+
+            check_user(req.user)
         with open(self.store.config_path(rec["Id"])) as f:
             base = Process.from_json(json.load(f)["process"])
         env = merge_env(list(base.env), list(req.env))

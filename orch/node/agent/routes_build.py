@@ -33,14 +33,21 @@ async def _body(request) -> dict:
 
 
 async def build(request):
-    """Body: {"context", "dockerfile"?, "tags"?, "build_args"?, "target"?, "no_cache"?, "labels"?};
-    the answer is a stream of JSON lines ({"stream"}, then {"aux": {"ID"}} or {"error", "kind"})."""
+    """Body: {"context", "dockerfile"?, "tags"?, "build_args"?, "target"?, "no_cache"?, "labels"?,
+    "network"? ("default", "none", "host"), "allow"? (["network.host"])}; the answer is a stream
+    of JSON lines ({"stream"}, then {"aux": {"ID"}} or {"error", "kind"})."""
     from orch.node.agent.building import stream_build
 
     node = node_of(request)
     req = await _body(request)
     if not isinstance(req.get("context"), str) or not os.path.isabs(req["context"]):
         raise InvalidArgument("POST /build: 'context' must be the absolute path of the build context on the node")
+    from orch.build.flags import ENTITLEMENTS, NETWORKS
+
+    if (req.get("network") or "default") not in NETWORKS:
+        raise InvalidArgument(f"POST /build: invalid network {req['network']!r}; use one of: {', '.join(NETWORKS)}")
+    if not set(req.get("allow") or ()) <= set(ENTITLEMENTS):
+        raise InvalidArgument(f"POST /build: unknown entitlement in 'allow'; orch knows {', '.join(ENTITLEMENTS)}")
 
     async def lines():
         async for message in stream_build(node, req):
@@ -66,13 +73,13 @@ async def commit(request):
         created_by = " ".join(((rec.get("Config") or {}).get("Entrypoint") or []) + list(cmd))
         cgroups = node.cgroups() if pause else None
         if pause:
-            cgroups.freeze(rec["_cgroup"])
+            cgroups.freeze(rec.orch.cgroup)
         try:
             return commit_container(node.images, image, rec["Id"], ref=req.get("repo") or None, comment=req.get("comment") or "",
                                     author=req.get("author") or "", changes=list(req.get("changes") or []), created_by=created_by)
         finally:
             if pause:
-                cgroups.thaw(rec["_cgroup"])
+                cgroups.thaw(rec.orch.cgroup)
 
     image = await trio.to_thread.run_sync(work)
     return JSONResponse({"Id": image.id}, status_code=201)

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from orch.errors import InvalidArgument
-from orch.node.agent.models import CreateRequest, CreateResponse, ExecRequest, ExecResponse, WaitResponse
+from orch.api.models import CreateRequest, CreateResponse, ExecRequest, ExecResponse, WaitResponse
 from orch.node.agent.views import full_view, inspect_view, summary
 from orch.node.runtime import containerlog
 
@@ -74,7 +74,7 @@ async def inspect(request):
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
     view = inspect_view(rec)
-    if node.net is not None and "_net" in rec:
+    if node.net is not None and rec.orch.net is not None:
         from orch.node.agent.wiring import mounts_view
 
         view["NetworkSettings"] = node.net.settings(rec)
@@ -192,11 +192,16 @@ async def changes(request):
 
 
 async def exec_(request):
+    """A detached exec ({"detach": true}): the process runs on its own. An attached one carries
+    the client's stdio, which HTTP does not: it is a session on run.sock (runsock.py)."""
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
     req = await parse(request, ExecRequest)
+    if not req.detach:
+        raise InvalidArgument(f"POST {request.url.path} runs detached execs only (\"detach\": true); an attached exec is "
+                              "a session on the agent's run.sock, as 'orch exec' opens it")
     process = node.exec_process(rec, req)
-    return JSONResponse(ExecResponse(Id=rec["Id"], Process=process, Supervisor=node.sup_path).model_dump())
+    return JSONResponse(ExecResponse(Id=await node.exec_detached(rec, process)).model_dump(), status_code=201)
 
 
 async def logs(request):

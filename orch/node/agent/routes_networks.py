@@ -1,6 +1,5 @@
 """The agent's network API (docker's Engine API paths): create, list, inspect, remove, prune,
-connect and disconnect; and `prepare`, which sets up a container's network before a client
-starts it through the supervisor itself (`orch start -a`)."""
+connect and disconnect."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orch.errors import InvalidArgument, NotFound
-from orch.node.agent.models import Body
+from orch.api.models import Body
 from orch.node.agent.routes_containers import flag, node_of, parse
 
 
@@ -140,7 +139,7 @@ async def connect(request):
 
         _address(req.ipv4_address, "--ip")
     plan = await trio.to_thread.run_sync(net.connect, rec, n.name, req.aliases, req.ipv4_address)
-    rec["_net"] = plan
+    rec.orch.net = plan
     node.save(rec)
     return Response(status_code=200)
 
@@ -151,19 +150,9 @@ async def disconnect(request):
     req = await parse(request, Disconnect)
     rec = node.get(req.container)
     plan = await trio.to_thread.run_sync(net.disconnect, rec, n.name)
-    rec["_net"] = plan
+    rec.orch.net = plan
     node.save(rec)
     return Response(status_code=200)
-
-
-async def prepare(request):
-    from orch.node.agent.wiring import setup_network
-
-    node = node_of(request)
-    rec = node.get(request.path_params["ref"])
-    node.change(rec, "start")
-    await trio.to_thread.run_sync(setup_network, node, rec)
-    return Response(status_code=204)
 
 
 ROUTES = [
@@ -174,7 +163,6 @@ ROUTES = [
     Route("/networks/{ref}", remove, methods=["DELETE"]),
     Route("/networks/{ref}/connect", connect, methods=["POST"]),
     Route("/networks/{ref}/disconnect", disconnect, methods=["POST"]),
-    Route("/containers/{ref}/prepare", prepare, methods=["POST"]),
 ]
 
 __all__ = ["ROUTES", "network_view", "flag"]

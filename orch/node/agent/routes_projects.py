@@ -9,17 +9,18 @@ the document; the client that wrote it does.
 
 from __future__ import annotations
 
-import json
 import re
 
 import trio
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orch import paths
+from orch.atomic import write_json_atomic
 from orch.errors import InvalidArgument
+from orch.node.agent.records import VERSION, ProjectFile
 from orch.node.agent.routes_containers import node_of
-from orch.node.runtime.superproto import write_json_atomic
 
 # compose's project names: lower-case letters, digits, dashes and underscores.
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -35,9 +36,11 @@ def _path(request):
 
 def _read(path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}  # none yet, or a torn file from before atomic writes: nothing to remember
+        return ProjectFile.model_validate_json(path.read_bytes()).model_dump(exclude_unset=True)
+    except FileNotFoundError:
+        return {}  # none yet: nothing to remember
+    except ValidationError:
+        return {}  # a torn file from before atomic writes: nothing to remember
 
 
 async def get_state(request):
@@ -50,15 +53,15 @@ async def put_state(request):
     if len(raw) > MAX_BYTES:
         raise InvalidArgument(f"project state of {len(raw)} bytes is too large (at most {MAX_BYTES})")
     try:
-        doc = json.loads(raw or b"{}")
-    except ValueError:
-        raise InvalidArgument("project state must be a JSON object") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("project state must be a JSON object")
+        doc = ProjectFile.model_validate_json(raw or b"{}")
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise InvalidArgument(f"project state: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg'].lower()}") from None
+    doc.version = VERSION
 
     def write():
         paths.private_dir(path.parent)
-        write_json_atomic(path, doc)
+        write_json_atomic(path, doc.model_dump())
 
     await trio.to_thread.run_sync(write)
     return Response(status_code=204)

@@ -10,8 +10,8 @@ The transfer runs in a plain thread, not a trio worker: it goes on to the end ev
 caller hangs up (a half-pulled image is never visible anyway, see orch/registry/pull.py), and
 events cross to the response through a queue.
 
-The `orch` CLI does not use these routes: it pulls and pushes in its own process (see
-orch/cli/registry.py for why). They are here for API clients and for the compose engine.
+The `orch` CLI and the compose engine use these routes, with the user's credentials in the body
+(orch/cli/registry.py). A push ends with docker's {"aux": {"Tag", "Digest", "Size"}} event.
 """
 
 import json
@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from orch.errors import OrchError
 from orch.node.agent.routes_containers import parse
+from orch.node.runtime import reference
 from orch.registry import credentials
 
 _DONE = object()
@@ -87,7 +88,12 @@ async def push_image(request: Request) -> StreamingResponse:
 
     body = await parse(request, TransferRequest)
     store = request.app.state.node.images
-    return _stream(lambda events: push(store, body.ref, events=events, lookup=_lookup(body)))
+
+    def work(events) -> None:
+        digest = push(store, body.ref, events=events, lookup=_lookup(body))
+        events({"progressDetail": {}, "aux": {"Tag": reference.parse(body.ref).tag or "", "Digest": digest}})
+
+    return _stream(work)
 
 
 ROUTES = [

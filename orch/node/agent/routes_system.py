@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from orch import __version__
 from orch.errors import OrchError
-from orch.node.agent.models import PruneRequest
+from orch.api.models import PruneRequest
 
 
 def dir_size(path) -> int:

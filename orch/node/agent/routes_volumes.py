@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orch.errors import NotFound
-from orch.node.agent.models import Body
+from orch.api.models import Body
 from orch.node.agent.routes_containers import flag, node_of, parse
 from orch.node.agent.wiring import volume_users
 
@@ -67,7 +67,7 @@ async def prune(request):
 def _names(rec: dict) -> list[str]:
     from orch.node.agent.mountspec import volumes_in
 
-    return volumes_in(rec.get("_mounts", []))
+    return volumes_in(rec.orch.mounts)
 
 
 ROUTES = [

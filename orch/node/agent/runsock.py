@@ -1,13 +1,21 @@
-"""`orch run`'s one connection: the agent parses, creates, starts and reports the exit.
+"""run.sock: the door for every session that carries a client's stdio, `orch run`, `orch exec`
+and `orch start -a`. The agent parses, creates or prepares, hands the supervisor the client's
+descriptors, and reports the exit.
 
 Starting a container is the command people time. Python takes 11 ms to start here, and the
 modules a full CLI needs (argparse, json, socket, pathlib, which pull in re and enum) about
 15 ms more, so the `orch run` client (orch/cli/fastrun.py) imports only what is built into
 the interpreter and sends its whole command line here, to a process that has everything
-imported and warm. One SOCK_SEQPACKET connection on ORCH_RUN/run.sock (0600, root only) carries
-the run from start to end:
+imported and warm. `exec` and `start -a` use the same client loop with a request the CLI
+built. One SOCK_SEQPACKET connection on ORCH_RUN/run.sock (0600, root only) carries a session
+from start to end:
 
-    client -> agent   {"argv", "cwd", "env", "tty_in", "trace"} with the client's fds 0, 1, 2
+    client -> agent   {"op": "run", "argv", "cwd", "env", "ttys": [bool x 3], "trace"}
+                      | {"op": "exec", "ref", "exec": <ExecRequest>, ...} | {"op": "start", "ref", "interactive", ...}
+                      with the client's fds 0, 1, 2
+    agent  -> client  {"relay": [fd, ...]}            (no -t: the client's terminals among what the
+    client -> agent   {"relayed": [fd, ...]} + fds     program itself would hold, stdin and an exec's
+                                                       stdout/stderr, are replaced by pipes the client copies)
     agent  -> client  {"attach": "tty"}              (-t: the client makes its terminal raw)
     client -> agent   {"go": true, "tty_size": [rows, cols]}
     agent  -> client  {"started": true}               (the program runs)
@@ -20,16 +28,19 @@ the run from start to end:
 `orch build` speaks the same protocol on its own socket, ORCH_RUN/build.sock
 (orch/node/agent/building.py: its output comes back as "out"/"err" messages, then "exit"); a
 socket of its own, so that an agent older than the client cannot take a build's command line
-for a run's. Messages are `marshal`ed dicts of plain values (built in, so free to import for the client;
-both ends are the same installation, and only root can connect). The command line is parsed
-by the very parser `orch create` uses (orch/cli/container.py), so flags, help and one-line
+for a run's. Messages are `marshal`ed dicts of plain values (built in, so free to import for
+the client; both ends are the same installation, and only root can connect). `orch run`'s command line is
+parsed by the very parser `orch create` uses (orch.api.runflags), so flags, help and one-line
 misuse errors are the same; the client's environment and working directory come along for
 `-e NAME` and `--env-file`.
 
-The client's stdout and stderr (or its terminal) go on to the supervisor, which hands them
-to the container's pid 1 exactly as an attached `orch start -a` does; this agent only relays
-signals and window sizes and waits for the exit event on that supervisor connection. With
-`--rm` it answers once the container is removed, as `docker run --rm` does.
+What the supervisor gets: a terminal (-t), which it reads and writes for a container that has
+a pty of its own; stdout and stderr of a container, which it writes the output to (and the log);
+stdin, and an exec's stdout and stderr, which the program holds itself: those are never a
+terminal (the relay above), so a program cannot read what the user types after it ended or
+change the terminal's settings. This agent only relays signals and window sizes and waits for
+the exit event on that supervisor connection. With `--rm` it answers once the container is
+removed, as `docker run --rm` does.
 """
 
 import marshal
@@ -45,6 +56,7 @@ from orch.node.runtime import superproto as proto
 
 MAX_MESSAGE = 1 << 20
 CLIENT_FDS = 3  # the client's stdin, stdout, stderr
+ROLES = ("stdin", "stdout", "stderr")
 # What connections can make the agent hold. A client sends its request as soon as it has
 # connected, so a connection gets FIRST_MESSAGE seconds for it, and at most MAX_PENDING wait for
 # theirs at once: one more drops the one that has waited longest (so silent connections cannot
@@ -107,10 +119,14 @@ async def _handle(node, conn, handler, waiting: trio.CancelScope, pending: dict,
                 counted = True
                 try:
                     request = marshal.loads(data)
-                    argv = [str(word) for word in request["argv"]]
-                except (ValueError, EOFError, TypeError, KeyError) as err:
+                    op = request.get("op", "run")
+                    if op == "run":
+                        request["argv"] = [str(word) for word in request["argv"]]
+                    elif op not in handler.OPS or not isinstance(request.get("ref"), str):
+                        raise KeyError(op)
+                except (ValueError, EOFError, TypeError, KeyError, AttributeError) as err:
                     raise _Unreadable() from err
-                code = await handler(node, conn, dict(request, argv=argv), fds).run()
+                code = await handler(node, conn, request, fds).run()
             except OrchError as err:
                 code = err.exit_code
                 await _send(conn, {"err": f"orch: {err}\n"})
@@ -140,7 +156,10 @@ class _Unreadable(Exception):
 
 class Command:
     """One command on a lean client's socket: what the client asked, the connection to answer
-    on, the fds it sent, and ORCH_TRACE's marks. `run()` answers with the exit code."""
+    on, the fds it sent, and ORCH_TRACE's marks. `run()` answers with the exit code. Requests
+    carry an argv, unless their "op" is one of OPS (which need a "ref")."""
+
+    OPS: tuple[str, ...] = ()
 
     def __init__(self, node, conn, request: dict, fds: list[int]):
         self.node, self.conn, self.request, self.fds = node, conn, request, fds
@@ -160,10 +179,24 @@ class Command:
 
 
 class Run(Command):
-    """One `orch run`."""
+    """One `orch run`, `orch exec` or `orch start -a`."""
+
+    OPS = ("exec", "start")
+
+    def _check_fds(self) -> None:
+        if len(self.fds) != CLIENT_FDS:
+            raise InvalidArgument(f"the request carries {len(self.fds)} descriptors, not the client's stdin, stdout and stderr")
+
+    def _tty_in(self) -> bool:
+        ttys = self.request.get("ttys") or ()
+        return bool(ttys and ttys[0])
 
     async def run(self) -> int:
-        from orch.cli.container import HelpShown, parse_run
+        op = self.request.get("op", "run")
+        return await (self.run_container() if op == "run" else self.start() if op == "start" else self.exec())
+
+    async def run_container(self) -> int:
+        from orch.api.runflags import HelpShown, parse_run
 
         env, cwd = self.request.get("env") or {}, self.request.get("cwd") or "/"
         try:
@@ -172,50 +205,74 @@ class Run(Command):
         except HelpShown as shown:
             await _send(self.conn, {"out": shown.text})
             return 0
-        if a.tty and not a.detach and not self.request.get("tty_in"):
+        if a.tty and not a.detach and not self._tty_in():
             raise InvalidArgument("the input device is not a TTY; drop -t or run from a terminal")
-        if len(self.fds) != CLIENT_FDS:
-            raise InvalidArgument(f"the run request carries {len(self.fds)} descriptors, not the client's stdin, stdout and stderr")
-        from pydantic import ValidationError
+        self._check_fds()
+        from orch.api.models import CreateRequest
 
-        from orch.node.agent.models import CreateRequest
-
-        try:
-            request = CreateRequest.model_validate(body)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise InvalidArgument(f"run: {'.'.join(str(p) for p in first['loc']) or 'request'}: {first['msg'].lower()}") from None
-        rec = await self.node.create(request)
+        rec = await self.node.create(_validated(CreateRequest, body, "run"))
         self.mark("created")
         if a.detach:
             await self.node.start(rec)
             await _send(self.conn, {"out": rec["Id"] + "\n"})
             return 0
-        return await self.attached(rec, tty=a.tty, stdin=a.interactive, sig_proxy=a.sig_proxy != "false")
+        start = lambda roles, fds, size: self.node.start_attached(rec, roles, fds, size)  # noqa: E731
+        return await self.attached(rec, start, tty=a.tty, stdin=a.interactive, sig_proxy=a.sig_proxy != "false", program_holds=("stdin",))
 
-    async def attached(self, rec: dict, *, tty: bool, stdin: bool, sig_proxy: bool) -> int:
+    async def start(self) -> int:
+        """`orch start -a [-i] CONTAINER`: a created or exited container, attached."""
+        from orch.node.agent import wiring
+
+        self._check_fds()
+        rec = self.node.get(self.request["ref"])
+        tty = bool(rec["Config"].get("Tty"))
+        if tty and not self._tty_in():
+            raise InvalidArgument(f"the input device is not a TTY, and container {self.node.display(rec)} has one; "
+                                  "start it from a terminal, or without -a")
+        self.node.change(rec, "start")
+        await trio.to_thread.run_sync(wiring.setup_network, self.node, rec)  # its network, before the supervisor starts it
+        start = lambda roles, fds, size: self.node.start_attached(rec, roles, fds, size)  # noqa: E731
+        return await self.attached(rec, start, tty=tty, stdin=bool(self.request.get("interactive")), sig_proxy=True,
+                                   program_holds=("stdin",))
+
+    async def exec(self) -> int:
+        """`orch exec CONTAINER COMMAND` (not -d, which is POST /containers/{ref}/exec)."""
+        from orch.api.models import ExecRequest
+
+        self._check_fds()
+        rec = self.node.get(self.request["ref"])
+        req = _validated(ExecRequest, self.request.get("exec") or {}, "exec")
+        if req.detach:
+            raise InvalidArgument("a detached exec is POST /containers/{ref}/exec, not a session on run.sock")
+        if req.tty and not self._tty_in():
+            raise InvalidArgument("the input device is not a TTY; drop -t or run from a terminal")
+        process = self.node.exec_process(rec, req)
+        start = lambda roles, fds, size: self.node.exec_attached(rec, process, roles, fds, size)  # noqa: E731
+        # Without a terminal of its own the exec'd program holds all three (its output is not
+        # logged, as in docker).
+        return await self.attached(None, start, tty=req.tty, stdin=req.interactive, sig_proxy=True,
+                                   program_holds=("stdin", "stdout", "stderr"))
+
+    async def attached(self, rec, start, *, tty: bool, stdin: bool, sig_proxy: bool, program_holds) -> int:
+        """Start (or exec) with the client's descriptors; relay until the exit; return its code.
+        `rec`: the container whose --rm removal to wait for, if any; `program_holds`: the roles
+        whose descriptors the program itself gets, which must not be the user's terminal."""
         tty_size = None
         if tty:
             await _send(self.conn, {"attach": "tty"})
-            while True:  # the client's "go" (a signal it forwarded meanwhile has no one to go to)
-                data, extra = await _recv(self.conn)
-                for fd in extra:
-                    _close(fd)
-                if not data:
-                    raise Unavailable("the client left before the container started")
-                answer = marshal.loads(data)
-                if answer.get("go"):
-                    break
+            answer = await self._answer("go")
             tty_size = answer.get("tty_size")
             roles, fds = ["tty"], [self.fds[0]]
         else:
+            await self._relay_terminals([i for i, role in enumerate(ROLES) if role in program_holds and (stdin or role != "stdin")])
             roles, fds = ["stdout", "stderr"], self.fds[1:]
             if stdin:
                 roles, fds = ["stdin", *roles], self.fds
+        auto_remove = rec is not None and rec["HostConfig"].get("AutoRemove")
         try:
-            sup = await self.node.start_attached(rec, roles, fds, tty_size)
+            sup = await start(roles, fds, tty_size)
         except OrchError:
-            if rec["HostConfig"].get("AutoRemove"):
+            if auto_remove:
                 with trio.move_on_after(10):
                     await self.node.wait(rec, "removed")  # as after an exit: gone when we answer
             raise
@@ -227,12 +284,44 @@ class Run(Command):
             await _send(self.conn, {"started": True})
             code = await self._relay_until_exit(sup, tty=tty, sig_proxy=sig_proxy)
             self.mark("exited")
-        if rec["HostConfig"].get("AutoRemove"):
+        if auto_remove:
             await self.node.wait(rec, "removed")
             self.mark("removed")
         if self.marks:
             await _send(self.conn, self.steps())
         return code
+
+    async def _relay_terminals(self, candidates: list[int]) -> None:
+        """Ask the client to put pipes in place of those of `candidates` (0, 1, 2) that are
+        terminals; a pipe or a file is passed as it is, at no cost."""
+        ttys = list(self.request.get("ttys") or ())
+        wanted = [i for i in candidates if i < len(ttys) and ttys[i]]
+        if not wanted:
+            return
+        await _send(self.conn, {"relay": wanted})
+        answer, fds = await self._answer("relayed", with_fds=True)
+        if list(answer.get("relayed") or ()) != wanted or len(fds) != len(wanted):
+            for fd in fds:
+                _close(fd)
+            raise InvalidArgument("the client answered the relay with other descriptors than asked")
+        for i, fd in zip(wanted, fds):
+            _close(self.fds[i])
+            self.fds[i] = fd
+
+    async def _answer(self, key: str, *, with_fds: bool = False):
+        """The client's next message that has `key` (a signal it forwarded meanwhile has no one
+        to go to yet)."""
+        while True:
+            data, extra = await _recv(self.conn)
+            if not data:
+                for fd in extra:
+                    _close(fd)
+                raise Unavailable("the client left before the container started")
+            answer = marshal.loads(data)
+            if key in answer:
+                return (answer, extra) if with_fds else answer
+            for fd in extra:
+                _close(fd)
 
     async def _relay_until_exit(self, sup, *, tty: bool, sig_proxy: bool) -> int:
         """Forward the client's signals and window sizes until the supervisor says it exited."""
@@ -277,6 +366,17 @@ class Run(Command):
         if code is None:
             raise Unavailable("the client left before the container exited")
         return code
+
+
+def _validated(model, body: dict, what: str):
+    """`body` as `model`; a value that does not fit is one line naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise InvalidArgument(f"{what}: {'.'.join(str(p) for p in first['loc']) or 'request'}: {first['msg'].lower()}") from None
 
 
 async def _recv(conn) -> tuple[bytes, list[int]]:

@@ -1,7 +1,7 @@
 """A container's privileges and limits from its create request: pure, like netspec and mountspec.
 
 The request carries docker's HostConfig fields (cap_add, cap_drop, read_only, privileged,
-sysctls, ulimits). `compute_security_plan` checks them with orch.node.runtime.security's rules
+sysctls, ulimits, security_opt). `compute_security_plan` checks them with orch.node.runtime.security's rules
 and returns what the ContainerConfig and the record need: the capability list of the process,
 its rlimits, the sysctls, the read-only flag, and the HostConfig fields `inspect` shows in
 docker's names. create.py passes in what only the node knows: the capabilities its processes
@@ -25,10 +25,12 @@ class SecurityPlan:
     sysctls: dict
     readonly_rootfs: bool
     host_config: dict
+    seccomp: str = "default"  # "default", "unconfined" or a profile's JSON text
+    no_new_privileges: bool = True
 
 
 def compute_security_plan(*, cap_add=(), cap_drop=(), read_only=False, privileged=False, sysctls=None, ulimits=(),
-                          available, namespaces, own_netns: bool) -> SecurityPlan:
+                          security_opt=(), available, namespaces, own_netns: bool) -> SecurityPlan:
     """Check the request's privilege and limit fields; `ulimits` are {name, soft, hard} dicts."""
     if privileged:
         raise InvalidArgument("privileged: true is not supported by orch (it would hand the container the host's devices and "
@@ -42,6 +44,8 @@ def compute_security_plan(*, cap_add=(), cap_drop=(), read_only=False, privilege
         # A later entry for the same name wins, as docker's --ulimit map has it.
         limits[u["name"]] = security.check_ulimit(u["name"], int(u["soft"]), int(u["hard"]))
     rlimits = tuple(limits.values())
+    # A profile arrives inline (the client read the file); it is checked here for every client.
+    options = security.parse_security_opts(security_opt, where="security_opt")
     host = {
         "CapAdd": list(add) or None,
         "CapDrop": list(drop) or None,
@@ -51,7 +55,10 @@ def compute_security_plan(*, cap_add=(), cap_drop=(), read_only=False, privilege
     }
     if sysctls:
         host["Sysctls"] = sysctls
-    return SecurityPlan(capabilities, rlimits, sysctls, bool(read_only), host)
+    host["SecurityOpt"] = options.to_opts() or None
+    # orch keeps no_new_privs on unless told otherwise (docker's default is off).
+    nnp = True if options.no_new_privileges is None else options.no_new_privileges
+    return SecurityPlan(capabilities, rlimits, sysctls, bool(read_only), host, options.seccomp, nnp)
 
 
 def compute_readonly_file_mounts(mounts, read_only: bool) -> tuple[Mount, ...]:

@@ -1,10 +1,12 @@
 """Crash-safe persistence of the agent's container records: one JSON file per container.
 
 ORCH_ROOT/containers/<id>/state.json is written to a temporary file in the same directory,
-fsync'd, renamed over the old one and the directory fsync'd (superproto.write_json_atomic), so
+fsync'd, renamed over the old one and the directory fsync'd (orch.atomic), so
 a `kill -9` of the agent at any moment leaves either the old or the new record, never a torn
-one. Records are plain dicts (the agent's view of a container, see node.py); the supervisor's
-exit.json beside them is the other half of a container's truth while the agent is away.
+one. Records are typed and versioned (records.py: docker's inspect view and orch's private
+part, kept apart); one written by an older orch is migrated when it is read and written back
+in the current format. The supervisor's exit.json beside them is the other half of a
+container's truth while the agent is away.
 """
 
 import json
@@ -13,7 +15,8 @@ import shutil
 from pathlib import Path
 
 from orch import paths
-from orch.node.runtime.superproto import write_json_atomic
+from orch.atomic import write_atomic
+from orch.node.agent.records import VERSION, ContainerRecord, load_container
 
 RECORD = "state.json"
 
@@ -30,24 +33,29 @@ class ContainerStore:
     def path(self, cid: str) -> Path:
         return self.dir / cid
 
-    def save(self, record: dict, durable: bool = True) -> None:
+    def save(self, record: ContainerRecord, durable: bool = True) -> None:
         d = self.path(record["Id"])
         d.mkdir(mode=0o700, exist_ok=True)
-        write_json_atomic(d / RECORD, record, durable)
+        write_atomic(d / RECORD, record.to_json(), durable=durable)
 
-    def load_all(self) -> list[dict]:
-        """Every record on disk; leftovers of a crash mid-write (*.tmp.*) are removed, and a
-        directory without a record (a crash inside `create`) is reported by its id."""
-        records = []
+    def load_all(self) -> tuple[list[ContainerRecord], list[str]]:
+        """Every record on disk, and the ids of directories without one (a crash inside
+        `create`). Leftovers of a crash mid-write (*.tmp.*) are removed; a record of an
+        older format is written back in the current one."""
+        records, incomplete = [], []
         for d in sorted(self.dir.iterdir()):
             for tmp in d.glob(f"{RECORD}.tmp.*"):
                 tmp.unlink(missing_ok=True)
             try:
-                with open(d / RECORD) as f:
-                    records.append(json.load(f))
+                raw = (d / RECORD).read_bytes()
             except FileNotFoundError:
-                records.append({"Id": d.name, "_incomplete": True})
-        return records
+                incomplete.append(d.name)
+                continue
+            record, version = load_container(raw, str(d / RECORD))
+            if version != VERSION:
+                self.save(record, durable=False)  # migrated; the old file stays whole until the rename
+            records.append(record)
+        return records, incomplete
 
     def read_exit(self, cid: str) -> dict | None:
         try:

@@ -11,7 +11,7 @@ watch_supervisor calls `after_adopt` once it has adopted what runs. From there:
 - after the agent starts, `always` containers come back even when a user stopped them and
   `unless-stopped` ones do not (docker's one difference between the two).
 
-Tasks are keyed by container id in dicts on the node, so a second adopt (the supervisor came
+Tasks are keyed by container id in the node's dicts (health_tasks, restart_tasks), so a second adopt (the supervisor came
 back) or a duplicate event never starts a second probe loop or a second pending restart. A
 pending restart re-checks the record when it wakes: a user's start, stop or rm in between wins.
 """
@@ -28,10 +28,7 @@ NS = 1_000_000_000
 
 
 def _tasks(node, kind: str) -> dict:
-    key = f"_supervision_{kind}"
-    if not hasattr(node, key):
-        setattr(node, key, {})
-    return getattr(node, key)
+    return node.health_tasks if kind == "health" else node.restart_tasks
 
 
 def after_event(node, rec: dict, kind: str) -> None:
@@ -57,13 +54,13 @@ def after_adopt(node, *, first: bool) -> None:
 
 def on_user_start(rec: dict) -> None:
     """`docker start` by a person: the restart counters and the stopped mark start over."""
-    rec.pop("_stopped_by_user", None)
+    rec.orch.stopped_by_user = False
     rec["RestartCount"] = 0
-    rec["_backoff_streak"] = 0
+    rec.orch.backoff_streak = 0
 
 
 def on_user_stop(rec: dict) -> None:
-    rec["_stopped_by_user"] = True
+    rec.orch.stopped_by_user = True
 
 
 def _cancel(node, kind: str, cid: str) -> None:
@@ -128,7 +125,7 @@ def observed(rec: dict):
         id=rec["Id"], name=rec["Name"].lstrip("/"), service="", number=0, config_hash="", state="exited",
         exit_code=state.get("ExitCode"), started_at=parse_time(state.get("StartedAt", "")),
         finished_at=parse_time(state.get("FinishedAt", "")), restart_count=int(rec.get("RestartCount") or 0),
-        backoff_streak=int(rec.get("_backoff_streak") or 0), stopped_by_user=bool(rec.get("_stopped_by_user")),
+        backoff_streak=rec.orch.backoff_streak, stopped_by_user=rec.orch.stopped_by_user,
     )
 
 
@@ -145,7 +142,7 @@ def schedule_restart(node, rec: dict, *, after_boot: bool) -> None:
     decision = classify_exit(policy, observed(rec), now=time.time(), after_boot=after_boot)
     if not decision.restart:
         return
-    exited_pid = rec.get("_exited_pid")
+    exited_pid = rec.orch.exited_pid
     scope = trio.CancelScope()
     entry = (scope, exited_pid)
     _tasks(node, "restart")[rec["Id"]] = entry
@@ -158,14 +155,14 @@ def schedule_restart(node, rec: dict, *, after_boot: bool) -> None:
             _tasks(node, "restart").pop(rec["Id"], None)
             rec["State"]["Restarting"] = False
             still = (
-                rec["Id"] in node.records and rec["State"]["Status"] == "exited" and rec.get("_exited_pid") == exited_pid
-                and (after_boot or not rec.get("_stopped_by_user"))
+                rec["Id"] in node.records and rec["State"]["Status"] == "exited" and rec.orch.exited_pid == exited_pid
+                and (after_boot or not rec.orch.stopped_by_user)
             )
             if not still:
                 return
             rec["RestartCount"] = decision.attempt
-            rec["_backoff_streak"] = decision.streak
-            rec.pop("_stopped_by_user", None)
+            rec.orch.backoff_streak = decision.streak
+            rec.orch.stopped_by_user = False
             try:
                 await node.start(rec, by_policy=True)
             except OrchError as err:

@@ -1,24 +1,15 @@
 """What `ps` and `inspect` show, computed from container records (pure: no I/O).
 
-A record is kept in docker's inspect shape (Id, Created, Path, Args, State{...}, Image, Name,
-Config{...}, HostConfig{...}), so `inspect` is the record itself; `ps` rows and the human
+A record's docker view is kept in docker's inspect shape (Id, Created, Path, Args, State{...},
+Image, Name, Config{...}, HostConfig{...}), so `inspect` is that view itself (orch's private part
+is apart, records.py); `ps` rows and the human
 durations ("Up 3 seconds", "Exited (0) 5 seconds ago") follow docker's formatting
 (go-units HumanDuration, moby container/state.go `State.String`).
 """
 
 import time
 
-from orch.cli.format import human_duration  # go-units HumanDuration, one copy for every command
-
-
-def parse_time(text: str) -> float | None:
-    """Seconds since the epoch from an RFC 3339 UTC stamp ("0001-01-01T00:00:00Z" is docker's
-    zero time: never)."""
-    if not text or text.startswith("0001-"):
-        return None
-    from orch.node.runtime.containerlog import parse_rfc3339
-
-    return parse_rfc3339(text)
+from orch.api.times import human_duration, parse_time  # noqa: F401 (parse_time: the records' stamps)
 
 
 def status_text(record: dict, now: float) -> str:
@@ -69,11 +60,12 @@ def summary(record: dict, now: float | None = None) -> dict:
 
 
 def inspect_view(record: dict) -> dict:
-    """The record without the agent's private keys (those starting with '_')."""
-    return {k: v for k, v in record.items() if not k.startswith("_")}
+    """docker's inspect of a record: its docker view, a plain dict (orch's part is `.orch`)."""
+    return dict(record)
 
 
-def full_view(record: dict) -> dict:
+def full_view(record: dict, now: float | None = None) -> dict:
     """inspect, plus what a stack's reconciler needs that docker does not show: whether a
-    person stopped the container (restart policies leave such a container alone)."""
-    return dict(inspect_view(record), StoppedByUser=bool(record.get("_stopped_by_user")))
+    person stopped the container (restart policies leave such a container alone), and the ps
+    row (`orch compose ps` prints it as `orch ps` does)."""
+    return dict(inspect_view(record), StoppedByUser=record.orch.stopped_by_user, Summary=summary(record, now))

@@ -23,7 +23,7 @@ from orch.node.runtime.mount import Mount
 @dataclass
 class Prepared:
     net: dict  # the network plan (record key _net)
-    mounts_plan: list[dict]  # the mount entries, anonymous volumes named (record key _mounts)
+    mounts_plan: list[dict]  # the mount entries, anonymous volumes named (the record's orch.mounts)
     drop_namespaces: tuple[str, ...]
     netns_path: str | None
     mounts: tuple[Mount, ...]  # for ContainerConfig.mounts
@@ -50,13 +50,13 @@ def prepare_create(node, cid: str, req, image, rootfs_mounts) -> Prepared:
     if net["mode"] == "container":
         joined = node.get(net["container"])
         # A container that itself shares another's namespace: the namespace is that other's.
-        while joined.get("_net", {}).get("mode") == "container" and joined["_net"]["container"] in node.records:
-            joined = node.records[joined["_net"]["container"]]
+        while (joined.orch.net or {}).get("mode") == "container" and joined.orch.net["container"] in node.records:
+            joined = node.records[joined.orch.net["container"]]
         net["container"] = joined["Id"]
     volumes_from = []
     for spec in _field(req, "volumes_from", []):
         other = node.get(spec.partition(":")[0])
-        volumes_from.append((spec, other.get("_mounts", [])))
+        volumes_from.append((spec, other.orch.mounts))
     entries = compute_mount_plan([m.model_dump() for m in _field(req, "mounts", [])],
                                  image_volumes=inner.get("Volumes") or {}, volumes_from=volumes_from)
     layers = _image_layers(rootfs_mounts)
@@ -128,7 +128,7 @@ def _image_layers(rootfs_mounts) -> list[str]:
 
 
 def record_fields(prep: Prepared, req) -> tuple[dict, dict]:
-    """(HostConfig additions, top-level record additions) in docker's inspect names."""
+    """(HostConfig additions in docker's inspect names, the record's private plans: net, mounts)."""
     net = prep.net
     mode = {"bridge": net["networks"][0]["name"] if net["networks"] else "bridge", "none": "none", "host": "host",
             "container": f"container:{net['container']}"}[net["mode"]]
@@ -140,23 +140,22 @@ def record_fields(prep: Prepared, req) -> tuple[dict, dict]:
             "Dns": list(net["dns"]), "DnsSearch": list(net["dns_search"]),
             "ExtraHosts": [f"{n}:{ip}" for n, ip in net["extra_hosts"]],
             "VolumesFrom": list(getattr(req, "volumes_from", None) or [])}
-    top = {"_net": net, "_mounts": prep.mounts_plan}
-    return host, top
+    return host, {"net": net, "mounts": prep.mounts_plan}
 
 
 def mounts_view(node, rec: dict) -> list[dict]:
-    entries = rec.get("_mounts", [])
+    entries = rec.orch.mounts
     return compute_mounts_view(entries, {n: str(node.volumes.data_path(n)) for n in volumes_in(entries)})
 
 
 def setup_network(node, rec: dict, joined: dict | None = None) -> None:
     """Before a container's process starts (create, start): its namespace, endpoints, files."""
-    if node.net is None or "_net" not in rec:
+    if node.net is None or rec.orch.net is None:
         return
-    if rec["_net"]["mode"] == "container" and joined is None:
-        joined = node.records.get(rec["_net"]["container"])
+    if rec.orch.net["mode"] == "container" and joined is None:
+        joined = node.records.get(rec.orch.net["container"])
         if joined is None:
-            raise NotFound(f"cannot join the network of container {rec['_net']['container'][:12]}: it was removed")
+            raise NotFound(f"cannot join the network of container {rec.orch.net['container'][:12]}: it was removed")
     node.net.setup(rec, joined)
 
 
@@ -166,7 +165,7 @@ def release_network(node, cid: str) -> None:
 
 
 def volume_users(node, name: str) -> list[str]:
-    return sorted(node.display(r) for r in node.records.values() if name in volumes_in(r.get("_mounts", [])))
+    return sorted(node.display(r) for r in node.records.values() if name in volumes_in(r.orch.mounts))
 
 
 def anonymous_volumes(node, rec: dict) -> list[str]:
@@ -174,5 +173,5 @@ def anonymous_volumes(node, rec: dict) -> list[str]:
     container uses. Called in the agent's trio thread, after the record left node.records."""
     if node.volumes is None:
         return []
-    return [e["source"] for e in rec.get("_mounts", [])
+    return [e["source"] for e in rec.orch.mounts
             if e["type"] == "volume" and e.get("anonymous") and not volume_users(node, e["source"])]

@@ -4,10 +4,11 @@
 - v2 ("unified"): `cgroup.controllers` at the mount point. One directory per container; the
   controllers it needs are enabled in every ancestor's `cgroup.subtree_control`.
 - v1: one hierarchy per controller (`memory/`, `cpu/`, `pids/`, `freezer/`, ...). A container has
-  a directory of the same relative path in each controller it uses.
+  a directory of the same relative path in each hierarchy the node has.
 - hybrid (this machine): v1 controllers plus a v2 hierarchy at `unified/` that holds no
-  controller we use. The container's limits live in v1 and it does not join `unified/`: it
-  would buy nothing, and moving a process in a v2 hierarchy costs an RCU grace period (below).
+  controller we use. The container's limits live in v1 and it does not join `unified/`:
+  moving a process in a v2 hierarchy costs an RCU grace period (below). It inherits the
+  supervisor's group there, a leaf of the node's own (`settle`), never the host's root.
 
 Joining is the hot path of every start and exec. Writing a pid to `cgroup.procs` moves a whole
 thread group, which takes the kernel's global threadgroup lock for writing: an RCU grace
@@ -24,11 +25,24 @@ container that runs out is OOM-killed rather than swapped; docker itself allows 
 again as memory, which on hosts without swap, like this one, is the same thing), cpus as a CFS
 quota over a 100 ms period, pids as pids.max, and on v1 docker's device allow-list.
 
+A container joins EVERY v1 hierarchy the node has, not only the controllers whose limits it
+sets (blkio, cpuset, the named systemd hierarchy, whatever is mounted): in its cgroup namespace
+the root of a hierarchy it had not joined would be the supervisor's group, and with
+CAP_SYS_ADMIN it could mount that hierarchy and write its release_agent (issue 10). A
+controller mounted nowhere cannot be mounted from a non-initial cgroup namespace (the kernel
+refuses to create a hierarchy there). `view()` says what the container mounts, read-only, at
+/sys/fs/cgroup: its own groups, as runc does for v1 with a private cgroup namespace.
+
+Each node keeps its groups under a parent of its own (`node_cgroup_parent`): `orch` for the
+default root, `orch-<hash of ORCH_ROOT>` for any other, as its nftables table is named, so two
+nodes on a host (a test's and the user's) never touch each other's groups.
+
 The mount point is an argument, so unit tests point the class at a temporary directory that
 imitates the interface files.
 """
 
 import errno
+import hashlib
 import os
 import signal
 import time
@@ -36,8 +50,35 @@ from pathlib import Path
 
 from orch.errors import SystemFailure
 from orch.node.runtime.config import Resources
+from orch.node.runtime.mount import CgroupView, Mount
 
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
+DEFAULT_ROOT = "/var/lib/orch"
+# Mount flags and superblock words of /proc/self/mountinfo that are not cgroup options.
+_NOT_OPTIONS = ("rw", "ro")
+
+
+def node_cgroup_parent(root) -> str:
+    """The group under which the node at ORCH_ROOT `root` makes every container's group."""
+    path = str(Path(root).resolve())
+    if path == DEFAULT_ROOT:
+        return "orch"
+    return "orch-" + hashlib.sha256(path.encode()).hexdigest()[:8]
+
+
+def _mount_options(mountinfo: str) -> dict[str, tuple[str, ...]]:
+    """Mount point -> the cgroup v1 options of its superblock ("memory", "cpu,cpuacct",
+    "name=systemd"), from /proc/self/mountinfo's text."""
+    options = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line:
+            continue
+        after = line.split(" - ", 1)[1].split()
+        if len(after) >= 3 and after[0] == "cgroup":
+            options[fields[4]] = tuple(o for o in after[2].split(",") if o not in _NOT_OPTIONS)
+    return options
+
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", "cpuset")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 CFS_PERIOD_US = 100_000
 
@@ -113,6 +154,7 @@ class Cgroups:
     def __init__(self, mountpoint: str | os.PathLike = "/sys/fs/cgroup"):
         self.root = Path(mountpoint)
         self._device_parents: dict[str, bool] = {}  # parent group -> its device rules are in place
+        self._view: CgroupView | None = None
         if (self.root / "cgroup.controllers").exists():
             self.version = "v2"
             self.unified: Path | None = self.root
@@ -129,6 +171,21 @@ class Cgroups:
                 if path.is_dir() and path.resolve() not in seen:
                     seen.add(path.resolve())
                     self.v1[name] = path
+            # Every v1 hierarchy, controllers or not: the directories a container joins. A
+            # symbolic link ("cpu" -> "cpu,cpuacct") names a hierarchy already listed.
+            try:
+                mountinfo = Path("/proc/self/mountinfo").read_text()
+            except OSError:
+                mountinfo = ""
+            options = _mount_options(mountinfo)
+            self.hierarchies: list[tuple[Path, tuple[str, ...]]] = []
+            self.links: list[tuple[str, str]] = []
+            for entry in sorted(self.root.iterdir()):
+                if entry.is_symlink():
+                    self.links.append((entry.name, os.readlink(entry)))
+                elif entry.is_dir() and not (entry / "cgroup.controllers").exists():
+                    self.hierarchies.append((entry, options.get(str(entry), tuple(entry.name.split(",")))))
+            self._cpuset_parents: set[str] = set()
 
     @property
     def mode(self) -> str:
@@ -141,7 +198,42 @@ class Cgroups:
         rel = path.strip("/")
         if self.version == "v2":
             return [self.root / rel]
-        return [root / rel for root in self.v1.values()]
+        return [root / rel for root, _ in self.hierarchies]
+
+    def view(self) -> CgroupView:
+        """What a container mounts at /sys/fs/cgroup, inside its cgroup namespace (init.py):
+        cgroup2 on a v2 host; on v1 a tmpfs with each hierarchy it joined, and the host's
+        links between them. The v2 hierarchy of a hybrid host is left out: the container has
+        no group of its own there (see the module's docstring on the cost of joining it)."""
+        if self._view is None:
+            self._view = self._compute_view()
+        return self._view
+
+    def settle(self, name: str) -> None:
+        """On a hybrid host, move the calling process (the supervisor, once, at its start) into
+        a leaf group `name` of the v2 hierarchy. Containers do not join that hierarchy (the
+        module's docstring says why), so they inherit this group, and it is the root of their
+        cgroup namespace there: a container given CAP_SYS_ADMIN that mounts cgroup2 sees the
+        node's own group, not the host's root with docker's, podman's or systemd's groups."""
+        if self.mode != "hybrid":
+            return
+        leaf = self.unified / name
+        try:
+            leaf.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SystemFailure(f"cgroup: create {leaf}: {e.strerror}") from e
+        _write(leaf / "cgroup.procs", str(os.getpid()))
+
+    def _compute_view(self) -> CgroupView:
+        if self.version == "v2":
+            return CgroupView((Mount("cgroup2", "cgroup", "/sys/fs/cgroup"),))
+        mounts = [Mount("tmpfs", "tmpfs", "/sys/fs/cgroup", ("mode=755",))]
+        names = set()
+        for path, options in self.hierarchies:
+            names.add(path.name)
+            mounts.append(Mount("cgroup", "cgroup", "/sys/fs/cgroup/" + path.name, options))
+        links = tuple(("/sys/fs/cgroup/" + name, target) for name, target in self.links if target in names)
+        return CgroupView(tuple(mounts), links)
 
     def _controller_dir(self, controller: str, rel: str) -> Path:
         if self.version == "v2":
@@ -152,6 +244,8 @@ class Cgroups:
         rel = path.strip("/")
         if self.version == "v2":
             self._enable_v2_controllers(rel)
+        if self.version == "v1" and "cpuset" in self.v1:
+            self._cpuset_parent(rel)
         for d in self.dirs(rel):
             try:
                 d.mkdir(parents=True, exist_ok=True)
@@ -195,6 +289,29 @@ class Cgroups:
         if not self._device_parents.get(parent):
             for name, rule in V1_DEVICE_RULES:
                 _write(devices / rel / name, rule)
+
+    def _cpuset_parent(self, rel: str) -> None:
+        """A new v1 cpuset group has no CPUs and no memory nodes, and joining it fails
+        (ENOSPC). Each ancestor gets its parent's, once, and `cgroup.clone_children` on the
+        container's parent makes every new group start with a copy (kernel v1 cpuset)."""
+        parent = rel.rpartition("/")[0]
+        if not parent or parent in self._cpuset_parents:
+            return
+        above = self.v1["cpuset"]
+        for part in parent.split("/"):
+            here = above / part
+            try:
+                here.mkdir(exist_ok=True)
+            except OSError as e:
+                raise SystemFailure(f"cgroup: create {here}: {e.strerror}") from e
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                value = _read(above / name).strip()
+                if value and not _read(here / name).strip():
+                    _write(here / name, value)
+            above = here
+        if _read(above / "cgroup.clone_children").strip() != "1":
+            _write(above / "cgroup.clone_children", "1")
+        self._cpuset_parents.add(parent)
 
     def _controller_root(self, controller: str) -> Path:
         return self.root if self.version == "v2" else self.v1[controller]

@@ -146,6 +146,8 @@ class ContainerConfig:
     init: bool = False
     sysctls: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    # "default" (docker's profile), "unconfined", or a profile's JSON text (seccomp.py).
+    seccomp: str = "default"
 
     def to_json(self) -> dict:
         return {
@@ -165,6 +167,7 @@ class ContainerConfig:
             "init": self.init,
             "sysctls": dict(self.sysctls),
             "labels": dict(self.labels),
+            "seccomp": self.seccomp,
         }
 
     @classmethod
@@ -186,6 +189,7 @@ class ContainerConfig:
             init=bool(data.get("init", False)),
             sysctls=dict(data.get("sysctls", {})),
             labels=dict(data.get("labels", {})),
+            seccomp=data.get("seccomp", "default"),
         )
 
 

@@ -116,6 +116,3 @@ def select_entries(entries: list[dict], *, tail: int | None = None, since: float
         entries = entries[-tail:] if tail else []
     return entries
 
-
-def format_entry(entry: dict, timestamps: bool) -> str:
-    return f"{entry['time']} {entry['log']}" if timestamps else entry["log"]

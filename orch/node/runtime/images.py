@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from orch import paths
+from orch.atomic import write_json_atomic
 from orch.errors import Conflict, InvalidArgument, NotFound
 from orch.node.runtime import layers, reference
 from orch.node.runtime.content import ContentStore, check_digest
@@ -40,7 +41,6 @@ from orch.node.runtime.snapshots import UNPACK_PREFIX, Snapshotter
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -125,12 +125,7 @@ class ImageStore:
                 yield db
                 if json.dumps(db, sort_keys=True) == before:
                     return  # nothing changed (a rebuild that tags the same image again): no write, no sync
-                tmp = self.dir / f".db.{os.getpid()}.{threading.get_ident()}.tmp"
-                with open(tmp, "w") as f:
-                    json.dump(db, f, indent=1, sort_keys=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.rename(tmp, self._db_path)
+                write_json_atomic(self._db_path, db)
             finally:
                 os.close(fd)  # closing releases the flock
 
@@ -290,6 +285,13 @@ class ImageStore:
             total += self.snapshots.size(chain)
             parent = chain
         return total
+
+    def add_digest_ref(self, name_at_digest: str, image_id: str) -> None:
+        """Record a RepoDigest ("localhost:5000/app@sha256:...") for an image, as docker does
+        after a pull or a push; nothing when the image is gone meanwhile."""
+        with self._locked_db() as db:
+            if image_id in db["images"]:
+                db["refs"][str(reference.parse(name_at_digest))] = image_id
 
     def tag(self, src: str, dst: str) -> None:
         with self._locked_db() as db:

@@ -7,7 +7,9 @@ and compared, call by call, with the expected list (youki's `syscall/syscall.rs`
 "MS_REC"), not bits: the recording reads like the code, and a kernel error can name them.
 
 `LinuxSyscalls` uses `os` where Python has the call and libc's `syscall(2)` through ctypes
-where it has not (mount, umount2, pivot_root, the new mount API, capset, prctl).
+where it has not (mount, umount2, pivot_root, the new mount API, capset, prctl, seccomp).
+Those numbers are x86-64's: `LinuxSyscalls` refuses, with one line, to run on another
+architecture rather than make a wrong call.
 """
 
 import ctypes
@@ -63,12 +65,15 @@ SYS_MOVE_MOUNT = 429
 SYS_FSOPEN = 430
 SYS_FSCONFIG = 431
 SYS_FSMOUNT = 432
+SYS_SECCOMP = 317
+SYSCALL_ARCH = "x86_64"
 FSOPEN_CLOEXEC = 1
 FSMOUNT_CLOEXEC = 1
 FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 MOVE_MOUNT_F_EMPTY_PATH = 4
+SECCOMP_SET_MODE_FILTER = 1
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
@@ -80,6 +85,12 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 TIOCGPTN = 0x80045430
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: the length in instructions and a pointer to them."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def flag_bits(names) -> int:
@@ -122,6 +133,10 @@ class Syscalls:
         raise NotImplementedError
 
     def umount2(self, target: str, flags: int = 0) -> None:
+        raise NotImplementedError
+
+    def seccomp_load(self, program: bytes, flags: int = 0) -> None:
+        """Install a seccomp BPF program (an array of struct sock_filter) on this thread."""
         raise NotImplementedError
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
@@ -225,6 +240,10 @@ class LinuxSyscalls(Syscalls):
     """The real thing. Each failure raises SystemFailure naming the operation and its arguments."""
 
     def __init__(self):
+        machine = os.uname().machine
+        if machine != SYSCALL_ARCH:
+            raise SystemFailure(f"the container runtime knows the system call numbers of {SYSCALL_ARCH} only and this machine "
+                                f"is {machine}; orch cannot run containers here yet")
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.libc.syscall.restype = ctypes.c_long
 
@@ -298,6 +317,15 @@ class LinuxSyscalls(Syscalls):
 
     def umount2(self, target, flags=0):
         self._check(self.libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
+
+    def seccomp_load(self, program, flags=0):
+        # struct sock_fprog { unsigned short len; struct sock_filter *filter; }; 8 bytes an instruction.
+        if not program or len(program) % 8:
+            raise SystemFailure(f"seccomp: a BPF program of {len(program)} bytes is not a list of 8-byte instructions")
+        buffer = ctypes.create_string_buffer(program, len(program))
+        prog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+        self._syscall(SYS_SECCOMP, ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags), ctypes.byref(prog),
+                      what=f"seccomp(SECCOMP_SET_MODE_FILTER) of {len(program) // 8} instructions")
 
     def pivot_root(self, new_root, put_old):
         self._syscall(SYS_PIVOT_ROOT, new_root.encode(), put_old.encode(), what=f"pivot_root {new_root} {put_old}")
@@ -548,6 +576,9 @@ class RecordingSyscalls(Syscalls):
 
     def umount2(self, target, flags=0):
         self._record("umount2", target, flags)
+
+    def seccomp_load(self, program, flags=0):
+        self._record("seccomp_load", len(program) // 8, flags)
 
     def pivot_root(self, new_root, put_old):
         self._record("pivot_root", new_root, put_old)

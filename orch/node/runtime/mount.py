@@ -22,3 +22,17 @@ class Mount:
     @classmethod
     def from_json(cls, data: dict) -> "Mount":
         return cls(data["type"], data["source"], data["target"], tuple(data.get("options", ())))
+
+
+@dataclass(frozen=True)
+class CgroupView:
+    """What a container sees at /sys/fs/cgroup: mounts (targets inside the container, in
+    order) and symbolic links (path, target), as cgroups.Cgroups.view() computes them for the
+    node's hierarchies and the container init performs them."""
+
+    mounts: tuple[Mount, ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def empty(cls) -> "CgroupView":
+        return cls()

@@ -14,6 +14,7 @@ The rules follow docker: moby's `oci/caps` (TweakCapabilities: ALL, drops, adds)
 and go-units' ulimit grammar. The code is orch's own.
 """
 
+import json
 from dataclasses import dataclass
 
 from orch.errors import InvalidArgument
@@ -233,3 +234,82 @@ def apply_readonly_rootfs(sys) -> None:
     MS_REMOUNT with MS_BIND changes only this mount's flags, not the overlay's superblock, so
     the upper dir stays writable for `orch cp` and commit from the host."""
     sys.mount("/", "/", "bind", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY"))
+
+
+# -- security options -------------------------------------------------------------------------
+
+# strconv.ParseBool's words, which docker's no-new-privileges=VALUE accepts.
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+@dataclass(frozen=True)
+class SecurityOptions:
+    """docker's --security-opt, decided: the seccomp profile ("default", "unconfined" or a
+    profile's JSON text) and no_new_privs (None: the node's default, which is on)."""
+
+    seccomp: str = "default"
+    no_new_privileges: bool | None = None
+
+    def to_opts(self) -> list[str]:
+        """docker's HostConfig.SecurityOpt for these options (a profile inline, as the docker
+        CLI sends it)."""
+        opts = [] if self.seccomp == "default" else [f"seccomp={self.seccomp}"]
+        if self.no_new_privileges is not None:
+            opts.append(f"no-new-privileges={'true' if self.no_new_privileges else 'false'}")
+        return opts
+
+
+def read_profile_file(path: str, cwd: str | None = None) -> str:
+    """A seccomp profile file named by the user (relative to `cwd`), or a one-line error."""
+    full = path if cwd is None or path.startswith("/") else f"{cwd.rstrip('/')}/{path}"
+    try:
+        with open(full, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise InvalidArgument(f"invalid --security-opt seccomp={path}: cannot read {full}: {e.strerror}; give a readable "
+                              "profile file in docker's JSON format, or seccomp=unconfined") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"invalid --security-opt seccomp={path}: {full} is not text; give a profile in docker's JSON format") from None
+
+
+def parse_security_opts(opts, where: str = "--security-opt", read_file=None) -> SecurityOptions:
+    """docker's grammar (moby's parseSecurityOpt): `seccomp=unconfined|builtin|PROFILE`,
+    `no-new-privileges[=BOOL]`; `label=...`, `apparmor=...` are refused, as this node has
+    neither SELinux nor AppArmor. PROFILE is a profile's JSON text, or, with `read_file`
+    (the CLI's side), a file name given to read_file, as the docker CLI reads it."""
+    from orch.node.runtime import seccomp as seccomp_rules
+
+    seccomp, nnp = seccomp_rules.DEFAULT, None
+    for opt in opts:
+        text = str(opt)
+        if text == "no-new-privileges":
+            nnp = True
+            continue
+        if text == "disable" or text.startswith(("label=", "label:", "apparmor=", "apparmor:")):
+            kind = "AppArmor" if text.startswith("apparmor") else "SELinux"
+            raise InvalidArgument(f"invalid {where} {text!r}: this node has no {kind}, so orch cannot apply {kind} options; "
+                                  "leave it out (seccomp, capabilities and no-new-privileges are what orch enforces)")
+        sep = "=" if "=" in text else ":" if ":" in text else ""
+        key, _, value = text.partition(sep) if sep else (text, "", "")
+        if key == "seccomp" and sep:
+            if value == "unconfined":
+                seccomp = seccomp_rules.UNCONFINED
+            elif value in ("builtin", "default"):
+                seccomp = seccomp_rules.DEFAULT
+            elif value.lstrip().startswith("{"):
+                profile = seccomp_rules.parse_profile(value, f"{where} seccomp profile")
+                seccomp = json.dumps(profile, separators=(",", ":"), sort_keys=True)
+            elif read_file is not None:
+                profile = seccomp_rules.parse_profile(read_file(value), f"{where} seccomp profile {value}")
+                seccomp = json.dumps(profile, separators=(",", ":"), sort_keys=True)
+            else:
+                raise InvalidArgument(f"invalid {where} {text!r}: give seccomp=unconfined, or a profile in docker's JSON format")
+        elif key == "no-new-privileges" and sep:
+            if value not in _TRUE + _FALSE:
+                raise InvalidArgument(f"invalid {where} {text!r}: no-new-privileges takes true or false")
+            nnp = value in _TRUE
+        else:
+            raise InvalidArgument(f"invalid {where} {text!r}: orch knows seccomp=unconfined|PROFILE.json and "
+                                  "no-new-privileges[=true|false]")
+    return SecurityOptions(seccomp, nnp)

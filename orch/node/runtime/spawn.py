@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from orch.errors import Conflict, InvalidArgument, OrchError
 from orch.node.runtime import init
+from orch.node.runtime import seccompbpf as seccomp
 from orch.node.runtime.cgroups import Cgroups
 from orch.node.runtime.config import ContainerConfig, Process, check_sysctls
 from orch.node.runtime.init import ORDERED_NAMESPACES, StartError
@@ -96,18 +97,32 @@ def start(config: ContainerConfig, stdio: Stdio, cgroups: Cgroups | None = None)
     init_binary = find_init_binary() if config.init else None
     cap = last_cap()
     kernel_namespaces()  # read once here, not in every child
+    # Compiled once per profile and capability set, then reused (seccomp.py).
+    program = seccomp.program_for(config.seccomp, config.process.capabilities)
+    cgroups.view()  # computed here once, not in every child
+    check_not_running(config, cgroups)
     try:
         cgroups.create(config.cgroup_path, config.resources)  # a limit the kernel refuses leaves dirs made
-        return _fork_pid1(config, cgroups, stdio, cap, init_binary)
+        return _fork_pid1(config, cgroups, stdio, cap, init_binary, program)
     except BaseException:
         cgroups.remove(config.cgroup_path)
         raise
 
 
+def check_not_running(config: ContainerConfig, cgroups: Cgroups) -> None:
+    """Refuse to start a container whose cgroup still holds processes: a supervisor that was
+    killed left them running, and a second copy beside them (two writers on one volume) is
+    the one thing a restart must never make."""
+    left = cgroups.pids(config.cgroup_path)
+    if left:
+        raise Conflict(f"container {config.id[:12]} still has {len(left)} live process(es) in its cgroup {config.cgroup_path} "
+                       f"(pids {', '.join(map(str, left[:5]))}); it was not started again. Stop it with 'orch rm -f' or 'orch kill'")
+
+
 _own_pid_namespace: int | None = None
 
 
-def _fork_pid1(config: ContainerConfig, cgroups: Cgroups, stdio: Stdio, cap: int, init_binary: str | None) -> int:
+def _fork_pid1(config: ContainerConfig, cgroups: Cgroups, stdio: Stdio, cap: int, init_binary: str | None, program) -> int:
     """Fork the container's pid 1 (into a new pid namespace when the config has one) and wait
     for its execve or its error; return its host pid."""
     global _own_pid_namespace
@@ -126,7 +141,7 @@ def _fork_pid1(config: ContainerConfig, cgroups: Cgroups, stdio: Stdio, cap: int
             pid = os.fork()
             if pid == 0:  # pid 1; never returns (execve, or os._exit after reporting)
                 os.close(error_r)
-                _be_child(lambda: _pid1(sys, config, cgroups, fds, stdio.console_socket, error_w, cap, init_binary), error_w)
+                _be_child(lambda: _pid1(sys, config, cgroups, fds, stdio.console_socket, error_w, cap, init_binary, program), error_w)
         finally:
             if new_pid_ns:
                 sys.setns(_own_pid_namespace, "pid")  # our later children stay in our namespace
@@ -146,7 +161,7 @@ def _fork_pid1(config: ContainerConfig, cgroups: Cgroups, stdio: Stdio, cap: int
     return pid
 
 
-def _pid1(sys, config, cgroups, fds, console_socket, error_fd, cap, init_binary) -> None:
+def _pid1(sys, config, cgroups, fds, console_socket, error_fd, cap, init_binary, program) -> None:
     """In the forked pid 1: the cgroup (so every process the container will ever have is
     accounted), then the namespaces other than pid, then the init sequence to execve."""
     cgroups.join(config.cgroup_path)
@@ -159,7 +174,7 @@ def _pid1(sys, config, cgroups, fds, console_socket, error_fd, cap, init_binary)
         fd = os.open(config.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         sys.setns(fd, "net")
         os.close(fd)
-    init.run(sys, config, fds, console_socket, error_fd, cap, init_binary)
+    init.run(sys, config, fds, console_socket, error_fd, cap, init_binary, cgroup_view=cgroups.view(), seccomp=program)
 
 
 def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, cgroups: Cgroups | None = None) -> int:
@@ -170,6 +185,7 @@ def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, 
     if cgroups.is_frozen(config.cgroup_path):
         raise Conflict(f"container {config.id} is paused; unpause it before exec")
     cap = last_cap()
+    program = seccomp.program_for(config.seccomp, process.capabilities)
     namespaces = [ns for ns in ORDERED_NAMESPACES if ns in config.namespaces or (ns == "net" and config.netns_path)]
     ns_fds = []
     try:
@@ -179,7 +195,7 @@ def exec_in(pid1: int, config: ContainerConfig, process: Process, stdio: Stdio, 
             except OSError as e:
                 raise StartError(f"exec in container {config.id}: open the {ns} namespace of pid {pid1}: {e.strerror}; is the container running?") from e
         return _fork_and_wait(
-            lambda error_fd, fds: _exec_child(config, process, cgroups, ns_fds, fds, stdio.console_socket, error_fd, cap),
+            lambda error_fd, fds: _exec_child(config, process, cgroups, ns_fds, fds, stdio.console_socket, error_fd, cap, program),
             stdio, f"exec in container {config.id}",
         )
     finally:
@@ -247,7 +263,7 @@ def _start_error(error: bytes, what: str) -> StartError:
         return StartError(f"{what}: {error.decode(errors='replace').strip()}")
 
 
-def _exec_child(config, process, cgroups, ns_fds, fds, console_socket, error_fd, cap) -> int:
+def _exec_child(config, process, cgroups, ns_fds, fds, console_socket, error_fd, cap, program) -> int:
     """In the intermediate of an exec: cgroup, then the container's namespaces, then fork."""
     cgroups.join(config.cgroup_path)
     sys = LinuxSyscalls()
@@ -255,7 +271,7 @@ def _exec_child(config, process, cgroups, ns_fds, fds, console_socket, error_fd,
         sys.setns(fd, ns)
     pid = os.fork()
     if pid == 0:
-        _be_child(lambda: init.exec_process(sys, process, fds, console_socket, error_fd, cap), error_fd)
+        _be_child(lambda: init.exec_process(sys, process, fds, console_socket, error_fd, cap, seccomp=program), error_fd)
     return pid
 
 

@@ -12,8 +12,13 @@ Requests are `{"op": ..., ...}`; the supervisor answers each with `{"ok": true, 
   client stays connected; it gets `{"event": "exit", ...}` on the same connection when the
   container exits and may send `resize {rows, cols}` and `signal {signal}` meanwhile.
 - `exec {id, exec_id, process, attach?, tty_size?}` + fds: a new process in a running container.
-- `kill {id, signal}`, `resize {id | exec_id, rows, cols}`, `list {}`.
-- `subscribe {}`: the connection then receives events `started` and `exited`.
+- `kill {id, signal, config?}`, `resize {id | exec_id, rows, cols}`, `list {}`. A SIGKILL for a
+  container the supervisor does not track reaches every process of its cgroup (`config` names it).
+- `adopt {id, config, pid, pid_start, started_at, log, pipes}` + fds: watch a container a
+  previous supervisor started (supervisor.py); NotFound when nothing of it runs.
+- `subscribe {}`: the connection then receives events `started` (with copies of the
+  container's pipes, `pipes` naming them) and `exited`, and at once a `pipes` event per
+  running container (agent/pipes.py).
 
 This module is imported by the CLI's hot path (`orch run`), so it uses only the standard
 library and stays small.
@@ -71,35 +76,6 @@ def fds_of(ancdata) -> list[int]:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
     return list(fds)
-
-
-def write_json_atomic(path, value, durable: bool = True) -> None:
-    """Write a JSON file so that a crash at any moment leaves the old or the new content:
-    a temporary file in the same directory, fsync, rename over, fsync the directory.
-
-    The rename alone makes the write atomic for processes (`kill -9` of the writer); the two
-    fsyncs make it survive a power loss too, at about 2-8 ms on this machine's disk. Callers
-    pass durable=False for facts that a reboot makes moot anyway (an exit record: after a
-    power loss every container is gone and is adopted as exited)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        # Compact: json's C encoder writes it; indent would take the pure-Python one (10x slower).
-        os.write(fd, json.dumps(value, sort_keys=True).encode())
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    if not durable:
-        return
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def raise_for(answer: dict | None, op: str) -> dict:

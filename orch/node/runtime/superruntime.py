@@ -2,7 +2,9 @@
 
 Both have the same small surface, which is all the supervisor's loop needs:
 `load(config_path)`, `terminal(config)`, `start(config, stdin, stdout, stderr, console)`,
-`exec_in(pid1, config, process_json, ...)`, `oom_killed(config)`, `cleanup(config)`.
+`exec_in(pid1, config, process_json, ...)`, `oom_killed(config)`, `cleanup(config)`,
+`start_time(pid)`, `adopt(config, pid, pid_start)` (a running pid 1 a previous supervisor
+started, as (pid, pidfd, start time)) and `kill_cgroup(config)`.
 `start` and `exec_in` return a pid only once the program has been exec'd; with `console` (a
 connected unix socket fd) they send a pty master over it, as runc's --console-socket does.
 """
@@ -13,7 +15,35 @@ import socket
 import sys
 import time
 
-from orch.errors import OrchError
+from orch.errors import NotFound, OrchError
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks after boot (field 22 of /proc/PID/stat): with
+    the pid, it names one process for good, as a pid alone does not once it is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from the last ")".
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+def pin(pid: int, expected_start: int | None, still_ours) -> tuple[int, int] | None:
+    """(pidfd, start time) for `pid` if it is the process we mean: its start time matches
+    (when one was recorded) and, checked after the pidfd pins it, `still_ours(pid)` holds."""
+    start = start_time(pid)
+    if start is None or (expected_start is not None and start != expected_start):
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    if start_time(pid) == start and still_ours(pid):
+        return pidfd, start
+    os.close(pidfd)
+    return None
 
 
 class HostRuntime:
@@ -40,6 +70,18 @@ class HostRuntime:
 
     def cleanup(self, config):
         pass
+
+    def start_time(self, pid):
+        return start_time(pid)
+
+    def adopt(self, config, pid, pid_start):
+        pinned = pin(pid, pid_start, lambda _: True) if pid else None
+        if pinned is None:
+            raise NotFound(f"process {pid} is gone")
+        return pid, pinned[0], pinned[1]
+
+    def kill_cgroup(self, config):
+        return False
 
     @staticmethod
     def _fork(args, env, cwd, stdin, stdout, stderr, console):
@@ -79,7 +121,7 @@ class HostRuntime:
 
 
 class KernelRuntime:
-    """The real thing: D's config, spawn and cgroups modules, imported once, up front."""
+    """The real thing: the config, spawn and cgroups modules, imported once, up front."""
 
     def __init__(self):
         from orch.node.runtime import cgroups, config, spawn
@@ -109,6 +151,52 @@ class KernelRuntime:
         except OSError:
             return False
 
+    def warm(self):
+        """At the supervisor's start: its own leaf in a hybrid host's v2 hierarchy, which its
+        containers inherit (Cgroups.settle); and docker's seccomp profile compiled for the
+        default capabilities, so that the node's first container does not wait for it (~20 ms)."""
+        from orch import paths
+        from orch.node.runtime import seccompbpf as seccomp
+        from orch.node.runtime.cgroups import node_cgroup_parent
+
+        try:
+            self.cgroups.settle(f"{node_cgroup_parent(paths.root())}/supervisor")
+        except OrchError as err:
+            print(f"supervisor: {err}", file=sys.stderr, flush=True)
+
+        try:
+            seccomp.program_for(seccomp.DEFAULT, self.config_mod.DEFAULT_CAPABILITIES)
+        except OrchError as err:
+            print(f"supervisor: seccomp: {err}", file=sys.stderr, flush=True)
+
+    def start_time(self, pid):
+        return start_time(pid)
+
+    def adopt(self, config, pid, pid_start):
+        """The container's pid 1, found through its cgroup: the recorded pid if it is still
+        there with its recorded start time, else the process whose pid in its own namespace
+        is 1. A container whose cgroup is empty has its cgroup removed and is NotFound."""
+        path = config.cgroup_path
+        procs = self.cgroups.pids(path)
+        if not procs:
+            self.cleanup(config)
+            raise NotFound(f"container {config.id[:12]} has no process left in its cgroup {path}")
+        candidates = [pid] if pid in procs else [p for p in procs if _innermost_pid(p) == 1]
+        for candidate in candidates:
+            pinned = pin(candidate, pid_start if candidate == pid else None, lambda p: p in self.cgroups.pids(path))
+            if pinned is not None:
+                return candidate, pinned[0], pinned[1]
+        raise NotFound(f"container {config.id[:12]}: processes {procs[:5]} remain in its cgroup {path} but none is its pid 1; "
+                       "remove it with 'orch rm -f', which kills them")
+
+    def kill_cgroup(self, config):
+        """SIGKILL every process in the container's cgroup (freeze, kill, thaw; cgroup.kill on
+        v2), then remove the group. Whether there was any."""
+        if not self.cgroups.pids(config.cgroup_path):
+            return False
+        self.cleanup(config)
+        return True
+
     def cleanup(self, config):
         # Usually the group is empty: pid 1's death ended its pid namespace, and with it
         # every process in it. Then the directories just go.
@@ -129,3 +217,15 @@ class KernelRuntime:
             except OSError:
                 time.sleep(0.01)
         print(f"supervisor: cannot remove cgroup {config.cgroup_path}", file=sys.stderr, flush=True)
+
+
+def _innermost_pid(pid: int) -> int | None:
+    """The pid of `pid` in its own pid namespace (the last NSpid field of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None

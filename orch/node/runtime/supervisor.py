@@ -18,6 +18,18 @@ atomically, removes the cgroup, and only then tells attached clients and subscri
 
 The kernel side (config loading, spawn, exec, cgroups) is behind a small runtime object
 (superruntime.py) so the loop can be tested with plain host processes (`HostRuntime`).
+
+A supervisor that dies (`kill -9`) leaves its containers running: their pid 1 is reparented to
+the host's init, which gets their exit status. The next supervisor adopts them when the agent
+asks (`adopt`): it finds pid 1 in the container's cgroup, checks its start time against the
+one recorded at start, and watches it with a pidfd, which polls readable when the process
+exits. Not being its parent, it cannot learn the exit status: it reports 255, as dockerd does
+for a status containerd could not get. The output pipes would die with the supervisor (and a
+container writing to a pipe without a reader gets SIGPIPE), so the supervisor hands the agent
+a copy of each container's read ends, pty master and held stdin with the `started` event (and
+again to an agent that subscribes later); the agent gives them back with `adopt`. Output
+written meanwhile waits in the pipe (64 KiB, then the writer blocks, as docker's containers
+block on their fifo while dockerd is away); output a client was attached to is not replayed.
 """
 
 import os
@@ -30,6 +42,7 @@ import time
 
 from orch import paths
 from orch.errors import Conflict, InvalidArgument, NotFound, OrchError, SystemFailure
+from orch.atomic import write_json_atomic
 from orch.node.runtime import superproto as proto
 from orch.node.runtime.containerlog import LogWriter, rfc3339_nano
 
@@ -39,11 +52,14 @@ TIOCSWINSZ = 0x5414
 class Target:
     """A running process the supervisor parents: a container's pid 1 or an exec'd process."""
 
-    __slots__ = ("id", "pid", "config", "dir", "started_at", "log", "outputs", "master", "clients", "tty_in", "exec_of", "execs", "held")
+    __slots__ = ("id", "pid", "config", "dir", "started_at", "log", "outputs", "master", "clients", "tty_in", "exec_of", "execs", "held",
+                 "pidfd", "pid_start")
 
     def __init__(self, id, pid, config, dir, log, exec_of=None):
         self.id, self.pid, self.config, self.dir, self.log, self.exec_of = id, pid, config, dir, log, exec_of
         self.started_at = rfc3339_nano()
+        self.pidfd: int | None = None  # an adopted pid 1, which is not our child
+        self.pid_start: int | None = None  # its start time in clock ticks after boot (/proc/PID/stat)
         self.outputs: dict[int, str] = {}  # our read end -> "stdout" | "stderr"
         self.master: int | None = None  # pty master, for terminal processes
         self.clients: list["Conn"] = []  # attached connections, told the exit code
@@ -77,13 +93,17 @@ class Supervisor:
         if os.path.exists(self.sock_path):
             os.unlink(self.sock_path)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        # Bound under another name and renamed once listening: a client that sees the socket
+        # can connect (a bound socket refuses connections until listen).
+        tmp = f"{self.sock_path}.{os.getpid()}"
         old = os.umask(0o077)
         try:
-            self.listener.bind(self.sock_path)
+            self.listener.bind(tmp)
         finally:
             os.umask(old)
-        os.chmod(self.sock_path, 0o600)
+        os.chmod(tmp, 0o600)
         self.listener.listen(64)
+        os.rename(tmp, self.sock_path)
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
         # SIGCHLD wakes the loop through a self-pipe; the handler itself does nothing, so
@@ -138,10 +158,12 @@ class Supervisor:
             return self.drop(conn)
         op = msg.get("op", "")
         handler = getattr(self, f"op_{op}", None)
+        then = None
         try:
             if handler is None:
                 raise InvalidArgument(f"unknown supervisor operation '{op}'")
             answer = handler(conn, msg, fds) or {}
+            then = answer.pop("_then", None)  # work that must follow the answer on this connection
             answer["ok"] = True
         except OrchError as err:
             for fd in fds:
@@ -150,6 +172,8 @@ class Supervisor:
             if getattr(err, "exit_code", None) is not None:
                 answer["exit_code"] = err.exit_code
         self.reply(conn, answer)
+        if then is not None:
+            then()
 
     def on_output(self, fd, target: Target):
         try:
@@ -185,12 +209,66 @@ class Supervisor:
 
     # -- operations -------------------------------------------------------------------------
     def op_list(self, conn, msg, fds):
-        return {"containers": [{"id": t.id, "pid": t.pid, "started_at": t.started_at} for t in self.targets.values() if t.exec_of is None]}
+        return {"containers": [{"id": t.id, "pid": t.pid, "started_at": t.started_at, "pid_start": t.pid_start}
+                               for t in self.targets.values() if t.exec_of is None]}
 
     def op_subscribe(self, conn, msg, fds):
         conn.subscribed = True
         self.subscribers.append(conn)
-        return {}
+
+        def share_pipes():
+            # A subscriber that came later (a restarted agent) gets its copies of the pipes.
+            for target in list(self.targets.values()):
+                if target.exec_of is None:
+                    roles, shared = pipes_of(target)
+                    if shared:
+                        self.reply(conn, {"event": "pipes", "id": target.id, "pipes": roles}, shared)
+        return {"_then": share_pipes}
+
+    def op_adopt(self, conn, msg, fds):
+        """Watch a container a previous supervisor started (see the module's docstring):
+        {id, config, pid, pid_start, started_at, log, pipes} with the agent's copies of its
+        pipes. NotFound when nothing of it runs any more (its cgroup is then removed)."""
+        cid = msg["id"]
+        given = self.take_fds(conn, msg.get("pipes") or [], fds)
+        if cid in self.targets:
+            for fd in given.values():
+                _close(fd)
+            return {"pid": self.targets[cid].pid}
+        config = self.runtime.load(msg["config"])
+        try:
+            pid, pidfd, pid_start = self.runtime.adopt(config, msg.get("pid") or 0, msg.get("pid_start"))
+        except OrchError:
+            for fd in given.values():
+                _close(fd)
+            raise
+        cdir = os.path.dirname(msg["config"])
+        log_opts = msg.get("log") or {}
+        log = LogWriter(os.path.join(cdir, "container.log"), log_opts.get("max_size", 10 * 1024 * 1024), log_opts.get("max_file", 3))
+        target = Target(cid, pid, config, cdir, log)
+        target.started_at = msg.get("started_at") or target.started_at
+        target.pidfd, target.pid_start = pidfd, pid_start
+        for role, fd in given.items():
+            if role in ("stdout", "stderr", "master"):
+                os.set_blocking(fd, False)
+                target.outputs[fd] = "stderr" if role == "stderr" else "stdout"
+                if role == "master":
+                    target.master = fd
+                self.sel.register(fd, selectors.EVENT_READ, ("output", target))
+            else:
+                target.held.append(fd)
+        self.sel.register(pidfd, selectors.EVENT_READ, ("pidfd", target))
+        self.targets[cid] = target
+        self.by_pid[pid] = target
+        return {"pid": pid, "pid_start": pid_start}
+
+    def on_pidfd(self, fd, target: Target):
+        """An adopted pid 1 exited. Its parent (the host's init) reaped it; its status is
+        unknown here, reported as 255 (dockerd's UnknownExitStatus)."""
+        if self.by_pid.get(target.pid) is target:
+            del self.by_pid[target.pid]
+            self.finish(target, 255, error="the container exited while adopted by a restarted supervisor, which is not its "
+                                            "parent: its exit status is unknown (255, as docker reports it)")
 
     def op_start(self, conn, msg, fds):
         cid = msg["id"]
@@ -211,7 +289,11 @@ class Supervisor:
             raise
         if attach:
             self.attach(conn, target, attach)
-        self.broadcast({"event": "started", "id": cid, "pid": target.pid, "started_at": target.started_at})
+        target.pid_start = self.runtime.start_time(target.pid)
+        # The agent keeps a copy of the pipes, so that they outlive this process (module docstring).
+        roles, shared = pipes_of(target)
+        self.broadcast({"event": "started", "id": cid, "pid": target.pid, "started_at": target.started_at,
+                        "pid_start": target.pid_start, "pipes": roles}, shared)
         return {"pid": target.pid}
 
     def op_exec(self, conn, msg, fds):
@@ -237,6 +319,11 @@ class Supervisor:
     def op_kill(self, conn, msg, fds):
         target = self.targets.get(msg["id"])
         if target is None:
+            # Not ours (an adoption that found no pid 1), yet its cgroup may hold processes:
+            # SIGKILL with the config kills every one of them (rm -f).
+            sig = int(msg.get("signal", signal.SIGKILL))
+            if msg.get("config") and sig == signal.SIGKILL and self.runtime.kill_cgroup(self.runtime.load(msg["config"])):
+                return {}
             raise Conflict(f"container {msg['id'][:12]} is not running")
         try:
             os.kill(target.pid, int(msg.get("signal", signal.SIGKILL)))
@@ -387,9 +474,16 @@ class Supervisor:
             if target is not None:
                 self.finish(target, os.waitstatus_to_exitcode(status))
 
-    def finish(self, target: Target, code: int) -> None:
+    def finish(self, target: Target, code: int, error: str = "") -> None:
         """pid 1 (or an exec'd process) is gone: drain output, record the exit, clean up, tell."""
         exit_code = 128 - code if code < 0 else code
+        if target.pidfd is not None:
+            try:
+                self.sel.unregister(target.pidfd)
+            except (KeyError, ValueError):
+                pass
+            _close(target.pidfd)
+            target.pidfd = None
         for fd in list(target.outputs):
             _drain(fd, lambda data, s=target.outputs[fd]: self.deliver(target, s, data))
             self.close_output(target, fd)
@@ -399,11 +493,13 @@ class Supervisor:
         target.held = []
         self.targets.pop(target.id, None)
         event = {"event": "exit", "id": target.id, "exit_code": exit_code, "started_at": target.started_at, "finished_at": rfc3339_nano(), "pid": target.pid}
+        if error:
+            event["error"] = error
         if target.exec_of is None:
             if target.log is not None:
                 target.log.close()
             event["oom_killed"] = self.runtime.oom_killed(target.config)
-            proto.write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
+            write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
         else:
             target.exec_of.execs.discard(target.id)
         for conn in target.clients:
@@ -417,13 +513,13 @@ class Supervisor:
             # threaded, so a start of the same container (a restart) still comes after it.
             self.runtime.cleanup(target.config)
 
-    def broadcast(self, event: dict) -> None:
+    def broadcast(self, event: dict, fds=()) -> None:
         for conn in list(self.subscribers):
-            self.reply(conn, event)
+            self.reply(conn, event, fds)
 
-    def reply(self, conn: Conn, msg: dict) -> None:
+    def reply(self, conn: Conn, msg: dict, fds=()) -> None:
         try:
-            proto.send(conn.sock, msg)
+            proto.send(conn.sock, msg, fds)
         except OSError:
             self.drop(conn)
 
@@ -442,6 +538,19 @@ class Supervisor:
             _close(fd)
         conn.fds = {}
         conn.sock.close()
+
+
+def pipes_of(target: Target) -> tuple[list[str], list[int]]:
+    """The roles and fds of a container's pipes that must outlive this process: the output
+    read ends (or the pty master) and the held write end of an open stdin."""
+    roles, fds = [], []
+    for fd, stream in target.outputs.items():
+        roles.append("master" if fd == target.master else stream)
+        fds.append(fd)
+    for fd in target.held:
+        roles.append("stdin")
+        fds.append(fd)
+    return roles, fds
 
 
 def _ignore(signum, frame) -> None:
@@ -548,7 +657,7 @@ def set_child_subreaper() -> None:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="orch supervisor")
+    parser = argparse.ArgumentParser(prog="orch supervisor", allow_abbrev=False)
     parser.add_argument("--socket", default=str(paths.supervisor_socket()))
     parser.add_argument("--host-runtime", action="store_true", help="plain host processes (tests)")
     args = parser.parse_args(argv)
@@ -561,6 +670,8 @@ def main(argv=None) -> int:
         return 0
     sup = Supervisor(runtime, args.socket)
     sup.listen()
+    if hasattr(runtime, "warm"):
+        runtime.warm()
     print(f"supervisor: pid {os.getpid()} serving {args.socket}", file=sys.stderr, flush=True)
     try:
         sup.serve_forever()

@@ -38,11 +38,26 @@ def _parse(text: str | None, fields: int) -> list[list[str]]:
     return rows
 
 
+MAX_ID = 2**31 - 1  # runc's user.maxId: ids are int32 in the kernel's interfaces
+
+
 def _number(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def check_user(spec: str, where: str = "--user") -> str:
+    """A user spec's numeric uid and gid within the kernel's range (runc's ErrRange), so that
+    `--user 4294967296` fails at create, in one line, rather than in the container's init."""
+    for part in spec.split(":"):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise InvalidArgument(f"{where} {spec}: uids and gids must be in range 0-{MAX_ID}")
+    if spec.count(":") > 1:
+        raise InvalidArgument(f"{where} {spec}: use NAME|UID[:GROUP|GID]")
+    return spec
+
+
 def resolve_user(spec: str, additional_groups, passwd: str | None, group: str | None) -> ExecUser:
+    check_user(spec, "user")
     user_arg, _, group_arg = spec.partition(":")
     users = _parse(passwd, 7)  # name:x:uid:gid:gecos:home:shell
     groups = _parse(group, 4)  # name:x:gid:member,member

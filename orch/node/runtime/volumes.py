@@ -1,7 +1,8 @@
 """Named and anonymous volumes: directories under the node's root that outlive containers.
 
 `VolumeStore(root)` keeps each volume at ROOT/volumes/<name>/_data with its metadata beside it
-in meta.json (written atomically), as docker's `local` driver lays them out. The store knows
+in meta.json (written atomically, typed and versioned: volumerecord.py), as docker's `local`
+driver lays them out. The store knows
 nothing of containers: whoever removes a volume says which containers use it (`in_use`), so
 "a volume in use cannot be removed" is decided where the container records are (the agent).
 
@@ -66,22 +67,25 @@ class VolumeStore:
         # The data directory first and the metadata last: meta.json is the commit point, a
         # crash before it leaves a directory that `list` ignores and `create` completes.
         self.data_path(name).mkdir(parents=True, exist_ok=True)
-        meta = {
-            "Name": name, "Driver": "local", "Mountpoint": str(self.data_path(name)),
-            "Labels": dict(labels or {}) | ({ANONYMOUS_LABEL: ""} if anonymous else {}),
-            "Options": {}, "Scope": "local",
-            "CreatedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        from orch.node.runtime.superproto import write_json_atomic
+        from orch.atomic import write_atomic
+        from orch.node.runtime.volumerecord import VERSION, VolumeRecord
 
-        write_json_atomic(self._meta_path(name), meta)
-        return meta
+        record = VolumeRecord(
+            version=VERSION, Name=name, Mountpoint=str(self.data_path(name)), Labels=dict(labels or {}) | ({ANONYMOUS_LABEL: ""} if anonymous else {}),
+            CreatedAt=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        write_atomic(self._meta_path(name), record.model_dump_json().encode())
+        return record.view()
 
     def get(self, name: str) -> dict:
+        """docker's volume inspect of `name` (a meta.json of any version)."""
+        from orch.node.runtime.volumerecord import load_volume
+
         try:
-            return json.loads(self._meta_path(name).read_text())
-        except (FileNotFoundError, NotADirectoryError, ValueError):
+            text = self._meta_path(name).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no such volume: {name}") from None
+        return load_volume(text, str(self._meta_path(name))).view()
 
     def exists(self, name: str) -> bool:
         return self._meta_path(name).exists()
@@ -94,7 +98,9 @@ class VolumeStore:
             try:
                 out.append(self.get(d.name))
             except NotFound:
-                continue
+                continue  # a directory without meta.json: a create cut short, completed by the next
+            except SystemFailure as err:
+                print(f"volumes: {err}", file=sys.stderr, flush=True)
         return out
 
     def remove(self, name: str, in_use: list[str] = (), force: bool = False) -> None:

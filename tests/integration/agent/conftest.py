@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import remove_node_networks, stop_process
+from tests.integration.processes import remove_node_cgroups, remove_node_networks, stop_process
 
 from orch.node.runtime import superproto
 
@@ -72,11 +72,13 @@ class OrchNode:
 
 
 
-def _orch_cgroups(ids) -> list[str]:
+def _orch_cgroups(root, ids) -> list[str]:
+    from orch.node.runtime.cgroups import node_cgroup_parent
+
     found = []
     for controller in ("memory", "pids", "cpu", "freezer", "cpuacct", "devices", "blkio", "cpuset", "unified", "systemd"):
         for cid in ids:
-            path = f"/sys/fs/cgroup/{controller}/orch/{cid}"
+            path = f"/sys/fs/cgroup/{controller}/{node_cgroup_parent(root)}/{cid}"
             if os.path.exists(path):
                 found.append(path)
     return found
@@ -115,10 +117,11 @@ def node():
             stop_process(n.agent_pid())
             stop_process(sup)
             remove_node_networks(n.root, n.net_prefix)
+            remove_node_cgroups(n.root)
         signal.signal(signal.SIGTERM, previous)
         if (n.root / "containers").exists():
             seen_ids.update(p.name for p in (n.root / "containers").glob("*"))
-        leftovers = _orch_cgroups(seen_ids)
+        leftovers = _orch_cgroups(n.root, seen_ids)
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         sockets = list(n.run_dir.glob("*.sock")) if n.run_dir.exists() else []
         shutil.rmtree(base, ignore_errors=True)

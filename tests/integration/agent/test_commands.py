@@ -70,6 +70,8 @@ def test_cpus_env_workdir_user_entrypoint(node, tmp_path):
     out = node.orch("run", "--rm", "--cpus", "0.5", "-e", "A=b", "--env-file", str(env_file), "-w", "/tmp", "-u", "65534:65534",
                     "busybox", "sh", "-c", "echo $A $FROM_FILE; pwd; id -u; id -g; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || true").stdout.split("\n")
     assert out[:4] == ["b 1", "/tmp", "65534", "65534"]
+    # The container sees its own cgroup, read-only, at /sys/fs/cgroup (cgroup namespace), as docker shows it.
+    assert out[4] == "50000"
     assert node.orch("run", "--rm", "--entrypoint", "echo", "busybox", "hi", "there").stdout == "hi there\n"
 
 
@@ -333,7 +335,7 @@ def _gone(pid: int) -> bool:
 
 def node_id(node, ref):
     for d in (node.root / "containers").iterdir():
-        rec = json.loads((d / "state.json").read_text())
+        rec = json.loads((d / "state.json").read_text())["docker"]  # read while no agent runs
         if rec["Name"] == "/" + ref:
             return rec["Id"]
     raise AssertionError(f"no record for {ref}")

@@ -54,7 +54,7 @@ def build_cgroups(root: Path) -> list[str]:
     """The RUN-step cgroups of the node at `root` that still exist (other nodes' are not ours)."""
     from orch.build.rootfs import build_cgroup_path
 
-    return [str(p) for p in Path("/sys/fs/cgroup").glob("*/" + build_cgroup_path(root, "*"))]
+    return [str(p) for p in Path("/sys/fs/cgroup").glob("*/" + build_cgroup_path(root, "build-*"))]
 
 
 @pytest.fixture
@@ -70,8 +70,11 @@ def store(tmp_path, monkeypatch):
     try:
         yield s
     finally:
+        from tests.integration.processes import remove_node_cgroups
+
         assert build_mounts(tmp_path) == [], "a build left a mount behind"
         assert build_cgroups(root) == [], "a build left a cgroup behind"
+        remove_node_cgroups(root)
 
 
 @pytest.fixture
@@ -105,3 +108,35 @@ def run_image(store, image, command=None) -> tuple[int, str]:
         return err.exit_code, "\n".join(lines)
     store.remove_snapshot(key)
     return 0, "\n".join(lines)
+
+
+@pytest.fixture
+def build_network(store, tmp_path):
+    """What the agent gives a build's "default" RUN steps (routes_build): a namespace on the
+    node's default bridge with NAT out, made through the node's networking, with its own
+    nftables table and bridge names; removed afterwards, also when the test fails."""
+    from orch.build.rootfs import BuildNetwork
+    from orch.node.agent.networking import NodeNetworking
+    from tests.integration.processes import remove_node_networks
+
+    from orch.net.files import parse_resolv_conf
+    from orch.net.kernel import RealKernel
+    from orch.net.manager import Networks
+
+    prefix = "orchB" + os.urandom(2).hex()
+    # No embedded DNS here (its threads would share this process with the builds' forks):
+    # the steps get the host's resolvers, as docker's default bridge gives them.
+    networks = Networks(RealKernel(), run_dir=tmp_path / "run", dns=None, table=prefix, bridge_prefix=prefix + "-",
+                        host_resolv=parse_resolv_conf(Path("/etc/resolv.conf").read_text()))
+    net = NodeNetworking(store.root, tmp_path / "run", prefix=prefix, networks=networks)
+    build_id = "build-" + os.urandom(12).hex()
+    try:
+        path, resolv = net.setup_build(build_id)
+        yield BuildNetwork(path, resolv)
+    finally:
+        try:
+            net.release(build_id)
+            net.nets.reap(force=True)
+            net.close()
+        finally:
+            remove_node_networks(store.root, prefix)

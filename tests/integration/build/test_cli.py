@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import stop_process
+from tests.integration.processes import remove_node_cgroups, remove_node_networks, stop_process
 
 from orch.node.runtime.images import ImageStore
 
@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parents[3]
 class Node:
     def __init__(self, base: Path):
         self.base = base
-        self.env = dict(os.environ, ORCH_ROOT=str(base / "root"), ORCH_RUN=str(base / "run"),
+        # ORCH_NET_PREFIX: builds attach their RUN steps to this node's own default bridge.
+        self.net_prefix = "orchC" + os.urandom(2).hex()
+        self.env = dict(os.environ, ORCH_ROOT=str(base / "root"), ORCH_RUN=str(base / "run"), ORCH_NET_PREFIX=self.net_prefix,
                         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
         self.env.pop("SOURCE_DATE_EPOCH", None)
 
@@ -73,6 +75,8 @@ def node():
         agent.wait(timeout=10)
         if sup:
             stop_process(sup)
+        remove_node_networks(base / "root", n.net_prefix)
+        remove_node_cgroups(base / "root")
         log.close()
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         shutil.rmtree(base, ignore_errors=True)
@@ -252,3 +256,23 @@ def test_ctrl_c_stops_the_build_and_its_worker(node):
     while _workers_of(agent_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _workers_of(agent_pid) == []
+
+
+def test_build_network_modes_through_the_agent(node):
+    # Issue 10: RUN steps ran in the host's network namespace. Now the agent gives each build
+    # a namespace on its default bridge; --network none leaves only lo; host needs asking.
+    ctx = node.base / "net"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo $(ls /sys/class/net) > /ifaces\nCMD [\"cat\", \"/ifaces\"]\n")
+    node.orch("build", "--no-cache", "-t", "net:default", str(ctx))
+    assert node.orch("run", "--rm", "net:default").stdout == "eth0 lo\n"
+    node.orch("build", "--no-cache", "--network", "none", "-t", "net:none", str(ctx))
+    assert node.orch("run", "--rm", "net:none").stdout == "lo\n"
+    # The build's namespace is gone with the build: nothing of it is left attached.
+    assert not [p for p in (node.base / "run" / "netns").glob("build-*")]
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --network=host true\n")
+    refused = node.orch("build", str(ctx), check=False)
+    assert refused.returncode == 1 and "RUN --network=host needs the network.host entitlement" in refused.stderr
+    node.orch("build", "--allow", "network.host", str(ctx))
+    bad = node.orch("build", "--allow", "security.insecure", str(ctx), check=False)
+    assert bad.returncode == 1 and "unknown entitlement 'security.insecure'" in bad.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import remove_node_networks, stop_process
+from tests.integration.processes import remove_node_cgroups, remove_node_networks, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
@@ -91,6 +91,7 @@ def node():
             stop_process(n.pid("agent.pid"))
             stop_process(sup)
         remove_node_networks(n.root, n.net_prefix)
+        remove_node_cgroups(n.root)
         mounts = [line for line in open("/proc/self/mounts") if str(base) in line]
         shutil.rmtree(base, ignore_errors=True)
         assert not mounts, f"mounts left behind: {mounts}"

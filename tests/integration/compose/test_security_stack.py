@@ -67,3 +67,41 @@ def test_privileged_true_is_refused_in_one_line(node, stack):
     assert proc.returncode != 0
     assert "service app: privileged: true is not supported by orch" in proc.stderr
     assert stack.ids() == {}
+
+
+SECCOMP_STACK = """
+services:
+  confined:
+    image: busybox:latest
+    command: ["sleep", "1000"]
+    init: true
+    security_opt: ["seccomp=getpid.json", "no-new-privileges:false"]
+    volumes: ["{probe}:/probe:ro"]
+  free:
+    image: busybox:latest
+    command: ["sleep", "1000"]
+    init: true
+    security_opt: ["seccomp=unconfined"]
+    volumes: ["{probe}:/probe:ro"]
+"""
+
+
+def test_security_opt_in_a_stack(node, stack):
+    import json
+
+    from tests.integration.probe import parse, probe_binary
+
+    # A profile file relative to the project's directory, read when the stack is applied.
+    (stack.dir / "getpid.json").write_text(json.dumps(
+        {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}))
+    stack.write(SECCOMP_STACK.format(probe=probe_binary()))
+    assert stack.compose("config", "--unsupported").stdout == ""
+    stack.compose("up", "-d")
+    assert parse(stack.compose("exec", "-T", "confined", "/probe", "getpid", "keyctl").stdout) == {"getpid": "errno 13", "keyctl": "ok"}
+    assert parse(stack.compose("exec", "-T", "free", "/probe", "keyctl").stdout) == {"keyctl": "ok"}
+    host = node.inspect(f"{stack.name}-confined-1")["HostConfig"]
+    assert host["SecurityOpt"][1] == "no-new-privileges=false" and json.loads(host["SecurityOpt"][0].split("=", 1)[1])["syscalls"]
+    stack.write(SECCOMP_STACK.replace('"seccomp=getpid.json", ', "").replace('"seccomp=unconfined"', '"label=disable"')
+                .format(probe=probe_binary()))
+    proc = stack.compose("up", "-d", check=False)
+    assert proc.returncode != 0 and "service free: security_opt 'label=disable': this node has no SELinux" in proc.stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.processes import stop_process
+from tests.integration.processes import remove_node_cgroups, stop_process
 
 _AGENT = Path(__file__).resolve().parents[1] / "agent" / "conftest.py"
 _spec = importlib.util.spec_from_file_location("orch_agent_test_node", _AGENT)
@@ -119,6 +119,7 @@ def node():
             sup = n.supervisor_pid()
             stop_process(n.agent_pid())
             stop_process(sup)
+            remove_node_cgroups(n.root)
             bridges = n.bridges()
             # The default bridge stays between agents, as docker0 does; the test node deletes it.
             for bridge in bridges.values():

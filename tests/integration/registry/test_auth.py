@@ -35,7 +35,7 @@ def test_login_push_pull_logout(registry_server, store_factory, monkeypatch, cap
     path = credentials.auth_file()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert json.loads(path.read_text())["auths"][reg.host]["auth"]  # docker's shape
-    assert list(path.parent.glob(".auth.*")) == []  # no temporary file left
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith("auth.json")] == ["auth.json"]  # no temporary file left
 
     push(src, ref)
     assert pull(dst, ref).id == image.id

@@ -39,7 +39,8 @@ async def test_push_and_pull_stream_progress(registry_server, store_factory):
     events = _lines(resp)
     assert events[0] == {"status": f"The push refers to repository [{reg.host}/agent/app]"}
     assert any(e.get("status") == "Pushing" and e["progressDetail"]["current"] == e["progressDetail"]["total"] for e in events)
-    assert events[-1]["status"].startswith("v1: digest: sha256:")
+    assert events[-2]["status"].startswith("v1: digest: sha256:")
+    assert events[-1]["aux"] == {"Tag": "v1", "Digest": events[-2]["status"].split()[2]}  # docker's last event of a push
 
     async with _client(dst) as c:
         resp = await c.post("/images/pull", json={"ref": ref, "auth": auth})

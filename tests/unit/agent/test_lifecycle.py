@@ -93,12 +93,3 @@ def test_unknown_state_or_op_is_a_bug():
 
 def test_is_running_counts_paused():
     assert [s for s in STATES if lifecycle.is_running(s)] == ["running", "paused"]
-
-
-def test_pure_module_imports_no_drivers():
-    import sys
-
-    source = open(lifecycle.__file__).read()
-    for banned in ("trio", "pyroute2", "subprocess", "ctypes"):
-        assert f"import {banned}" not in source
-    assert "orch.node.runtime.lifecycle" in sys.modules

@@ -14,6 +14,7 @@ from orch.net.model import Endpoint, Network, PortMapping, Publication
 from orch.node.agent.mountspec import compute_mount_plan, compute_mounts_view
 from orch.node.agent.netspec import compute_net_plan, compute_network_settings, compute_ports_text
 from orch.node.agent.networking import NodeNetworking
+from orch.node.agent.records import ContainerRecord, Private
 
 
 def plan(**kw):
@@ -141,7 +142,8 @@ def test_mounts_view():
 
 # -- the driver over the recording kernel ---------------------------------------------------------
 def record(cid, name, net_plan):
-    return {"Id": cid, "Name": "/" + name, "Config": {"Hostname": cid[:12]}, "State": {"Running": True}, "_net": net_plan}
+    return ContainerRecord({"Id": cid, "Name": "/" + name, "Config": {"Hostname": cid[:12]}, "State": {"Running": True}},
+                           Private(net=net_plan))
 
 
 @pytest.fixture
@@ -183,7 +185,7 @@ def test_none_mode_leaves_the_namespace_to_the_container_and_unknown_network_is_
     rec = record(cid, "quiet", plan(network_mode="none"))
     # The container unshares its own network namespace (its init brings lo up): the agent
     # makes none, holds none, and has nothing to release; it only writes the files.
-    assert n.config_parts(rec["_net"], cid, cdir, None)[:2] == ((), None)
+    assert n.config_parts(rec.orch.net, cid, cdir, None)[:2] == ((), None)
     n.setup(rec)
     assert not kernel.netns_exists(n.netns_path(cid)) and kernel.calls == []
     assert "localhost" in (cdir / "hosts").read_text()
@@ -233,22 +235,6 @@ def test_a_clean_stop_with_containers_keeps_everything(networking):
     calls = len(kernel.calls)
     n.close()
     assert kernel.calls[calls:] == [] and n.nets.get("bridge").bridge in kernel.links
-
-
-@pytest.mark.parametrize("module", ["netspec.py", "mountspec.py"])
-def test_the_deciders_are_pure(module):
-    """No trio, pyroute2, subprocess or ctypes, directly or through what they import (the
-    scheduler's layering check, applied to the agent's two deciders)."""
-    import importlib.util
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parents[1] / "test_scheduler_layering.py"
-    spec = importlib.util.spec_from_file_location("orch_layering_check", here)
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
-    path = check.ROOT / "node" / "agent" / module
-    offenders = [name for name in check.reachable_imports(path) if name.split(".")[0] in check.FORBIDDEN]
-    assert offenders == []
 
 
 def test_a_subnet_whose_dns_port_is_held_elsewhere_is_skipped(networking):
@@ -308,7 +294,7 @@ def test_release_is_written_by_the_reaper_and_a_drain_is_kept_until_removal(netw
 
 
 def test_a_container_created_start_drained_is_never_named_until_shown(networking):
-    from orch.node.agent.networking import START_DRAINED
+    from orch.api.labels import START_DRAINED
 
     n, kernel, tmp = networking
     cid = "e" * 64

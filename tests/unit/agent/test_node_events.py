@@ -7,33 +7,43 @@ import pytest
 import trio
 import trio.testing
 
+from orch.errors import NotFound
 from orch.node.agent.node import Node
+from orch.node.agent.records import ContainerRecord, LogOptions, Private
 from orch.node.agent.state import ContainerStore
 
 ZERO = "0001-01-01T00:00:00Z"
 
 
 def record(cid, status, pid=0, auto_remove=False):
-    return {"Id": cid, "Name": f"/{cid}", "Created": "2026-01-01T00:00:00.000000000Z", "Path": "sleep", "Args": ["9"], "Image": "sha256:x",
+    return ContainerRecord({"Id": cid, "Name": f"/{cid}", "Created": "2026-01-01T00:00:00.000000000Z", "Path": "sleep", "Args": ["9"], "Image": "sha256:x",
             "Config": {"Image": "busybox", "Labels": {}, "StopSignal": "SIGTERM"}, "HostConfig": {"AutoRemove": auto_remove},
             "State": {"Status": status, "Running": status == "running", "Paused": False, "Pid": pid, "ExitCode": 0, "Error": "",
-                      "StartedAt": ZERO, "FinishedAt": ZERO, "OOMKilled": False},
-            "_cgroup": f"orch/{cid}", "_log": {"max_size": 1024, "max_file": 1}}
+                      "StartedAt": ZERO, "FinishedAt": ZERO, "OOMKilled": False}},
+                           Private(cgroup=f"orch/{cid}", log=LogOptions(max_size=1024, max_file=1)))
 
 
 class FakeSupervisor:
-    def __init__(self, running):
+    """Answers `list` with `running`; `adopt` succeeds for the ids in `orphans` (containers a
+    dead supervisor left running) and is NotFound for the rest."""
+
+    def __init__(self, running, orphans=None):
         self.running = running
+        self.orphans = dict(orphans or {})
         self.calls = []
 
-    async def __call__(self, msg):
+    async def __call__(self, msg, fds=()):
         self.calls.append(msg)
         if msg["op"] == "list":
             return {"ok": True, "containers": self.running}
+        if msg["op"] == "adopt":
+            if msg["id"] not in self.orphans:
+                raise NotFound(f"container {msg['id']} has no process left in its cgroup")
+            return {"ok": True, "pid": self.orphans[msg["id"]]}
         return {"ok": True}
 
 
-def make_node(tmp_path, records, running, exits=()):
+def make_node(tmp_path, records, running, exits=(), orphans=None):
     store = ContainerStore(tmp_path)
     for rec in records:
         store.save(rec)
@@ -41,7 +51,7 @@ def make_node(tmp_path, records, running, exits=()):
         (store.path(cid) / "exit.json").write_text(json.dumps(data))
     node = Node(tmp_path, tmp_path / "run")
     node.load()
-    node.call = FakeSupervisor(running)
+    node.call = FakeSupervisor(running, orphans)
     return node
 
 
@@ -62,13 +72,37 @@ async def test_adoption_applies_exit_records_and_adopts_the_running(tmp_path):
                       "unseen": ("exited", 7, 0)}
     assert node.records["unseen"]["State"]["StartedAt"] == "2026-01-01T00:00:04.000000000Z"
     assert node.records["died"]["State"]["OOMKilled"] is True
-    assert "lost while the agent was away" in node.records["lost"]["State"]["Error"]
+    assert "exited while no supervisor watched it" in node.records["lost"]["State"]["Error"]
     # What adoption decided is on disk for the next restart.
-    again = {r["Id"]: r["State"]["Status"] for r in ContainerStore(tmp_path).load_all()}
+    again = {r["Id"]: r["State"]["Status"] for r in ContainerStore(tmp_path).load_all()[0]}
     assert again == {"alive": "running", "died": "exited", "lost": "exited", "late": "running", "unseen": "exited"}
     # A second adoption (the next restart) changes nothing.
     await node.adopt()
     assert {cid: r["State"]["Status"] for cid, r in node.records.items()} == again
+
+
+async def test_a_container_a_dead_supervisor_left_running_is_adopted_not_marked_exited(tmp_path):
+    node = make_node(tmp_path, [record("orphan", "running", 21), record("gone", "running", 22)], running=[], orphans={"orphan": 21})
+    node.records["orphan"].orch.pid_start = 12345
+    await node.adopt()
+    adopt = {c["id"]: c for c in node.call.calls if c["op"] == "adopt"}
+    assert adopt["orphan"]["pid"] == 21 and adopt["orphan"]["pid_start"] == 12345 and adopt["orphan"]["config"].endswith("orphan/config.json")
+    states = {cid: (r["State"]["Status"], r["State"]["ExitCode"], r["State"]["Pid"]) for cid, r in node.records.items()}
+    assert states == {"orphan": ("running", 0, 21), "gone": ("exited", 255, 0)}
+
+
+async def test_the_agent_holds_copies_of_a_containers_pipes_until_it_exits(tmp_path):
+    import os
+
+    node = make_node(tmp_path, [record("c", "created")], running=[])
+    r, w = os.pipe()
+    node.apply_event({"event": "started", "id": "c", "pid": 30, "started_at": ZERO, "pid_start": 7, "pipes": ["stdout"]}, [r])
+    assert node.pipes.get("c") == (["stdout"], [r]) and node.records["c"].orch.pid_start == 7
+    node.apply_event({"event": "exited", "id": "c", "pid": 30, "exit_code": 0, "finished_at": ZERO})
+    assert node.pipes.get("c") == ([], [])
+    with pytest.raises(OSError):
+        os.fstat(r)  # closed
+    os.close(w)
 
 
 async def test_events_are_idempotent_and_ordered_by_pid(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from orch.errors import InvalidArgument
-from orch.node.agent.models import CreateRequest
+from orch.api.models import CreateRequest
 from orch.node.agent.securityspec import compute_readonly_file_mounts, compute_security_plan
 from orch.node.runtime.config import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES
 from orch.node.runtime.mount import Mount
@@ -23,7 +23,8 @@ def test_nothing_asked_gives_dockers_defaults_and_inspect_fields():
     p = plan()
     assert set(p.capabilities) == set(DEFAULT_CAPABILITIES) and len(p.capabilities) == len(DEFAULT_CAPABILITIES)
     assert (p.rlimits, p.sysctls, p.readonly_rootfs) == ((), {}, False)
-    assert p.host_config == {"CapAdd": None, "CapDrop": None, "Privileged": False, "ReadonlyRootfs": False, "Ulimits": None}
+    assert p.host_config == {"CapAdd": None, "CapDrop": None, "Privileged": False, "ReadonlyRootfs": False, "Ulimits": None,
+                             "SecurityOpt": None}
 
 
 @pytest.mark.parametrize("fields, host_config", [

@@ -5,7 +5,7 @@ import pytest
 from orch.errors import InvalidArgument
 from orch.node.agent import health
 from orch.node.agent.filters import container_matches, parse_filters
-from orch.node.agent.models import HealthcheckBody
+from orch.api.models import HealthcheckBody
 
 NS = health.NS
 

@@ -6,9 +6,11 @@ import random
 
 import pytest
 
-from orch.cli.container import parse_bytes, parse_env
+from orch.api import times
+from orch.api.runflags import parse_bytes, parse_env
 from orch.errors import InvalidArgument
 from orch.node.agent import names, views
+from orch.node.agent.records import ContainerRecord, Private
 from orch.node.agent.state import ContainerStore
 from orch.node.runtime import containerlog
 
@@ -19,13 +21,13 @@ from orch.node.runtime import containerlog
     (47 * 3600, "47 hours"), (48 * 3600, "2 days"), (15 * 86400, "2 weeks"), (90 * 86400, "3 months"), (800 * 86400, "2 years"),
 ])
 def test_human_duration(seconds, text):
-    assert views.human_duration(seconds) == text
+    assert times.human_duration(seconds) == text
 
 
 def record(status, started="2026-01-01T00:00:00.000000000Z", finished="2026-01-01T00:00:10.000000000Z", code=0):
     return {"Id": "a" * 64, "Name": "/web", "Created": "2026-01-01T00:00:00.000000000Z", "Path": "sleep", "Args": ["100"],
             "Image": "sha256:" + "b" * 64, "Config": {"Image": "busybox", "Labels": {}},
-            "State": {"Status": status, "StartedAt": started, "FinishedAt": finished, "ExitCode": code}, "_cgroup": "orch/x"}
+            "State": {"Status": status, "StartedAt": started, "FinishedAt": finished, "ExitCode": code}}
 
 
 T0 = containerlog.parse_rfc3339("2026-01-01T00:00:00Z")
@@ -47,7 +49,10 @@ def test_status_text(status, code, now, text):
 def test_summary_and_inspect_hide_private_keys():
     row = views.summary(record("running"), T0 + 3)
     assert (row["Command"], row["Status"], row["Names"], row["CreatedSince"]) == ("sleep 100", "Up 3 seconds", ["/web"], "3 seconds ago")
-    assert "_cgroup" not in views.inspect_view(record("running"))
+    rec = ContainerRecord(record("running"), Private(cgroup="orch/x", stopped_by_user=True))
+    view = views.inspect_view(rec)
+    assert type(view) is dict and view == record("running") and not [k for k in view if k.startswith("_")]
+    assert views.full_view(rec, T0 + 3)["StoppedByUser"] is True
 
 
 @pytest.mark.parametrize("text,value", [("512m", 512 << 20), ("1g", 1 << 30), ("1.5G", 3 << 29), ("100kb", 102400), ("4096", 4096), ("10b", 10)])
@@ -85,11 +90,14 @@ def test_names():
 
 def test_store_is_crash_safe(tmp_path):
     store = ContainerStore(tmp_path)
-    store.save({"Id": "c1", "v": 1})
-    store.save({"Id": "c1", "v": 2})
+    rec = ContainerRecord(dict(record("running"), Id="c1"), Private(cgroup="orch/c1"))
+    store.save(rec)
+    rec["RestartCount"] = 2
+    store.save(rec)
     (store.path("c1") / "state.json.tmp.999").write_text('{"Id": "c1", "v": ')  # a crash mid-write
     store.path("c2").mkdir()  # a crash inside create, before the record
-    assert store.load_all() == [{"Id": "c1", "v": 2}, {"Id": "c2", "_incomplete": True}]
+    records, incomplete = store.load_all()
+    assert (records, incomplete) == ([rec], ["c2"]) and records[0].orch == rec.orch
     assert not (store.path("c1") / "state.json.tmp.999").exists()
     assert oct(os.stat(store.path("c1") / "state.json").st_mode & 0o777) == "0o600"
     (store.path("c1") / "exit.json").write_text(json.dumps({"exit_code": 3}))

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from orch.cluster import records as r
-from orch.node.agent.models import CreateRequest
+from orch.api.models import CreateRequest
 from orch.scheduler.fakecluster import node, service, task
 
 
@@ -230,6 +230,11 @@ CREATE_FIELDS = {
     "publish_all": "none: a service publishes the ports it names",
     "volumes_from": "none: swarm has no volumes_from (stack deploy refuses it)",
     "privileged": "none: refused by orch",
+    "pid_mode": "none: swarm services have no --pid (stack deploy ignores pid:)",
+    "ipc_mode": "none: swarm services have no --ipc",
+    "userns_mode": "none: swarm services have no --userns",
+    "security_opt": "none: not carried by a task yet (swarm's ContainerSpec.Privileges: Seccomp, NoNewPrivileges); "
+                    "a task's container gets docker's default seccomp profile and no_new_privs",
 }
 
 

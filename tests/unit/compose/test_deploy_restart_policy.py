@@ -7,7 +7,7 @@ import pytest
 
 from orch.compose import translate as t
 from orch.compose.clone import clone_body
-from orch.node.agent.models import CreateRequest
+from orch.api.models import CreateRequest
 from orch.node.agent.supervision import restart_policy, supervised_config
 from orch.scheduler.model import ObservedContainer, RestartPolicy
 from orch.scheduler.restart import classify_exit
@@ -19,7 +19,7 @@ def record_for(tmp_path, policy_yaml: str) -> dict:
         f"name: p\nservices:\n  s:\n    image: busybox\n    deploy: {{restart_policy: {policy_yaml}}}\n")
     project = load_project([tmp_path / "compose.yaml"])
     body = t.compute_create_body(project, "s", project.services["s"], number=1, config_hash="h", image="busybox",
-                                 os_environ={}, networking=True)
+                                 os_environ={})
     return {"HostConfig": supervised_config(CreateRequest(image="busybox", restart_policy=body["restart_policy"]), {})["HostConfig"]}
 
 

@@ -17,10 +17,10 @@ def load(tmp_path: Path, text: str, files: dict | None = None):
     return load_project([tmp_path / "compose.yaml"])
 
 
-def body(project, name, number=1, networking=True, **kw):
+def body(project, name, number=1, **kw):
     svc = project.services[name]
     return t.compute_create_body(project, name, svc, number=number, config_hash="h", image=svc.image,
-                                 os_environ={"FROM_OS": "yes"}, networking=networking, **kw)
+                                 os_environ={"FROM_OS": "yes"}, **kw)
 
 
 def test_names_labels_environment_and_supervision(tmp_path):
@@ -104,19 +104,6 @@ configs: {conf: {file: ./app.conf}}
         ("tmpfs", "", "/run/x", False), ("bind", "./token.txt", "/run/secrets/token", True),
         ("bind", "./app.conf", "/etc/app.conf", True),
     ]
-
-
-def test_a_node_without_networking_gets_host_or_none_and_refuses_ports(tmp_path):
-    p = load(tmp_path, """
-services:
-  a: {image: busybox, network_mode: host, ports: ["80:80"]}
-  b: {image: busybox}
-  c: {image: busybox, ports: ["80:80"]}
-""")
-    assert body(p, "a", networking=False)["network"] == "host"
-    assert body(p, "b", networking=False)["network"] == "none"
-    with pytest.raises(InvalidArgument, match="service c publishes ports, but this node has no networks"):
-        body(p, "c", networking=False)
 
 
 def test_observed_state_from_records():

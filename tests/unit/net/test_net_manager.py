@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import json
-from pathlib import Path
 
 import pytest
 
-import orch.net
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from orch.net.endpoint import veth_name
 from orch.net.kernel import RecordingKernel
@@ -147,24 +144,6 @@ def test_state_round_trips_and_restore_drops_dead_namespaces(nets, tmp_path):
     assert again.state.publications == ()
     assert "10.89.1.3" not in again.state.ipam.networks["front"].allocated
     again.close()
-
-
-PURE = ["ipam.py", "files.py", "ports.py", "names.py", "model.py"]
-FORBIDDEN = {"trio", "pyroute2", "subprocess", "ctypes", "socket", "threading"}
-
-
-@pytest.mark.parametrize("module", PURE)
-def test_pure_modules_import_nothing_effectful(module):
-    tree = ast.parse((Path(orch.net.__file__).parent / module).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-            if node.module.startswith("orch.net."):
-                assert node.module.split(".")[2] + ".py" in PURE, f"{module} imports {node.module}"
-    assert not imported & FORBIDDEN
 
 
 def test_restore_keeps_a_publication_whose_port_was_taken_meanwhile(nets, tmp_path):

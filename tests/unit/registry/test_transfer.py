@@ -2,8 +2,6 @@
 
 import gzip
 import io
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -80,10 +78,3 @@ def test_bar_renderer_draws_one_bar_per_layer():
     r.close()
     text = out.getvalue()
     assert "abc: Pull complete" in text and "def: Downloading" in text and "Digest: sha256:x" in text
-
-
-def test_pure_modules_import_no_io_libraries():
-    code = ("import sys, orch.registry.manifest, orch.registry.names, orch.registry.auth; "
-            "print(sorted(m for m in ('httpx', 'trio', 'subprocess', 'ctypes') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -3,8 +3,9 @@
 import pytest
 
 from orch.errors import SystemFailure
-from orch.node.runtime.cgroups import V1_DEVICE_RULES, Cgroups, compute_limits
+from orch.node.runtime.cgroups import V1_DEVICE_RULES, Cgroups, compute_limits, node_cgroup_parent
 from orch.node.runtime.config import Resources
+from orch.node.runtime.mount import CgroupView, Mount
 
 MB = 1 << 20
 
@@ -61,7 +62,7 @@ def test_v1_create_writes_limits_and_device_rules(tmp_path):
     cg = fake_v1(tmp_path, unified=True)
     cg.create("orch/c1", Resources(memory=20 * MB, cpus=0.5, pids=10))
     assert [d.relative_to(tmp_path).as_posix() for d in cg.dirs("orch/c1")] == [
-        "memory/orch/c1", "cpu/orch/c1", "cpuacct/orch/c1", "pids/orch/c1", "freezer/orch/c1", "devices/orch/c1"]  # not unified/: nothing of ours lives there
+        "cpu/orch/c1", "cpuacct/orch/c1", "devices/orch/c1", "freezer/orch/c1", "memory/orch/c1", "pids/orch/c1"]  # not unified/: nothing of ours lives there
     assert all(d.is_dir() for d in cg.dirs("orch/c1"))
     read = lambda p: (tmp_path / p).read_text()  # noqa: E731
     assert read("memory/orch/c1/memory.limit_in_bytes") == "20971520"
@@ -175,3 +176,67 @@ def test_remove_empty_groups_and_report_a_busy_one(tmp_path):
     (tmp_path / "memory/orch/c2/cgroup.procs").write_text("77\n")
     with pytest.raises(SystemFailure, match=r"cgroup: remove .*/memory/orch/c2: .*processes still in it: \['77'\]"):
         cg.remove("orch/c2", timeout=0.01)
+
+
+def test_a_container_joins_every_v1_hierarchy_not_only_the_limited_ones(tmp_path):
+    # blkio, cpuset and a named hierarchy set no limit of orch's; a container that did not
+    # join them would sit at their root inside its cgroup namespace, where release_agent is.
+    cg = fake_v1(tmp_path, unified=True, controllers=("memory", "cpu", "pids", "freezer", "devices", "blkio", "cpuset", "systemd"))
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        (tmp_path / "cpuset" / name).write_text("0-1\n")
+    cg.create("orch/c1", Resources())
+    joined = sorted(d.relative_to(tmp_path).as_posix() for d in cg.dirs("orch/c1"))
+    assert joined == [f"{h}/orch/c1" for h in ("blkio", "cpu", "cpuset", "devices", "freezer", "memory", "pids", "systemd")]
+    assert all((tmp_path / d).is_dir() for d in joined)
+    # A new cpuset group has no CPUs: the parent gets the root's and hands copies down.
+    assert (tmp_path / "cpuset/orch/cpuset.cpus").read_text() == "0-1"
+    assert (tmp_path / "cpuset/orch/cpuset.mems").read_text() == "0-1"
+    assert (tmp_path / "cpuset/orch/cgroup.clone_children").read_text() == "1"
+
+
+def test_the_view_mounts_each_joined_hierarchy_and_the_hosts_links(tmp_path):
+    cg_root = tmp_path / "cg"
+    cg_root.mkdir()
+    (cg_root / "cpu,cpuacct").mkdir()
+    (cg_root / "cpu").symlink_to("cpu,cpuacct")
+    (cg_root / "elsewhere").symlink_to("/nowhere")
+    cg = fake_v1(cg_root, unified=True, controllers=("memory", "systemd"))
+    assert cg.view() == CgroupView(
+        (Mount("tmpfs", "tmpfs", "/sys/fs/cgroup", ("mode=755",)),
+         Mount("cgroup", "cgroup", "/sys/fs/cgroup/cpu,cpuacct", ("cpu", "cpuacct")),
+         Mount("cgroup", "cgroup", "/sys/fs/cgroup/memory", ("memory",)),
+         Mount("cgroup", "cgroup", "/sys/fs/cgroup/systemd", ("systemd",))),
+        (("/sys/fs/cgroup/cpu", "cpu,cpuacct"),))
+    assert fake_v2(tmp_path).view() == CgroupView((Mount("cgroup2", "cgroup", "/sys/fs/cgroup"),))
+
+
+def test_the_real_mount_options_come_from_mountinfo():
+    cg = Cgroups()
+    if cg.version == "v2":
+        pytest.skip("a v2 host has one hierarchy")
+    options = {m.target: m.options for m in cg.view().mounts[1:]}
+    expected = {}
+    for line in open("/proc/self/mountinfo"):
+        fields, after = line.split(" - ")[0].split(), line.split(" - ")[1].split()
+        if after[0] == "cgroup" and fields[4].startswith("/sys/fs/cgroup/"):
+            expected[fields[4]] = tuple(o for o in after[2].split(",") if o not in ("rw", "ro"))
+    assert options == expected
+
+
+def test_each_node_has_its_own_cgroup_parent(tmp_path):
+    assert node_cgroup_parent("/var/lib/orch") == "orch"
+    a, b = node_cgroup_parent(tmp_path / "a"), node_cgroup_parent(tmp_path / "b")
+    assert a != b and a.startswith("orch-") and len(a) == len("orch-") + 8
+    assert node_cgroup_parent(tmp_path / "a") == a
+
+
+def test_the_supervisor_settles_in_its_nodes_leaf_of_a_hybrid_hosts_v2_hierarchy(tmp_path):
+    import os
+
+    cg = fake_v1(tmp_path, unified=True)
+    cg.settle("orch-12345678/supervisor")
+    assert (tmp_path / "unified/orch-12345678/supervisor/cgroup.procs").read_text() == str(os.getpid())
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    fake_v1(plain).settle("orch/supervisor")  # v1 only: no v2 hierarchy to settle in
+    assert not (plain / "unified").exists()

@@ -8,7 +8,7 @@ from orch.node.runtime import init
 from orch.node.runtime.config import ContainerConfig, Process
 from orch.node.runtime.init import StartError, find_executable, resolve_in_root, split_mount_options
 from orch.node.runtime.kernel import MNT_DETACH, RecordingSyscalls
-from orch.node.runtime.mount import Mount
+from orch.node.runtime.mount import CgroupView, Mount
 
 R = "/r/c1/rootfs"
 PASSWD = "root:x:0:0::/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n"
@@ -58,13 +58,17 @@ DEV_SETUP = [
     ("mount", "mqueue", R + "/dev/mqueue", "mqueue", NOSUID_NOEXEC_NODEV, ""),
 ]
 
+VIEW = CgroupView((Mount("tmpfs", "tmpfs", "/sys/fs/cgroup", ("mode=755",)), Mount("cgroup", "cgroup", "/sys/fs/cgroup/memory", ("memory",))),
+                  (("/sys/fs/cgroup/mem", "memory"),))
+PROGRAM = (b"\0" * 8 * 3, 0)
+
 # Docker's default set is capabilities 0,1,3-8,10,13,18,27,29,31; the rest up to 40 is dropped.
 DROPPED = (2, 9, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 32, 33, 34, 35, 36, 37, 38, 39, 40)
 
 
 def test_the_whole_sequence_for_a_non_root_user():
     sys = recording()
-    init.run(sys, make_config(), (10, 11, 12), None, 7, 40)
+    init.run(sys, make_config(), (10, 11, 12), None, 7, 40, cgroup_view=VIEW, seccomp=PROGRAM)
     assert sys.calls == [
         # Nothing propagates back to the host.
         ("mount", "", "/", "", ("MS_SLAVE", "MS_REC"), ""),
@@ -75,6 +79,14 @@ def test_the_whole_sequence_for_a_non_root_user():
         *DEV_SETUP,
         ("mkdir", R + "/sys", 0o755),
         ("mount", "sysfs", R + "/sys", "sysfs", (*NOSUID_NOEXEC_NODEV, "MS_RDONLY"), ""),
+        # The container's own cgroups (its cgroup namespace is their root), each mount
+        # read-only, and their tmpfs once its directories and links are in place.
+        ("mkdir", R + "/sys/fs/cgroup", 0o755),
+        ("mount", "tmpfs", R + "/sys/fs/cgroup", "tmpfs", NOSUID_NOEXEC_NODEV, "mode=755"),
+        ("mkdir", R + "/sys/fs/cgroup/memory", 0o755),
+        ("mount", "cgroup", R + "/sys/fs/cgroup/memory", "cgroup", (*NOSUID_NOEXEC_NODEV, "MS_RDONLY"), "memory"),
+        ("symlink", "memory", R + "/sys/fs/cgroup/mem"),
+        ("mount", R + "/sys/fs/cgroup", R + "/sys/fs/cgroup", "tmpfs", ("MS_BIND", "MS_REMOUNT", "MS_RDONLY", *NOSUID_NOEXEC_NODEV), ""),
         # User mounts, parents first; a read-only bind is a bind then a remount.
         ("mkdir", R + "/data", 0o755),
         ("mount", "/host/data", R + "/data", "bind", ("MS_BIND", "MS_REC"), ""),
@@ -105,6 +117,8 @@ def test_the_whole_sequence_for_a_non_root_user():
         ("set_no_new_privs",),
         ("close_fds", 7),
         ("chdir", "/"),
+        # With no_new_privs, seccomp goes in last: the program's syscalls are all it filters.
+        ("seccomp_load", 3, 0),
         ("execve", "/bin/sh", ("sh", "-c", "x"), ("PATH=/bin", "HOME=/home/user")),
     ]
 
@@ -134,11 +148,42 @@ def test_a_terminal_without_a_console_socket_is_refused():
         init.run(recording(), make_config(terminal=True), (0, 1, 2), None, 7, 40)
 
 
-def test_host_network_binds_the_hosts_sys_read_only():
+def test_host_network_gets_a_new_sysfs_read_only_all_the_way_down():
+    # Never a bind of the host's /sys: its submounts (the host's cgroup hierarchies) came
+    # along writable (issue 10).
     sys = recording()
-    init.run(sys, make_config(namespaces=("pid", "mount", "uts", "ipc")), (0, 1, 2), None, 7, 40)
-    assert ("mount", "/sys", R + "/sys", "bind", ("MS_BIND", "MS_REC"), "") in sys.calls
-    assert not [c for c in sys.calls if c[0] == "mount" and c[3] == "sysfs"]
+    init.run(sys, make_config(namespaces=("pid", "mount", "uts", "ipc", "cgroup")), (0, 1, 2), None, 7, 40, cgroup_view=VIEW)
+    assert not [c for c in sys.calls if c[0] == "mount" and c[1] == "/sys"]
+    sys_mounts = [c for c in sys.calls if c[0] == "mount" and c[2].startswith(R + "/sys")]
+    assert [c[3] for c in sys_mounts] == ["sysfs", "tmpfs", "cgroup", "tmpfs"]
+    # Every one of them read-only: at its mount, or (the tmpfs) by the remount that ends it.
+    assert all("MS_RDONLY" in c[4] for c in sys_mounts[:1] + sys_mounts[2:])
+
+
+def test_without_a_cgroup_namespace_no_hierarchy_is_mounted():
+    # Outside a cgroup namespace a cgroup mount would show the hierarchy's root.
+    sys = recording()
+    init.run(sys, make_config(namespaces=("pid", "mount", "uts", "ipc", "net")), (0, 1, 2), None, 7, 40, cgroup_view=VIEW)
+    assert not [c for c in sys.calls if c[0] == "mount" and c[3] == "cgroup"]
+    assert [c[3] for c in sys.calls if c[0] == "mount" and c[2].startswith(R + "/sys")] == ["sysfs"]
+
+
+def test_without_no_new_privs_seccomp_goes_in_before_the_capabilities_are_dropped():
+    # The kernel takes a filter from a process without no_new_privs only while it holds
+    # CAP_SYS_ADMIN (runc's order; build RUN steps run so, for setuid programs).
+    sys = recording()
+    config = make_config()
+    config = replace(config, process=replace(config.process, no_new_privileges=False))
+    init.run(sys, config, (0, 1, 2), None, 7, 40, seccomp=PROGRAM)
+    names = [c[0] for c in sys.calls]
+    assert names.index("seccomp_load") < names.index("drop_bounding") < names.index("setuid") < names.index("capset")
+    assert names.count("seccomp_load") == 1 and "set_no_new_privs" not in names
+
+
+def test_an_unconfined_container_loads_no_filter():
+    sys = recording()
+    init.run(sys, make_config(), (0, 1, 2), None, 7, 40, seccomp=None)
+    assert not [c for c in sys.calls if c[0] == "seccomp_load"]
 
 
 def test_a_prepared_network_namespace_is_left_to_the_network_code():

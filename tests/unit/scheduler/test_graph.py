@@ -1,7 +1,5 @@
 """Table tests of the dependency graph (orch.scheduler.graph)."""
 
-import subprocess
-import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -218,9 +216,3 @@ def test_render_dot():
         '    "migrate" -> "db" [style=dashed];\n'
         "}\n"
     )
-
-
-def test_graph_module_stays_pure():
-    code = "import sys, orch.scheduler.graph; print(sorted({'trio', 'pyroute2', 'subprocess', 'ctypes'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

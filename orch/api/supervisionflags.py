@@ -1,6 +1,6 @@
 """`run`/`create` flags for what the agent supervises: --restart, --health-*, --stop-*.
 
-Kept apart from container.py so the run hot path only pays for them when they are used (the
+Kept apart from runflags.py so the run hot path only pays for them when they are used (the
 parser gains a few arguments; the parsing below runs only for flags that were given).
 """
 

@@ -82,4 +82,6 @@ def test_human_size(size, text):
     (20 * 86400, "2 weeks"), (90 * 86400, "3 months"), (800 * 86400, "2 years"),
 ])
 def test_human_duration(seconds, text):
-    assert fmt.human_duration(seconds) == text
+    from orch.api.times import human_duration
+
+    assert human_duration(seconds) == text

@@ -3,6 +3,8 @@ one-line invalid-argument error naming the field)."""
 
 from typing import Literal
 
+MAX_INT64 = 2**63 - 1  # docker's sizes and limits are int64
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -72,11 +74,16 @@ class CreateRequest(Body):
     user: str | None = None
     tty: bool = False
     open_stdin: bool = False
-    memory: int | None = Field(default=None, ge=6 * 1024 * 1024)
-    memory_swap: int | None = None
-    nano_cpus: int | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, ge=6 * 1024 * 1024, le=MAX_INT64)
+    memory_swap: int | None = Field(default=None, ge=-1, le=MAX_INT64)
+    nano_cpus: int | None = Field(default=None, ge=0)  # the agent checks it against the node's CPUs
     pids_limit: int | None = None
     network: str | None = None
+    # Namespaces shared with the host (docker's HostConfig.PidMode, IpcMode, UsernsMode; the
+    # agent refuses what orch does not do in one line).
+    pid_mode: str | None = None
+    ipc_mode: str | None = None
+    userns_mode: str | None = None
     auto_remove: bool = False
     init: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
@@ -85,9 +92,9 @@ class CreateRequest(Body):
     restart_policy: RestartPolicyBody | None = None
     stop_signal: str | None = None
     stop_timeout: float | None = Field(default=None, ge=-1)
-    log_max_size: int = 10 * 1024 * 1024
+    log_max_size: int = Field(default=10 * 1024 * 1024, ge=1, le=MAX_INT64)
     log_max_file: int = 3
-    # Networks and volumes (api.md; agent/wiring.py reads them).
+    # Networks and volumes (agent/wiring.py reads them).
     network_mode: str | None = None
     networks: list[NetworkAttachment] = Field(default_factory=list)
     ports: list[PortBinding] = Field(default_factory=list)
@@ -105,6 +112,8 @@ class CreateRequest(Body):
     privileged: bool = False
     sysctls: dict[str, str] = Field(default_factory=dict)
     ulimits: list[UlimitBody] = Field(default_factory=list)
+    # docker's SecurityOpt: seccomp=unconfined|<profile JSON>, no-new-privileges[=BOOL].
+    security_opt: list[str] = Field(default_factory=list)
 
 
 class ExecRequest(Body):
@@ -124,9 +133,7 @@ class CreateResponse(BaseModel):
 
 
 class ExecResponse(BaseModel):
-    Id: str
-    Process: dict
-    Supervisor: str
+    Id: str  # the exec's id
 
 
 class WaitResponse(BaseModel):

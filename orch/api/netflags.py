@@ -1,6 +1,6 @@
-"""`run`/`create` flags for networks, ports and mounts, and `orch port`, with docker's grammar.
+"""`run`/`create` flags for networks, ports and mounts, with docker's grammar.
 
-The CLI only splits the flags into the agent's request fields (api.md); the agent checks them
+This module only splits the flags into the create request's fields; the agent checks them
 (agent/netspec.py, agent/mountspec.py), so every client gets the same one-line errors. Lean:
 standard library only, since `orch run` is the hot path.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from orch.cli.args import Parser
 from orch.errors import InvalidArgument
 
 
@@ -60,10 +59,13 @@ def parse_port(spec: str) -> dict:
 def parse_volume(spec: str) -> dict:
     """-v /host:/ctr[:opts] (bind), -v name:/ctr[:opts] (named volume), -v /ctr (anonymous)."""
     parts = spec.split(":")
-    if len(parts) == 1:
-        return {"type": "volume", "source": "", "target": parts[0]}
     if len(parts) > 3:
         raise InvalidArgument(f"invalid volume specification {spec!r}: use SOURCE:TARGET[:ro|rw|nocopy]")
+    if not all(parts):
+        # docker: "invalid spec: :/x: empty section between colons"
+        raise InvalidArgument(f"invalid volume specification {spec!r}: empty section between colons; use SOURCE:TARGET[:ro|rw|nocopy]")
+    if len(parts) == 1:
+        return {"type": "volume", "source": "", "target": parts[0]}
     source, target = parts[0], parts[1]
     opts = parts[2].split(",") if len(parts) == 3 else []
     unknown = [o for o in opts if o not in ("ro", "rw", "nocopy", "z", "Z", "rprivate", "private")]
@@ -75,7 +77,7 @@ def parse_volume(spec: str) -> dict:
 
 def parse_mount(spec: str) -> dict:
     """--mount type=bind|volume|tmpfs,source=,target=,readonly,volume-nocopy,tmpfs-size="""
-    from orch.cli.container import parse_bytes
+    from orch.api.runflags import parse_bytes
 
     out: dict = {"type": "volume"}
     for item in spec.split(","):
@@ -104,7 +106,7 @@ def parse_mount(spec: str) -> dict:
 
 def parse_tmpfs(spec: str) -> dict:
     """--tmpfs /path[:size=64m,...]"""
-    from orch.cli.container import parse_bytes
+    from orch.api.runflags import parse_bytes
 
     target, _, opts = spec.partition(":")
     out: dict = {"type": "tmpfs", "target": target}
@@ -115,27 +117,3 @@ def parse_tmpfs(spec: str) -> dict:
         elif key == "ro":
             out["read_only"] = True
     return out
-
-
-def port(prog: str, argv: list[str]) -> int:
-    """orch port CONTAINER [PRIVATE_PORT[/PROTO]]: docker's lines "80/tcp -> 0.0.0.0:8080"."""
-    p = Parser(prog=prog, description="List port mappings or a specific mapping for the container")
-    p.add_argument("container")
-    p.add_argument("private_port", nargs="?")
-    a = p.parse_args(argv)
-    from orch.cli._agent import client
-
-    info = client().call("GET", f"/containers/{a.container}/json")
-    ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
-    if a.private_port:
-        key = a.private_port if "/" in a.private_port else a.private_port + "/tcp"
-        bound = ports.get(key)
-        if not bound:
-            raise InvalidArgument(f"no public port '{key}' published for {a.container}")
-        for b in bound:
-            print(f"{b['HostIp']}:{b['HostPort']}")
-        return 0
-    for key in sorted(ports, key=lambda k: (int(k.split("/")[0]), k)):
-        for b in ports[key] or ():
-            print(f"{key} -> {b['HostIp']}:{b['HostPort']}")
-    return 0
