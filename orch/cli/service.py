@@ -10,7 +10,7 @@ import sys
 import time
 from urllib.parse import quote
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import InvalidArgument, OrchError
 
 

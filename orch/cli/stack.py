@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import InvalidArgument, NotFound, OrchError
 
 NAMESPACE = "com.docker.stack.namespace"

@@ -4,7 +4,7 @@ agent's /swarm routes. The request bodies are docker's SwarmInitRequest and Swar
 
 from __future__ import annotations
 
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import InvalidArgument
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from orch.cli.format import human_duration, render_rows, unescape
+from orch.api.times import human_duration
+from orch.cli.format import render_rows, unescape
 
 NODE_TABLE = "table {{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}"
 NODE_HEADERS = {"ID": "ID", "Self": "", "Hostname": "HOSTNAME", "Status": "STATUS", "Availability": "AVAILABILITY",

@@ -34,7 +34,7 @@ STACK = "com.docker.stack.namespace"
 
 def create_request(task: dict, node_id: str):
     """The node's create request for a task (the worker's assignment dict)."""
-    from orch.node.agent.models import CreateRequest, HealthcheckBody, MountRequest, PortBinding, UlimitBody
+    from orch.api.models import CreateRequest, HealthcheckBody, MountRequest, PortBinding, UlimitBody
 
     spec = task.get("spec", {})
     c = spec.get("container_spec", {})

@@ -11,7 +11,7 @@ import pytest
 
 from orch.cli import serviceflags as sf
 from orch.cli import serviceopts as so
-from orch.cli.args import Parser
+from orch.api.args import Parser
 from orch.errors import InvalidArgument
 
 DATA = Path(__file__).parent / "data" / "dockercli"
