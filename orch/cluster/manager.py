@@ -21,6 +21,7 @@ The leader is the only writer of tasks; the CLI writes services, nodes' specs, s
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -139,6 +140,7 @@ class Manager:
         self.plans = 0
         self.commits = 0
         self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
+        self.log_plans = bool(os.environ.get("ORCH_LOG_PLANS"))  # one line per plan committed, in the agent's log
         self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
 
     # -- election -----------------------------------------------------------------------------
@@ -328,6 +330,7 @@ class Manager:
         cache = self.cache
         assert cache is not None
         next_check: float | None = None
+        waiting: set[str] = set()
         while True:
             if self._dirty is not None and not self._dirty and next_check is None:
                 self._wake = trio.Event()
@@ -339,12 +342,19 @@ class Manager:
             dirty, self._dirty = self._dirty, set()
             due = next_check is not None and self.clock() >= next_check
             settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
-            services = None if (dirty is None or due) else dirty
+            # A pass covers the services whose records changed, and every service that waited
+            # in the last pass: what it waits for (another service's tasks, a node, a slot on
+            # one) may be what changed.
+            services = None if (dirty is None or due) else dirty | waiting
             plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services)
             self.plans += 1
             next_check = plan.next_check_at
+            names = {w.service for w in plan.waiting}
+            waiting = {sid for sid, svc in cache.services.items() if svc.spec.name in names} if names else set()
             if not plan.changes:
                 continue
+            if self.log_plans:
+                print(f"manager: {plan.summary()}", file=sys.stderr, flush=True)
             await self._commit(term, plan, settings)
 
     async def _commit(self, term: Term, plan: ClusterPlan, settings: r.ClusterSettings) -> None:

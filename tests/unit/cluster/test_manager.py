@@ -151,3 +151,28 @@ async def test_a_second_manager_takes_over_when_the_leader_dies(autojump_clock):
                                                 if t.spec.container_spec.image == "busybox:2"]) == 2)
         assert sum(len(rt.running_tasks()) for rt in c.runtimes.values()) == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_drain_after_a_node_came_back_moves_its_tasks(autojump_clock):
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        m = await c.add_manager("m1")
+        await m.leading.wait()
+        for nid in ("n1", "n2", "n3"):
+            await c.add_worker(nid)
+        await wait_until(m, lambda cache: all(n.status.state == "ready" for n in cache.nodes.values()))
+        await store.put(SERVICES, fc.service("web", replicas=3))
+        await store.put(SERVICES, fc.service("pinned", constraints=("node.id==n2",)))
+        await wait_until(m, lambda cache: len(running_tasks(cache, "web")) == 3 and len(running_tasks(cache, "pinned")) == 1)
+        await c.cut_node("n3")
+        await wait_until(m, lambda cache: len([t for t in running_tasks(cache, "web") if t.node_id != "n3"]) == 3)
+        c.cut.discard("n3")
+        await c.runtimes["n3"].wait_for(lambda: not c.runtimes["n3"].running_tasks())
+        node = (await store.get(NODES, "n2"))
+        await store.put(NODES, node.record.model_copy(update={"spec": node.record.spec.model_copy(update={"availability": "drain"})}),
+                        expect=node.mod_revision)
+        await wait_until(m, lambda cache: len([t for t in running_tasks(cache, "web") if t.node_id != "n2"]) == 3)
+        await c.runtimes["n2"].wait_for(lambda: not any(x.running and x.task["service_name"] == "web"
+                                                         for x in c.runtimes["n2"].containers.values()))
+        nursery.cancel_scope.cancel()
