@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from orch.cluster import records as r
 from orch.cluster.secretbox import Keyring
 from orch.cluster.stackspec import NAMESPACE, StackDeployment
-from orch.cluster.state import CLUSTER, CONFIGS, NETWORKS, NODES, SECRETS, SERVICES, TASKS, _RecordKind
+from orch.cluster.state import CLUSTER, CONFIGS, LEADER, NETWORKS, NODES, SECRETS, SERVICES, TASKS, _RecordKind
 from orch.cluster.store import Delete, Put, StaleRecords, Store, Stored
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from orch.scheduler.placement import parse_constraints
@@ -91,10 +91,27 @@ class Control:
 
     # -- nodes --------------------------------------------------------------------------------
     async def nodes(self) -> list[Stored[r.Node]]:
-        return (await self.store.list(NODES)).items
+        return await self._live((await self.store.list(NODES)).items)
 
     async def node(self, ref: str) -> Stored[r.Node]:
-        return await self._find(NODES, ref)
+        return (await self._live([await self._find(NODES, ref)]))[0]
+
+    async def _live(self, nodes: list[Stored[r.Node]]) -> list[Stored[r.Node]]:
+        """Managers' status as it is now: the leader is who holds the leader key, a manager is
+        reachable while its node is up (what a record holds of it dates from its join)."""
+        leader = await self.store.get(LEADER)
+        leader_id = leader.record.node_id if leader else ""
+        out = []
+        for s in nodes:
+            m = s.record.manager_status
+            if m is not None:
+                live = m.model_copy(update={"leader": s.id == leader_id, "reachability":
+                                            "unreachable" if s.record.status.state == "down" else
+                                            "reachable" if s.record.status.state == "ready" else "unknown"})
+                s = Stored(s.id, s.record.model_copy(update={"manager_status": live}), s.mod_revision, s.create_revision,
+                           s.version, s.lease)
+            out.append(s)
+        return out
 
     async def update_node(self, ref: str, version: int | None, spec: r.NodeSpec) -> None:
         stored = await self.node(ref)

@@ -28,34 +28,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
-from pydantic import BaseModel, ConfigDict
 
 from orch.cluster import protocol as p
 from orch.cluster import records as r
 from orch.cluster.dispatcher import Dispatcher
 from orch.cluster.election import Term, open_leadership, open_session
-from orch.cluster.state import NODES, TASKS, Cache, _RecordKind, id_of_key, kind_of_key
+from orch.cluster.state import LEADER, NODES, TASKS, Cache, LeaderRecord, id_of_key, kind_of_key
 from orch.cluster.store import Change, Check, Delete, Fence, Put, Store
 from orch.errors import OrchError, Unavailable
 from orch.scheduler.clusterplan import ClusterPlan
 from orch.scheduler.orchestrate import plan_cluster
 
-LEASE_TTL = 10  # seconds: a dead leader is replaced within about this long
+LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
 STATUS_BATCH = 1000
 
 
-class LeaderRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: int = 1
-    node_id: str
-    addr: str  # the leader's dispatcher, host:port
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
-
-
-LEADER = _RecordKind(f"{r.LAYOUT}/leader", LeaderRecord, singleton=True)
 
 
 def assignment_of(task: r.Task, service: r.Service | None = None) -> dict:

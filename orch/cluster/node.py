@@ -244,6 +244,7 @@ class ClusterNode:
 
                     self.worker = Worker(state.managers or [state.advertise_addr], connect, runtime,
                                          lambda: describe_host(host))
+                    self.worker.on_managers = self._remember_managers
                     await nursery.start(self.worker.run)
                     self._worker_up.set()
                     self.status = "active"
@@ -287,6 +288,15 @@ class ClusterNode:
         await nursery.start(self.manager.run)
         await nursery.start(transport.serve, state.listen_addr or state.advertise_addr,
                             self.identity.server_context(), self._handle)
+
+    async def _remember_managers(self, managers: list[str]) -> None:
+        state = self.state
+        if state is not None and managers and set(managers) != set(state.managers):
+            new = state.model_copy(update={"managers": sorted(managers)})
+            if (self.dir / "node.json").exists():
+                await trio.to_thread.run_sync(self._save, new)
+            else:
+                self.state = new
 
     async def _stop_services(self) -> None:
         if self._scope is not None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
+from pydantic import BaseModel, ConfigDict
 
 from orch.cluster import records as r
 from orch.cluster.store import Change, Compacted, Kind, Store
@@ -36,6 +37,22 @@ SECRETS = _RecordKind(f"{r.LAYOUT}/secrets/", r.Secret)
 CONFIGS = _RecordKind(f"{r.LAYOUT}/configs/", r.Config)
 WATCHED = (NODES, SERVICES, TASKS, NETWORKS, SECRETS, CONFIGS, CLUSTER)
 BY_RECORD = {k.model: k for k in WATCHED}
+
+
+class LeaderRecord(BaseModel):
+    """The leader key's value (election.py holds the key with the leader's lease)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = 1
+    node_id: str
+    addr: str  # the leader's dispatcher, host:port
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+LEADER = _RecordKind(f"{r.LAYOUT}/leader", LeaderRecord, singleton=True)
 
 
 def kind_of_key(key: str) -> Kind:

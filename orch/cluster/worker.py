@@ -262,6 +262,9 @@ class Worker:
         self.tasks = TaskSet(runtime, self._outbox_send.send_nowait)
         self._rng = rng or random.Random()
         self.last_error = ""
+        # Called with the managers' addresses when a welcome changes them (the node keeps them,
+        # so that after a restart it reaches a manager even if the one it joined is gone).
+        self.on_managers: Callable[[list[str]], Awaitable[None]] | None = None
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -312,8 +315,10 @@ class Worker:
                 raise OrchError(f"manager {addr} refused the session: {reply.message}")
             self.session_id = reply.session
             self.period = reply.heartbeat_period
-            if reply.managers:
+            if reply.managers and reply.managers != self.managers:
                 self.managers = reply.managers
+                if self.on_managers is not None:
+                    await self.on_managers(list(reply.managers))
             self.connected.set()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._beat, framed)
