@@ -306,9 +306,36 @@ def logs(prog: str, argv: list[str]) -> int:
     p.add_argument("-n", "--tail")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("service")
-    p.parse_args(argv)
-    raise OrchError("service logs is not available yet: the cluster cannot fetch a task's logs from the node that runs it; "
-                    "run 'orch logs SERVICE.SLOT.TASKID' on that node (orch service ps shows which)")
+    a = p.parse_args(argv)
+    query = ["follow=1"] if a.follow else []
+    if a.tail and a.tail != "all":
+        if not a.tail.isdigit():
+            raise InvalidArgument(f"invalid --tail {a.tail!r}: use a number of lines or 'all'")
+        query.append(f"tail={int(a.tail)}")
+    if a.since:
+        from orch.cli.container import parse_since
+
+        query.append(f"since={parse_since(a.since)}")
+    path = f"/services/{quote(a.service, safe='')}/logs" + ("?" + "&".join(query) if query else "")
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    buf = b""
+    for chunk in _client().stream("GET", path):
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line:
+                continue
+            entry = json.loads(line)
+            text = entry["log"]
+            if not a.raw:
+                task = entry["task"] if a.no_task_ids else \
+                    f"{entry['task']}.{entry['task_id'] if a.no_trunc else entry['task_id'][:12]}"
+                text = f"{task}@{entry['node']}    | " + text
+            if a.timestamps and entry.get("time"):
+                text = f"{entry['time']} " + text
+            (err if entry.get("stream") == "stderr" else out).write(text.encode())
+            (err if entry.get("stream") == "stderr" else out).flush()
+    return 0
 
 
 GROUP = {"create": create, "ls": ls, "list": ls, "ps": ps, "inspect": inspect, "logs": logs, "scale": scale,

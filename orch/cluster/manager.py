@@ -21,6 +21,7 @@ The leader is the only writer of tasks; the CLI writes services, nodes' specs, s
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ from orch.cluster import records as r
 from orch.cluster.dispatcher import Dispatcher
 from orch.cluster.election import Term, open_leadership, open_session
 from orch.cluster.state import LEADER, NODES, TASKS, Cache, LeaderRecord, id_of_key, kind_of_key
-from orch.cluster.store import Change, Check, Delete, Fence, Put, Store
+from orch.cluster.store import Change, Check, Delete, Put, Store
 from orch.errors import OrchError, Unavailable
 from orch.scheduler.clusterplan import ClusterPlan
 from orch.scheduler.orchestrate import plan_cluster
@@ -177,6 +178,36 @@ class Manager:
         answered with a redirect to the leader."""
         dispatcher = self.dispatcher if self.is_leader() else Dispatcher(self)
         await dispatcher.serve(framed, node_id, hello)
+
+    async def send_service_logs(self, service_id: str, out: trio.MemorySendChannel, *, follow: bool = False,
+                                tail: int | None = None, since: float | None = None) -> None:
+        """Send (task, hostname, JSON log line) for every task of a service, from the nodes that
+        run them, into `out` as lines arrive, then close it; the leader only (its dispatcher
+        holds the sessions). A node that is not connected is one line of its own. A task of
+        its own, not an async generator: a nursery must not span a generator's yields."""
+        async with out:
+            cache, dispatcher = self.cache, self.dispatcher
+            if cache is None or dispatcher is None or not self.is_leader():
+                raise Unavailable("this manager is not the leader; ask the leader")
+            tasks = [t for t in cache.tasks.values() if t.service_id == service_id and t.node_id
+                     and t.status.container_status is not None]
+
+            async def one(task: r.Task, out) -> None:
+                node = cache.nodes.get(task.node_id)
+                hostname = node.description.hostname if node else task.node_id
+                async with out:
+                    try:
+                        async for line in dispatcher.logs(task.node_id, task.id, follow=follow, tail=tail, since=since):
+                            await out.send((task, hostname, line))
+                    except OrchError as err:
+                        await out.send((task, hostname, json.dumps({"log": f"orch: {err}\n", "stream": "stderr", "time": ""})))
+
+            try:
+                async with trio.open_nursery() as nursery:
+                    for task in tasks:
+                        nursery.start_soon(one, task, out.clone())
+            except* trio.BrokenResourceError:
+                pass  # the reader went away
 
     # -- the dispatcher's backend -----------------------------------------------------------
     def is_leader(self) -> bool:

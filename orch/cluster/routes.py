@@ -326,6 +326,50 @@ async def service_remove(request):
     return Response(status_code=200)
 
 
+async def service_logs(request):
+    """JSON lines, one log entry each, with its task and node: {"task", "task_id", "node", "log",
+    "stream", "time"}; with follow=1 the stream stays open as the tasks write."""
+    import json
+
+    from starlette.responses import StreamingResponse
+
+    await _control(request)
+    member = await _member(request)
+    follow = _flag(request, "follow")
+    tail = request.query_params.get("tail", "all")
+    if tail != "all" and not tail.isdigit():
+        raise InvalidArgument(f"query parameter tail={tail!r}: a number of lines, or all")
+    since = request.query_params.get("since")
+    try:
+        since_value = float(since) if since not in (None, "", "0") else None
+    except ValueError:
+        raise InvalidArgument(f"query parameter since={since!r}: a UNIX time in seconds") from None
+    lines = member.service_logs(request.path_params["id"], follow=follow, tail=None if tail == "all" else int(tail),
+                                since=since_value)
+    # The first line (or the error that there is none) before the response starts: a service
+    # that does not exist is a 404, not an empty stream.
+    try:
+        first = await anext(lines)
+    except StopAsyncIteration:
+        first = None
+
+    async def body():
+        if first is None:
+            return
+        yield _entry(*first)
+        async for item in lines:
+            yield _entry(*item)
+
+    def _entry(task_name, task_id, node, line):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = {"log": line, "stream": "stdout", "time": ""}
+        return json.dumps({"task": task_name, "task_id": task_id, "node": node, **entry}) + "\n"
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
 # -- tasks ---------------------------------------------------------------------------------------
 
 
@@ -404,6 +448,7 @@ ROUTES = [
     Route("/services/{id}", service_inspect, methods=["GET"]),
     Route("/services/{id}", service_remove, methods=["DELETE"]),
     Route("/services/{id}/update", service_update, methods=["POST"]),
+    Route("/services/{id}/logs", service_logs, methods=["GET"]),
     Route("/tasks", tasks_list, methods=["GET"]),
     Route("/tasks/{id}", task_inspect, methods=["GET"]),
     Route("/stacks", stacks_list, methods=["GET"]),

@@ -147,6 +147,14 @@ class NodeRuntime:
         except NotFound:
             pass
 
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None, since: float | None):
+        try:
+            rec = self.node.get(container_id)
+        except NotFound:
+            return
+        async for line in self.node.log_lines(rec, follow=follow, tail=tail, since=since):
+            yield line
+
     def _by_task(self, task_id: str):
         for rec in self.node.records.values():
             if _labels(rec).get(TASK_ID) == task_id:

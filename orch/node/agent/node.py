@@ -513,6 +513,47 @@ class Node:
             await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
         return rec["State"].get("ExitCode", 0)
 
+    async def log_lines(self, rec, *, follow: bool = False, tail: int | None = None, since: float | None = None):
+        """The container's json-file log as JSON lines ({"log", "stream", "time"}): what is there
+        (the last `tail`, from `since`), then, with `follow`, what is appended until the container
+        is no longer running and the file is drained. The file may rotate: when its inode changes
+        the old one is read to its end first, then the new one from the start."""
+        import json
+        import os
+
+        from orch.node.runtime import containerlog
+
+        path = self.store.log_path(rec["Id"])
+        entries = await trio.to_thread.run_sync(containerlog.read_entries, path)
+        for entry in containerlog.select_entries(entries, tail=tail, since=since):
+            yield json.dumps(entry) + "\n"
+        if not follow:
+            return
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        try:
+            f.seek(0, os.SEEK_END)
+            while True:
+                running = rec["Id"] in self.records and rec["State"]["Status"] in ("running", "paused")
+                chunk = f.read()
+                for line in chunk.splitlines(keepends=True):
+                    yield line.decode("utf-8", "replace")
+                try:
+                    if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                        f.close()
+                        f = open(path, "rb")
+                        continue
+                except FileNotFoundError:
+                    return
+                if not running:
+                    return
+                with trio.move_on_after(0.2):
+                    await self.changed.wait()
+        finally:
+            f.close()
+
     async def top(self, rec: dict, ps_args: str = "-ef") -> dict:
         if rec["State"]["Status"] not in ("running", "paused"):
             raise Conflict(f"container {self.display(rec)} is not running; start it first")

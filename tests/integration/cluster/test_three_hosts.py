@@ -121,3 +121,22 @@ def test_stack_spreads_pins_survives_a_host_cut_off_and_leaves_nothing(cluster, 
     assert h1.orch("stack", "ls").stdout.strip().splitlines()[1:] == []
     assert h1.orch("service", "ls", "-q").stdout.strip() == ""
     assert tasks(h1, "stack", "ps", "demo") == [] if h1.orch("stack", "ps", "demo", check=False).returncode == 0 else True
+
+
+def test_service_logs_come_from_every_node(cluster):
+    h1 = cluster.hosts[0]
+    h1.orch("service", "create", "--name", "talker", "--replicas", "3", "--replicas-max-per-node", "1", "-d",
+            "busybox:latest", "sh", "-c", "echo hello from $(hostname); exec sleep 100000")
+    try:
+        def three_lines():
+            out = h1.orch("service", "logs", "talker").stdout.splitlines()
+            return out if len(out) == 3 else None
+        lines = wait_for(three_lines, 60, "a line from each task")
+        assert sorted(line.split("@", 1)[1].split()[0] for line in lines) == ["h1", "h2", "h3"]
+        assert all(line.split("| ", 1)[1].startswith("hello from ") for line in lines)
+        assert all(line.startswith("talker.") for line in lines)
+        # From a worker: docker's refusal.
+        worker = cluster.hosts[1].orch("service", "logs", "talker", check=False)
+        assert worker.returncode != 0 and "not a swarm manager" in worker.stderr
+    finally:
+        h1.orch("service", "rm", "talker")

@@ -257,11 +257,6 @@ def test_service_update_scale_rollback_rm(cluster, capsys):
     assert (code, out) == (1, "") and err.startswith('orch: invalid argument "lots" for "--limit-memory" flag')
 
 
-def test_service_logs_says_it_is_not_there_yet(cluster, capsys):
-    code, out, err = orch_cmd(capsys, "service", "logs", "web")
-    assert code == 1 and out == "" and err.startswith("orch: service logs is not available yet") and err.count("\n") == 1
-
-
 def test_create_waits_for_convergence_and_prints_progress(cluster, capsys, monkeypatch):
     """Without -d the CLI follows the service; the fake sleep plays the leader: a task per poll."""
     member, client = cluster
