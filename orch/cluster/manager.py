@@ -21,6 +21,7 @@ The leader is the only writer of tasks; the CLI writes services, nodes' specs, s
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -110,8 +111,10 @@ class ManagerIdentity:
 
 class Manager:
     def __init__(self, store: Store, me: ManagerIdentity, *, clock: Callable[[], float] = time.time,
-                 lease_ttl: int = LEASE_TTL):
+                 lease_ttl: int = LEASE_TTL, keyring=None):
         self.store = store
+        self.keyring = keyring  # secretbox.Keyring: opens secrets for the nodes that need them
+        self._opened: dict[str, dict] = {}  # secret id -> its payload, opened once
         self.me = me
         self.clock = clock
         self.lease_ttl = lease_ttl
@@ -259,7 +262,38 @@ class Manager:
             if hit is None or hit[0] != key:
                 hit = memo[tid] = (key, assignment_of(task, cache.services.get(task.service_id)))
             out.append(hit[1])
-        return out, [], []
+        return out, *self._assets_for(node_id)
+
+    def _assets_for(self, node_id: str) -> tuple[list[dict], list[dict]]:
+        """The secrets and configs the node's tasks name, and nothing else (swarm's rule): a
+        secret's value opened with the managers' keyring, to travel inside the TLS session."""
+        cache = self.cache
+        secret_names: set[str] = set()
+        config_names: set[str] = set()
+        for tid in cache.tasks_by_node.get(node_id, ()):
+            task = cache.tasks.get(tid)
+            if task is None or task.desired_state > r.TaskState.RUNNING:
+                continue
+            secret_names.update(ref.secret_name for ref in task.spec.container_spec.secrets)
+            config_names.update(ref.config_name for ref in task.spec.container_spec.configs)
+        secrets = [self._secret_payload(s) for s in cache.secrets.values() if s.spec.name in secret_names]
+        configs = [{"id": c.id, "name": c.spec.name, "data": base64.b64encode(c.spec.data).decode()}
+                   for c in cache.configs.values() if c.spec.name in config_names]
+        return [s for s in secrets if s is not None], configs
+
+    def _secret_payload(self, secret: r.Secret) -> dict | None:
+        if self.keyring is None:
+            return None
+        hit = self._opened.get(secret.id)
+        if hit is None:
+            try:
+                plain = self.keyring.open(secret.spec.data, record_id=secret.id)
+            except OrchError as err:
+                print(f"manager: secret {secret.spec.name}: {err}", file=sys.stderr, flush=True)
+                return None
+            hit = self._opened[secret.id] = {"id": secret.id, "name": secret.spec.name,
+                                              "data": base64.b64encode(plain).decode()}
+        return hit
 
     async def report(self, node_id: str, updates) -> None:
         for u in updates:
@@ -313,14 +347,17 @@ class Manager:
         cache, dispatcher = self.cache, self.dispatcher
         if not changes:  # the cache was listed again: plan everything
             self._dirty = None
+        if cache is not None:
+            touched, cache.touched_nodes = cache.touched_nodes, set()
+            if dispatcher is not None:
+                for node_id in touched:
+                    dispatcher.node_changed(node_id)
         for c in changes:
             if c.kind is TASKS:
                 task = c.record or None
                 if task is not None:
                     if self._dirty is not None:
                         self._dirty.add(task.service_id)
-                    if dispatcher is not None and task.node_id:
-                        dispatcher.node_changed(task.node_id)
                 else:
                     self._assigned.pop(c.id, None)
                     if self._dirty is not None:

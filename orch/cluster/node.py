@@ -284,7 +284,7 @@ class ClusterNode:
         client = EtcdClient(endpoints, tls=tls)
         self.store = EtcdStore(client, limits=limits)
         self.control = Control(self.store, self.keyring)
-        self.manager = Manager(self.store, ManagerIdentity(state.node_id, state.advertise_addr))
+        self.manager = Manager(self.store, ManagerIdentity(state.node_id, state.advertise_addr), keyring=self.keyring)
         await nursery.start(self.manager.run)
         await nursery.start(transport.serve, state.listen_addr or state.advertise_addr,
                             self.identity.server_context(), self._handle)
@@ -758,6 +758,8 @@ class ClusterNode:
             if state.role == "manager" and self.store is not None:
                 await self._leave_as_manager(state)
             await self._remove_task_containers()
+            if self.node is not None:
+                await trio.to_thread.run_sync(self.node.release_task_files)
             await self._forget()
 
     async def _leave_as_manager(self, state: LocalState) -> None:

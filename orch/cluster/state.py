@@ -86,6 +86,9 @@ class Cache:
     # Tasks of a service share one TaskSpec value (records.SpecInterner): memory, and cheap
     # comparisons of what a task runs.
     specs: r.SpecInterner = field(default_factory=r.SpecInterner)
+    # Nodes whose tasks changed since the consumer last took them (a task deleted has no node
+    # to tell any more but this): the dispatcher pushes their assignments.
+    touched_nodes: set[str] = field(default_factory=set)
 
     def table(self, kind: Kind) -> dict:
         return {NODES: self.nodes, SERVICES: self.services, TASKS: self.tasks, NETWORKS: self.networks,
@@ -118,8 +121,10 @@ class Cache:
                     record = self.specs.task(record)
                 if old is not None and old.node_id and (record is None or old.node_id != record.node_id):
                     self.tasks_by_node[old.node_id].discard(record_id)
+                    self.touched_nodes.add(old.node_id)
                 if record is not None and record.node_id:
                     self.tasks_by_node[record.node_id].add(record_id)
+                    self.touched_nodes.add(record.node_id)
             if record is None:
                 table.pop(record_id, None)
             else:

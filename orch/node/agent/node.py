@@ -513,6 +513,41 @@ class Node:
             await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
         return rec["State"].get("ExitCode", 0)
 
+    def task_files(self, task_id: str) -> Path:
+        """A directory for a cluster task's secrets and configs, on a tmpfs of the node's own
+        (ORCH_RUN/task-files, mounted on first use; 0700, no exec, no devices), so that a
+        secret never touches a disk. Blocking: call it from a worker thread."""
+        import os
+
+        base = self.run_dir / "task-files"
+        if not os.path.ismount(base):
+            from orch.node.runtime.kernel import LinuxSyscalls
+
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
+            LinuxSyscalls().mount("tmpfs", str(base), "tmpfs", ("MS_NOSUID", "MS_NODEV", "MS_NOEXEC"), "mode=0700,size=64m")
+        path = base / task_id
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    def remove_task_files(self, task_id: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.run_dir / "task-files" / task_id, ignore_errors=True)
+
+    def release_task_files(self) -> None:
+        """Unmount the tasks' tmpfs (the node left its cluster): what was on it is gone."""
+        import os
+
+        base = self.run_dir / "task-files"
+        if os.path.ismount(base):
+            from orch.node.runtime.kernel import LinuxSyscalls
+
+            LinuxSyscalls().umount2(str(base), 2)  # MNT_DETACH
+        try:
+            base.rmdir()
+        except OSError:
+            pass
+
     async def log_lines(self, rec, *, follow: bool = False, tail: int | None = None, since: float | None = None):
         """The container's json-file log as JSON lines ({"log", "stream", "time"}): what is there
         (the last `tail`, from `since`), then, with `follow`, what is appended until the container

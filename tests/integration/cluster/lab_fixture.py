@@ -83,6 +83,6 @@ def tasks(host, *args: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def containers(host) -> list[dict]:
-    out = host.orch("ps", "--format", "{{json .}}", "--no-trunc").stdout
+def containers(host, all: bool = False) -> list[dict]:
+    out = host.orch("ps", *(["-a"] if all else []), "--format", "{{json .}}", "--no-trunc").stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
