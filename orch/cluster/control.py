@@ -173,12 +173,24 @@ class Control:
         now = self.clock()
         return r.Service(id=self.ids(), spec=spec, created_at=now, updated_at=now)
 
-    async def create_service(self, spec: r.ServiceSpec) -> str:
+    def _sealed_auth(self, auth: tuple[str, str] | None, service_id: str) -> bytes:
+        if auth is None:
+            return b""
+        if self.keyring is None:
+            raise Conflict("this manager has no key to seal registry credentials with")
+        import json
+
+        return self.keyring.seal(json.dumps({"username": auth[0], "password": auth[1]}).encode(),
+                                 record_id=f"registry-auth/{service_id}")
+
+    async def create_service(self, spec: r.ServiceSpec, *, registry_auth: tuple[str, str] | None = None) -> str:
         self.check_spec(spec)
         if await self.store.get(SERVICE_NAMES, spec.name) is not None:
             raise AlreadyExists(f"service {spec.name} already exists; use orch service update, or another name")
         await self._check_ports_free(spec, None)
         service = self._new_service(spec)
+        if registry_auth is not None:
+            service = service.model_copy(update={"registry_auth": self._sealed_auth(registry_auth, service.id)})
         try:
             await self.store.txn([Put(SERVICE_NAMES, NameEntry(name=spec.name, id=service.id), 0),
                                   Put(SERVICES, service, 0)])
@@ -205,7 +217,8 @@ class Control:
             "previous_spec_version": service.spec_version, "update_status": None, "updated_at": self.clock(),
         })
 
-    async def update_service(self, ref: str, version: int | None, spec: r.ServiceSpec) -> None:
+    async def update_service(self, ref: str, version: int | None, spec: r.ServiceSpec, *,
+                             registry_auth: tuple[str, str] | None = None) -> None:
         stored = await self.service(ref)
         if version is not None and version != stored.mod_revision:
             raise _out_of_sequence(f"service {ref}")
@@ -213,8 +226,11 @@ class Control:
             raise InvalidArgument(f"service {ref}: renaming a service is not supported")
         self.check_spec(spec)
         await self._check_ports_free(spec, stored.id)
+        updated = self._updated(stored.record, spec)
+        if registry_auth is not None:
+            updated = updated.model_copy(update={"registry_auth": self._sealed_auth(registry_auth, stored.id)})
         try:
-            await self.store.put(SERVICES, self._updated(stored.record, spec), expect=stored.mod_revision)
+            await self.store.put(SERVICES, updated, expect=stored.mod_revision)
         except StaleRecords:
             raise _out_of_sequence(f"service {ref}") from None
 
@@ -248,7 +264,8 @@ class Control:
         return (await self.store.list(TASKS)).items
 
     # -- stacks -------------------------------------------------------------------------------
-    async def deploy_stack(self, deployment: StackDeployment, *, prune: bool = False) -> list[str]:
+    async def deploy_stack(self, deployment: StackDeployment, *, prune: bool = False,
+                           registry_auth: dict[str, tuple[str, str]] | None = None) -> list[str]:
         """Create or update every part of the stack; the lines `stack deploy` prints."""
         ns = deployment.namespace
         for spec in deployment.services:
@@ -289,14 +306,21 @@ class Control:
                 record = model(id=record_id, spec=spec, created_at=now, updated_at=now)
                 groups.append([Put(names, NameEntry(name=spec.name, id=record_id), 0), Put(kind, record, 0)])
                 lines.append(f"Creating {NOUN[kind]} {spec.name}")
+        auths = registry_auth or {}
         for spec in deployment.services:
             other = services.get(spec.name)
+            auth = auths.get(spec.name)
             if other is None:
                 service = self._new_service(spec)
+                if auth is not None:
+                    service = service.model_copy(update={"registry_auth": self._sealed_auth(auth, service.id)})
                 groups.append([Put(SERVICE_NAMES, NameEntry(name=spec.name, id=service.id), 0), Put(SERVICES, service, 0)])
                 lines.append(f"Creating service {spec.name}")
-            elif other.record.spec != spec:
-                groups.append([Put(SERVICES, self._updated(other.record, spec), other.mod_revision)])
+            elif other.record.spec != spec or auth is not None:
+                updated = self._updated(other.record, spec) if other.record.spec != spec else other.record
+                if auth is not None:
+                    updated = updated.model_copy(update={"registry_auth": self._sealed_auth(auth, other.id)})
+                groups.append([Put(SERVICES, updated, other.mod_revision)])
                 lines.append(f"Updating service {spec.name} (id: {other.id})")
         if prune:
             wanted = {s.name for s in deployment.services}

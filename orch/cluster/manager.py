@@ -259,8 +259,13 @@ class Manager:
             # and a status update copies the rest by reference).
             key = (task.spec, task.desired_state, task.node_id, task.endpoint)
             hit = memo.get(tid)
+            service = cache.services.get(task.service_id)
+            key = (*key, service.registry_auth if service is not None else b"")
             if hit is None or hit[0] != key:
-                hit = memo[tid] = (key, assignment_of(task, cache.services.get(task.service_id)))
+                payload = assignment_of(task, service)
+                if service is not None and service.registry_auth:
+                    payload["registry_auth"] = self._open_auth(service)
+                hit = memo[tid] = (key, payload)
             out.append(hit[1])
         return out, *self._assets_for(node_id)
 
@@ -280,6 +285,16 @@ class Manager:
         configs = [{"id": c.id, "name": c.spec.name, "data": base64.b64encode(c.spec.data).decode()}
                    for c in cache.configs.values() if c.spec.name in config_names]
         return [s for s in secrets if s is not None], configs
+
+    def _open_auth(self, service: r.Service) -> dict | None:
+        """A service's registry credentials (`--with-registry-auth`), for its tasks' nodes."""
+        if self.keyring is None:
+            return None
+        try:
+            return json.loads(self.keyring.open(service.registry_auth, record_id=f"registry-auth/{service.id}"))
+        except (OrchError, ValueError) as err:
+            print(f"manager: registry credentials of service {service.spec.name}: {err}", file=sys.stderr, flush=True)
+            return None
 
     def _secret_payload(self, secret: r.Secret) -> dict | None:
         if self.keyring is None:

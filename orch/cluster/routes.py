@@ -85,22 +85,26 @@ def _version(request) -> int | None:
         raise InvalidArgument(f"query parameter version={value!r} is not an integer (the object's Version.Index)") from None
 
 
-def _no_registry_auth(request) -> None:
-    """X-Registry-Auth (`--with-registry-auth`): the cluster does not carry credentials to its
-    nodes yet, and a deploy that seemed to pass them would fail later on each node."""
+def _registry_auth(request) -> tuple[str, str] | None:
+    """X-Registry-Auth (`--with-registry-auth`): docker's base64url JSON credentials."""
     import base64
     import json
 
     header = request.headers.get("x-registry-auth")
     if not header:
-        return
+        return None
     try:
         value = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
     except ValueError:
-        value = header
-    if value:
-        raise InvalidArgument("registry credentials (--with-registry-auth) are not carried to the cluster's nodes yet; "
-                              "log in to the registry on each node (orch login), or use a public image")
+        raise InvalidArgument("X-Registry-Auth is not base64-encoded JSON credentials") from None
+    if not isinstance(value, dict) or not value:
+        return None
+    if "identitytoken" in value and "password" not in value:
+        raise InvalidArgument("X-Registry-Auth: identity tokens are not supported; log in with a user name and password")
+    username, password = value.get("username"), value.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise InvalidArgument("X-Registry-Auth: username and password must be strings")
+    return username, password
 
 
 def _json(value, status: int = 200) -> JSONResponse:
@@ -284,9 +288,9 @@ async def service_create(request):
     from orch.cluster import dockerjson as dj
 
     control = await _control(request)
-    _no_registry_auth(request)
+    auth = _registry_auth(request)
     spec = dj.service_spec_from_json(await _body(request))
-    service_id = await control.create_service(spec)
+    service_id = await control.create_service(spec, registry_auth=auth)
     return _json({"ID": service_id, "Warnings": None}, status=201)
 
 
@@ -303,7 +307,7 @@ async def service_update(request):
     from orch.cluster import dockerjson as dj
 
     control = await _control(request)
-    _no_registry_auth(request)
+    auth = _registry_auth(request)
     ref = request.path_params["id"]
     source = request.query_params.get("registryAuthFrom", "spec")
     if source not in ("spec", "previous-spec"):
@@ -316,7 +320,7 @@ async def service_update(request):
     elif rollback:
         raise InvalidArgument(f"query parameter rollback={rollback!r}: the only value is previous")
     else:
-        await control.update_service(ref, _version(request), dj.service_spec_from_json(body))
+        await control.update_service(ref, _version(request), dj.service_spec_from_json(body), registry_auth=auth)
     return _json({"Warnings": None})
 
 
@@ -416,9 +420,8 @@ async def stack_deploy(request):
     from orch.cluster import dockerswarm as ds
 
     control = await _control(request)
-    _no_registry_auth(request)
-    deployment, prune = ds.stack_deploy_from_json(await _body(request))
-    return _json({"Lines": await control.deploy_stack(deployment, prune=prune)})
+    deployment, prune, auths = ds.stack_deploy_from_json(await _body(request))
+    return _json({"Lines": await control.deploy_stack(deployment, prune=prune, registry_auth=auths)})
 
 
 async def stacks_list(request):

@@ -40,11 +40,11 @@ def _copy_store(seed: Path, root: Path) -> None:
             shutil.copy2(src, root / name)
 
 
-def open_lab(size: int, prefix: str):
+def open_lab(size: int, prefix: str, env: dict[str, str] | None = None):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, cgroups); run as root, as CI does")
     base = Path(tempfile.mkdtemp(prefix=f"orch-{prefix}-"))
-    lab = Lab(base / "hosts", size, prefix=prefix)
+    lab = Lab(base / "hosts", size, prefix=prefix, env=env)
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         seed = _bootstrap_once(base)
