@@ -60,6 +60,11 @@ COMMANDS = {
     "push": "orch.cli.registry:push",
     "login": "orch.cli.registry:login",
     "logout": "orch.cli.registry:logout",
+    # the cluster (docker swarm's grammar)
+    "swarm": "orch.cli.swarm:main",
+    "node": "orch.cli.node:main",
+    "service": "orch.cli.service:main",
+    "stack": "orch.cli.stack:main",
     # node
     "system": "orch.cli.system:system_group",
     "info": "orch.cli.system:info",
@@ -81,6 +86,9 @@ Networks:    network (create, ls, inspect, rm, prune, connect, disconnect)
 Volumes:     volume (create, ls, inspect, rm, prune)
 Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,
              login, logout
+Cluster:     swarm (init, join, join-token, leave, update), node (ls, inspect, update, promote,
+             demote, rm, ps), service (create, ls, ps, inspect, logs, scale, update, rollback,
+             rm), stack (deploy, ls, ps, services, rm)
 Node:        info, version, events, system (df, prune, info, events), agent, bootstrap
 
 Run 'orch COMMAND --help' for more on a command."""

@@ -401,12 +401,22 @@ def inspect_each(client, paths: list[str], fmt: str | None) -> int:
     return failed
 
 
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def print_inspected(objects: list, fmt: str | None) -> None:
     """What every `inspect` prints: each object through `--format`, or all of them as one JSON
     array, indented as docker prints it."""
     if fmt:
         for obj in objects:
-            print(render(fmt, obj))
+            # docker renders inspect templates on the JSON decoded into Go maps, whose keys
+            # `json` prints sorted ({{json .HostConfig.RestartPolicy}}).
+            print(render(fmt, _sorted(obj)))
     else:
         import json
 

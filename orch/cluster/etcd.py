@@ -429,11 +429,20 @@ class EtcdClient:
         resp = await self.call("cluster/member/list", {}, op="member list", idempotent=True)
         return [_member(m) for m in resp.get("members", ())]
 
-    async def member_add(self, peer_urls: Sequence[str]) -> tuple[Member, list[Member]]:
-        """Add a member by its peer URLs; (the new member, every member)."""
-        resp = await self.call("cluster/member/add", {"peerURLs": list(peer_urls)},
+    async def member_add(self, peer_urls: Sequence[str], *, learner: bool = False) -> tuple[Member, list[Member]]:
+        """Add a member by its peer URLs; (the new member, every member). A learner does not
+        vote, so adding one never costs the cluster its quorum while it catches up."""
+        body: dict[str, Any] = {"peerURLs": list(peer_urls)}
+        if learner:
+            body["isLearner"] = True
+        resp = await self.call("cluster/member/add", body,
                                op=f"member add {','.join(peer_urls)}", idempotent=False, timeout=max(self.timeout, 10.0))
         return _member(resp["member"]), [_member(m) for m in resp.get("members", ())]
+
+    async def member_promote(self, member_id: int) -> None:
+        """Make a learner a voting member (etcd refuses until it has caught up with the leader)."""
+        await self.call("cluster/member/promote", {"ID": str(member_id)}, op=f"member promote {member_id:x}",
+                        idempotent=False, timeout=max(self.timeout, 10.0))
 
     async def member_remove(self, member_id: int) -> None:
         await self.call("cluster/member/remove", {"ID": str(member_id)}, op=f"member remove {member_id:x}",

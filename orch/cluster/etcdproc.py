@@ -53,6 +53,7 @@ class MemberConfig:
     peer_port: int = 2380
     initial_cluster: tuple[tuple[str, str], ...] = ()  # (name, peer URL) of every member, this one included
     state: Literal["new", "existing"] = "new"
+    learner_id: int = 0  # the member id `add_learner` gave, while the member is a learner
     max_txn_ops: int = 1024
     max_request_bytes: int = 1572864
     quota_bytes: int = 2 << 30
@@ -67,6 +68,10 @@ class MemberConfig:
     @property
     def peer_url(self) -> str:
         return f"https://{_url_host(self.host)}:{self.peer_port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir.with_name(self.data_dir.name + ".pid")
 
     @property
     def log_file(self) -> Path:
@@ -142,6 +147,28 @@ class LocalMember:
         self._cancel.cancel()
 
 
+def _end_stale(config: MemberConfig) -> None:
+    """SIGKILL the member whose pid the pid file names, if it is still this data dir's etcd."""
+    try:
+        pid = int(config.pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if f"--data-dir={config.data_dir}".encode() not in cmdline:
+        return  # the pid was reused by something else
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        import select
+
+        select.select([fd], [], [], 10)
+    finally:
+        os.close(fd)
+
+
 async def _terminate(process: trio.Process) -> None:
     """SIGTERM, then SIGKILL: a member whose peers are gone may spend seconds trying to hand
     over raft leadership before it exits."""
@@ -169,7 +196,7 @@ def _log_tail(path: Path) -> str:
 
 
 async def wait_healthy(client: EtcdClient, process: trio.Process | None, log_file: Path | None,
-                       *, name: str | None = None, timeout: float = START_TIMEOUT) -> None:
+                       *, name: str | None = None, member_id: int = 0, timeout: float = START_TIMEOUT) -> None:
     """Wait until the member at `client.endpoint` answers over TLS and knows a leader, failing
     at once if its process exits. With `name`, the member answering must be that one (not
     another process that holds the port)."""
@@ -186,6 +213,13 @@ async def wait_healthy(client: EtcdClient, process: trio.Process | None, log_fil
                 if status.leader and not status.errors:
                     if name is None:
                         return
+                    if member_id:
+                        # A learner serves no member list: its id, which member add gave, says who it is.
+                        if status.member_id == member_id:
+                            return
+                        last = f"the member answering there is {status.member_id:x}, not {member_id:x}"
+                        await trio.sleep(delay)
+                        continue
                     answering = [m.name for m in await client.member_list() if m.id == status.member_id]
                     if answering == [name]:
                         return
@@ -205,6 +239,9 @@ async def run_member(config: MemberConfig, member: LocalMember | None = None, *,
     """Start the member, report it once healthy, and keep it running until cancelled."""
     member = member or LocalMember(config)
     await trio.to_thread.run_sync(partial(config.data_dir.mkdir, parents=True, exist_ok=True, mode=0o700))
+    # A member left running by an agent that was killed (kill -9 does not reach its children)
+    # holds the ports and the data: end it before starting ours.
+    await trio.to_thread.run_sync(_end_stale, config)
     log = await trio.to_thread.run_sync(partial(open, config.log_file, "ab"))
     delay = RESTART_MIN
     try:
@@ -216,8 +253,9 @@ async def run_member(config: MemberConfig, member: LocalMember | None = None, *,
                     trio.run_process, config.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False,
                     deliver_cancel=_terminate))
                 member.process = process
+                await trio.to_thread.run_sync(config.pid_file.write_text, str(process.pid))
                 if not started:
-                    await wait_healthy(client, process, config.log_file, name=config.name)
+                    await wait_healthy(client, process, config.log_file, name=config.name, member_id=config.learner_id)
                     started = True
                     task_status.started(member)
                     began = trio.current_time()
@@ -264,12 +302,12 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
     return out
 
 
-async def _member_add(client: EtcdClient, peer_url: str):
+async def _member_add(client: EtcdClient, peer_url: str, *, learner: bool = False):
     delay = 0.2
     deadline = trio.current_time() + JOIN_TIMEOUT
     while True:
         try:
-            return await client.member_add([peer_url])
+            return await client.member_add([peer_url], learner=learner)
         except Unavailable as err:
             # etcd's strict reconfiguration check: a member that joined less than 5 s ago does
             # not count yet, so adding the next one must wait a little.
@@ -291,6 +329,42 @@ async def add_member(client: EtcdClient, name: str, peer_url: str) -> tuple[tupl
                                 f"start it or remove it before adding {name}")
         cluster.append((member_name, m.peer_urls[0]))
     return tuple(cluster)
+
+
+async def add_learner(client: EtcdClient, name: str, peer_url: str) -> tuple[tuple[tuple[str, str], ...], int, tuple[str, ...]]:
+    """Announce a new member as a learner: (its initial cluster, its member id, the client URLs
+    of the voting members, which serve it until it is promoted). A learner that never starts
+    can be removed without quorum trouble, which a voting member that never starts cannot."""
+    new, members = await _member_add(client, peer_url, learner=True)
+    cluster = []
+    voters: list[str] = []
+    for m in members:
+        member_name = name if m.id == new.id else m.name
+        if not member_name:
+            raise SystemFailure(f"etcd member {m.id:x} ({', '.join(m.peer_urls)}) was added but never started; "
+                                f"start it or remove it before adding {name}")
+        cluster.append((member_name, m.peer_urls[0]))
+        if m.id != new.id and not m.is_learner:
+            voters.extend(m.client_urls)
+    return tuple(cluster), new.id, tuple(voters)
+
+
+async def promote_when_synced(client: EtcdClient, member_id: int, *, timeout: float = JOIN_TIMEOUT) -> None:
+    """Promote a learner once etcd agrees it has caught up (it refuses until then)."""
+    delay = 0.2
+    deadline = trio.current_time() + timeout
+    while True:
+        try:
+            await client.member_promote(member_id)
+            return
+        except OrchError as err:
+            # etcd: "can only promote a learner member which is in sync with leader" until it
+            # has caught up; "learner member not ready" while it starts.
+            retry = any(text in err.message for text in ("in sync with leader", "not ready", "unhealthy"))
+            if not retry or trio.current_time() + delay > deadline:
+                raise
+        await trio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 async def remove_member(client: EtcdClient, name: str) -> None:

@@ -282,7 +282,8 @@ class Store:
         """Every record of `kind` at one revision (the current one by default), read in pages."""
         if kind.singleton:
             item = await self._range(self.key(kind), None, revision=revision, limit=0)
-            return Listing([self._stored(kind, kv) for kv in item.kvs], item.revision)
+            # A response's header revision is the store's current one, not the one read at.
+            return Listing([self._stored(kind, kv) for kv in item.kvs], revision or item.revision)
         start = (self.root + kind.path).encode()
         end = prefix_end(start)
         items: list[Stored[R]] = []

@@ -64,10 +64,13 @@ ALLOWED: dict[str, set[str]] = {
     # Clients of the agent: they reach a node only through its API (orch.client, run.sock).
     # compose watch's ignore rules are docker's .dockerignore patterns (build.dockerignore, BORROWED).
     "compose": {"api", "client", "spec", "scheduler", "node.runtime.security", "build.dockerignore"},
-    "cluster": {"api", "client", "spec", "scheduler"},
+    # The cluster: its worker pulls a task's image with the node's registry client.
+    "cluster": {"api", "client", "spec", "scheduler", "registry"},
     "cli": {"api", "client", "spec", "scheduler", "compose", "node.runtime.reference",
             # the user's side of a registry: their credentials, `login`'s check, progress bars
-            "registry.credentials", "registry.names", "registry.auth", "registry.client", "registry.progress"},
+            "registry.credentials", "registry.names", "registry.auth", "registry.client", "registry.progress",
+            # `stack deploy` reads the stack files on the user's side, as docker's CLI does
+            "cluster.stackspec", "cluster.dockerswarm"},
     "__main__": {"cli"},
 }
 

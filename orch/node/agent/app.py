@@ -23,7 +23,7 @@ from orch.errors import OrchError
 from orch.node.agent import limits
 
 ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
-                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects", "routes_stats",
+                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects", "routes_cluster", "routes_stats",
                  "routes_archive")
 
 
@@ -139,6 +139,10 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, doors=
             # run.sock before orch.sock: a CLI that started this agent waits for orch.sock.
             await nursery.start(runsock.serve, node, str(run_dir / "run.sock"))
             await nursery.start(runsock.serve, node, str(run_dir / "build.sock"), BuildCommand)
+            # The node's cluster membership, if it is in one (else made on the first swarm request:
+            # orch.cluster costs about 0.5 s of imports, which an agent outside a cluster never pays).
+            if (root / "cluster" / "node.json").exists():
+                await node.cluster_member()
             await nursery.start(lambda task_status: hypercorn_serve(app, config, task_status=task_status))
             os.chmod(sock, 0o600)
             for door in doors:

@@ -27,7 +27,8 @@ def rename(node, rec: dict, new: str) -> None:
         raise InvalidArgument("Renaming a container with the same name as its current name")
     taken = {r["Name"].lstrip("/"): cid for cid, r in node.records.items()}
     if new in taken or new in node.reserved:
-        raise AlreadyExists(f'Conflict. The container name "/{new}" is already in use by container "{taken.get(new, "")}". '
+        raise AlreadyExists(f'Error when allocating new name: Conflict. The container name "/{new}" is already in use by container '
+                            f'"{taken.get(new, "")}". '
                             "You have to remove (or rename) that container to be able to reuse that name.")
     rec["Name"] = "/" + new
     node.save(rec)

@@ -62,6 +62,8 @@ class Node:
 
         self.pipes = HeldPipes()  # copies of the containers' pipes, for a restarted supervisor
         self.events = EventBus()  # docker's events (events.py), published where things happen
+        # Cluster membership (orch.cluster.node.ClusterNode); set by app.serve.
+        self.cluster = None
 
     # -- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -129,6 +131,16 @@ class Node:
         if op in ("start", "restart") and rec["Id"] in self.busy:
             raise Conflict(f"container {self.display(rec)} is being copied to or from; start it when the copy is done")
         return transition(rec["State"]["Status"], op, self.display(rec))
+
+    async def cluster_member(self):
+        """The node's orch.cluster.node.ClusterNode, made and started on first use."""
+        if self.cluster is None:
+            from orch.cluster.node import ClusterNode
+
+            member = ClusterNode(self.root, self)
+            await self.nursery.start(member.run)
+            self.cluster = member
+        return self.cluster
 
     # -- the supervisor -------------------------------------------------------------------------
     async def call(self, msg: dict, fds=()) -> dict:
@@ -570,6 +582,53 @@ class Node:
         else:  # not-running
             await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
         return rec["State"].get("ExitCode", 0)
+
+    def task_files(self, task_id: str) -> Path:
+        """A directory for a cluster task's secrets and configs, on a tmpfs of the node's own
+        (ORCH_RUN/task-files, mounted on first use; 0700, no exec, no devices), so that a
+        secret never touches a disk. Blocking: call it from a worker thread."""
+        import os
+
+        base = self.run_dir / "task-files"
+        if not os.path.ismount(base):
+            from orch.node.runtime.kernel import LinuxSyscalls
+
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
+            LinuxSyscalls().mount("tmpfs", str(base), "tmpfs", ("MS_NOSUID", "MS_NODEV", "MS_NOEXEC"), "mode=0700,size=64m")
+        path = base / task_id
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    def remove_task_files(self, task_id: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.run_dir / "task-files" / task_id, ignore_errors=True)
+
+    def release_task_files(self) -> None:
+        """Unmount the tasks' tmpfs (the node left its cluster): what was on it is gone."""
+        import os
+
+        base = self.run_dir / "task-files"
+        if os.path.ismount(base):
+            from orch.node.runtime.kernel import LinuxSyscalls
+
+            LinuxSyscalls().umount2(str(base), 2)  # MNT_DETACH
+        try:
+            base.rmdir()
+        except OSError:
+            pass
+
+    async def log_lines(self, rec, *, follow: bool = False, tail: int | None = None, since: float | None = None):
+        """The container's json-file log as JSON lines ({"log", "stream", "time"}), for orch.sock's
+        route and the cluster's worker: the entries logstream chooses by docker's rules (the last
+        `tail`, from `since`), then, with `follow`, what is appended until the container is no
+        longer running and the file is drained (across rotations)."""
+        import json
+
+        from orch.node.agent.logstream import entries
+
+        async for entry in entries(self, rec, follow=follow, tail=tail, since=since):
+            yield json.dumps(entry) + "\n"
 
     async def top(self, rec: dict, ps_args: str = "-ef") -> dict:
         if rec["State"]["Status"] not in ("running", "paused"):

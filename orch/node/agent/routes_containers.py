@@ -205,15 +205,13 @@ async def exec_(request):
 async def logs(request):
     """JSON lines, one log entry each ({"log", "stream", "time"}); with follow=1 the stream
     stays open until the container is no longer running and the file is drained."""
-    from orch.node.agent.logstream import entries
-
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
     follow, tail, since = flag(request, "follow"), number(request, "tail"), number(request, "since")
 
     async def body():
-        async for entry in entries(node, rec, follow=follow, tail=tail, since=since):
-            yield json.dumps(entry) + "\n"
+        async for line in node.log_lines(rec, follow=follow, tail=tail, since=since):
+            yield line
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
 

@@ -126,6 +126,11 @@ async def test_list_is_one_kind_at_one_revision(store, clock):
     assert [(s.id, s.record.value) for s in old.items] == [(f"i{i}", i) for i in range(7)]
     now = await store.list(ITEMS, page=2)
     assert [s.id for s in now.items] == ["i0", "i2", "i3", "i4", "i5", "i6", "i9"]
+    # A singleton read at a past revision says that revision too (watching from it + 1 must
+    # not skip what was written since).
+    await store.put(CONFIG, Config(period=8))
+    old_config = await store.list(CONFIG, revision=listing.revision)
+    assert old_config.revision == listing.revision and [s.record.period for s in old_config.items] == [7]
 
 
 async def test_a_txn_is_one_revision_and_atomic(store, clock):

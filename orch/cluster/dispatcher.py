@@ -1,0 +1,283 @@
+"""The leader's dispatcher: one session per worker, assignments out, task status and
+heartbeats in.
+
+Heartbeats are kept here, in memory, not in etcd: a beat proves a node is alive and nothing
+more, and writing one per node every period would cost etcd a write per node per period for
+nothing. A node whose beats stop for `period x misses` is reported Down once, to the backend
+(which writes it); a dispatcher that just became leader gives every node a full grace period
+from its own start, so a change of leader marks no healthy node Down.
+
+Assignments are pushed as differences: the session remembers what it last sent the worker
+and, when the backend says a node's tasks changed, sends what differs. A change that lands
+while a push is under way is picked up by the next one, so bursts coalesce on their own.
+
+The dispatcher decides nothing about tasks: the backend (the manager, over its watch-fed
+cache and etcd) answers what a node should run and records what the node reports.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from orch.cluster import protocol as p
+from orch.cluster.wire import Framed, FrameError
+from orch.cluster.worker import SESSION_ERRORS, describe_error
+from orch.errors import Unavailable
+
+DEFAULT_PERIOD = 5.0
+DEFAULT_MISSES = 3
+HELLO_TIMEOUT = 10.0
+MAX_TASKS_PER_ASSIGN = 500  # keeps one frame well under wire.MAX_FRAME
+LOG_QUEUE = 64  # log batches a reader may fall behind before its request is ended
+
+
+class Backend(Protocol):
+    """What the dispatcher needs from the manager."""
+
+    def is_leader(self) -> bool: ...
+
+    def leader_addr(self) -> str: ...
+
+    def managers(self) -> list[str]: ...
+
+    async def session_started(self, node_id: str, description: p.NodeDescription,
+                              running: list[p.TaskStatusUpdate]) -> None: ...
+
+    def assignments(self, node_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The node's tasks (each with an "id"), and the secrets and configs they need."""
+        ...
+
+    async def report(self, node_id: str, updates: list[p.TaskStatusUpdate]) -> None: ...
+
+    async def node_down(self, node_id: str, why: str) -> None: ...
+
+
+@dataclass
+class _Session:
+    node_id: str
+    sid: str
+    framed: Framed
+    changed: trio.Event = field(default_factory=trio.Event)
+    sent_tasks: dict[str, dict] = field(default_factory=dict)
+    sent_secrets: set[str] = field(default_factory=set)
+    sent_configs: set[str] = field(default_factory=set)
+    logs: dict[str, trio.MemorySendChannel] = field(default_factory=dict)  # log requests in flight
+
+
+class Dispatcher:
+    def __init__(self, backend: Backend, *, period: float = DEFAULT_PERIOD, misses: int = DEFAULT_MISSES):
+        self.backend = backend
+        self.period = period
+        self.misses = misses
+        self.sessions: dict[str, _Session] = {}
+        self.last_seen: dict[str, float] = {}
+        self.down: set[str] = set()
+        self._started_at = 0.0
+        self._period_changed = trio.Event()
+
+    @property
+    def grace(self) -> float:
+        return self.period * self.misses
+
+    def set_period(self, period: float) -> None:
+        """`swarm update --dispatcher-heartbeat`: sessions learn it with their next beat."""
+        self.period = period
+        self._period_changed.set()
+        self._period_changed = trio.Event()
+
+    def node_changed(self, node_id: str) -> None:
+        """The manager's cache saw a task (or secret) of this node change."""
+        session = self.sessions.get(node_id)
+        if session is not None:
+            session.changed.set()
+
+    def forget(self, node_id: str) -> None:
+        """A node removed from the cluster: end its session, stop watching its heartbeats."""
+        self.last_seen.pop(node_id, None)
+        self.down.discard(node_id)
+        session = self.sessions.pop(node_id, None)
+        if session is not None:
+            trio.lowlevel.spawn_system_task(_close_quietly, session.framed)
+        self._period_changed.set()
+        self._period_changed = trio.Event()
+
+    def known_nodes(self, node_ids) -> None:
+        """Nodes the cluster holds: each gets a grace period from now if it has none."""
+        now = trio.current_time()
+        for node_id in node_ids:
+            self.last_seen.setdefault(node_id, now)
+
+    # -- the watchdog -----------------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Mark nodes Down whose beats stopped. Runs while this manager leads."""
+        self._started_at = trio.current_time()
+        for node_id in self.last_seen:
+            self.last_seen[node_id] = self._started_at
+        task_status.started()
+        while True:
+            now = trio.current_time()
+            for node_id, seen in list(self.last_seen.items()):
+                if node_id not in self.down and now - seen > self.grace:
+                    self.down.add(node_id)
+                    session = self.sessions.get(node_id)
+                    if session is not None:
+                        await _close_quietly(session.framed)
+                    await self.backend.node_down(node_id, f"heartbeat failure (none for {now - seen:.1f} s)")
+            next_deadline = min((seen + self.grace for n, seen in self.last_seen.items() if n not in self.down),
+                                default=now + self.grace)
+            with trio.move_on_at(max(next_deadline, now) + 0.01):
+                await self._period_changed.wait()
+
+    # -- one session ---------------------------------------------------------------------------
+    async def serve(self, stream: trio.abc.Stream | Framed, node_id: str, first: dict | None = None) -> None:
+        """Serve a worker whose certificate names `node_id` until the session ends. `first`:
+        its hello, when the listener already read it to route the connection."""
+        framed = stream if isinstance(stream, Framed) else Framed(stream)
+        try:
+            if first is None:
+                with trio.fail_after(HELLO_TIMEOUT):
+                    first = await framed.receive()
+            if first is None:
+                return
+            hello = p.parse(first, {"hello": p.Hello})
+            if not self.backend.is_leader():
+                await framed.send(p.Redirect(leader=self.backend.leader_addr()).model_dump())
+                return
+            await self.backend.session_started(node_id, hello.description, hello.tasks)
+            session = _Session(node_id, secrets.token_hex(8), framed)
+            previous = self.sessions.get(node_id)
+            if previous is not None:  # the node reconnected: its old session is over
+                await _close_quietly(previous.framed)
+            self.sessions[node_id] = session
+            self.last_seen[node_id] = trio.current_time()
+            self.down.discard(node_id)
+            await framed.send(p.Welcome(session=session.sid, heartbeat_period=self.period,
+                                        managers=self.backend.managers()).model_dump())
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._push, session, nursery.cancel_scope)
+                    await self._receive(session)
+                    nursery.cancel_scope.cancel()
+            finally:
+                for channel in session.logs.values():
+                    channel.close()
+                session.logs.clear()
+                if self.sessions.get(node_id) is session:
+                    del self.sessions[node_id]
+        except* SESSION_ERRORS as group:
+            print(f"dispatcher: session of {node_id}: {describe_error(group)}", file=sys.stderr, flush=True)
+        finally:
+            await _close_quietly(framed)
+
+    async def _receive(self, session: _Session) -> None:
+        while True:
+            with trio.move_on_after(self.grace) as timer:
+                msg = await session.framed.receive()
+            if timer.cancelled_caught or msg is None:
+                return  # the watchdog marks it Down if it does not come back in time
+            self.last_seen[session.node_id] = trio.current_time()
+            parsed = p.parse(msg, p.TO_MANAGER)
+            if isinstance(parsed, p.Heartbeat):
+                await session.framed.send(p.Heartbeat(period=self.period).model_dump())
+            elif isinstance(parsed, p.Status):
+                await self.backend.report(session.node_id, parsed.updates)
+            elif isinstance(parsed, p.LogLines):
+                channel = session.logs.get(parsed.request)
+                if channel is not None:
+                    try:
+                        channel.send_nowait(parsed)
+                    except trio.WouldBlock:
+                        # The reader is too slow: end its request, never the session (which
+                        # carries the node's heartbeats).
+                        session.logs.pop(parsed.request, None)
+                        channel.close()
+                        await session.framed.send(p.LogsCancel(request=parsed.request).model_dump())
+                    except trio.BrokenResourceError:
+                        session.logs.pop(parsed.request, None)
+            else:
+                raise FrameError("a second hello in one session")
+
+    async def logs(self, node_id: str, task_id: str, *, follow: bool = False, tail: int | None = None,
+                   since: float | None = None):
+        """A task's log lines from the node that runs it (JSON lines of its json-file log), as an
+        async iterator; leaving it early cancels the request on the node."""
+        session = self.sessions.get(node_id)
+        if session is None:
+            raise Unavailable(f"node {node_id} is not connected; its tasks' logs are out of reach until it is back")
+        rid = secrets.token_hex(8)
+        send, receive = trio.open_memory_channel[p.LogLines](LOG_QUEUE)
+        session.logs[rid] = send
+        ended = False
+        try:
+            await session.framed.send(p.LogsRequest(request=rid, task_id=task_id, follow=follow, tail=tail,
+                                                    since=since).model_dump())
+            async for batch in receive:
+                for line in batch.lines:
+                    yield line
+                if batch.end:
+                    ended = True
+                    if batch.error:
+                        raise Unavailable(f"logs of task {task_id}: {batch.error}")
+                    return
+            raise Unavailable(f"logs of task {task_id}: the node's session ended, or this reader was too slow")
+        finally:
+            session.logs.pop(rid, None)
+            if not ended and self.sessions.get(node_id) is session:
+                with trio.move_on_after(1) as scope:
+                    scope.shield = True
+                    try:
+                        await session.framed.send(p.LogsCancel(request=rid).model_dump())
+                    except SESSION_ERRORS:
+                        pass
+
+    async def _push(self, session: _Session, scope: trio.CancelScope) -> None:
+        full = True
+        while True:
+            session.changed = trio.Event()
+            tasks, secrets_, configs = self.backend.assignments(session.node_id)
+            for message in compute_assign(session, tasks, secrets_, configs, full=full):
+                await session.framed.send(message.model_dump())
+            full = False
+            await session.changed.wait()
+
+
+def compute_assign(session: _Session, tasks, secrets_, configs, *, full: bool) -> list[p.Assign]:
+    """The messages that bring the worker from what it was sent to `tasks`, in frames of at
+    most MAX_TASKS_PER_ASSIGN tasks; the session's memory is updated as if they were sent."""
+    wanted = {t["id"]: t for t in tasks}
+    if full:
+        changed = list(wanted.values())
+        removed: list[str] = []
+        new_secrets = list(secrets_)
+        new_configs = list(configs)
+    else:
+        changed = [t for tid, t in wanted.items() if (sent := session.sent_tasks.get(tid)) is not t and sent != t]
+        removed = [tid for tid in session.sent_tasks if tid not in wanted]
+        new_secrets = [s for s in secrets_ if s["id"] not in session.sent_secrets]
+        new_configs = [c for c in configs if c["id"] not in session.sent_configs]
+    session.sent_tasks = wanted
+    session.sent_secrets = {s["id"] for s in secrets_}
+    session.sent_configs = {c["id"] for c in configs}
+    if not (full or changed or removed or new_secrets or new_configs):
+        return []
+    messages = []
+    for start in range(0, max(len(changed), 1), MAX_TASKS_PER_ASSIGN):
+        first = start == 0
+        messages.append(p.Assign(full=full and first, tasks=changed[start:start + MAX_TASKS_PER_ASSIGN],
+                                 removed=removed if first else [], secrets=new_secrets if first else [],
+                                 configs=new_configs if first else []))
+    return messages
+
+
+async def _close_quietly(framed: Framed) -> None:
+    with trio.move_on_after(1) as scope:
+        scope.shield = True
+        try:
+            await framed.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass

@@ -1,0 +1,514 @@
+"""The control plane of a manager node: leadership, the leader's reconcile loop, and the
+dispatcher's backend.
+
+Every manager runs `Manager.run`: it keeps an etcd session (a lease) and campaigns for the
+leader key. The one that wins leads until its term is lost (election.py cancels the work
+before another manager can win); the others wait, answer workers with a redirect, and serve
+the CLI's reads and writes straight from etcd.
+
+The leader, in one nursery:
+- follows the cluster through a watch-fed cache (state.Cache);
+- plans with the pure orchestrator (orch.scheduler.orchestrate.plan_cluster) whenever the
+  cache changes or a plan asked to be looked at again, and commits each plan as etcd
+  transactions that compare the revisions the plan was computed from plus the leader key's
+  create revision (a stale leader's commit fails; a racing one is planned again);
+- writes what workers report (task status, node up and down), coalesced per task and
+  batched into few transactions;
+- serves workers' sessions (dispatcher.py), whose assignments it answers from the cache.
+
+The leader is the only writer of tasks; the CLI writes services, nodes' specs, secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from orch.cluster import protocol as p
+from orch.cluster import records as r
+from orch.cluster.dispatcher import Dispatcher
+from orch.cluster.election import Term, open_leadership, open_session
+from orch.cluster.state import LEADER, NODES, TASKS, Cache, LeaderRecord, id_of_key, kind_of_key
+from orch.cluster.store import Change, Check, Delete, Put, Store
+from orch.errors import OrchError, Unavailable
+from orch.scheduler.clusterplan import ClusterPlan
+from orch.scheduler.orchestrate import plan_cluster
+
+LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
+STATUS_BATCH = 1000
+
+
+
+
+def assignment_of(task: r.Task, service: r.Service | None = None) -> dict:
+    """What a worker is told of a task: what to run and whether to, not the status it reports
+    itself (so that its own reports do not come back to it as changes)."""
+    return {
+        "service_labels": dict(service.spec.labels) if service is not None else {},
+        "id": task.id, "service_id": task.service_id, "service_name": task.service_name, "slot": task.slot,
+        "node_id": task.node_id, "desired_state": str(task.desired_state), "spec_digest": task.spec_digest,
+        "spec": task.spec.model_dump(mode="json", exclude_defaults=True),
+        "endpoint": task.endpoint.model_dump(mode="json", exclude_defaults=True),
+        "networks": [n.model_dump(mode="json") for n in task.networks],
+        "name": task.name, "container_name": task.container_name,
+    }
+
+
+def merge_status(task: r.Task, update: p.TaskStatusUpdate, now: float) -> r.Task | None:
+    """The task with what its node reported, or None when the report changes nothing or would
+    move the task's state backwards (a late report from before a newer one)."""
+    try:
+        state = r.TaskState(update.state)
+    except ValueError:
+        return None
+    old = task.status
+    if state < old.state:
+        return None
+    health = "none" if update.healthy is None else ("healthy" if update.healthy else "unhealthy")
+    container = r.ContainerStatus(container_id=update.container_id, exit_code=update.exit_code)
+    if (state == old.state and health == old.health and update.message == old.message
+            and (old.container_status or r.ContainerStatus()) == container):
+        return None
+    status = old.model_copy(update={
+        "state": state, "message": update.message, "err": update.err, "container_status": container, "health": health,
+        "timestamp": now if state != old.state else old.timestamp,
+        "health_changed_at": now if health != old.health else old.health_changed_at,
+        "started_at": now if state == r.TaskState.RUNNING and old.started_at is None else old.started_at,
+        "finished_at": now if state.terminal and old.finished_at is None else old.finished_at,
+    })
+    return task.model_copy(update={"status": status, "updated_at": now})
+
+
+def plan_ops(plan: ClusterPlan, max_ops: int) -> list[list]:
+    """A plan's batches as store operation groups (the fence is added by the caller)."""
+    groups = []
+    for batch in plan.batches(max_ops):
+        ops: list = []
+        for key, revision in batch.compares.items():
+            ops.append(Check(kind_of_key(key), id_of_key(key), revision))
+        for change in batch.changes:
+            kind = kind_of_key(change.key)
+            if change.op == "delete":
+                ops.append(Delete(kind, change.record.id))
+            else:
+                ops.append(Put(kind, change.record))
+        groups.append(ops)
+    return groups
+
+
+@dataclass
+class ManagerIdentity:
+    node_id: str
+    addr: str  # host:port workers reach this manager's dispatcher at
+
+
+class Manager:
+    def __init__(self, store: Store, me: ManagerIdentity, *, clock: Callable[[], float] = time.time,
+                 lease_ttl: int = LEASE_TTL, keyring=None):
+        self.store = store
+        self.keyring = keyring  # secretbox.Keyring: opens secrets for the nodes that need them
+        self._opened: dict[str, dict] = {}  # secret id -> its payload, opened once
+        self.me = me
+        self.clock = clock
+        self.lease_ttl = lease_ttl
+        self.term: Term | None = None
+        self.cache: Cache | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.leader: LeaderRecord | None = None
+        self.leading = trio.Event()  # set while this manager leads (tests wait on it)
+        self._wake = trio.Event()
+        self._dirty: set[str] | None = set()  # services to plan; None: all
+        self._status: dict[str, tuple[str, p.TaskStatusUpdate]] = {}
+        self._status_ready = trio.Event()
+        self._node_writes: dict[str, Callable[[r.Node], r.Node | None]] = {}
+        self.plans = 0
+        self.commits = 0
+        self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
+        self.log_plans = bool(os.environ.get("ORCH_LOG_PLANS"))  # one line per plan committed, in the agent's log
+        self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
+
+    # -- election -----------------------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                async with open_session(self.store, self.lease_ttl) as session:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._follow_leader)
+                        while not session.lost.is_set():
+                            async with open_leadership(self.store, session, LEADER,
+                                                       LeaderRecord(node_id=self.me.node_id, addr=self.me.addr)) as term:
+                                self.term = term
+                                print(f"manager: {self.me.node_id} leads (term {term.create_revision})", file=sys.stderr, flush=True)
+                                await self._lead(term)
+                            self._stop_leading(term.reason)
+                        nursery.cancel_scope.cancel()
+            except OrchError as err:
+                print(f"manager: {err}; campaigning again", file=sys.stderr, flush=True)
+            await trio.sleep(1)
+
+    def _stop_leading(self, why: str) -> None:
+        if self.leading.is_set():
+            print(f"manager: {self.me.node_id} stopped leading: {why}", file=sys.stderr, flush=True)
+            self.leading = trio.Event()
+        self.term = None
+        self.dispatcher = None
+
+    async def _follow_leader(self) -> None:
+        """Know who leads, to redirect workers to it."""
+        while True:
+            try:
+                stored = await self.store.get(LEADER)
+                self.leader = stored.record if stored else None
+                since = stored.mod_revision if stored else 0
+                rev = since or (await self.store.list(NODES)).revision
+                async with self.store.open_watch(LEADER, start_revision=rev + 1) as batches:
+                    async for batch in batches:
+                        for change in batch.changes:
+                            self.leader = change.record
+            except OrchError:
+                await trio.sleep(1)
+
+    async def serve_session(self, framed, node_id: str, hello: dict) -> None:
+        """A worker's session: served by the dispatcher while this manager leads, else
+        answered with a redirect to the leader."""
+        dispatcher = self.dispatcher if self.is_leader() else Dispatcher(self)
+        await dispatcher.serve(framed, node_id, hello)
+
+    async def send_service_logs(self, service_id: str, out: trio.MemorySendChannel, *, follow: bool = False,
+                                tail: int | None = None, since: float | None = None) -> None:
+        """Send (task, hostname, JSON log line) for every task of a service, from the nodes that
+        run them, into `out` as lines arrive, then close it; the leader only (its dispatcher
+        holds the sessions). A node that is not connected is one line of its own. A task of
+        its own, not an async generator: a nursery must not span a generator's yields."""
+        async with out:
+            cache, dispatcher = self.cache, self.dispatcher
+            if cache is None or dispatcher is None or not self.is_leader():
+                raise Unavailable("this manager is not the leader; ask the leader")
+            tasks = [t for t in cache.tasks.values() if t.service_id == service_id and t.node_id
+                     and t.status.container_status is not None]
+
+            async def one(task: r.Task, out) -> None:
+                node = cache.nodes.get(task.node_id)
+                hostname = node.description.hostname if node else task.node_id
+                async with out:
+                    try:
+                        async for line in dispatcher.logs(task.node_id, task.id, follow=follow, tail=tail, since=since):
+                            await out.send((task, hostname, line))
+                    except OrchError as err:
+                        await out.send((task, hostname, json.dumps({"log": f"orch: {err}\n", "stream": "stderr", "time": ""})))
+
+            try:
+                async with trio.open_nursery() as nursery:
+                    for task in tasks:
+                        nursery.start_soon(one, task, out.clone())
+            except* trio.BrokenResourceError:
+                pass  # the reader went away
+
+    # -- the dispatcher's backend -----------------------------------------------------------
+    def is_leader(self) -> bool:
+        return self.term is not None and not self.term.lost.is_set() and self.dispatcher is not None
+
+    def leader_addr(self) -> str:
+        return self.leader.addr if self.leader else ""
+
+    def managers(self) -> list[str]:
+        if self.cache is None:
+            return []
+        return sorted(n.manager_status.addr for n in self.cache.nodes.values()
+                      if n.manager_status is not None and n.manager_status.addr)
+
+    async def session_started(self, node_id: str, description: p.NodeDescription, running) -> None:
+        now = self.clock()
+
+        def update(node: r.Node) -> r.Node | None:
+            desc = r.NodeDescription(
+                hostname=description.hostname,
+                platform=r.Platform(os=description.os, architecture=description.architecture),
+                resources=r.Resources(nano_cpus=description.nano_cpus, memory_bytes=description.memory_bytes),
+                engine_labels=description.labels, engine_version=description.engine_version)
+            status = r.NodeStatus(state="ready", addr=description.addr, message="")
+            if node.description == desc and node.status == status:
+                return None
+            return node.model_copy(update={"description": desc, "status": status, "updated_at": now})
+
+        self._write_node(node_id, update)
+        for u in running:
+            self._status[u.task_id] = (node_id, u)
+        self._status_ready.set()
+
+    def assignments(self, node_id: str):
+        cache = self.cache
+        if cache is None:
+            return [], [], []
+        out = []
+        memo = self._assigned
+        for tid in cache.tasks_by_node.get(node_id, ()):
+            task = cache.tasks.get(tid)
+            if task is None:
+                continue
+            # A task's status changes far more often than what the node is told of it: keep the
+            # payload while the parts it is made of are the same objects (records are frozen,
+            # and a status update copies the rest by reference).
+            key = (task.spec, task.desired_state, task.node_id, task.endpoint)
+            hit = memo.get(tid)
+            service = cache.services.get(task.service_id)
+            key = (*key, service.registry_auth if service is not None else b"")
+            if hit is None or hit[0] != key:
+                payload = assignment_of(task, service)
+                if service is not None and service.registry_auth:
+                    payload["registry_auth"] = self._open_auth(service)
+                hit = memo[tid] = (key, payload)
+            out.append(hit[1])
+        return out, *self._assets_for(node_id)
+
+    def _assets_for(self, node_id: str) -> tuple[list[dict], list[dict]]:
+        """The secrets and configs the node's tasks name, and nothing else (swarm's rule): a
+        secret's value opened with the managers' keyring, to travel inside the TLS session."""
+        cache = self.cache
+        secret_names: set[str] = set()
+        config_names: set[str] = set()
+        for tid in cache.tasks_by_node.get(node_id, ()):
+            task = cache.tasks.get(tid)
+            if task is None or task.desired_state > r.TaskState.RUNNING:
+                continue
+            secret_names.update(ref.secret_name for ref in task.spec.container_spec.secrets)
+            config_names.update(ref.config_name for ref in task.spec.container_spec.configs)
+        secrets = [self._secret_payload(s) for s in cache.secrets.values() if s.spec.name in secret_names]
+        configs = [{"id": c.id, "name": c.spec.name, "data": base64.b64encode(c.spec.data).decode()}
+                   for c in cache.configs.values() if c.spec.name in config_names]
+        return [s for s in secrets if s is not None], configs
+
+    def _open_auth(self, service: r.Service) -> dict | None:
+        """A service's registry credentials (`--with-registry-auth`), for its tasks' nodes."""
+        if self.keyring is None:
+            return None
+        try:
+            return json.loads(self.keyring.open(service.registry_auth, record_id=f"registry-auth/{service.id}"))
+        except (OrchError, ValueError) as err:
+            print(f"manager: registry credentials of service {service.spec.name}: {err}", file=sys.stderr, flush=True)
+            return None
+
+    def _secret_payload(self, secret: r.Secret) -> dict | None:
+        if self.keyring is None:
+            return None
+        hit = self._opened.get(secret.id)
+        if hit is None:
+            try:
+                plain = self.keyring.open(secret.spec.data, record_id=secret.id)
+            except OrchError as err:
+                print(f"manager: secret {secret.spec.name}: {err}", file=sys.stderr, flush=True)
+                return None
+            hit = self._opened[secret.id] = {"id": secret.id, "name": secret.spec.name,
+                                              "data": base64.b64encode(plain).decode()}
+        return hit
+
+    async def report(self, node_id: str, updates) -> None:
+        for u in updates:
+            self._status[u.task_id] = (node_id, u)
+        self._status_ready.set()
+
+    async def node_down(self, node_id: str, why: str) -> None:
+        now = self.clock()
+
+        def update(node: r.Node) -> r.Node | None:
+            if node.status.state == "down":
+                return None
+            return node.model_copy(update={"status": node.status.model_copy(update={"state": "down", "message": why}),
+                                           "updated_at": now})
+
+        self._write_node(node_id, update)
+
+    def _write_node(self, node_id: str, fn: Callable[[r.Node], r.Node | None]) -> None:
+        previous = self._node_writes.get(node_id)
+        if previous is not None:
+            def both(node: r.Node, first=previous, second=fn) -> r.Node | None:
+                mid = first(node) or node
+                return second(mid) or (mid if mid is not node else None)
+            self._node_writes[node_id] = both
+        else:
+            self._node_writes[node_id] = fn
+        self._status_ready.set()
+
+    # -- leading ------------------------------------------------------------------------------
+    async def _lead(self, term: Term) -> None:
+        cache = Cache()
+        await cache.load(self.store)
+        self.cache = cache
+        settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
+        dispatcher = Dispatcher(self, period=settings.heartbeat_period, misses=settings.heartbeat_misses)
+        dispatcher.known_nodes(nid for nid, n in cache.nodes.items() if n.status.state != "down")
+        self._dirty = None
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(cache.follow, self.store, self._on_changes)
+                await nursery.start(dispatcher.run)
+                self.dispatcher = dispatcher
+                nursery.start_soon(self._reconcile, term)
+                nursery.start_soon(self._write_reports, term)
+                self.leading.set()
+                await trio.sleep_forever()
+        finally:
+            self.cache = None
+
+    def _on_changes(self, changes: list[Change]) -> None:
+        cache, dispatcher = self.cache, self.dispatcher
+        if not changes:  # the cache was listed again: plan everything
+            self._dirty = None
+        if cache is not None:
+            touched, cache.touched_nodes = cache.touched_nodes, set()
+            if dispatcher is not None:
+                for node_id in touched:
+                    dispatcher.node_changed(node_id)
+        for c in changes:
+            if c.kind is TASKS:
+                task = c.record or None
+                if task is not None:
+                    if self._dirty is not None:
+                        self._dirty.add(task.service_id)
+                else:
+                    self._assigned.pop(c.id, None)
+                    if self._dirty is not None:
+                        self._dirty = None  # a deleted task: its service is unknown here
+            elif c.kind is NODES:
+                self._dirty = None
+                if c.record is None:
+                    self._doomed.add(c.id)
+                    if dispatcher is not None:
+                        dispatcher.forget(c.id)
+                elif dispatcher is not None and c.record.status.state != "down":
+                    dispatcher.known_nodes([c.id])
+            elif self._dirty is not None:
+                if c.record is not None and isinstance(c.record, r.Service):
+                    self._dirty.add(c.id)
+                else:
+                    self._dirty = None
+        if dispatcher is not None and cache is not None and cache.cluster is not None:
+            period = cache.cluster.settings.heartbeat_period
+            if period != dispatcher.period:
+                dispatcher.set_period(period)
+        self._wake.set()
+
+    async def _reconcile(self, term: Term) -> None:
+        cache = self.cache
+        assert cache is not None
+        next_check: float | None = None
+        waiting: set[str] = set()
+        while True:
+            if self._dirty is not None and not self._dirty and next_check is None:
+                self._wake = trio.Event()
+                await self._wake.wait()
+            elif self._dirty is not None and not self._dirty:
+                self._wake = trio.Event()
+                with trio.move_on_after(max(0.0, next_check - self.clock())):
+                    await self._wake.wait()
+            dirty, self._dirty = self._dirty, set()
+            due = next_check is not None and self.clock() >= next_check
+            settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
+            # A pass covers the services whose records changed, and every service that waited
+            # in the last pass: what it waits for (another service's tasks, a node, a slot on
+            # one) may be what changed.
+            services = None if (dirty is None or due) else dirty | waiting
+            plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services)
+            self.plans += 1
+            next_check = plan.next_check_at
+            names = {w.service for w in plan.waiting}
+            waiting = {sid for sid, svc in cache.services.items() if svc.spec.name in names} if names else set()
+            if not plan.changes:
+                continue
+            if self.log_plans:
+                print(f"manager: {plan.summary()}", file=sys.stderr, flush=True)
+            await self._commit(term, plan, settings)
+
+    async def _commit(self, term: Term, plan: ClusterPlan, settings: r.ClusterSettings) -> None:
+        cache = self.cache
+        groups = [[*ops, term.fence] for ops in plan_ops(plan, max(2, settings.max_txn_ops - 1))]
+        try:
+            result = await self.store.commit(groups)
+        except OrchError as err:
+            print(f"manager: committing a plan: {err}", file=sys.stderr, flush=True)
+            self._dirty = None
+            await trio.sleep(0.5)
+            return
+        self.commits += result.transactions
+        if result.revision:
+            await cache.wait_revision(result.revision)
+        if result.rejected:
+            # Records changed under the plan: plan again once the cache has seen them.
+            self._dirty = None
+
+    async def _write_reports(self, term: Term) -> None:
+        cache = self.cache
+        while True:
+            await self._status_ready.wait()
+            self._status_ready = trio.Event()
+            pending, self._status = self._status, {}
+            node_writes, self._node_writes = self._node_writes, {}
+            now = self.clock()
+            groups: list[list] = []
+            retry: dict[str, tuple[str, p.TaskStatusUpdate]] = {}
+            requeued = False
+            for node_id, fn in node_writes.items():
+                node = cache.nodes.get(node_id)
+                if node is None:
+                    if node_id in self._doomed:
+                        continue
+                    # Not in the cache yet (a session that came before the watch delivered the
+                    # node's record): try again once the cache has moved.
+                    self._node_writes.setdefault(node_id, fn)
+                    requeued = True
+                    continue
+                new = fn(node)
+                if new is not None:
+                    groups.append([Put(NODES, new, expect=cache.revisions.get(node.key)), term.fence])
+            for task_id, (node_id, update) in pending.items():
+                task = cache.tasks.get(task_id)
+                if task is None or task.node_id != node_id:
+                    continue  # not (or no longer) this node's task: the assignment says so
+                new = merge_status(task, update, now)
+                if new is not None:
+                    groups.append([Put(TASKS, new, expect=cache.revisions.get(task.key)), term.fence])
+            if not groups:
+                if requeued:
+                    await cache.changed.wait()
+                    self._status_ready.set()
+                continue
+            for start in range(0, len(groups), STATUS_BATCH):
+                chunk = groups[start:start + STATUS_BATCH]
+                try:
+                    result = await self.store.commit(chunk)
+                except OrchError as err:
+                    print(f"manager: writing task status: {err}", file=sys.stderr, flush=True)
+                    await trio.sleep(0.5)
+                    result = None
+                if result is None or result.rejected:
+                    bad = set(range(len(chunk))) if result is None else set(result.rejected)
+                    for i in bad:
+                        record = chunk[i][0].record
+                        if isinstance(record, r.Task) and record.id in pending:
+                            retry[record.id] = pending[record.id]
+                        elif isinstance(record, r.Node) and record.id in node_writes:
+                            self._node_writes.setdefault(record.id, node_writes[record.id])
+                            requeued = True
+                if result is not None:
+                    self.commits += result.transactions
+                    if result.revision:
+                        await cache.wait_revision(result.revision)
+            if retry or requeued:
+                for task_id, item in retry.items():
+                    self._status.setdefault(task_id, item)
+                # What failed or waits for the cache goes again once the cache has moved.
+                await cache.changed.wait()
+                self._status_ready.set()
+
+
+def require_leader(manager: Manager) -> None:
+    if not manager.is_leader():
+        raise Unavailable("this manager is not the leader")

@@ -1,0 +1,178 @@
+"""The leader end to end in one process: MemoryStore, the manager's election, cache,
+orchestrator and dispatcher, and workers over in-memory streams running a FakeRuntime, all
+on trio's MockClock."""
+
+import pytest
+import trio
+import trio.testing
+
+from orch.cluster import records as r
+from orch.cluster.fakes import FakeRuntime
+from orch.cluster.manager import Manager, ManagerIdentity
+from orch.cluster.memstore import open_memory_store
+from orch.cluster import protocol as p
+from orch.cluster.state import CLUSTER, NODES, SERVICES, Cache
+from orch.cluster.worker import Worker
+from orch.scheduler import fakecluster as fc
+
+
+@pytest.fixture
+def autojump_clock():
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+class Cluster:
+    def __init__(self, store, nursery):
+        self.store = store
+        self.nursery = nursery
+        self.managers: dict[str, Manager] = {}
+        self.runtimes: dict[str, FakeRuntime] = {}
+        self.workers: dict[str, Worker] = {}
+        self.cut: set[str] = set()
+        self.streams: dict[str, list] = {}
+
+    async def add_manager(self, node_id):
+        m = Manager(self.store, ManagerIdentity(node_id, f"{node_id}:2377"), clock=trio.current_time, lease_ttl=5)
+        self.managers[f"{node_id}:2377"] = m
+        await self.nursery.start(m.run)
+        return m
+
+    async def add_worker(self, node_id):
+        await self.store.put(NODES, fc.node(node_id, state="unknown"))
+        runtime = FakeRuntime()
+
+        async def connect(addr):
+            if node_id in self.cut:
+                raise OSError("network is unreachable")
+            client, server = trio.testing.memory_stream_pair()
+            self.streams.setdefault(node_id, []).append((client, server))
+            self.nursery.start_soon(self.managers[addr].serve_session, server, node_id, None)
+            return client
+
+        worker = Worker(list(self.managers), connect, runtime, lambda: p.NodeDescription(hostname=node_id))
+        self.runtimes[node_id] = runtime
+        self.workers[node_id] = worker
+        await self.nursery.start(worker.run)
+
+    async def cut_node(self, node_id):
+        self.cut.add(node_id)
+        for client, server in self.streams.pop(node_id, []):
+            await client.aclose()
+            await server.aclose()
+
+    def running(self):
+        return sorted((nid, t) for nid, rt in self.runtimes.items() for t in rt.running_tasks())
+
+
+async def wait_until(manager, predicate):
+    while True:
+        cache = manager.cache
+        if cache is not None and predicate(cache):
+            return
+        if cache is None:
+            await trio.sleep(0.1)
+        else:
+            await cache.changed.wait()
+
+
+def running_tasks(cache: Cache, service_id: str):
+    return [t for t in cache.tasks.values() if t.service_id == service_id and t.status.state == r.TaskState.RUNNING
+            and t.desired_state == r.TaskState.RUNNING]
+
+
+async def test_deploy_spreads_and_a_down_node_is_replaced_then_trimmed(autojump_clock):
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        m = await c.add_manager("m1")
+        await m.leading.wait()
+        for nid in ("n1", "n2", "n3"):
+            await c.add_worker(nid)
+        await wait_until(m, lambda cache: all(n.status.state == "ready" for n in cache.nodes.values()))
+        await store.put(SERVICES, fc.service("web", replicas=6))
+        await wait_until(m, lambda cache: len(running_tasks(cache, "web")) == 6)
+        per_node = {nid: len(rt.running_tasks()) for nid, rt in c.runtimes.items()}
+        assert per_node == {"n1": 2, "n2": 2, "n3": 2}
+        assert {n.status.state for n in m.cache.nodes.values()} == {"ready"}
+
+        # n3 falls off the network: Down after 3 s, its two tasks start elsewhere.
+        began = trio.current_time()
+        await c.cut_node("n3")
+        await wait_until(m, lambda cache: cache.nodes["n3"].status.state == "down")
+        assert 2.9 <= trio.current_time() - began <= 4
+        await wait_until(m, lambda cache: len([t for t in running_tasks(cache, "web") if t.node_id != "n3"]) == 6)
+        assert len(c.runtimes["n3"].running_tasks()) == 2  # a partitioned worker keeps its containers
+
+        # n3 comes back: what it still runs was replaced, so it is stopped; six copies in all.
+        c.cut.discard("n3")
+        await wait_until(m, lambda cache: cache.nodes["n3"].status.state == "ready")
+        await c.runtimes["n3"].wait_for(lambda: not c.runtimes["n3"].running_tasks())
+        await wait_until(m, lambda cache: len(running_tasks(cache, "web")) == 6)
+        assert len(c.running()) == 6
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_second_manager_takes_over_when_the_leader_dies(autojump_clock):
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        with trio.CancelScope() as m1_scope:
+            pass
+        m1 = Manager(store, ManagerIdentity("m1", "m1:2377"), clock=trio.current_time, lease_ttl=5)
+        m2 = Manager(store, ManagerIdentity("m2", "m2:2377"), clock=trio.current_time, lease_ttl=5)
+        c.managers = {"m1:2377": m1, "m2:2377": m2}
+
+        async def run_m1(task_status=trio.TASK_STATUS_IGNORED):
+            with m1_scope:
+                await m1.run(task_status=task_status)
+
+        m1_scope = trio.CancelScope()
+        await nursery.start(run_m1)
+        await m1.leading.wait()
+        await nursery.start(m2.run)
+        for nid in ("n1", "n2"):
+            await c.add_worker(nid)
+        await store.put(SERVICES, fc.service("web", replicas=2))
+        await wait_until(m1, lambda cache: len(running_tasks(cache, "web")) == 2)
+        assert not m2.is_leader()
+
+        # The leader dies (its process is gone: no resign, the lease must run out).
+        began = trio.current_time()
+        m1_scope.cancel()
+        for nid in list(c.streams):
+            await c.cut_node(nid)
+            c.cut.discard(nid)
+        await m2.leading.wait()
+        assert trio.current_time() - began <= 10
+        # An update issued now completes under the new leader.
+        svc = (await store.get(SERVICES, "web"))
+        await store.put(SERVICES, fc.updated(svc.record, "busybox:2"), expect=svc.mod_revision)
+        await wait_until(m2, lambda cache: len([t for t in running_tasks(cache, "web")
+                                                if t.spec.container_spec.image == "busybox:2"]) == 2)
+        assert sum(len(rt.running_tasks()) for rt in c.runtimes.values()) == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_drain_after_a_node_came_back_moves_its_tasks(autojump_clock):
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        m = await c.add_manager("m1")
+        await m.leading.wait()
+        for nid in ("n1", "n2", "n3"):
+            await c.add_worker(nid)
+        await wait_until(m, lambda cache: all(n.status.state == "ready" for n in cache.nodes.values()))
+        await store.put(SERVICES, fc.service("web", replicas=3))
+        await store.put(SERVICES, fc.service("pinned", constraints=("node.id==n2",)))
+        await wait_until(m, lambda cache: len(running_tasks(cache, "web")) == 3 and len(running_tasks(cache, "pinned")) == 1)
+        await c.cut_node("n3")
+        await wait_until(m, lambda cache: len([t for t in running_tasks(cache, "web") if t.node_id != "n3"]) == 3)
+        c.cut.discard("n3")
+        await c.runtimes["n3"].wait_for(lambda: not c.runtimes["n3"].running_tasks())
+        node = (await store.get(NODES, "n2"))
+        await store.put(NODES, node.record.model_copy(update={"spec": node.record.spec.model_copy(update={"availability": "drain"})}),
+                        expect=node.mod_revision)
+        await wait_until(m, lambda cache: len([t for t in running_tasks(cache, "web") if t.node_id != "n2"]) == 3)
+        await c.runtimes["n2"].wait_for(lambda: not any(x.running and x.task["service_name"] == "web"
+                                                         for x in c.runtimes["n2"].containers.values()))
+        nursery.cancel_scope.cancel()
