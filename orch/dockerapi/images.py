@@ -202,10 +202,16 @@ class received:
         tmp.mkdir(mode=0o700, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="docker-body-", dir=tmp)
         self.path = name
-        async with trio.wrap_file(os.fdopen(fd, "wb")) as f:
-            async for chunk in self.request.stream():
-                if chunk:
-                    await f.write(chunk)
+        try:
+            async with trio.wrap_file(os.fdopen(fd, "wb")) as f:
+                async for chunk in self.request.stream():
+                    if chunk:
+                        await f.write(chunk)
+        except BaseException:
+            # A body that stopped coming, passed its bound or lost its client: __aexit__ is
+            # not called for a failed __aenter__, so what came of it is removed here.
+            os.unlink(self.path)
+            raise
         return self.path
 
     async def __aexit__(self, *exc):

@@ -93,6 +93,27 @@ def test_bodies_are_bounded(orch_engine):
     assert code == 200 and b"errorDetail" in body
 
 
+def test_an_archive_that_stops_coming_is_408(orch_engine):
+    """An archive route streams its body to a file with no size bound short of MAX_ARCHIVE: a
+    client that announces a big one and stops sending holds the connection BODY_IDLE seconds,
+    not forever (a slow-body attack), and what it sent is removed."""
+    from orch.node.agent import limits
+
+    tmp = os.path.join(orch_engine.env["ORCH_ROOT"], "tmp")
+    before = set(os.listdir(tmp)) if os.path.isdir(tmp) else set()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(limits.BODY_IDLE + 30)
+        s.connect(sock_path(orch_engine))
+        s.sendall(b"POST /v1.41/images/load HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (1 << 30) + b"\0" * 65536)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 408") and b"stopped coming" in data, data[:300]
+    after = set(os.listdir(tmp)) if os.path.isdir(tmp) else set()
+    assert after <= before, after - before
+
+
 def test_a_hijacked_connection_of_a_missing_container_is_a_plain_404(orch_engine):
     code, body = request(orch_engine, "POST", "/v1.41/containers/nope/attach?stream=1&stdout=1", headers="Upgrade: tcp\r\n")
     assert code == 404
