@@ -87,7 +87,14 @@ async def commit(request):
                                     author=req.get("author") or "", changes=list(req.get("changes") or []), created_by=created_by)
         finally:
             if frozen:
-                cgroups.thaw(rec.orch.cgroup)
+                try:
+                    cgroups.thaw(rec.orch.cgroup)
+                except OrchError:
+                    # The same race at the other end: a program that was exiting when the freeze
+                    # landed leaves an empty group, frozen at once, which the supervisor removes
+                    # when it reaps it (docker-py's commit of `touch /test` met it).
+                    if cgroups.exists(rec.orch.cgroup):
+                        raise
 
     image = await trio.to_thread.run_sync(work)
     return JSONResponse({"Id": image.id}, status_code=201)
