@@ -224,6 +224,23 @@ def _log_config(log: dict, req: dict, warnings: list[str]) -> None:
             raise InvalidArgument(f"unknown log option {key!r}; json-file takes max-size and max-file")
 
 
+def check_endpoint(where: str, endpoint: dict) -> None:
+    """Refuse what an endpoint's settings ask that orch does not do (a create's
+    EndpointsConfig, a connect's EndpointConfig): orch gives an endpoint one IPv4 address, its
+    own MAC address, and no legacy links; dropping these would give the program less than it
+    asked for without a word."""
+    if endpoint.get("Links"):
+        raise InvalidArgument(f"{where}.Links: {REFUSED['Links']}")
+    if endpoint.get("MacAddress"):
+        raise InvalidArgument(f"{where}.MacAddress: orch cannot set a MAC address")
+    ipam = endpoint.get("IPAMConfig") or {}
+    if ipam.get("IPv6Address"):
+        raise InvalidArgument(f"{where}.IPAMConfig.IPv6Address: orch's networks are IPv4 only; leave it out")
+    if ipam.get("LinkLocalIPs"):
+        raise InvalidArgument(f"{where}.IPAMConfig.LinkLocalIPs: orch gives an endpoint one IPv4 address and no "
+                              "link-local ones; leave them out")
+
+
 def _networks(body: dict, host: dict, endpoints: dict, req: dict) -> None:
     mode = host.get("NetworkMode") or ""
     if mode and mode != "default" and "network" not in req:
@@ -231,10 +248,7 @@ def _networks(body: dict, host: dict, endpoints: dict, req: dict) -> None:
     networks = []
     for name, endpoint in endpoints.items():
         endpoint = endpoint or {}
-        if endpoint.get("Links"):
-            raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{name}.Links: {REFUSED['Links']}")
-        if endpoint.get("MacAddress"):
-            raise InvalidArgument(f"NetworkingConfig.EndpointsConfig.{name}.MacAddress: orch cannot set a MAC address")
+        check_endpoint(f"NetworkingConfig.EndpointsConfig.{name}", endpoint)
         ipv4 = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None
         aliases = list(endpoint.get("Aliases") or [])
         target = req.get("network") if name == "default" else name

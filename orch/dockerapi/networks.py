@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from orch.dockerapi.common import answer, decoded, forward, json_body
+from orch.dockerapi.createbody import check_endpoint
 from orch.errors import InvalidArgument
 from orch.node.agent import routes_networks as agent
 
@@ -42,8 +43,7 @@ async def create(request: Request):
 async def connect(request: Request):
     body = await json_body(request, "POST /networks/{id}/connect")
     endpoint = body.get("EndpointConfig") or {}
-    if endpoint.get("Links"):
-        raise InvalidArgument("legacy links are not supported; containers on one network reach each other by name")
+    check_endpoint("EndpointConfig", endpoint)
     translated = {"container": body.get("Container") or "", "aliases": list(endpoint.get("Aliases") or []),
                   "ipv4_address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None}
     await forward(agent.connect, request, body=translated)

@@ -89,6 +89,12 @@ def test_fields_and_warnings(body, expected, warns):
     ({"HostConfig": {"NetworkMode": "none"}, "NetworkingConfig": {"EndpointsConfig": {"none": {"Aliases": ["x"]}}}},
      "aliases and addresses need a network"),
     ({"Cmd": [1]}, "Config.Cmd must be a list of strings"),
+    # an endpoint's settings orch does not apply (docker-py's tests send them)
+    ({"NetworkingConfig": {"EndpointsConfig": {"n": {"IPAMConfig": {"LinkLocalIPs": ["169.254.8.8"]}}}}},
+     "NetworkingConfig.EndpointsConfig.n.IPAMConfig.LinkLocalIPs"),
+    ({"NetworkingConfig": {"EndpointsConfig": {"n": {"IPAMConfig": {"IPv6Address": "2001:db8::33"}}}}},
+     "NetworkingConfig.EndpointsConfig.n.IPAMConfig.IPv6Address"),
+    ({"NetworkingConfig": {"EndpointsConfig": {"n": {"Links": ["a:b"]}}}}, "NetworkingConfig.EndpointsConfig.n.Links"),
 ])
 def test_refusals_name_the_field(body, words):
     with pytest.raises(InvalidArgument) as err:
