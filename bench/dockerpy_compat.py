@@ -19,6 +19,8 @@ Usage (as root):  python bench/dockerpy_compat.py [--source DIR] [--api-version 
   stopped and removed at the end.
 - DOCKER_TEST_API_VERSION (--api-version, default 1.41, the private dockerd 20.10's) is the
   same for both: the tests a version skips are skipped on both.
+- each test that passes on dockerd and not on orch is printed with why (WHY below: by design,
+  or a gap still to close); one the table does not know is marked NEW.
 """
 
 from __future__ import annotations
@@ -47,6 +49,54 @@ FILES = {
 TAGS = ("alpine:3.10", "alpine:latest", "hello-world:latest")
 REQUIREMENTS = ("requests", "urllib3", "paramiko", "websocket-client", "pytest", "pytest-timeout")
 CACHE = Path(os.environ.get("ORCH_TEST_CACHE", "/var/cache/orch-test"))
+
+# Why the tests that pass on dockerd fail on orch (docker-py 7.1's tests, API 1.41, as last
+# measured): "design" where orch refuses in one line what it does not do, or shows no value it
+# did not apply (a tuning knob is a warning, and inspect shows docker's zero); "gap" where orch
+# could do what dockerd does and does not yet. A failure not in this table is printed as new.
+DESIGN_LINKS = "design: legacy links are refused (one user-defined network, names)"
+DESIGN_TUNING = "design: a CPU tuning knob orch does not apply is warned, and inspect shows docker's zero, not the request"
+DESIGN_IPV6 = "design: orch's networks are IPv4 only"
+DESIGN_IPAM = "design: one IPv4 subnet a network, no IPRange or AuxiliaryAddresses"
+DESIGN_SWARM = "gap: docker.sock serves no /swarm/init (orch's cluster is on orch.sock's routes)"
+WHY = {
+    "api_container_test::ContainerCPUTest.test_container_cpu_shares": DESIGN_TUNING,
+    "api_container_test::ContainerCPUTest.test_container_cpuset": DESIGN_TUNING,
+    "api_container_test::CreateContainerTest.test_create_with_cpu_rt_options": DESIGN_TUNING + " (an xfail the test expects)",
+    "models_containers_test::ContainerTest.test_update": DESIGN_TUNING,
+    "api_container_test::CreateContainerTest.test_create_with_isolation": "design: Isolation is '' (Linux has no modes; dockerd says 'default')",
+    "api_container_test::CreateContainerTest.test_create_with_device_cgroup_rules": "design: docker's default device allow-list only",
+    "api_container_test::CreateContainerTest.test_create_with_links": DESIGN_LINKS,
+    "api_container_test::LinkTest.test_remove_link": DESIGN_LINKS,
+    "api_network_test::TestNetworks.test_connect_with_links": DESIGN_LINKS,
+    "api_network_test::TestNetworks.test_create_with_links": DESIGN_LINKS,
+    "api_container_test::CreateContainerTest.test_create_with_mac_address": "design: orch cannot set a MAC address",
+    "api_network_test::TestNetworks.test_connect_with_mac_address": "design: orch cannot set a MAC address (refused at connect)",
+    "api_container_test::CreateContainerTest.test_create_with_uts_mode": "design: a container has its own UTS namespace",
+    "api_container_test::CreateContainerTest.test_group_id_ints": "design: the program runs with its user's groups only (GroupAdd)",
+    "api_container_test::CreateContainerTest.test_group_id_strings": "design: the program runs with its user's groups only (GroupAdd)",
+    "api_container_test::CreateContainerTest.test_invalid_log_driver_raises_exception":
+        "design: orch's refusal adds what to do to dockerd's words, which the test compares whole",
+    "models_containers_test::ContainerCollectionTest.test_run_with_none_driver": "design: orch always keeps the json-file log ('none' is warned)",
+    "models_containers_test::ContainerTest.test_create_with_volume_driver": "design: the local volume driver only",
+    "api_network_test::TestNetworks.test_connect_with_ipv4_address": DESIGN_IPAM,
+    "api_network_test::TestNetworks.test_create_network_with_ipam_config": DESIGN_IPAM,
+    "api_network_test::TestNetworks.test_connect_with_ipv6_address": DESIGN_IPV6,
+    "api_network_test::TestNetworks.test_create_network_ipv6_enabled": DESIGN_IPV6,
+    "api_network_test::TestNetworks.test_create_with_ipv6_address": DESIGN_IPV6,
+    "api_network_test::TestNetworks.test_create_with_linklocal_ips": "design: one IPv4 address an endpoint (LinkLocalIPs refused)",
+    "api_network_test::TestNetworks.test_create_remove_network_with_space_in_name": "design: network names are DNS-safe",
+    "api_network_test::TestNetworks.test_create_with_driveropt": "gap: an endpoint's DriverOpts are not kept (inspect shows null)",
+    "models_containers_test::ContainerCollectionTest.test_run_with_networking_config": "gap: an endpoint's DriverOpts are not kept",
+    "api_network_test::TestNetworks.test_create_inspect_network_with_scope": DESIGN_SWARM,
+    "api_network_test::TestNetworks.test_create_network_attachable": DESIGN_SWARM,
+    "api_network_test::TestNetworks.test_create_network_ingress": DESIGN_SWARM,
+    "api_container_test::CreateContainerTest.test_create_with_environment_variable_no_value":
+        "gap: an Env entry without '=' (unset it) is dropped from Config.Env",
+    "api_container_test::CreateContainerTest.test_create_with_restart_policy":
+        "gap: between an 'always' container's exit and its restart orch shows it exited, so rm succeeds (dockerd: restarting, 409)",
+    "api_image_test::CommitTest.test_commit": "gap: orch's images record no Parent",
+}
 DEFAULT_SOURCE = "/work/.mirror/docker+docker-py/repo"
 
 
@@ -129,6 +179,7 @@ def summary(results: dict[str, dict[str, dict]]) -> None:
         print(f"\npassed on {b}, not on {a} ({len(lost)}):")
         for t in lost:
             print(f"  {t}: {results[a].get(t, {}).get('message', 'not run')}")
+            print(f"      why: {WHY.get(t, 'NEW: not in the table of known reasons')}")
         print(f"\npassed on {a}, not on {b} ({len(won)}):")
         for t in won:
             print(f"  {t}: {results[b].get(t, {}).get('message', 'not run')}")
