@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from orch.dockerapi.common import answer, boolean, decoded, forward, json_query, node_of
-from orch.errors import InvalidArgument, NotImplementedHere
+from orch.errors import InvalidArgument, NotImplementedHere, from_kind
 from orch.node.agent import routes_build, routes_images, routes_registry
 from orch.node.runtime import imageconfig, reference
 
@@ -112,15 +112,48 @@ def registry_auth(request: Request) -> dict | None:
     return {"username": value["username"], "password": value.get("password") or ""}
 
 
-def _docker_errors(response: StreamingResponse, ref: str | None = None) -> StreamingResponse:
+async def _docker_errors(response: StreamingResponse, ref: str | None = None) -> StreamingResponse:
     """The agent's progress stream with its error line in docker's shape. A pull's last line
     names the image ({"status": REF}) for `orch pull` to print; dockerd sends none (the
-    docker client prints the name itself), so it is left out."""
-    source = response.body_iterator
+    docker client prints the name itself), so it is left out.
+
+    A pull (`ref` given) that fails before it has the image's manifest is an HTTP error, as
+    dockerd's: dockerd says "Pulling from" once it has the manifest, and docker-py's
+    `images.pull` reads only the status (an error in the stream would pass as a pull, and a
+    stale local image would be used). orch's pull says "Pulling from" first, so that line is
+    held until the next one shows whether the registry answered."""
+    source = response.body_iterator.__aiter__()
     names = {ref, str(reference.parse(ref))} if ref else set()
+    buf = b""
+    first: list[bytes] = []
+    while ref is not None:
+        while b"\n" not in buf:
+            try:
+                chunk = await source.__anext__()
+            except StopAsyncIteration:
+                break
+            buf += chunk if isinstance(chunk, bytes) else chunk.encode()
+        line, sep, rest = buf.partition(b"\n")
+        if not sep:
+            break  # the stream ended: what is left is answered as it is
+        buf = rest
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if isinstance(event, dict) and "error" in event:
+            await source.aclose()
+            raise from_kind(event.get("kind", "error"), event["error"])
+        first.append(line)
+        if not (isinstance(event, dict) and set(event) == {"status"} and "Pulling from " in str(event["status"])):
+            break
 
     async def lines():
-        buf = b""
+        nonlocal buf
+        for line in first:
+            out = _docker_line(line, names)
+            if out:
+                yield out
         async for chunk in source:
             buf += chunk if isinstance(chunk, bytes) else chunk.encode()
             *done, buf = buf.split(b"\n")
@@ -165,7 +198,7 @@ async def create(request: Request):
         if request.query_params.get("platform") not in (None, "", "linux/amd64", "linux"):
             raise InvalidArgument(f"platform {request.query_params['platform']!r}: orch runs linux/amd64 images")
         body = {"ref": ref, "auth": registry_auth(request)}
-        return _docker_errors(await forward(routes_registry.pull_image, request, body=body), ref)
+        return await _docker_errors(await forward(routes_registry.pull_image, request, body=body), ref)
     source = request.query_params.get("fromSrc")
     if source is None:
         raise InvalidArgument("POST /images/create: give fromImage (pull) or fromSrc=- (import)")
@@ -186,7 +219,7 @@ async def push(request: Request):
     name = request.path_params["ref"]
     ref = _with_tag(name, request.query_params.get("tag"))
     body = {"ref": ref, "auth": registry_auth(request)}
-    return _docker_errors(await forward(routes_registry.push_image, request, body=body))
+    return await _docker_errors(await forward(routes_registry.push_image, request, body=body))
 
 
 # -- save, load -----------------------------------------------------------------------------------------

@@ -58,6 +58,21 @@ def test_dockerds_error_codes_and_words(orch_engine, dockerd_engine):
         assert code == 400, (engine.name, body)
 
 
+def test_a_pull_that_fails_before_its_progress_is_an_http_error_as_dockerds(orch_engine, dockerd_engine):
+    """docker-py's images.pull reads the status alone: a pull refused in the stream of a 200
+    would pass, and a stale local image be used."""
+    codes = {}
+    for engine in (orch_engine, dockerd_engine):
+        with socket.socket() as s:  # a port on loopback where no registry listens
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        code, body = request(engine, "POST", f"/v1.41/images/create?fromImage=127.0.0.1:{port}/nothing&tag=1")
+        assert f"127.0.0.1:{port}" in json.loads(body)["message"], (engine.name, body)
+        codes[engine.name] = code
+    # dockerd says 500 (its errdefs.System); orch's kind for a peer that does not answer is 503
+    assert codes["dockerd"] == 500 and codes["orch"] == 503, codes
+
+
 def test_versions_are_negotiated_as_dockerds(orch_engine):
     code, _ = request(orch_engine, "GET", "/_ping")
     assert code == 200
