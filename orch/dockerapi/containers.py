@@ -167,23 +167,43 @@ async def attach(request: Request) -> Response:
                               "use ctrl-<letter> or single characters, separated by commas") from None
     await request.body()
     tty = bool(rec["Config"].get("Tty"))
-    conn = await request.scope["extensions"]["orch.hijack"](stream_type(request, tty))
-    session = Session(conn, tty=tty, stdout=boolean(request, "stdout"), stderr=boolean(request, "stderr"),
-                      stdin=boolean(request, "stdin") and bool(rec["Config"].get("OpenStdin")), detach_keys=keys)
-    node.events.container(rec, "attach")  # dockerd's, at the attach (before a start)
+    stream, logs = boolean(request, "stream"), boolean(request, "logs")
+    session: Session | None = None
+    registered = False
+
+    def taken(conn) -> None:
+        """Before the 101 goes out (no checkpoint here): the session, holding its own sending
+        lock until the log is replayed, and, for a container that is not running, its place in
+        `pending`, so the start the client sends on reading the 101 finds it."""
+        nonlocal session, registered
+        session = Session(conn, tty=tty, stdout=boolean(request, "stdout"), stderr=boolean(request, "stderr"),
+                          stdin=boolean(request, "stdin") and bool(rec["Config"].get("OpenStdin")), detach_keys=keys)
+        session._sending.acquire_nowait()
+        hub = state.hubs.get(cid)
+        if stream and (hub is None or hub.exited.is_set()) and rec["State"]["Status"] not in ("running", "paused"):
+            state.pending.setdefault(cid, []).append(session)
+            registered = True
+
     try:
-        if boolean(request, "logs"):
-            await replay_log(node, rec, session)
-        if not boolean(request, "stream"):
+        await request.scope["extensions"]["orch.hijack"](stream_type(request, tty), taken)
+        node.events.container(rec, "attach")  # dockerd's, at the attach (before a start)
+        try:
+            if logs:
+                await replay_log(node, rec, session)
+        finally:
+            session._sending.release()
+        if not stream:
             return Taken()
         hub = state.hubs.get(cid)
-        if hub is not None and not hub.exited.is_set():
+        if not registered and hub is not None and not hub.exited.is_set():
             hub.add(session)
             await session.done.wait()
-        elif rec["State"]["Status"] in ("running", "paused"):
+        elif not registered and rec["State"]["Status"] in ("running", "paused"):
             await join_running(node, rec, session, state.console.get(cid))
         else:
-            state.pending.setdefault(cid, []).append(session)
+            if not registered:
+                state.pending.setdefault(cid, []).append(session)
+            # Waiting for the start (or in its hub already, if it came during the replay).
             async with trio.open_nursery() as nursery:
                 async def removed():
                     await node.wait_until(lambda: cid not in node.records)
@@ -195,18 +215,20 @@ async def attach(request: Request) -> Response:
         pass
     except OrchError as err:
         # The answer's head went out already: dockerd writes such an error on the stream.
-        with trio.move_on_after(2):
-            try:
-                await conn.send(f"Error: {err}\r\n".encode())
-            except (trio.BrokenResourceError, OSError):
-                pass
+        if session is not None:
+            with trio.move_on_after(2):
+                try:
+                    await session.conn.send(f"Error: {err}\r\n".encode())
+                except (trio.BrokenResourceError, OSError):
+                    pass
     finally:
-        waiting = state.pending.get(cid)
-        if waiting and session in waiting:
-            waiting.remove(session)
-            if not waiting:
-                del state.pending[cid]
-        await session.close()
+        if session is not None:
+            waiting = state.pending.get(cid)
+            if waiting and session in waiting:
+                waiting.remove(session)
+                if not waiting:
+                    del state.pending[cid]
+            await session.close()
     return Taken()
 
 

@@ -6,7 +6,8 @@ Why not hypercorn, which serves orch.sock: docker's attach and exec start answer
 same connection, both ways, with a half-close for the end of stdin. ASGI has no such door,
 and hypercorn refuses an upgrade it does not know. This server is small because h11 does the
 parsing: it runs the docker app (a Starlette app) for every request and offers one extension
-in the scope, `scope["extensions"]["orch.hijack"]`: awaiting it with a content type writes
+in the scope, `scope["extensions"]["orch.hijack"]`: awaiting it with a content type (and, if
+need be, a callback run before the answer goes out) writes
 the 101 (or, for a client that asked no upgrade, dockerd's `200 OK` with the raw stream's
 type) and returns a `Hijacked` connection, with the bytes the client already sent after its
 request. The handler then owns the connection until it returns; the server closes it.
@@ -186,7 +187,7 @@ class _Connection:
             "method": request.method.decode("ascii"), "scheme": "http",
             "path": unquote_to_bytes(path).decode("utf-8", "surrogateescape"), "raw_path": path, "query_string": query,
             "root_path": "", "headers": headers, "client": None, "server": None,
-            "extensions": {"orch.hijack": lambda content_type: self._hijack(content_type, upgrade)},
+            "extensions": {"orch.hijack": lambda content_type, on_taken=None: self._hijack(content_type, upgrade, on_taken)},
         }
         body_done = False
         response_started = False
@@ -265,8 +266,11 @@ class _Connection:
                 # A streamed answer that ended without its last chunk: the connection cannot be reused.
                 self.h11 = h11.Connection(h11.SERVER)
 
-    async def _hijack(self, content_type: str, upgrade: bool) -> Hijacked:
-        """Answer 101 (or 200) by hand and give the connection to the handler."""
+    async def _hijack(self, content_type: str, upgrade: bool, on_taken=None) -> Hijacked:
+        """Answer 101 (or 200) by hand and give the connection to the handler. `on_taken`, if
+        given, is called with the connection before the answer goes out: what it sets up is in
+        place before the client can act on the answer (docker's client starts a container as
+        soon as its attach is answered)."""
         if self.hijacked is not None:
             return self.hijacked
         if upgrade:
@@ -276,6 +280,8 @@ class _Connection:
         leftover, closed = self.h11.trailing_data
         self.hijacked = Hijacked(self.stream, self.early + leftover, closed or self.closed)
         self.early = b""
+        if on_taken is not None:
+            on_taken(self.hijacked)
         await self.stream.send_all(head.encode())
         return self.hijacked
 

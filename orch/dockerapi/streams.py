@@ -16,7 +16,9 @@ connections) belong, as dockerd broadcasts a container's output to every attache
 
 - docker's client attaches BEFORE it starts a container (`docker run`, `start -a`, compose's
   `up`): the attach waits in `pending` until POST /start, which starts the container with the
-  hub's pipes and hands the waiting sessions to the hub.
+  hub's pipes and hands the waiting sessions to the hub. It is in `pending` before its 101 goes
+  out, since the client starts the container as soon as it reads it; with logs=1 the log is
+  replayed first, and the hub's output to the session waits for it.
 - an attach to a container that runs already joins its hub if it has one, else the
   supervisor's attach (node.attach_running) gives the session's ends the output from now on
   and feeds its input to the held stdin pipe or pty, as `docker attach` does.
@@ -94,6 +96,12 @@ class Session:
         if not self.wants.get(stream) or not data:
             return
         async with self._sending:
+            await self.send_locked(stream, data)
+
+    async def send_locked(self, stream: str, data: bytes) -> None:
+        """`send` for the task that holds `_sending` already (an attach replaying the log
+        while a hub's output waits)."""
+        if self.wants.get(stream) and data:
             await self.conn.send(data if self.tty else frame(stream, data))
 
     def split_detach(self, data: bytes) -> tuple[bytes, bool]:
@@ -294,8 +302,9 @@ async def join_running(node, rec: dict, session: Session, tty_size=None) -> None
 
 
 async def replay_log(node, rec: dict, session: Session) -> None:
-    """attach?logs=1: what the container wrote so far."""
+    """attach?logs=1: what the container wrote so far. The caller holds the session's
+    `_sending`, so a start's output waits until the log is out."""
     from orch.node.agent.logstream import entries
 
     async for entry in entries(node, rec):
-        await session.send(entry.get("stream", "stdout"), entry.get("log", "").encode())
+        await session.send_locked(entry.get("stream", "stdout"), entry.get("log", "").encode())
