@@ -30,11 +30,9 @@ from dataclasses import dataclass
 from orch.api.args import Parser
 from orch.client import quoted
 from orch.errors import InvalidArgument, NotFound, UserError
+from orch.node.runtime.tarstream import GoTarFile
 
 GO_DIR, GO_SYMLINK, GO_DEVICE = 1 << 31, 1 << 27, 1 << 26
-# End a tar after its two zero blocks, as Go's archive/tar does (Python pads to 20 blocks):
-# the sizes printed are then docker's.
-tarfile.RECORDSIZE = tarfile.BLOCKSIZE
 
 
 class CopyError(UserError):
@@ -206,7 +204,7 @@ def tar_chunks(src: CopyInfo, renames: list[tuple[str, str]]):
 
     def write():
         try:
-            with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            with os.fdopen(w, "wb") as out, GoTarFile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # sizes as docker prints them
                 top = posixpath.join(source_dir, source_base)
                 for dirpath, rel in _walk(top, source_base):
                     info = tar.gettarinfo(dirpath, arcname=name_of(rel))

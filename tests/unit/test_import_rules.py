@@ -66,7 +66,7 @@ ALLOWED: dict[str, set[str]] = {
     "compose": {"api", "client", "spec", "scheduler", "node.runtime.security", "build.dockerignore"},
     # The cluster: its worker pulls a task's image with the node's registry client.
     "cluster": {"api", "client", "spec", "scheduler", "registry"},
-    "cli": {"api", "client", "spec", "scheduler", "compose", "node.runtime.reference",
+    "cli": {"api", "client", "spec", "scheduler", "compose", "node.runtime.reference", "node.runtime.tarstream",
             # the user's side of a registry: their credentials, `login`'s check, progress bars
             "registry.credentials", "registry.names", "registry.auth", "registry.client", "registry.progress",
             # `stack deploy` reads the stack files on the user's side, as docker's CLI does

@@ -42,12 +42,11 @@ import sys
 import tarfile
 import time
 
+from orch.node.runtime.tarstream import GoTarFile  # at the top: nothing of orch is read after the worker enters a container
+
 # Go's os.FileMode bits, which docker's path stat carries (api/types ContainerPathStat).
 GO_DIR, GO_SYMLINK, GO_DEVICE, GO_PIPE, GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
 GO_SETUID, GO_SETGID, GO_CHARDEV, GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 << 20
-# Go's archive/tar ends a stream after its two zero blocks; Python's pads it to 20 blocks (GNU
-# tar's -b20). docker's clients count the bytes ("Successfully copied 2.05kB"): end as Go does.
-tarfile.RECORDSIZE = tarfile.BLOCKSIZE
 # Mounts of the kernel's own file systems in a running container: never archived.
 KERNEL_FS = frozenset({"proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs"})
 
@@ -161,7 +160,7 @@ def write_tar(out, entries, skip: set[str]) -> None:
     """Stream (path, archive name) pairs as a tar, directories recursively (sorted, hard links
     once), never descending into `skip` (kernel mounts)."""
     names = Names()
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with GoTarFile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # ends as docker's
         for path, name in entries:
             _add(tar, path, name, names, skip)
 

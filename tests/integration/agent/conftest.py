@@ -40,7 +40,10 @@ class OrchNode:
         proc = subprocess.run([PYTHON, "-m", "orch", *args], env=dict(self.env, **(env or {})), capture_output=True, text=True,
                               timeout=timeout, input=input, cwd=cwd or self.base)
         if check and proc.returncode != 0:
-            raise AssertionError(f"orch {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+            log = self.root / "agent.log"
+            tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:]) if "agent exited" in proc.stderr and log.exists() else ""
+            raise AssertionError(f"orch {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+                                 + (f"\nagent.log (last lines):\n{tail}" if tail else ""))
         return proc
 
     def popen(self, *args, **kw) -> subprocess.Popen:
