@@ -40,9 +40,16 @@ from orch.cluster.store import Change, Check, Delete, Put, Store
 from orch.errors import OrchError, Unavailable
 from orch.scheduler.clusterplan import ClusterPlan
 from orch.scheduler.orchestrate import plan_cluster
+from orch.scheduler.taskindex import services_near_node
 
 LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
 STATUS_BATCH = 1000
+# At most this many tasks are created by one pass: a pass and its commit then take a fraction
+# of a second (about 30 µs a task to plan, as much to encode and commit), so heartbeats, the
+# lease's keepalives and sessions are served in between, and the first tasks of a large
+# deploy start while the rest are planned. At 100,000 tasks in one pass the leader held the
+# event loop for over 10 s and lost its lease, again and again.
+PASS_NEW_TASKS = 5000
 
 
 
@@ -84,6 +91,12 @@ def merge_status(task: r.Task, update: p.TaskStatusUpdate, now: float) -> r.Task
         "finished_at": now if state.terminal and old.finished_at is None else old.finished_at,
     })
     return task.model_copy(update={"status": status, "updated_at": now})
+
+
+def services_on_node(cache: Cache, node_id: str) -> set[str]:
+    """The services a change of node `node_id` can matter to (taskindex.services_near_node)."""
+    tasks = cache.tasks
+    return services_near_node(cache.index, cache.services, (tasks[tid] for tid in cache.tasks_by_node.get(node_id, ()) if tid in tasks))
 
 
 def plan_ops(plan: ClusterPlan, max_ops: int) -> list[list]:
@@ -367,18 +380,18 @@ class Manager:
             if dispatcher is not None:
                 for node_id in touched:
                     dispatcher.node_changed(node_id)
+            # The services whose tasks changed in a way a pass reads (a node's report that only
+            # moves a task forward is not one: see orch.scheduler.taskindex).
+            services, cache.touched_services = cache.touched_services, set()
+            if self._dirty is not None:
+                self._dirty |= services
         for c in changes:
             if c.kind is TASKS:
-                task = c.record or None
-                if task is not None:
-                    if self._dirty is not None:
-                        self._dirty.add(task.service_id)
-                else:
+                if c.record is None:
                     self._assigned.pop(c.id, None)
-                    if self._dirty is not None:
-                        self._dirty = None  # a deleted task: its service is unknown here
             elif c.kind is NODES:
-                self._dirty = None
+                if self._dirty is not None and cache is not None:
+                    self._dirty |= services_on_node(cache, c.id)
                 if c.record is None:
                     self._doomed.add(c.id)
                     if dispatcher is not None:
@@ -414,9 +427,12 @@ class Manager:
             settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
             # A pass covers the services whose records changed, and every service that waited
             # in the last pass: what it waits for (another service's tasks, a node, a slot on
-            # one) may be what changed.
+            # one) may be what changed. No such service, no pass.
             services = None if (dirty is None or due) else dirty | waiting
-            plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services)
+            if services is not None and not services:
+                continue
+            plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services,
+                                max_new=PASS_NEW_TASKS)
             self.plans += 1
             next_check = plan.next_check_at
             names = {w.service for w in plan.waiting}
@@ -431,7 +447,7 @@ class Manager:
         cache = self.cache
         groups = [[*ops, term.fence] for ops in plan_ops(plan, max(2, settings.max_txn_ops - 1))]
         try:
-            result = await self.store.commit(groups)
+            result = await self.store.commit(groups, echo=cache.echo)
         except OrchError as err:
             print(f"manager: committing a plan: {err}", file=sys.stderr, flush=True)
             self._dirty = None
@@ -483,7 +499,7 @@ class Manager:
             for start in range(0, len(groups), STATUS_BATCH):
                 chunk = groups[start:start + STATUS_BATCH]
                 try:
-                    result = await self.store.commit(chunk)
+                    result = await self.store.commit(chunk, echo=cache.echo)
                 except OrchError as err:
                     print(f"manager: writing task status: {err}", file=sys.stderr, flush=True)
                     await trio.sleep(0.5)
