@@ -57,14 +57,14 @@ GC_THRESHOLDS = (50_000, 20, 10)
 
 
 
-def assignment_of(task: r.Task, service: r.Service | None = None) -> dict:
+def assignment_of(task: r.Task, service: r.Service | None = None, spec_json: dict | None = None) -> dict:
     """What a worker is told of a task: what to run and whether to, not the status it reports
     itself (so that its own reports do not come back to it as changes)."""
     return {
         "service_labels": dict(service.spec.labels) if service is not None else {},
         "id": task.id, "service_id": task.service_id, "service_name": task.service_name, "slot": task.slot,
         "node_id": task.node_id, "desired_state": str(task.desired_state), "spec_digest": task.spec_digest,
-        "spec": task.spec.model_dump(mode="json", exclude_defaults=True),
+        "spec": spec_json if spec_json is not None else task.spec.model_dump(mode="json", exclude_defaults=True),
         "endpoint": task.endpoint.model_dump(mode="json", exclude_defaults=True),
         "networks": [n.model_dump(mode="json") for n in task.networks],
         "name": task.name, "container_name": task.container_name,
@@ -282,19 +282,20 @@ class Manager:
             return [], [], []
         out = []
         memo = self._assigned
+        tasks, services = cache.tasks, cache.services
         for tid in cache.tasks_by_node.get(node_id, ()):
-            task = cache.tasks.get(tid)
+            task = tasks.get(tid)
             if task is None:
                 continue
             # A task's status changes far more often than what the node is told of it: keep the
             # payload while the parts it is made of are the same objects (records are frozen,
             # and a status update copies the rest by reference).
-            key = (task.spec, task.desired_state, task.node_id, task.endpoint)
+            service = services.get(task.service_id)
+            key = (task.spec, task.desired_state, task.node_id, task.endpoint,
+                   service.registry_auth if service is not None else b"")
             hit = memo.get(tid)
-            service = cache.services.get(task.service_id)
-            key = (*key, service.registry_auth if service is not None else b"")
             if hit is None or hit[0] != key:
-                payload = assignment_of(task, service)
+                payload = assignment_of(task, service, cache.specs.as_json(task.spec))
                 if service is not None and service.registry_auth:
                     payload["registry_auth"] = self._open_auth(service)
                 hit = memo[tid] = (key, payload)
@@ -305,6 +306,8 @@ class Manager:
         """The secrets and configs the node's tasks name, and nothing else (swarm's rule): a
         secret's value opened with the managers' keyring, to travel inside the TLS session."""
         cache = self.cache
+        if not cache.secrets and not cache.configs:
+            return [], []
         secret_names: set[str] = set()
         config_names: set[str] = set()
         for tid in cache.tasks_by_node.get(node_id, ()):

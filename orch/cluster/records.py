@@ -637,11 +637,25 @@ class SpecInterner:
 
     def __init__(self):
         self._specs: dict[str, TaskSpec] = {}
+        # id -> JSON form of each shared spec (they stay alive in _specs, so their ids are
+        # theirs): a task that already carries a shared spec costs a lookup, not a dump.
+        self._json: dict[int, dict] = {}
 
     def task(self, task: Task) -> Task:
-        key = task.spec.model_dump_json()
-        spec = self._specs.setdefault(key, task.spec)
-        return task if spec is task.spec else task.model_copy(update={"spec": spec})
+        spec = task.spec
+        if id(spec) in self._json:
+            return task
+        key = spec.model_dump_json()
+        shared = self._specs.setdefault(key, spec)
+        if id(shared) not in self._json:
+            self._json[id(shared)] = shared.model_dump(mode="json", exclude_defaults=True)
+        return task if shared is spec else task.model_copy(update={"spec": shared})
+
+    def as_json(self, spec: TaskSpec) -> dict:
+        """spec.model_dump(mode="json", exclude_defaults=True), made once per shared spec; the
+        caller must not change it."""
+        hit = self._json.get(id(spec))
+        return hit if hit is not None else spec.model_dump(mode="json", exclude_defaults=True)
 
     def __len__(self) -> int:
         return len(self._specs)
