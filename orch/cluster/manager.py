@@ -157,6 +157,10 @@ class Manager:
         self.leading = trio.Event()  # set while this manager leads (tests wait on it)
         self._wake = trio.Event()
         self._dirty: set[str] | None = set()  # services to plan; None: all
+        # While a plan is being committed, the nodes its transactions touch are told once it is
+        # all in, not once per transaction (a pass of 5,000 new tasks touches every node in
+        # each of its transactions).
+        self._committing = False
         self._status: dict[str, tuple[str, p.TaskStatusUpdate]] = {}
         self._status_ready = trio.Event()
         self._node_writes: dict[str, Callable[[r.Node], r.Node | None]] = {}
@@ -398,11 +402,8 @@ class Manager:
         cache, dispatcher = self.cache, self.dispatcher
         if not changes:  # the cache was listed again: plan everything
             self._dirty = None
-        if cache is not None:
-            touched, cache.touched_nodes = cache.touched_nodes, set()
-            if dispatcher is not None:
-                for node_id in touched:
-                    dispatcher.node_changed(node_id)
+        if cache is not None and not self._committing:
+            self._push_touched()
             # The services whose tasks changed in a way a pass reads (a node's report that only
             # moves a task forward is not one: see orch.scheduler.taskindex).
             services, cache.touched_services = cache.touched_services, set()
@@ -431,6 +432,16 @@ class Manager:
             if period != dispatcher.period:
                 dispatcher.set_period(period)
         self._wake.set()
+
+    def _push_touched(self) -> None:
+        """Tell the dispatcher which nodes' tasks changed since it was last told."""
+        cache, dispatcher = self.cache, self.dispatcher
+        if cache is None:
+            return
+        touched, cache.touched_nodes = cache.touched_nodes, set()
+        if dispatcher is not None:
+            for node_id in touched:
+                dispatcher.node_changed(node_id)
 
     async def _reconcile(self, term: Term) -> None:
         cache = self.cache
@@ -469,16 +480,21 @@ class Manager:
     async def _commit(self, term: Term, plan: ClusterPlan, settings: r.ClusterSettings) -> None:
         cache = self.cache
         groups = [[*ops, term.fence] for ops in plan_ops(plan, max(2, settings.max_txn_ops - 1))]
+        self._committing = True
         try:
-            result = await self.store.commit(groups, echo=cache.echo)
-        except OrchError as err:
-            print(f"manager: committing a plan: {err}", file=sys.stderr, flush=True)
-            self._dirty = None
-            await trio.sleep(0.5)
-            return
-        self.commits += result.transactions
-        if result.revision:
-            await cache.wait_revision(result.revision)
+            try:
+                result = await self.store.commit(groups, echo=cache.echo)
+            except OrchError as err:
+                print(f"manager: committing a plan: {err}", file=sys.stderr, flush=True)
+                self._dirty = None
+                await trio.sleep(0.5)
+                return
+            self.commits += result.transactions
+            if result.revision:
+                await cache.wait_revision(result.revision)
+        finally:
+            self._committing = False
+            self._push_touched()
         if result.rejected:
             # Records changed under the plan: plan again once the cache has seen them.
             self._dirty = None
