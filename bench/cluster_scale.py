@@ -64,12 +64,38 @@ def sizes_for(total: int) -> list[int]:
 # -- roles run as child processes ---------------------------------------------------------------
 
 def role_manager(args) -> None:
+    import gc
+
     import trio
 
     from orch.cluster.hollow import HollowRuntime
     from orch.cluster.node import ClusterNode
 
+    # ORCH_BENCH_GC=1: each manager logs the time its cyclic garbage collector took, by
+    # generation, every 5 s (a collection pauses the whole event loop).
+    gc_time = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
+    gc_began = [0.0]
+
+    def on_gc(phase, info):
+        if phase == "start":
+            gc_began[0] = time.perf_counter()
+        else:
+            entry = gc_time[info["generation"]]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - gc_began[0]
+
+    if os.environ.get("ORCH_BENCH_GC"):
+        gc.callbacks.append(on_gc)
+
+    async def report_gc():
+        while True:
+            await trio.sleep(5)
+            print("gc: " + ", ".join(f"gen{g} {n} in {t:.2f} s" for g, (n, t) in gc_time.items())
+                  + f"; counts {gc.get_count()}, {gc.get_freeze_count()} frozen", file=sys.stderr, flush=True)
+
     async def main() -> None:
+        if os.environ.get("ORCH_BENCH_GC"):
+            trio.lowlevel.spawn_system_task(report_gc)
         member = ClusterNode(Path(args.dir), node=None, runtime=HollowRuntime(), etcd_ports=(args.etcd_client, args.etcd_peer))
         async with trio.open_nursery() as nursery:
             await nursery.start(member.run)
@@ -86,7 +112,14 @@ def role_manager(args) -> None:
 def role_fleet(args) -> None:
     import trio
 
+    import gc
+
     from orch.cluster.hollow import HollowFleet
+    from orch.cluster.manager import GC_THRESHOLDS
+
+    # The fleet stands in for a thousand worker processes of a hundred tasks each: with the
+    # collector's defaults, its one heap of 100,000 tasks cost it full collections no worker has.
+    gc.set_threshold(*GC_THRESHOLDS)
 
     async def main() -> None:
         fleet = HollowFleet(Path(args.dir))
@@ -137,6 +170,29 @@ class Proc:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_of(fragment: str) -> int:
+    """The process whose command line holds `fragment` (this bench's own etcd members)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if fragment.encode() in f.read():
+                        return int(entry)
+            except OSError:
+                continue
+    return 0
 
 
 def rss_mb(pid: int) -> float:
@@ -289,8 +345,13 @@ def main() -> None:
         return role_manager(args)
     if args.role == "fleet":
         return role_fleet(args)
+    import gc
+
     import trio
 
+    from orch.cluster.manager import GC_THRESHOLDS
+
+    gc.set_threshold(*GC_THRESHOLDS)  # the bench's own watch holds every task too
     trio.run(bench, args)
 
 
@@ -388,12 +449,20 @@ async def run_bench(args, nursery) -> None:
         specs = tuple(fc.service(f"app{i}", replicas=n).spec for i, n in enumerate(sizes_for(args.tasks)))
         spies = start_profiles(args.profile, {"leader": managers[0][0].p.pid, "fleet": fleet.p.pid})
         metrics_before = await trio.to_thread.run_sync(etcd_metrics, etcd_urls[0], tls)
+        watched = {"leader": managers[0][0].p.pid, "fleet": fleet.p.pid,
+                   "etcd": pid_of(f"--data-dir={managers[0][1]}/cluster/etcd"), "bench": os.getpid()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+        load_before = os.getloadavg()[0]
         began = time.monotonic()
         await control.deploy_stack(StackDeployment("scale", specs, (), (), ()))
         await tasks.wait(lambda: tasks.running() >= args.tasks)
         took = time.monotonic() - began
         stop_profiles(spies)
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
         row("stack deploy until all running", f"{took:.1f} s, {args.tasks / took:,.0f} tasks/s", ANCHORS["deploy"])
+        row("  CPU used meanwhile (s)", ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()),
+            f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores, shared)")
+        row("  leader CPU per task", f"{cpu['leader'] / args.tasks * 1e6:.0f} µs")
 
         status = await client.status()
         leader = (await store.get(LEADER)).record
@@ -401,7 +470,7 @@ async def run_bench(args, nursery) -> None:
         row("leader manager RSS", f"{rss_mb(leader_proc.p.pid):.0f} MB")
         row("etcd database size", f"{status.db_size / 1e6:.1f} MB")
         used = etcd_requests(metrics_before, await trio.to_thread.run_sync(etcd_metrics, etcd_urls[0], tls))
-        row("etcd requests per task (deploy)", f"{sum(v for k, v in used.items() if k[0].isupper()) / args.tasks:.2f}"
+        row("etcd requests per 1,000 tasks (deploy)", f"{sum(v for k, v in used.items() if k[0].isupper()) * 1000 / args.tasks:.1f}"
             f" ({', '.join(f'{k} {v:,}' for k, v in sorted(used.items()))})")
 
         # A node drops off.
