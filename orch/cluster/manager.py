@@ -102,19 +102,26 @@ def services_on_node(cache: Cache, node_id: str) -> set[str]:
     return services_near_node(cache.index, cache.services, (tasks[tid] for tid in cache.tasks_by_node.get(node_id, ()) if tid in tasks))
 
 
-def lead_gc() -> None:
-    """Make Python's cyclic garbage collector affordable for a leader holding 100,000 tasks.
+def tune_gc() -> None:
+    """Make Python's cyclic garbage collector affordable for a manager that holds (or may
+    load, when it comes to lead) 100,000 tasks.
 
     Records are acyclic and freed by reference counting; the collector only finds cycles (trio
     tasks and exceptions). With its defaults it ran a full collection, which walks every object
     of the heap (over a million at 100,000 tasks), each time the survivors of a pass's
     temporaries added a quarter to it: 69 s of a 100,000-task deploy, pauses of a second that
-    cost the leader its lease. So: young collections every 50,000 net allocations, not 700
-    (a pass's temporaries die young instead of being promoted), and the cache just loaded is
-    frozen out of the collector's walks (gc.freeze: it is freed by reference counts all the
-    same; a cycle frozen with it would stay, which records never form)."""
+    cost the leader its lease; a manager taking over spent 17 to 24 s in 29 full collections
+    while loading the cache, lost its lease, and leadership went back and forth. So: young
+    collections every 50,000 net allocations, not 700 (a pass's temporaries die young instead
+    of being promoted), on every manager from its start."""
     if gc.get_threshold() != GC_THRESHOLDS:
         gc.set_threshold(*GC_THRESHOLDS)
+
+
+def lead_gc() -> None:
+    """The cache just loaded is frozen out of the collector's walks (gc.freeze: it is freed by
+    reference counts all the same; a cycle frozen with it would stay, which records never form)."""
+    tune_gc()
     gc.freeze()
 
 
@@ -172,6 +179,7 @@ class Manager:
 
     # -- election -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        tune_gc()
         task_status.started()
         while True:
             try:

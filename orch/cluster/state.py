@@ -38,6 +38,8 @@ SECRETS = _RecordKind(f"{r.LAYOUT}/secrets/", r.Secret)
 CONFIGS = _RecordKind(f"{r.LAYOUT}/configs/", r.Config)
 WATCHED = (NODES, SERVICES, TASKS, NETWORKS, SECRETS, CONFIGS, CLUSTER)
 BY_RECORD = {k.model: k for k in WATCHED}
+# A new leader loading 100,000 tasks lets its other tasks run every this many records.
+LOAD_SLICE = 2000
 
 
 class LeaderRecord(BaseModel):
@@ -118,8 +120,10 @@ class Cache:
         for kind in WATCHED:
             listing = await store.list(kind, revision=revision)
             revision = listing.revision
-            for item in listing.items:
+            for i, item in enumerate(listing.items):
                 self._set(kind, item.id, item.record, item.mod_revision)
+                if i % LOAD_SLICE == LOAD_SLICE - 1:
+                    await trio.sleep(0)  # the lease's keepalives and the sessions get their turn
         self.revision = revision
 
     def _set(self, kind: Kind, record_id: str, record, mod_revision: int) -> None:
