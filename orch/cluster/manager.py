@@ -410,8 +410,9 @@ class Manager:
         cache, dispatcher = self.cache, self.dispatcher
         if not changes:  # the cache was listed again: plan everything
             self._dirty = None
-        if cache is not None and not self._committing:
-            self._push_touched()
+        if cache is not None:
+            if not self._committing:
+                self._push_touched()
             # The services whose tasks changed in a way a pass reads (a node's report that only
             # moves a task forward is not one: see orch.scheduler.taskindex).
             services, cache.touched_services = cache.touched_services, set()
