@@ -34,6 +34,11 @@ DEFAULT_MISSES = 3
 HELLO_TIMEOUT = 10.0
 MAX_TASKS_PER_ASSIGN = 500  # keeps one frame well under wire.MAX_FRAME
 LOG_QUEUE = 64  # log batches a reader may fall behind before its request is ended
+# A node's assignments are pushed this long after the first change of a batch, so that the
+# changes that follow it (the other transactions of a plan, which its watch delivers one by
+# one) go in the same push: swarmkit's dispatcher waits 100 ms too (batchingWaitTime). At
+# 1,000 nodes and 100,000 tasks a push per transaction cost the leader a quarter of its time.
+PUSH_BATCHING = 0.1
 
 
 class Backend(Protocol):
@@ -244,6 +249,7 @@ class Dispatcher:
                 await session.framed.send(message.model_dump())
             full = False
             await session.changed.wait()
+            await trio.sleep(PUSH_BATCHING)
 
 
 def compute_assign(session: _Session, tasks, secrets_, configs, *, full: bool) -> list[p.Assign]:

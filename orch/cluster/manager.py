@@ -22,6 +22,7 @@ The leader is the only writer of tasks; the CLI writes services, nodes' specs, s
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import os
 import sys
@@ -40,21 +41,30 @@ from orch.cluster.store import Change, Check, Delete, Put, Store
 from orch.errors import OrchError, Unavailable
 from orch.scheduler.clusterplan import ClusterPlan
 from orch.scheduler.orchestrate import plan_cluster
+from orch.scheduler.taskindex import services_near_node
 
 LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
 STATUS_BATCH = 1000
+# At most this many tasks are created by one pass: a pass and its commit then take a fraction
+# of a second (about 30 µs a task to plan, as much to encode and commit), so heartbeats, the
+# lease's keepalives and sessions are served in between, and the first tasks of a large
+# deploy start while the rest are planned. At 100,000 tasks in one pass the leader held the
+# event loop for over 10 s and lost its lease, again and again.
+PASS_NEW_TASKS = 5000
+# Python's cyclic collector, tuned for a leader's heap (lead_gc below).
+GC_THRESHOLDS = (50_000, 20, 10)
 
 
 
 
-def assignment_of(task: r.Task, service: r.Service | None = None) -> dict:
+def assignment_of(task: r.Task, service: r.Service | None = None, spec_json: dict | None = None) -> dict:
     """What a worker is told of a task: what to run and whether to, not the status it reports
     itself (so that its own reports do not come back to it as changes)."""
     return {
         "service_labels": dict(service.spec.labels) if service is not None else {},
         "id": task.id, "service_id": task.service_id, "service_name": task.service_name, "slot": task.slot,
         "node_id": task.node_id, "desired_state": str(task.desired_state), "spec_digest": task.spec_digest,
-        "spec": task.spec.model_dump(mode="json", exclude_defaults=True),
+        "spec": spec_json if spec_json is not None else task.spec.model_dump(mode="json", exclude_defaults=True),
         "endpoint": task.endpoint.model_dump(mode="json", exclude_defaults=True),
         "networks": [n.model_dump(mode="json") for n in task.networks],
         "name": task.name, "container_name": task.container_name,
@@ -84,6 +94,35 @@ def merge_status(task: r.Task, update: p.TaskStatusUpdate, now: float) -> r.Task
         "finished_at": now if state.terminal and old.finished_at is None else old.finished_at,
     })
     return task.model_copy(update={"status": status, "updated_at": now})
+
+
+def services_on_node(cache: Cache, node_id: str) -> set[str]:
+    """The services a change of node `node_id` can matter to (taskindex.services_near_node)."""
+    tasks = cache.tasks
+    return services_near_node(cache.index, cache.services, (tasks[tid] for tid in cache.tasks_by_node.get(node_id, ()) if tid in tasks))
+
+
+def tune_gc() -> None:
+    """Make Python's cyclic garbage collector affordable for a manager that holds (or may
+    load, when it comes to lead) 100,000 tasks.
+
+    Records are acyclic and freed by reference counting; the collector only finds cycles (trio
+    tasks and exceptions). With its defaults it ran a full collection, which walks every object
+    of the heap (over a million at 100,000 tasks), each time the survivors of a pass's
+    temporaries added a quarter to it: 69 s of a 100,000-task deploy, pauses of a second that
+    cost the leader its lease; a manager taking over spent 17 to 24 s in 29 full collections
+    while loading the cache, lost its lease, and leadership went back and forth. So: young
+    collections every 50,000 net allocations, not 700 (a pass's temporaries die young instead
+    of being promoted), on every manager from its start."""
+    if gc.get_threshold() != GC_THRESHOLDS:
+        gc.set_threshold(*GC_THRESHOLDS)
+
+
+def lead_gc() -> None:
+    """The cache just loaded is frozen out of the collector's walks (gc.freeze: it is freed by
+    reference counts all the same; a cycle frozen with it would stay, which records never form)."""
+    tune_gc()
+    gc.freeze()
 
 
 def plan_ops(plan: ClusterPlan, max_ops: int) -> list[list]:
@@ -125,6 +164,10 @@ class Manager:
         self.leading = trio.Event()  # set while this manager leads (tests wait on it)
         self._wake = trio.Event()
         self._dirty: set[str] | None = set()  # services to plan; None: all
+        # While a plan is being committed, the nodes its transactions touch are told once it is
+        # all in, not once per transaction (a pass of 5,000 new tasks touches every node in
+        # each of its transactions).
+        self._committing = False
         self._status: dict[str, tuple[str, p.TaskStatusUpdate]] = {}
         self._status_ready = trio.Event()
         self._node_writes: dict[str, Callable[[r.Node], r.Node | None]] = {}
@@ -136,6 +179,7 @@ class Manager:
 
     # -- election -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        tune_gc()
         task_status.started()
         while True:
             try:
@@ -250,19 +294,20 @@ class Manager:
             return [], [], []
         out = []
         memo = self._assigned
+        tasks, services = cache.tasks, cache.services
         for tid in cache.tasks_by_node.get(node_id, ()):
-            task = cache.tasks.get(tid)
+            task = tasks.get(tid)
             if task is None:
                 continue
             # A task's status changes far more often than what the node is told of it: keep the
             # payload while the parts it is made of are the same objects (records are frozen,
             # and a status update copies the rest by reference).
-            key = (task.spec, task.desired_state, task.node_id, task.endpoint)
+            service = services.get(task.service_id)
+            key = (task.spec, task.desired_state, task.node_id, task.endpoint,
+                   service.registry_auth if service is not None else b"")
             hit = memo.get(tid)
-            service = cache.services.get(task.service_id)
-            key = (*key, service.registry_auth if service is not None else b"")
             if hit is None or hit[0] != key:
-                payload = assignment_of(task, service)
+                payload = assignment_of(task, service, cache.specs.as_json(task.spec))
                 if service is not None and service.registry_auth:
                     payload["registry_auth"] = self._open_auth(service)
                 hit = memo[tid] = (key, payload)
@@ -273,6 +318,8 @@ class Manager:
         """The secrets and configs the node's tasks name, and nothing else (swarm's rule): a
         secret's value opened with the managers' keyring, to travel inside the TLS session."""
         cache = self.cache
+        if not cache.secrets and not cache.configs:
+            return [], []
         secret_names: set[str] = set()
         config_names: set[str] = set()
         for tid in cache.tasks_by_node.get(node_id, ()):
@@ -341,6 +388,7 @@ class Manager:
     async def _lead(self, term: Term) -> None:
         cache = Cache()
         await cache.load(self.store)
+        lead_gc()
         self.cache = cache
         settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
         dispatcher = Dispatcher(self, period=settings.heartbeat_period, misses=settings.heartbeat_misses)
@@ -363,22 +411,20 @@ class Manager:
         if not changes:  # the cache was listed again: plan everything
             self._dirty = None
         if cache is not None:
-            touched, cache.touched_nodes = cache.touched_nodes, set()
-            if dispatcher is not None:
-                for node_id in touched:
-                    dispatcher.node_changed(node_id)
+            if not self._committing:
+                self._push_touched()
+            # The services whose tasks changed in a way a pass reads (a node's report that only
+            # moves a task forward is not one: see orch.scheduler.taskindex).
+            services, cache.touched_services = cache.touched_services, set()
+            if self._dirty is not None:
+                self._dirty |= services
         for c in changes:
             if c.kind is TASKS:
-                task = c.record or None
-                if task is not None:
-                    if self._dirty is not None:
-                        self._dirty.add(task.service_id)
-                else:
+                if c.record is None:
                     self._assigned.pop(c.id, None)
-                    if self._dirty is not None:
-                        self._dirty = None  # a deleted task: its service is unknown here
             elif c.kind is NODES:
-                self._dirty = None
+                if self._dirty is not None and cache is not None:
+                    self._dirty |= services_on_node(cache, c.id)
                 if c.record is None:
                     self._doomed.add(c.id)
                     if dispatcher is not None:
@@ -395,6 +441,16 @@ class Manager:
             if period != dispatcher.period:
                 dispatcher.set_period(period)
         self._wake.set()
+
+    def _push_touched(self) -> None:
+        """Tell the dispatcher which nodes' tasks changed since it was last told."""
+        cache, dispatcher = self.cache, self.dispatcher
+        if cache is None:
+            return
+        touched, cache.touched_nodes = cache.touched_nodes, set()
+        if dispatcher is not None:
+            for node_id in touched:
+                dispatcher.node_changed(node_id)
 
     async def _reconcile(self, term: Term) -> None:
         cache = self.cache
@@ -414,9 +470,12 @@ class Manager:
             settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
             # A pass covers the services whose records changed, and every service that waited
             # in the last pass: what it waits for (another service's tasks, a node, a slot on
-            # one) may be what changed.
+            # one) may be what changed. No such service, no pass.
             services = None if (dirty is None or due) else dirty | waiting
-            plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services)
+            if services is not None and not services:
+                continue
+            plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services,
+                                max_new=PASS_NEW_TASKS)
             self.plans += 1
             next_check = plan.next_check_at
             names = {w.service for w in plan.waiting}
@@ -430,16 +489,21 @@ class Manager:
     async def _commit(self, term: Term, plan: ClusterPlan, settings: r.ClusterSettings) -> None:
         cache = self.cache
         groups = [[*ops, term.fence] for ops in plan_ops(plan, max(2, settings.max_txn_ops - 1))]
+        self._committing = True
         try:
-            result = await self.store.commit(groups)
-        except OrchError as err:
-            print(f"manager: committing a plan: {err}", file=sys.stderr, flush=True)
-            self._dirty = None
-            await trio.sleep(0.5)
-            return
-        self.commits += result.transactions
-        if result.revision:
-            await cache.wait_revision(result.revision)
+            try:
+                result = await self.store.commit(groups, echo=cache.echo)
+            except OrchError as err:
+                print(f"manager: committing a plan: {err}", file=sys.stderr, flush=True)
+                self._dirty = None
+                await trio.sleep(0.5)
+                return
+            self.commits += result.transactions
+            if result.revision:
+                await cache.wait_revision(result.revision)
+        finally:
+            self._committing = False
+            self._push_touched()
         if result.rejected:
             # Records changed under the plan: plan again once the cache has seen them.
             self._dirty = None
@@ -483,7 +547,7 @@ class Manager:
             for start in range(0, len(groups), STATUS_BATCH):
                 chunk = groups[start:start + STATUS_BATCH]
                 try:
-                    result = await self.store.commit(chunk)
+                    result = await self.store.commit(chunk, echo=cache.echo)
                 except OrchError as err:
                     print(f"manager: writing task status: {err}", file=sys.stderr, flush=True)
                     await trio.sleep(0.5)

@@ -17,8 +17,9 @@ import trio
 from pydantic import BaseModel, ConfigDict
 
 from orch.cluster import records as r
-from orch.cluster.store import Change, Compacted, Kind, Store
+from orch.cluster.store import Change, Compacted, Echo, Kind, Store
 from orch.scheduler.clusterplan import ClusterState
+from orch.scheduler.taskindex import TaskIndex, classify_task_change
 
 
 class _RecordKind(Kind):
@@ -37,6 +38,8 @@ SECRETS = _RecordKind(f"{r.LAYOUT}/secrets/", r.Secret)
 CONFIGS = _RecordKind(f"{r.LAYOUT}/configs/", r.Config)
 WATCHED = (NODES, SERVICES, TASKS, NETWORKS, SECRETS, CONFIGS, CLUSTER)
 BY_RECORD = {k.model: k for k in WATCHED}
+# A new leader loading 100,000 tasks lets its other tasks run every this many records.
+LOAD_SLICE = 2000
 
 
 class LeaderRecord(BaseModel):
@@ -87,8 +90,19 @@ class Cache:
     # comparisons of what a task runs.
     specs: r.SpecInterner = field(default_factory=r.SpecInterner)
     # Nodes whose tasks changed since the consumer last took them (a task deleted has no node
-    # to tell any more but this): the dispatcher pushes their assignments.
+    # to tell any more but this): the dispatcher pushes their assignments. A node's report
+    # that only moves a task forward (orch.scheduler.taskindex.classify_task_change) changes
+    # nothing the node is told, and touches neither its node nor its service.
     touched_nodes: set[str] = field(default_factory=set)
+    # Services whose tasks changed otherwise since the consumer last took them: the leader
+    # plans them.
+    touched_services: set[str] = field(default_factory=set)
+    # The orchestrator's index of the tasks (by service, unplaced, ...), kept up to date here so
+    # that a pass costs what the services it plans hold.
+    index: TaskIndex = field(default_factory=TaskIndex)
+    # What the leader wrote and its watch has not brought back yet (store.Echo): those come
+    # back as the records written, not parsed again.
+    echo: Echo = field(default_factory=Echo)
 
     def table(self, kind: Kind) -> dict:
         return {NODES: self.nodes, SERVICES: self.services, TASKS: self.tasks, NETWORKS: self.networks,
@@ -98,15 +112,18 @@ class Cache:
         """The orchestrator's input. The live tables, not copies: a pass runs without awaiting,
         so nothing changes them while it reads (copying 100,000 tasks per pass would cost more
         than the pass)."""
-        return ClusterState(services=self.services, nodes=self.nodes, tasks=self.tasks, revisions=self.revisions)
+        return ClusterState(services=self.services, nodes=self.nodes, tasks=self.tasks, revisions=self.revisions,
+                            index=self.index)
 
     async def load(self, store: Store) -> None:
         revision = 0
         for kind in WATCHED:
             listing = await store.list(kind, revision=revision)
             revision = listing.revision
-            for item in listing.items:
+            for i, item in enumerate(listing.items):
                 self._set(kind, item.id, item.record, item.mod_revision)
+                if i % LOAD_SLICE == LOAD_SLICE - 1:
+                    await trio.sleep(0)  # the lease's keepalives and the sessions get their turn
         self.revision = revision
 
     def _set(self, kind: Kind, record_id: str, record, mod_revision: int) -> None:
@@ -119,12 +136,22 @@ class Cache:
             if kind is TASKS:
                 if record is not None:
                     record = self.specs.task(record)
+                self.index.put(old, record)
+                if classify_task_change(old, record) != "progress":
+                    if old is not None:
+                        self.touched_services.add(old.service_id)
+                        if old.node_id:
+                            self.touched_nodes.add(old.node_id)
+                    if record is not None:
+                        self.touched_services.add(record.service_id)
+                        if record.node_id:
+                            self.touched_nodes.add(record.node_id)
                 if old is not None and old.node_id and (record is None or old.node_id != record.node_id):
                     self.tasks_by_node[old.node_id].discard(record_id)
-                    self.touched_nodes.add(old.node_id)
                 if record is not None and record.node_id:
                     self.tasks_by_node[record.node_id].add(record_id)
-                    self.touched_nodes.add(record.node_id)
+            elif kind is SERVICES and record is None:
+                self.index.forget_service(record_id)
             if record is None:
                 table.pop(record_id, None)
             else:
@@ -152,7 +179,7 @@ class Cache:
         started = False
         while True:
             try:
-                async with store.open_watch(*WATCHED, start_revision=self.revision + 1) as batches:
+                async with store.open_watch(*WATCHED, start_revision=self.revision + 1, echo=self.echo) as batches:
                     if not started:
                         task_status.started()
                         started = True

@@ -34,7 +34,7 @@ from orch.cluster import etcd
 from orch.cluster.etcd import Compacted, Compare, Event, KeyValue, WatchResponse, prefix_end
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, SystemFailure
 
-__all__ = ["Kind", "Stored", "Listing", "Change", "WatchBatch", "Put", "Delete", "Check", "Fence", "Op", "CommitResult",
+__all__ = ["Kind", "Stored", "Listing", "Change", "WatchBatch", "Put", "Delete", "Check", "Fence", "Op", "CommitResult", "Echo",
            "StaleRecords", "Compacted", "Store", "EtcdStore", "Limits"]
 
 R = TypeVar("R", bound=pydantic.BaseModel)
@@ -161,6 +161,7 @@ class _Lowered:
     requests: list[etcd.Put | etcd.Delete]
     write_keys: set[bytes]
     size: int
+    records: list[tuple[bytes, bytes, Any]]  # (key, value, record) of each Put
 
 
 # Per-op overheads in etcd's protobuf encoding, rounded up; the request budget below leaves room.
@@ -172,12 +173,14 @@ def _lower(root: str, ops: Iterable[Op]) -> _Lowered:
     compares: list[Compare] = []
     requests: list[etcd.Put | etcd.Delete] = []
     write_keys: set[bytes] = set()
+    records: list[tuple[bytes, bytes, Any]] = []
     size = 0
     for op in ops:
         if isinstance(op, Put):
             key = op.kind.key(root, op.kind.id_of(op.record))
             value = op.kind.encode(op.record)
             requests.append(etcd.Put(key, value, op.lease))
+            records.append((key, value, op.record))
             write_keys.add(key)
             size += len(key) + len(value) + _OP_OVERHEAD
             if op.expect is not None:
@@ -200,7 +203,7 @@ def _lower(root: str, ops: Iterable[Op]) -> _Lowered:
             size += 2 * (len(op.key) + _OP_OVERHEAD)
         else:
             raise InvalidArgument(f"not a store operation: {op!r}")
-    return _Lowered(compares, requests, write_keys, size)
+    return _Lowered(compares, requests, write_keys, size, records)
 
 
 def compare_holds(c: Compare, kv: KeyValue | None) -> bool:
@@ -374,11 +377,17 @@ class Store:
         more = len(stale) - len(parts)
         return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
-    async def commit(self, groups: Sequence[Sequence[Op]]) -> CommitResult:
+    async def commit(self, groups: Sequence[Sequence[Op]], *, echo: Echo | None = None) -> CommitResult:
         """Commit many groups of ops, each group atomic, packed into as few transactions as
         the limits allow. A group whose compares fail is left out and reported in `rejected`;
-        the other groups still commit. Groups are applied in order."""
+        the other groups still commit. Groups are applied in order.
+
+        `echo` (a watch's, see open_watch) is told each record written, so that the watch
+        hands back the record object instead of parsing the bytes it was made into."""
         lowered = [_lower(self.root, g) for g in groups]
+        if echo is not None:
+            # Before the transaction: its events may come through the watch before its reply.
+            echo.expect(rec for low in lowered for rec in low.records)
         for i, low in enumerate(lowered):
             self._check_limits(low, f"group {i}")
         applied: list[int] = []
@@ -388,7 +397,9 @@ class Store:
         for batch in self._pack(lowered):
             pending = batch
             while pending:
-                compares = [c for i in pending for c in lowered[i].compares]
+                # Groups of one plan compare the same records (the tasks of a service its
+                # record, the tasks placed on a node the node's): each compare once.
+                compares = list(dict.fromkeys(c for i in pending for c in lowered[i].compares))
                 requests = [r for i in pending for r in lowered[i].requests]
                 failure = self._read_back(compares)
                 outcome = await self._txn(compares, requests, failure)
@@ -409,6 +420,8 @@ class Store:
                     # The failure branch reads back the very state the compares failed on, in the
                     # same transaction, so some group is always to blame.
                     raise SystemFailure("etcd failed a transaction whose compares all hold when read back")
+                if echo is not None:
+                    echo.forget(rec for i in pending if i in rejected for rec in lowered[i].records)
                 pending = still
         return CommitResult(revision, sorted(applied), rejected, transactions)
 
@@ -416,19 +429,22 @@ class Store:
         limit, budget = self.limits.max_txn_ops, self.limits.budget
         batches: list[list[int]] = []
         batch: list[int] = []
-        compares = requests = reads = size = 0
+        requests = reads = size = 0
         keys: set[bytes] = set()
         read_keys: set[bytes] = set()
+        compare_set: set[Compare] = set()
         for i, low in enumerate(lowered):
             new_reads = {c.key for c in low.compares} - read_keys
-            fits = (compares + len(low.compares) <= limit and requests + len(low.requests) <= limit
+            new_compares = set(low.compares) - compare_set
+            fits = (len(compare_set) + len(new_compares) <= limit and requests + len(low.requests) <= limit
                     and reads + len(new_reads) <= limit and size + low.size <= budget and not (keys & low.write_keys))
             if batch and not fits:
                 batches.append(batch)
-                batch, compares, requests, reads, size, keys, read_keys = [], 0, 0, 0, 0, set(), set()
+                batch, requests, reads, size, keys, read_keys, compare_set = [], 0, 0, 0, set(), set(), set()
                 new_reads = {c.key for c in low.compares}
+                new_compares = set(low.compares)
             batch.append(i)
-            compares += len(low.compares)
+            compare_set |= new_compares
             requests += len(low.requests)
             reads += len(new_reads)
             read_keys |= new_reads
@@ -441,9 +457,12 @@ class Store:
     # -- watches --------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def open_watch(self, *kinds: Kind, start_revision: int) -> AsyncIterator[AsyncIterator[WatchBatch]]:
+    async def open_watch(self, *kinds: Kind, start_revision: int,
+                         echo: Echo | None = None) -> AsyncIterator[AsyncIterator[WatchBatch]]:
         """Watch the records of `kinds` from `start_revision` (a listing's revision + 1) in one
-        stream, in revision order. Raises Compacted when that revision is gone: list again."""
+        stream, in revision order. Raises Compacted when that revision is gone: list again.
+        With `echo` (also given to `commit`), the writer's own records come back as the
+        objects it wrote, unparsed."""
         if not kinds:
             raise InvalidArgument("watch needs at least one kind")
         paths = [self.root + k.path for k in kinds]
@@ -455,7 +474,7 @@ class Store:
         end = prefix_end(start) if len(kinds) > 1 or not kinds[0].singleton else None
         by_path = sorted((((self.root + k.path).encode(), k) for k in kinds), key=lambda pk: -len(pk[0]))  # longest first
         async with self._open_watch(start, end, start_revision) as responses:
-            yield _Typed(self, responses, by_path)
+            yield _Typed(self, responses, by_path, echo)
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -508,13 +527,57 @@ class Store:
         raise NotImplementedError
 
 
+class Echo:
+    """Records a writer put, by key, until its watch sees them: the watch then gives back the
+    object written when the value is the very bytes written (a leader writes every task and
+    reads each write back through its watch; parsing it again cost a fifth of its time).
+
+    An entry goes when the watch sees its key (whatever the value: a later write wins), or when
+    its transaction failed. One whose outcome is unknown (the connection broke mid-request) may
+    stay; past `limit` entries the oldest are dropped, which costs a parse, never a wrong record."""
+
+    def __init__(self, limit: int = 500_000):
+        self.limit = limit
+        self._records: dict[bytes, tuple[bytes, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def expect(self, records: Iterable[tuple[bytes, bytes, Any]]) -> None:
+        table = self._records
+        for key, value, record in records:
+            table.pop(key, None)  # re-inserted last: the oldest entries stay first
+            table[key] = (value, record)
+        while len(table) > self.limit:
+            del table[next(iter(table))]
+
+    def forget(self, records: Iterable[tuple[bytes, bytes, Any]]) -> None:
+        table = self._records
+        for key, value, _ in records:
+            hit = table.get(key)
+            if hit is not None and hit[0] == value:
+                del table[key]
+
+    def seen(self, key: bytes, value: bytes | None) -> Any:
+        """The record written as `value` under `key`, if this writer wrote it; else None."""
+        hit = self._records.pop(key, None)
+        if hit is None or value is None or hit[0] != value:
+            return None
+        return hit[1]
+
+    def clear(self) -> None:
+        self._records.clear()
+
+
 class _Typed:
     """WatchResponses turned into WatchBatches of the watched kinds' records."""
 
-    def __init__(self, store: Store, responses: AsyncIterator[WatchResponse], by_path: list[tuple[bytes, Kind]]):
+    def __init__(self, store: Store, responses: AsyncIterator[WatchResponse], by_path: list[tuple[bytes, Kind]],
+                 echo: Echo | None = None):
         self.store = store
         self.responses = responses
         self.by_path = by_path
+        self.echo = echo
         self.revision = 0  # the last revision this watch is known to be complete up to
 
     def __aiter__(self) -> _Typed:
@@ -527,7 +590,14 @@ class _Typed:
                 record_id = "" if kind.singleton else key[len(path):].decode()
                 if "/" in record_id:
                     return None
-                record = None if ev.type == "delete" else kind.decode(ev.kv)
+                if ev.type == "delete":
+                    record = None
+                    if self.echo is not None:
+                        self.echo.seen(key, None)
+                else:
+                    record = self.echo.seen(key, ev.kv.value) if self.echo is not None else None
+                    if record is None:
+                        record = kind.decode(ev.kv)
                 return Change(kind, record_id, record, ev.kv.mod_revision)
         return None
 

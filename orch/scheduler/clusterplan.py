@@ -16,6 +16,7 @@ from typing import Literal, Mapping
 
 from orch.cluster.records import Node, Record, Service, Task
 from orch.scheduler.model import Waiting
+from orch.scheduler.taskindex import TaskIndex
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class ClusterState:
     nodes: Mapping[str, Node] = field(default_factory=dict)
     tasks: Mapping[str, Task] = field(default_factory=dict)
     revisions: Mapping[str, int] = field(default_factory=dict)
+    # The tasks by service and what else a pass would work out from all of them, kept up to
+    # date by the holder of the state (orch.scheduler.taskindex); None: the pass makes one.
+    index: TaskIndex | None = None
 
     def revision(self, key: str) -> int | None:
         return self.revisions.get(key)

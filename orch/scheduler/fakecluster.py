@@ -352,16 +352,23 @@ def run_cluster(
     until: float = 600.0,
     check: Callable[[ClusterState, float], None] | None = None,
     stop_gate=None,
+    max_new: int | None = None,
 ) -> tuple[ClusterPlan, float]:
     """The manager's loop on a mock clock: plan, commit, and jump to the next event, until the
-    plan is empty and nothing more will happen (or `until`). Returns the last plan and time."""
+    plan is empty and nothing more will happen (or `until`). Returns the last plan and time.
+
+    Each step also plans the way the leader does (`Incremental`: only the services that
+    changed or waited, with an index kept up to date change by change) and fails unless that
+    plan is the full pass's: every simulated scenario checks that skipping services is safe."""
     from orch.scheduler.orchestrate import plan_cluster, stop_now
 
+    leader = Incremental()
     while True:
         state = fake.observe(now)
         if check is not None:
             check(state, now)
-        plan = plan_cluster(state, now=now, settings=fake.settings, stop_gate=stop_gate or stop_now)
+        plan = plan_cluster(state, now=now, settings=fake.settings, stop_gate=stop_gate or stop_now, max_new=max_new)
+        leader.check(plan, state, now, settings=fake.settings, stop_gate=stop_gate or stop_now, max_new=max_new)
         if plan.changes:
             fake.apply(plan, now)
             now += 0.001  # The manager needs a moment to commit.
@@ -370,6 +377,75 @@ def run_cluster(
         if not wake or now >= until:
             return plan, now
         now = min(wake)
+
+
+class PlanMismatch(AssertionError):
+    """The leader's incremental pass planned otherwise than a full pass."""
+
+
+class Incremental:
+    """The leader's way of planning (orch.cluster.manager: the cache's TaskIndex, the services
+    touched by a change other than a node's progress report, the services near a changed node,
+    and those that waited in the last pass), fed the fake's states one after the other."""
+
+    def __init__(self):
+        from orch.scheduler.taskindex import TaskIndex
+
+        self.index = TaskIndex()
+        self.seen: ClusterState | None = None
+        self.waiting: set[str] = set()
+        self.next_check: float | None = None
+
+    def dirty(self, state: ClusterState) -> set[str] | None:
+        """The services the leader would plan for `state` (None: all), the index brought up to date."""
+        from orch.scheduler.taskindex import classify_task_change, services_near_node
+
+        prev, self.seen = self.seen, state
+        before = prev.tasks if prev is not None else {}
+        dirty: set[str] = set()
+        for tid in before.keys() | state.tasks.keys():
+            old, new = before.get(tid), state.tasks.get(tid)
+            if old is new:
+                continue
+            self.index.put(old, new)
+            if classify_task_change(old, new) != "progress":
+                dirty.update(t.service_id for t in (old, new) if t is not None)
+        if prev is None:
+            return None
+        full = False
+        for sid in prev.services.keys() | state.services.keys():
+            if prev.services.get(sid) is not state.services.get(sid):
+                dirty.add(sid)
+                if sid not in state.services:
+                    self.index.forget_service(sid)
+                    full = True  # the leader plans everything when a service is deleted
+        for nid in prev.nodes.keys() | state.nodes.keys():
+            if prev.nodes.get(nid) is not state.nodes.get(nid):
+                dirty |= services_near_node(self.index, state.services, (t for t in state.tasks.values() if t.node_id == nid))
+        return None if full else dirty
+
+    def check(self, full: ClusterPlan, state: ClusterState, now: float, **kw) -> None:
+        from orch.scheduler.orchestrate import plan_cluster
+
+        dirty = self.dirty(state)
+        due = self.next_check is not None and now >= self.next_check
+        services = None if (dirty is None or due) else dirty | self.waiting
+        if services is not None and not services:
+            changes, waiting = [], []  # no pass
+        else:
+            indexed = ClusterState(state.services, state.nodes, state.tasks, state.revisions, index=self.index)
+            plan = plan_cluster(indexed, now=now, services=services, **kw)
+            self.next_check = plan.next_check_at
+            names = {w.service for w in plan.waiting}
+            self.waiting = {sid for sid, s in state.services.items() if s.spec.name in names}
+            changes, waiting = [render_change(c) for c in plan.changes], render_waiting(plan)
+        # The same changes and waits; their order may differ (the index keeps a service's tasks
+        # in the order they changed, a full pass in the order of the table).
+        expected = [render_change(c) for c in full.changes]
+        if sorted(changes) != sorted(expected) or sorted(waiting) != sorted(render_waiting(full)):
+            raise PlanMismatch(f"at {now}: the leader's pass over {sorted(services) if services is not None else 'all'} "
+                               f"planned {changes} waiting {waiting}; a full pass planned {expected} waiting "
+                               f"{render_waiting(full)}")
 
 
 def render_change(change) -> str:

@@ -95,7 +95,7 @@ class DesiredState:
     services: Mapping[str, DesiredService]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedContainer:
     """One container of the project as the node reports it.
 

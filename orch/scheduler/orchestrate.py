@@ -56,7 +56,6 @@ from orch.cluster.records import (
     TaskState,
     TaskStatus,
     UpdateStatus,
-    compute_spec_digest,
     new_id,
     record_key,
 )
@@ -77,6 +76,7 @@ from orch.scheduler.model import (
 from orch.scheduler.placement import Demand, GroupResult, Placer, node_matches, parse_constraints, platform_matches
 from orch.scheduler.restart import classify_exit
 from orch.scheduler.rolling import ServicePass, plan_update
+from orch.scheduler.taskindex import TaskIndex
 from orch.scheduler.taskview import TaskViews, has_healthcheck, restart_policy, task_view, update_config
 
 StopGate = Callable[[Task, float], "float | None"]
@@ -98,16 +98,24 @@ def plan_cluster(
     services: Collection[str] | None = None,
     stop_gate: StopGate = stop_now,
     ids: IdSource = new_id,
+    max_new: int | None = None,
 ) -> ClusterPlan:
     """The next step that brings the cluster's tasks towards its services at time `now`.
 
     `services` limits the pass to those service ids (the ones whose records changed); the
     placement still sees every task. `ids(seed)` names new tasks: by default a digest of the
     seed (the service, slot, spec and time), so the same pass computes the same plan.
+    `max_new` bounds the tasks one pass creates: a service with more to create waits (it is
+    planned again in the next pass), so that a deploy of 100,000 replicas is planned and
+    committed in steps that each take a fraction of a second, and the first ones start while
+    the rest are planned.
     """
-    cp = _Pass(state, now, settings, stop_gate, ids)
+    cp = _Pass(state, now, settings, stop_gate, ids, max_new)
     chosen = set(state.services if services is None else services) & set(state.services)
     for service in cp.ordered(chosen):
+        if max_new is not None and cp.created >= max_new:
+            cp.wait(service.spec.name, f"planned in the next pass (this one created {max_new} tasks)")
+            continue
         cp.plan_service(service)
     cp.place()
     cp.reap(chosen if services is not None else None)
@@ -115,6 +123,20 @@ def plan_cluster(
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+class _ByService:
+    """The tasks of each service, from the index, as the pass reads them."""
+
+    def __init__(self, index: TaskIndex):
+        self.index = index
+
+    def get(self, service_id: str, default=()):
+        tasks = self.index.by_service.get(service_id)
+        return tasks.values() if tasks is not None else default
+
+    def items(self):
+        return self.index.services()
 
 
 @dataclass
@@ -132,8 +154,10 @@ class _Out:
 class _Pass:
     """The bookkeeping of one `plan_cluster` call; local to it, never escapes."""
 
-    def __init__(self, state: ClusterState, now: float, settings: ClusterSettings, stop_gate: StopGate, ids: IdSource):
+    def __init__(self, state: ClusterState, now: float, settings: ClusterSettings, stop_gate: StopGate, ids: IdSource,
+                 max_new: int | None = None):
         self.state = state
+        self.max_new = max_new
         self.now = now
         self.settings = settings
         self.stop_gate = stop_gate
@@ -147,18 +171,19 @@ class _Pass:
         self.acted: dict[str, set[str]] = {}
         self.created = 0
         self.created_by_service: dict[str, list[str]] = {}
+        self.stopped: set[str] = set()  # services with tasks this pass told to stop
         # Records are frozen, so the tasks this pass creates or assigns share one status value.
         self.new_status = TaskStatus(state=TaskState.NEW, timestamp=now, message="created")
         self.assigned_status = TaskStatus(state=TaskState.ASSIGNED, timestamp=now, message="scheduler assigned task to node")
-        self.by_service: dict[str, list[Task]] = {}
-        for task in state.tasks.values():
-            self.by_service.setdefault(task.service_id, []).append(task)
+        # The caller's index (the leader's cache keeps one up to date), or one made here.
+        self.index = state.index if state.index is not None else TaskIndex(state.tasks.values())
+        self.by_service = _ByService(self.index)
         self.node_keys = {node_id: n.key for node_id, n in state.nodes.items()}
-        self.digests = {sid: compute_spec_digest(s.spec) for sid, s in state.services.items()}
+        self.digests = {sid: self.index.digest(s) for sid, s in state.services.items()}
         self.desired = self._desired_state()
         # Live tasks of a service as containers, by service name, for depends_on: made when a
         # dependent first asks, so a pass over a few services does not convert every task.
-        self.views = TaskViews(state.services, self.by_service, lambda t: self.live(t) and not self.node_lost(t))
+        self.views = TaskViews(state.services, self.by_service, lambda t: self.live(t) and not self.node_lost(t), self.index.view)
         self.replicas = {name: svc.replicas for name, svc in self.desired.services.items()}
         self.levels: dict[str, int] | None = None
 
@@ -185,7 +210,7 @@ class _Pass:
         services = {}
         for sid, s in self.state.services.items():
             spec = s.spec
-            reports_health = any(t.status.health != "none" and self.live(t) for t in self.by_service.get(sid, ()))
+            reports_health = self.index.health.get(sid, 0) > 0
             replicas = spec.replicas if spec.mode == "replicated" else len(self.global_nodes(s)[0])
             services[spec.name] = DesiredService(
                 name=spec.name, config_hash=self.digests[sid], replicas=replicas,
@@ -267,6 +292,8 @@ class _Pass:
         if task.node_id:
             reads.append(record_key("nodes", task.node_id))
         verb = {TaskState.RUNNING: "start", TaskState.SHUTDOWN: "shutdown"}.get(desired, "remove")
+        if desired > TaskState.RUNNING:
+            self.stopped.add(task.service_id)
         self.put(task.model_copy(update={"desired_state": desired, "updated_at": self.now}), reason, verb, reads=reads)
 
     def new_task(self, service: Service, *, slot: int, node_id: str, desired: TaskState, reason: str, counters=(0, 0)) -> Task:
@@ -295,7 +322,7 @@ class _Pass:
     def place(self) -> None:
         """Place every live task that has no node yet (new ones and pending ones)."""
         todo: dict[tuple, list[Task]] = {}
-        for service in self.ordered(set(self.state.services)):
+        for service in self.ordered((set(self.index.unplaced) | set(self.created_by_service)) & set(self.state.services)):
             for task in self._unplaced(service):
                 pinned = task.node_id if service.spec.mode == "global" else None
                 todo.setdefault((service.id, task.spec_digest, pinned), []).append(task)
@@ -315,7 +342,8 @@ class _Pass:
 
     def _unplaced(self, service: Service) -> list[Task]:
         out = []
-        existing = [self.current(t) for t in self.by_service.get(service.id, ())]
+        tasks = self.state.tasks
+        existing = [self.current(tasks[tid]) for tid in self.index.unplaced.get(service.id, ()) if tid in tasks]
         created = [self.out[tid].task for tid in self.created_by_service.get(service.id, ())]
         for group in (existing, created):
             group = [t for t in group if self.live(t) and t.status.state in _UNPLACED and (service.spec.mode == "global" or not t.node_id)]
@@ -346,6 +374,9 @@ class _Pass:
         for service_id, tasks in self.by_service.items():
             if only is not None and service_id not in only and service_id in self.state.services:
                 continue
+            if (service_id in self.state.services and not self.index.stopping.get(service_id)
+                    and service_id not in self.stopped):
+                continue  # Every task of it is live: none is history yet.
             service = self.state.services.get(service_id)
             if service is None:
                 for task in tasks:
@@ -407,6 +438,7 @@ class _ServicePlanner:
         self.node_for: dict[int, str] = {}  # number -> node id (global)
         self.number_of: dict[str, int] = {}  # node id -> number (global)
         self.lost: dict[int, str] = {}  # slot -> why its task no longer counts (node down or gone)
+        self.deferred = 0  # replicas left for the next pass (max_new)
         self.tasks = [t for t in cp.by_service.get(service.id, ())]
 
     # Emitter.
@@ -426,6 +458,9 @@ class _ServicePlanner:
         if action.kind == "rollback":
             self.rollback = action.reason
         elif action.kind == "create":
+            if cp.max_new is not None and cp.created >= cp.max_new:
+                self.deferred += 1
+                return False
             self._create(action.number, action.reason)
         elif action.kind == "recreate":
             self._recreate(self.cp.state.tasks[action.target], action.number, action.reason)
@@ -503,6 +538,8 @@ class _ServicePlanner:
                 self._plan_exited(svc, view)
         self._start_prepared()
         self._update_status(views, rolling_back)
+        if self.deferred:
+            cp.wait(self.name, f"{self.deferred} more replicas are created in the next pass (at most {cp.max_new} a pass)")
 
     def _views(self) -> tuple[list[ObservedContainer], dict[str, str], int]:
         """The live tasks as containers (numbered by slot, or by node for a global service),
@@ -543,7 +580,7 @@ class _ServicePlanner:
         kept = self._dedupe(kept, stale)
         views = []
         for number, t in sorted(kept, key=lambda item: (item[0], item[1].created_at, item[1].id)):
-            views.append(task_view(t, number, self.name))
+            views.append(cp.index.view(t, number, self.name))
         return views, stale, want
 
     def _shutdown_off_node(self, task: Task) -> str:

@@ -64,16 +64,18 @@ class TaskViews(dict):
     """Service name -> the tasks that count (`counts(task)`) as containers, made when first
     asked for, so a pass over a few services does not convert every task of the cluster."""
 
-    def __init__(self, services: Mapping[str, Service], by_service: Mapping[str, Sequence[Task]], counts: Callable[[Task], bool]):
+    def __init__(self, services: Mapping[str, Service], by_service: Mapping[str, Sequence[Task]], counts: Callable[[Task], bool],
+                 view: Callable[[Task, int, str], ObservedContainer] = task_view):
         super().__init__()
         self.by_service = by_service
         self.counts = counts
+        self.view = view
         self.ids = {s.spec.name: sid for sid, s in services.items()}
 
     def __missing__(self, name: str) -> list[ObservedContainer]:
         sid = self.ids.get(name)
         tasks = self.by_service.get(sid, ()) if sid is not None else ()
-        views = self[name] = [task_view(t, t.slot, name) for t in tasks if self.counts(t)]
+        views = self[name] = [self.view(t, t.slot, name) for t in tasks if self.counts(t)]
         return views
 
     def get(self, name, default=None):

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from orch.cluster.election import campaign, open_leadership, open_session
-from orch.cluster.store import Check, Compacted, Delete, Kind, Limits, Put, StaleRecords
+from orch.cluster.store import Check, Compacted, Delete, Echo, Kind, Limits, Put, StaleRecords
 from orch.cluster.store_testing import PartitionableStore
 from orch.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -219,6 +219,24 @@ async def test_watch_sees_changes_in_order_from_a_listing(store, clock):
         (r3, "items", "before", None),
         (r4, "config", "", Config(period=9)),
     ]
+
+
+async def test_a_writers_own_records_come_back_through_its_watch_unparsed(store, clock):
+    echo = Echo()
+    a, b = Item(id="a", value=1), Item(id="b", value=2)
+    start = (await store.list(ITEMS)).revision + 1
+    async with store.open_watch(ITEMS, start_revision=start, echo=echo) as changes:
+        await store.commit([[Put(ITEMS, a)], [Put(ITEMS, b, expect=7)]], echo=echo)  # b's compare fails
+        other = Item(id="a", value=3)
+        rev = await store.put(ITEMS, other)  # written by someone else
+        seen = []
+        async for batch in changes:
+            seen.extend(c.record for c in batch.changes)
+            if batch.revision >= rev:
+                break
+    assert seen == [a, other]
+    assert seen[0] is a and seen[1] is not other  # ours as written; theirs parsed
+    assert len(echo) == 0  # nothing left behind: seen, or its transaction failed
 
 
 async def test_watch_replays_history_from_a_past_revision(store, clock):

@@ -262,3 +262,8 @@ def test_the_interner_shares_one_spec_among_equal_ones():
     tasks = [interner.task(r.Task.from_json(x)) for x in raw]
     assert tasks[0].spec is tasks[1].spec is tasks[2].spec and tasks[3].spec is not tasks[0].spec
     assert len(interner) == 2 and [t.to_json() for t in tasks] == raw
+    assert interner.task(tasks[1]) is tasks[1]  # already carries the shared spec
+    shared = interner.as_json(tasks[0].spec)
+    assert shared == tasks[0].spec.model_dump(mode="json", exclude_defaults=True) and interner.as_json(tasks[2].spec) is shared
+    unshared = r.Task.from_json(raw[0]).spec
+    assert interner.as_json(unshared) == shared and interner.as_json(unshared) is not shared
