@@ -595,6 +595,10 @@ class ServiceStatus:
     completed: int = 0
 
 
+CLIENT_ADDRESS = ("preserved: the routing mesh DNATs a connection to a task without SNAT, and the task's replies go back "
+                  "through the node that received it (marked by that node, routed by the mark)")
+
+
 def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | None = None) -> dict:
     out = {**meta_json(service, index), "Spec": service_spec_to_json(service.spec)}
     if service.previous_spec is not None:
@@ -607,6 +611,9 @@ def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | N
         endpoint["Ports"] = [_port_json(p) for p in ports]
     if service.endpoint.virtual_ips:
         endpoint["VirtualIPs"] = [{"NetworkID": v.network_id, "Addr": v.addr} for v in service.endpoint.virtual_ips]
+    if any(p.publish_mode == "ingress" for p in ports):
+        # orch's own field (docker's mesh hides the client: moby/moby#25526): how it does not.
+        endpoint["ClientAddress"] = CLIENT_ADDRESS
     out["Endpoint"] = endpoint
     if service.update_status is not None:
         u = service.update_status
@@ -634,6 +641,7 @@ def service_from_json(data: Any, path: str = "Service") -> r.Service:
     endpoint = r.Endpoint()
     if (e := reader.obj("Endpoint")) is not None:
         e.raw("Spec")  # the spec's own EndpointSpec, repeated
+        e.raw("ClientAddress")  # orch's note on the routing mesh (CLIENT_ADDRESS)
         vips = []
         for v in e.objs("VirtualIPs"):
             vips.append(r.VirtualIP(network_id=v.str("NetworkID"), addr=v.str("Addr")))

@@ -110,6 +110,7 @@ class FakeBackend:
         self._leader_addr = leader_addr
         self.tasks: dict[str, dict[str, dict[str, Any]]] = {}  # node -> task id -> task
         self.secrets: dict[str, list[dict]] = {}
+        self.net: dict[str, list[dict]] = {}  # node -> overlay entries (orch.cluster.netview)
         self.updates: list[tuple[str, p.TaskStatusUpdate]] = []
         self.hellos: list[tuple[str, p.NodeDescription, list[p.TaskStatusUpdate]]] = []
         self.downs: list[tuple[str, str]] = []
@@ -131,6 +132,9 @@ class FakeBackend:
 
     def assignments(self, node_id):
         return list(self.tasks.get(node_id, {}).values()), self.secrets.get(node_id, []), []
+
+    def net_entries(self, node_id):
+        return list(self.net.get(node_id, ()))
 
     async def report(self, node_id, updates) -> None:
         self.updates.extend((node_id, u) for u in updates)

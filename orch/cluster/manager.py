@@ -34,6 +34,7 @@ from orch.cluster import protocol as p
 from orch.cluster import records as r
 from orch.cluster.dispatcher import Dispatcher
 from orch.cluster.election import Term, open_leadership, open_session
+from orch.cluster.netview import NetIndex
 from orch.cluster.state import NODES, TASKS, Cache, _RecordKind, id_of_key, kind_of_key
 from orch.cluster.store import Change, Check, Delete, Fence, Put, Store
 from orch.errors import OrchError, Unavailable
@@ -142,6 +143,7 @@ class Manager:
         self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
         self.log_plans = bool(os.environ.get("ORCH_LOG_PLANS"))  # one line per plan committed, in the agent's log
         self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
+        self._net_index: tuple[int, NetIndex] | None = None  # (cache revision, index): overlay entries
 
     # -- election -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -243,6 +245,16 @@ class Manager:
             out.append(hit[1])
         return out, [], []
 
+    def net_entries(self, node_id: str) -> list[dict]:
+        """The overlay entries the node needs (orch.cluster.netview), from an index made once
+        per revision of the cache."""
+        cache = self.cache
+        if cache is None:
+            return []
+        if self._net_index is None or self._net_index[0] != cache.revision:
+            self._net_index = (cache.revision, NetIndex.build(cache.networks, cache.services, cache.tasks, cache.nodes))
+        return self._net_index[1].entries(node_id)
+
     async def report(self, node_id: str, updates) -> None:
         for u in updates:
             self._status[u.task_id] = (node_id, u)
@@ -295,9 +307,11 @@ class Manager:
         cache, dispatcher = self.cache, self.dispatcher
         if not changes:  # the cache was listed again: plan everything
             self._dirty = None
+        overlay = not changes  # a change every node with overlay networks may need to hear of
         for c in changes:
             if c.kind is TASKS:
                 task = c.record or None
+                overlay = overlay or task is None or bool(task.networks)
                 if task is not None:
                     if self._dirty is not None:
                         self._dirty.add(task.service_id)
@@ -308,6 +322,7 @@ class Manager:
                     if self._dirty is not None:
                         self._dirty = None  # a deleted task: its service is unknown here
             elif c.kind is NODES:
+                overlay = True
                 self._dirty = None
                 if c.record is None:
                     self._doomed.add(c.id)
@@ -315,11 +330,15 @@ class Manager:
                         dispatcher.forget(c.id)
                 elif dispatcher is not None and c.record.status.state != "down":
                     dispatcher.known_nodes([c.id])
-            elif self._dirty is not None:
-                if c.record is not None and isinstance(c.record, r.Service):
-                    self._dirty.add(c.id)
-                else:
-                    self._dirty = None
+            else:
+                overlay = True  # a service (VIPs, names, ports) or a network
+                if self._dirty is not None:
+                    if c.record is not None and isinstance(c.record, r.Service):
+                        self._dirty.add(c.id)
+                    else:
+                        self._dirty = None
+        if overlay and dispatcher is not None and (cache is None or cache.networks):
+            dispatcher.all_changed()
         if dispatcher is not None and cache is not None and cache.cluster is not None:
             period = cache.cluster.settings.heartbeat_period
             if period != dispatcher.period:

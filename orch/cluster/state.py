@@ -78,7 +78,8 @@ class Cache:
         """The orchestrator's input. The live tables, not copies: a pass runs without awaiting,
         so nothing changes them while it reads (copying 100,000 tasks per pass would cost more
         than the pass)."""
-        return ClusterState(services=self.services, nodes=self.nodes, tasks=self.tasks, revisions=self.revisions)
+        return ClusterState(services=self.services, nodes=self.nodes, tasks=self.tasks, revisions=self.revisions,
+                            networks=self.networks)
 
     async def load(self, store: Store) -> None:
         revision = 0

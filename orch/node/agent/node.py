@@ -482,6 +482,12 @@ class Node:
         else:
             await trio.to_thread.run_sync(self._cleanup_removed, cid, anonymous)
 
+    async def drain(self, rec: dict, grace: float | None) -> str:
+        """Until the container's clients are gone (orch.node.agent.drain), at most `grace`."""
+        from orch.node.agent.drain import drain_container
+
+        return await drain_container(self, rec, grace)
+
     def _release_network(self, cid: str) -> None:
         """Done at once in this thread (~25 ms): a start that follows must find it released."""
         if self.net is not None:
