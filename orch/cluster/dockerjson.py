@@ -595,8 +595,8 @@ class ServiceStatus:
     completed: int = 0
 
 
-CLIENT_ADDRESS = ("preserved: the routing mesh DNATs a connection to a task without SNAT, and the task's replies go back "
-                  "through the node that received it (marked by that node, routed by the mark)")
+CLIENT_ADDRESS = ("the routing mesh DNATs a connection to a task without SNAT, so the task sees the client's address; "
+                  "its replies go back through the node that received it (marked by that node, routed by the mark)")
 
 
 def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | None = None) -> dict:
@@ -611,10 +611,10 @@ def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | N
         endpoint["Ports"] = [_port_json(p) for p in ports]
     if service.endpoint.virtual_ips:
         endpoint["VirtualIPs"] = [{"NetworkID": v.network_id, "Addr": v.addr} for v in service.endpoint.virtual_ips]
-    if any(p.publish_mode == "ingress" for p in ports):
-        # orch's own field (docker's mesh hides the client: moby/moby#25526): how it does not.
-        endpoint["ClientAddress"] = CLIENT_ADDRESS
     out["Endpoint"] = endpoint
+    if any(p.publish_mode == "ingress" for p in ports):
+        # orch's own key, beside docker's (whose mesh hides the client: moby/moby#25526).
+        out["RoutingMesh"] = {"ClientAddress": "preserved", "How": CLIENT_ADDRESS}
     if service.update_status is not None:
         u = service.update_status
         us: dict = {"State": u.state}
@@ -638,10 +638,10 @@ def service_from_json(data: Any, path: str = "Service") -> r.Service:
         raise InvalidArgument(f"{reader.at('Spec')}: required")
     spec = service_spec_from_json(reader.raw("Spec"), reader.at("Spec"))
     previous = service_spec_from_json(reader.raw("PreviousSpec"), reader.at("PreviousSpec")) if reader.has("PreviousSpec") else None
+    reader.raw("RoutingMesh")  # orch's note (service_to_json), derived from the ports
     endpoint = r.Endpoint()
     if (e := reader.obj("Endpoint")) is not None:
         e.raw("Spec")  # the spec's own EndpointSpec, repeated
-        e.raw("ClientAddress")  # orch's note on the routing mesh (CLIENT_ADDRESS)
         vips = []
         for v in e.objs("VirtualIPs"):
             vips.append(r.VirtualIP(network_id=v.str("NetworkID"), addr=v.str("Addr")))
