@@ -37,6 +37,7 @@ class FakeRuntime:
         self._ids = itertools.count(1)
         self.events: list[tuple[str, str]] = []
         self.changed = trio.Event()
+        self.net: dict[str, dict] = {}  # the overlay entries it was given last
 
     def _record(self, what: str, task_id: str) -> None:
         self.events.append((what, task_id))
@@ -89,6 +90,13 @@ class FakeRuntime:
     async def stop(self, cid, timeout) -> None:
         self._record("stop", self.containers[cid].task["id"])
         self.exit(cid, 143)
+
+    async def sync_networks(self, entries) -> None:
+        self.net = {e["id"]: e for e in entries}
+        self._record("net", ",".join(sorted(self.net)))
+
+    async def drain(self, cid, grace) -> None:
+        self._record("drain", self.containers[cid].task["id"])
 
     async def remove(self, cid) -> None:
         c = self.containers.get(cid)
@@ -147,6 +155,11 @@ class FakeBackend:
     # -- what tests do ----------------------------------------------------------------------
     def assign(self, node_id: str, task: dict) -> None:
         self.tasks.setdefault(node_id, {})[task["id"]] = task
+        if self.dispatcher is not None:
+            self.dispatcher.node_changed(node_id)
+
+    def set_net(self, node_id: str, entries: list[dict]) -> None:
+        self.net[node_id] = list(entries)
         if self.dispatcher is not None:
             self.dispatcher.node_changed(node_id)
 
