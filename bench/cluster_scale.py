@@ -176,7 +176,7 @@ async def bench(args) -> None:
     from orch.cluster import records as r
     from orch.cluster.control import Control
     from orch.cluster.etcd import EtcdClient, TLSFiles
-    from orch.cluster.manager import LEADER
+    from orch.cluster.state import LEADER
     from orch.cluster.node import LocalState
     from orch.cluster.state import NODES, SERVICES, TASKS
     from orch.cluster.store import EtcdStore, Limits

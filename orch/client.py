@@ -47,11 +47,13 @@ class Client:
             ) from None
         return s
 
-    def request(self, method: str, path: str, body=None) -> tuple[int, dict, "socket.socket", bytes]:
+    def request(self, method: str, path: str, body=None, headers: dict[str, str] | None = None
+                ) -> tuple[int, dict, "socket.socket", bytes]:
         """Send a request; return (status, headers, socket, bytes already read past the headers)."""
         data = b"" if body is None else json.dumps(body).encode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: orch\r\nContent-Type: application/json\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: orch\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
         ).encode()
         s = self.connect()
@@ -72,9 +74,9 @@ class Client:
             headers[k.strip().lower()] = v.strip()
         return status, headers, s, rest
 
-    def call(self, method: str, path: str, body=None):
+    def call(self, method: str, path: str, body=None, headers: dict[str, str] | None = None):
         """One JSON request and its JSON answer; an error answer is raised as an OrchError."""
-        status, headers, s, rest = self.request(method, path, body)
+        status, headers, s, rest = self.request(method, path, body, headers)
         try:
             payload = b"".join(_body(s, headers, rest))
         finally:

@@ -65,11 +65,10 @@ def create(prog: str, argv: list[str]) -> int:
     p.add_argument("args", nargs="...")
     argv, explicit = sf.split_bools(argv)
     a = p.parse_args(argv)
-    if sf.bool_flag(a, explicit, "--with-registry-auth"):
-        _no_registry_auth()
     spec = sf.spec_from_flags(a, explicit, environ=os.environ, read_file=_read_file)
+    headers = registry_auth_header(a.image) if sf.bool_flag(a, explicit, "--with-registry-auth") else {}
     client = _client()
-    answer = client.call("POST", "/services/create", spec)
+    answer = client.call("POST", "/services/create", spec, headers)
     for warning in answer.get("Warnings") or ():
         print(warning, file=sys.stderr)
     print(answer["ID"])
@@ -78,9 +77,19 @@ def create(prog: str, argv: list[str]) -> int:
     return _wait(client, [answer["ID"]], bool(sf.bool_flag(a, explicit, "--quiet")))
 
 
-def _no_registry_auth() -> None:
-    raise InvalidArgument("--with-registry-auth: the cluster does not carry registry credentials to its nodes yet; "
-                          "log in to the registry on each node (orch login), or use a public image")
+def registry_auth_header(image: str) -> dict[str, str]:
+    """docker's X-Registry-Auth for `--with-registry-auth`: the user's stored credentials for
+    the image's registry (base64url JSON), or nothing when none are stored."""
+    import base64
+
+    from orch.node.runtime import reference
+    from orch.registry import credentials
+
+    found = credentials.lookup(reference.parse(image).domain)
+    if found is None:
+        return {}
+    value = json.dumps({"username": found[0], "password": found[1]}).encode()
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(value).decode()}
 
 
 def update(prog: str, argv: list[str]) -> int:
@@ -95,8 +104,6 @@ def update(prog: str, argv: list[str]) -> int:
     p.add_argument("service")
     argv, explicit = sf.split_bools(argv)
     a = p.parse_args(argv)
-    if sf.bool_flag(a, explicit, "--with-registry-auth"):
-        _no_registry_auth()
     client = _client()
     service = client.call("GET", f"/services/{_q(a.service)}")
     version = service["Version"]["Index"]
@@ -104,7 +111,9 @@ def update(prog: str, argv: list[str]) -> int:
         answer = client.call("POST", f"/services/{_q(service['ID'])}/update?version={version}&rollback=previous", service["Spec"])
     else:
         spec = sf.apply_update(service["Spec"], a, explicit, environ=os.environ)
-        answer = client.call("POST", f"/services/{_q(service['ID'])}/update?version={version}", spec)
+        headers = registry_auth_header(spec["TaskTemplate"]["ContainerSpec"]["Image"]) \
+            if sf.bool_flag(a, explicit, "--with-registry-auth") else {}
+        answer = client.call("POST", f"/services/{_q(service['ID'])}/update?version={version}", spec, headers)
     for warning in answer.get("Warnings") or ():
         print(warning, file=sys.stderr)
     print(a.service)
@@ -306,9 +315,36 @@ def logs(prog: str, argv: list[str]) -> int:
     p.add_argument("-n", "--tail")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("service")
-    p.parse_args(argv)
-    raise OrchError("service logs is not available yet: the cluster cannot fetch a task's logs from the node that runs it; "
-                    "run 'orch logs SERVICE.SLOT.TASKID' on that node (orch service ps shows which)")
+    a = p.parse_args(argv)
+    query = ["follow=1"] if a.follow else []
+    if a.tail and a.tail != "all":
+        if not a.tail.isdigit():
+            raise InvalidArgument(f"invalid --tail {a.tail!r}: use a number of lines or 'all'")
+        query.append(f"tail={int(a.tail)}")
+    if a.since:
+        from orch.cli.container import parse_since
+
+        query.append(f"since={parse_since(a.since)}")
+    path = f"/services/{quote(a.service, safe='')}/logs" + ("?" + "&".join(query) if query else "")
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    buf = b""
+    for chunk in _client().stream("GET", path):
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if not line:
+                continue
+            entry = json.loads(line)
+            text = entry["log"]
+            if not a.raw:
+                task = entry["task"] if a.no_task_ids else \
+                    f"{entry['task']}.{entry['task_id'] if a.no_trunc else entry['task_id'][:12]}"
+                text = f"{task}@{entry['node']}    | " + text
+            if a.timestamps and entry.get("time"):
+                text = f"{entry['time']} " + text
+            (err if entry.get("stream") == "stderr" else out).write(text.encode())
+            (err if entry.get("stream") == "stderr" else out).flush()
+    return 0
 
 
 GROUP = {"create": create, "ls": ls, "list": ls, "ps": ps, "inspect": inspect, "logs": logs, "scale": scale,

@@ -48,15 +48,14 @@ def deploy(prog: str, argv: list[str]) -> int:
     argv, explicit = split_bools(argv)
     a = p.parse_args(argv)
     _check_name(a.stack)
-    if a.with_registry_auth:
-        raise InvalidArgument("--with-registry-auth: the cluster does not carry registry credentials to its nodes yet; "
-                              "log in to the registry on each node (orch login), or use public images")
     if not a.compose_file:
         raise InvalidArgument("specify a Compose file (with --compose-file)")
     if "-" in a.compose_file:
         raise InvalidArgument("reading a Compose file from stdin is not supported; give its path")
     detach = explicit.get("--detach", True)
     body = deploy_body(a.stack, [Path(f) for f in a.compose_file], prune=a.prune)
+    if a.with_registry_auth:
+        body["RegistryAuth"] = registry_auths(body)
     client = _client()
     answer = client.call("POST", "/stacks/deploy", body)
     for line in answer["Lines"]:
@@ -66,6 +65,20 @@ def deploy(prog: str, argv: list[str]) -> int:
     from orch.cli.service import _wait
 
     return _wait(client, [s["Name"] for s in body["Services"]], a.quiet)
+
+
+def registry_auths(body: dict) -> dict[str, dict]:
+    """`--with-registry-auth`: per service, the user's stored credentials for its image's
+    registry (services whose registry has none stored get nothing, as docker sends nothing)."""
+    from orch.node.runtime import reference
+    from orch.registry import credentials
+
+    out = {}
+    for spec in body["Services"]:
+        found = credentials.lookup(reference.parse(spec["TaskTemplate"]["ContainerSpec"]["Image"]).domain)
+        if found is not None:
+            out[spec["Name"]] = {"username": found[0], "password": found[1]}
+    return out
 
 
 def deploy_body(name: str, files: list[Path], *, prune: bool = False, environ=None) -> dict:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from orch.cluster import records as r
 from orch.cluster.secretbox import Keyring
 from orch.cluster.stackspec import NAMESPACE, StackDeployment
-from orch.cluster.state import CLUSTER, CONFIGS, NETWORKS, NODES, SECRETS, SERVICES, TASKS, _RecordKind
+from orch.cluster.state import CLUSTER, CONFIGS, LEADER, NETWORKS, NODES, SECRETS, SERVICES, TASKS, _RecordKind
 from orch.cluster.store import Delete, Put, StaleRecords, Store, Stored
 from orch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from orch.scheduler.placement import parse_constraints
@@ -91,10 +91,27 @@ class Control:
 
     # -- nodes --------------------------------------------------------------------------------
     async def nodes(self) -> list[Stored[r.Node]]:
-        return (await self.store.list(NODES)).items
+        return await self._live((await self.store.list(NODES)).items)
 
     async def node(self, ref: str) -> Stored[r.Node]:
-        return await self._find(NODES, ref)
+        return (await self._live([await self._find(NODES, ref)]))[0]
+
+    async def _live(self, nodes: list[Stored[r.Node]]) -> list[Stored[r.Node]]:
+        """Managers' status as it is now: the leader is who holds the leader key, a manager is
+        reachable while its node is up (what a record holds of it dates from its join)."""
+        leader = await self.store.get(LEADER)
+        leader_id = leader.record.node_id if leader else ""
+        out = []
+        for s in nodes:
+            m = s.record.manager_status
+            if m is not None:
+                live = m.model_copy(update={"leader": s.id == leader_id, "reachability":
+                                            "unreachable" if s.record.status.state == "down" else
+                                            "reachable" if s.record.status.state == "ready" else "unknown"})
+                s = Stored(s.id, s.record.model_copy(update={"manager_status": live}), s.mod_revision, s.create_revision,
+                           s.version, s.lease)
+            out.append(s)
+        return out
 
     async def update_node(self, ref: str, version: int | None, spec: r.NodeSpec) -> None:
         stored = await self.node(ref)
@@ -156,12 +173,24 @@ class Control:
         now = self.clock()
         return r.Service(id=self.ids(), spec=spec, created_at=now, updated_at=now)
 
-    async def create_service(self, spec: r.ServiceSpec) -> str:
+    def _sealed_auth(self, auth: tuple[str, str] | None, service_id: str) -> bytes:
+        if auth is None:
+            return b""
+        if self.keyring is None:
+            raise Conflict("this manager has no key to seal registry credentials with")
+        import json
+
+        return self.keyring.seal(json.dumps({"username": auth[0], "password": auth[1]}).encode(),
+                                 record_id=f"registry-auth/{service_id}")
+
+    async def create_service(self, spec: r.ServiceSpec, *, registry_auth: tuple[str, str] | None = None) -> str:
         self.check_spec(spec)
         if await self.store.get(SERVICE_NAMES, spec.name) is not None:
             raise AlreadyExists(f"service {spec.name} already exists; use orch service update, or another name")
         await self._check_ports_free(spec, None)
         service = self._new_service(spec)
+        if registry_auth is not None:
+            service = service.model_copy(update={"registry_auth": self._sealed_auth(registry_auth, service.id)})
         try:
             await self.store.txn([Put(SERVICE_NAMES, NameEntry(name=spec.name, id=service.id), 0),
                                   Put(SERVICES, service, 0)])
@@ -188,7 +217,8 @@ class Control:
             "previous_spec_version": service.spec_version, "update_status": None, "updated_at": self.clock(),
         })
 
-    async def update_service(self, ref: str, version: int | None, spec: r.ServiceSpec) -> None:
+    async def update_service(self, ref: str, version: int | None, spec: r.ServiceSpec, *,
+                             registry_auth: tuple[str, str] | None = None) -> None:
         stored = await self.service(ref)
         if version is not None and version != stored.mod_revision:
             raise _out_of_sequence(f"service {ref}")
@@ -196,8 +226,11 @@ class Control:
             raise InvalidArgument(f"service {ref}: renaming a service is not supported")
         self.check_spec(spec)
         await self._check_ports_free(spec, stored.id)
+        updated = self._updated(stored.record, spec)
+        if registry_auth is not None:
+            updated = updated.model_copy(update={"registry_auth": self._sealed_auth(registry_auth, stored.id)})
         try:
-            await self.store.put(SERVICES, self._updated(stored.record, spec), expect=stored.mod_revision)
+            await self.store.put(SERVICES, updated, expect=stored.mod_revision)
         except StaleRecords:
             raise _out_of_sequence(f"service {ref}") from None
 
@@ -267,7 +300,8 @@ class Control:
         return net.id
 
     # -- stacks -------------------------------------------------------------------------------
-    async def deploy_stack(self, deployment: StackDeployment, *, prune: bool = False) -> list[str]:
+    async def deploy_stack(self, deployment: StackDeployment, *, prune: bool = False,
+                           registry_auth: dict[str, tuple[str, str]] | None = None) -> list[str]:
         """Create or update every part of the stack; the lines `stack deploy` prints."""
         ns = deployment.namespace
         for spec in deployment.services:
@@ -311,14 +345,21 @@ class Control:
                 record = model(id=record_id, spec=spec, created_at=now, updated_at=now)
                 groups.append([Put(names, NameEntry(name=spec.name, id=record_id), 0), Put(kind, record, 0)])
                 lines.append(f"Creating {NOUN[kind]} {spec.name}")
+        auths = registry_auth or {}
         for spec in deployment.services:
             other = services.get(spec.name)
+            auth = auths.get(spec.name)
             if other is None:
                 service = self._new_service(spec)
+                if auth is not None:
+                    service = service.model_copy(update={"registry_auth": self._sealed_auth(auth, service.id)})
                 groups.append([Put(SERVICE_NAMES, NameEntry(name=spec.name, id=service.id), 0), Put(SERVICES, service, 0)])
                 lines.append(f"Creating service {spec.name}")
-            elif other.record.spec != spec:
-                groups.append([Put(SERVICES, self._updated(other.record, spec), other.mod_revision)])
+            elif other.record.spec != spec or auth is not None:
+                updated = self._updated(other.record, spec) if other.record.spec != spec else other.record
+                if auth is not None:
+                    updated = updated.model_copy(update={"registry_auth": self._sealed_auth(auth, other.id)})
+                groups.append([Put(SERVICES, updated, other.mod_revision)])
                 lines.append(f"Updating service {spec.name} (id: {other.id})")
         if prune:
             wanted = {s.name for s in deployment.services}

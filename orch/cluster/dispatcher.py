@@ -26,12 +26,14 @@ import trio
 
 from orch.cluster import protocol as p
 from orch.cluster.wire import Framed, FrameError
-from orch.cluster.worker import SESSION_ERRORS, describe_error, first_leaf
+from orch.cluster.worker import SESSION_ERRORS, describe_error
+from orch.errors import Unavailable
 
 DEFAULT_PERIOD = 5.0
 DEFAULT_MISSES = 3
 HELLO_TIMEOUT = 10.0
 MAX_TASKS_PER_ASSIGN = 500  # keeps one frame well under wire.MAX_FRAME
+LOG_QUEUE = 64  # log batches a reader may fall behind before its request is ended
 
 
 class Backend(Protocol):
@@ -69,6 +71,7 @@ class _Session:
     sent_secrets: set[str] = field(default_factory=set)
     sent_configs: set[str] = field(default_factory=set)
     sent_net: dict[str, dict] = field(default_factory=dict)
+    logs: dict[str, trio.MemorySendChannel] = field(default_factory=dict)  # log requests in flight
 
 
 class Dispatcher:
@@ -171,6 +174,9 @@ class Dispatcher:
                     await self._receive(session)
                     nursery.cancel_scope.cancel()
             finally:
+                for channel in session.logs.values():
+                    channel.close()
+                session.logs.clear()
                 if self.sessions.get(node_id) is session:
                     del self.sessions[node_id]
         except* SESSION_ERRORS as group:
@@ -190,8 +196,54 @@ class Dispatcher:
                 await session.framed.send(p.Heartbeat(period=self.period).model_dump())
             elif isinstance(parsed, p.Status):
                 await self.backend.report(session.node_id, parsed.updates)
+            elif isinstance(parsed, p.LogLines):
+                channel = session.logs.get(parsed.request)
+                if channel is not None:
+                    try:
+                        channel.send_nowait(parsed)
+                    except trio.WouldBlock:
+                        # The reader is too slow: end its request, never the session (which
+                        # carries the node's heartbeats).
+                        session.logs.pop(parsed.request, None)
+                        channel.close()
+                        await session.framed.send(p.LogsCancel(request=parsed.request).model_dump())
+                    except trio.BrokenResourceError:
+                        session.logs.pop(parsed.request, None)
             else:
                 raise FrameError("a second hello in one session")
+
+    async def logs(self, node_id: str, task_id: str, *, follow: bool = False, tail: int | None = None,
+                   since: float | None = None):
+        """A task's log lines from the node that runs it (JSON lines of its json-file log), as an
+        async iterator; leaving it early cancels the request on the node."""
+        session = self.sessions.get(node_id)
+        if session is None:
+            raise Unavailable(f"node {node_id} is not connected; its tasks' logs are out of reach until it is back")
+        rid = secrets.token_hex(8)
+        send, receive = trio.open_memory_channel[p.LogLines](LOG_QUEUE)
+        session.logs[rid] = send
+        ended = False
+        try:
+            await session.framed.send(p.LogsRequest(request=rid, task_id=task_id, follow=follow, tail=tail,
+                                                    since=since).model_dump())
+            async for batch in receive:
+                for line in batch.lines:
+                    yield line
+                if batch.end:
+                    ended = True
+                    if batch.error:
+                        raise Unavailable(f"logs of task {task_id}: {batch.error}")
+                    return
+            raise Unavailable(f"logs of task {task_id}: the node's session ended, or this reader was too slow")
+        finally:
+            session.logs.pop(rid, None)
+            if not ended and self.sessions.get(node_id) is session:
+                with trio.move_on_after(1) as scope:
+                    scope.shield = True
+                    try:
+                        await session.framed.send(p.LogsCancel(request=rid).model_dump())
+                    except SESSION_ERRORS:
+                        pass
 
     async def _push(self, session: _Session, scope: trio.CancelScope) -> None:
         full = True

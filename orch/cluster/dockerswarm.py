@@ -332,8 +332,9 @@ def stack_deploy_to_json(deployment: StackDeployment, *, prune: bool = False) ->
     }
 
 
-def stack_deploy_from_json(data: Any, path: str = "StackDeploy") -> tuple[StackDeployment, bool]:
-    """(StackDeployment, prune) from the body of POST /stacks/deploy."""
+def stack_deploy_from_json(data: Any, path: str = "StackDeploy") -> tuple[StackDeployment, bool, dict]:
+    """(StackDeployment, prune, {service name: (user, password)}) from the body of POST
+    /stacks/deploy; "RegistryAuth" carries `--with-registry-auth`'s credentials per service."""
     reader = Reader(data, path)
     name = reader.str("Name")
     if not name or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
@@ -347,5 +348,12 @@ def stack_deploy_from_json(data: Any, path: str = "StackDeploy") -> tuple[StackD
         ext_networks, ext_secrets, ext_configs = (tuple(ext.strings(k)) for k in ("Networks", "Secrets", "Configs"))
         ext.done()
     prune = reader.bool("Prune")
+    auths: dict[str, tuple[str, str]] = {}
+    if (given := reader.obj("RegistryAuth")) is not None:
+        for service in [s.name for s in services]:
+            if (one := given.obj(service)) is not None:
+                auths[service] = (one.str("username"), one.str("password"))
+                one.done()
+        given.done()
     reader.done()
-    return StackDeployment(name, services, networks, secrets, configs, ext_networks, ext_secrets, ext_configs), prune
+    return StackDeployment(name, services, networks, secrets, configs, ext_networks, ext_secrets, ext_configs), prune, auths

@@ -358,8 +358,10 @@ async def promote_when_synced(client: EtcdClient, member_id: int, *, timeout: fl
             await client.member_promote(member_id)
             return
         except OrchError as err:
-            if "not in sync" not in err.message and "not ready" not in err.message and "unhealthy" not in err.message \
-                    or trio.current_time() + delay > deadline:
+            # etcd: "can only promote a learner member which is in sync with leader" until it
+            # has caught up; "learner member not ready" while it starts.
+            retry = any(text in err.message for text in ("in sync with leader", "not ready", "unhealthy"))
+            if not retry or trio.current_time() + delay > deadline:
                 raise
         await trio.sleep(delay)
         delay = min(delay * 2, 2.0)

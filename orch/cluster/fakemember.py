@@ -18,7 +18,7 @@ from orch.cluster import records as r
 from orch.cluster.control import Control
 from orch.cluster.memstore import MemoryStore
 from orch.cluster.secretbox import Keyring
-from orch.cluster.state import CLUSTER, NODES, TASKS
+from orch.cluster.state import CLUSTER, LEADER, LeaderRecord, NODES, TASKS
 from orch.errors import Conflict, PermissionDenied, Unavailable
 
 NOT_IN_SWARM = "This node is not part of a swarm"
@@ -78,6 +78,7 @@ class FakeMember:
                     manager_status=r.ManagerStatus(addr=addr, reachability="reachable", leader=True))
         await self.store.create(CLUSTER, cluster)
         await self.store.create(NODES, me)
+        await self.store.create(LEADER, LeaderRecord(node_id=node_id, addr=addr))  # what a manager's election writes
         self.state = FakeState(node_id, "manager", addr)
         self.tokens = {"Worker": "SWMTKN-1-fake-worker0", "Manager": "SWMTKN-1-fake-manager0"}
         return node_id

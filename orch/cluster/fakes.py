@@ -38,6 +38,7 @@ class FakeRuntime:
         self.events: list[tuple[str, str]] = []
         self.changed = trio.Event()
         self.net: dict[str, dict] = {}  # the overlay entries it was given last
+        self.log_lines: dict[str, list[str]] = {}  # task id -> its log, as JSON lines
 
     def _record(self, what: str, task_id: str) -> None:
         self.events.append((what, task_id))
@@ -105,6 +106,17 @@ class FakeRuntime:
             del self.containers[cid]
             self.removed.append(c.task["id"])
             self._record("remove", c.task["id"])
+
+    async def logs(self, cid, *, follow, tail, since):
+        """What the test put in `log_lines[task id]`; a follow then waits for the container to stop."""
+        c = self.containers.get(cid)
+        if c is None:
+            return
+        lines = self.log_lines.get(c.task["id"], [])
+        for line in lines[-tail:] if tail else lines:
+            yield line
+        if follow:
+            await c.exited.wait()
 
     def running_tasks(self) -> set[str]:
         return {c.task["id"] for c in self.containers.values() if c.running}

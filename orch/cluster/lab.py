@@ -62,7 +62,8 @@ class LabHost:
 
     @property
     def env(self) -> dict[str, str]:
-        env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir))
+        env = dict(os.environ, ORCH_ROOT=str(self.root), ORCH_RUN=str(self.run_dir),
+                   ORCH_AUTH_FILE=str(self.base / "auth.json"), **self.lab.env)  # a host's own registry logins
         env.pop("ORCH_NET_PREFIX", None)  # a host's tables and bridges live in its own namespace
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH", "")) if p)
         return env
@@ -161,11 +162,13 @@ _REPO = Path(__file__).resolve().parents[2]
 class Lab:
     """`size` hosts named h1..hN with addresses from `subnet` (.1, .2, ...) on one bridge."""
 
-    def __init__(self, base: Path, size: int, *, prefix: str = "orchlab", subnet: str = "10.213.0.0/24"):
+    def __init__(self, base: Path, size: int, *, prefix: str = "orchlab", subnet: str = "10.213.0.0/24",
+                 env: dict[str, str] | None = None):
         if len(prefix) > 9:
             raise ValueError("lab prefix: at most 9 characters (link names are at most 15)")
         self.base = Path(base)
         self.prefix = prefix
+        self.env = dict(env or {})  # more environment for every host's processes
         self.net = ipaddress.ip_network(subnet)
         self.switch_ns = f"{prefix}-sw"
         hosts = list(self.net.hosts())

@@ -21,6 +21,8 @@ The leader is the only writer of tasks; the CLI writes services, nodes' specs, s
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import sys
 import time
@@ -28,35 +30,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
-from pydantic import BaseModel, ConfigDict
 
 from orch.cluster import protocol as p
 from orch.cluster import records as r
 from orch.cluster.dispatcher import Dispatcher
 from orch.cluster.election import Term, open_leadership, open_session
 from orch.cluster.netview import NetIndex
-from orch.cluster.state import NODES, TASKS, Cache, _RecordKind, id_of_key, kind_of_key
-from orch.cluster.store import Change, Check, Delete, Fence, Put, Store
+from orch.cluster.state import LEADER, NODES, TASKS, Cache, LeaderRecord, id_of_key, kind_of_key
+from orch.cluster.store import Change, Check, Delete, Put, Store
 from orch.errors import OrchError, Unavailable
 from orch.scheduler.clusterplan import ClusterPlan
 from orch.scheduler.orchestrate import plan_cluster
 
-LEASE_TTL = 10  # seconds: a dead leader is replaced within about this long
+LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
 STATUS_BATCH = 1000
 
 
-class LeaderRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: int = 1
-    node_id: str
-    addr: str  # the leader's dispatcher, host:port
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
-
-
-LEADER = _RecordKind(f"{r.LAYOUT}/leader", LeaderRecord, singleton=True)
 
 
 def assignment_of(task: r.Task, service: r.Service | None = None) -> dict:
@@ -123,8 +112,10 @@ class ManagerIdentity:
 
 class Manager:
     def __init__(self, store: Store, me: ManagerIdentity, *, clock: Callable[[], float] = time.time,
-                 lease_ttl: int = LEASE_TTL):
+                 lease_ttl: int = LEASE_TTL, keyring=None):
         self.store = store
+        self.keyring = keyring  # secretbox.Keyring: opens secrets for the nodes that need them
+        self._opened: dict[str, dict] = {}  # secret id -> its payload, opened once
         self.me = me
         self.clock = clock
         self.lease_ttl = lease_ttl
@@ -193,6 +184,36 @@ class Manager:
         dispatcher = self.dispatcher if self.is_leader() else Dispatcher(self)
         await dispatcher.serve(framed, node_id, hello)
 
+    async def send_service_logs(self, service_id: str, out: trio.MemorySendChannel, *, follow: bool = False,
+                                tail: int | None = None, since: float | None = None) -> None:
+        """Send (task, hostname, JSON log line) for every task of a service, from the nodes that
+        run them, into `out` as lines arrive, then close it; the leader only (its dispatcher
+        holds the sessions). A node that is not connected is one line of its own. A task of
+        its own, not an async generator: a nursery must not span a generator's yields."""
+        async with out:
+            cache, dispatcher = self.cache, self.dispatcher
+            if cache is None or dispatcher is None or not self.is_leader():
+                raise Unavailable("this manager is not the leader; ask the leader")
+            tasks = [t for t in cache.tasks.values() if t.service_id == service_id and t.node_id
+                     and t.status.container_status is not None]
+
+            async def one(task: r.Task, out) -> None:
+                node = cache.nodes.get(task.node_id)
+                hostname = node.description.hostname if node else task.node_id
+                async with out:
+                    try:
+                        async for line in dispatcher.logs(task.node_id, task.id, follow=follow, tail=tail, since=since):
+                            await out.send((task, hostname, line))
+                    except OrchError as err:
+                        await out.send((task, hostname, json.dumps({"log": f"orch: {err}\n", "stream": "stderr", "time": ""})))
+
+            try:
+                async with trio.open_nursery() as nursery:
+                    for task in tasks:
+                        nursery.start_soon(one, task, out.clone())
+            except* trio.BrokenResourceError:
+                pass  # the reader went away
+
     # -- the dispatcher's backend -----------------------------------------------------------
     def is_leader(self) -> bool:
         return self.term is not None and not self.term.lost.is_set() and self.dispatcher is not None
@@ -240,10 +261,56 @@ class Manager:
             # and a status update copies the rest by reference).
             key = (task.spec, task.desired_state, task.node_id, task.endpoint)
             hit = memo.get(tid)
+            service = cache.services.get(task.service_id)
+            key = (*key, service.registry_auth if service is not None else b"")
             if hit is None or hit[0] != key:
-                hit = memo[tid] = (key, assignment_of(task, cache.services.get(task.service_id)))
+                payload = assignment_of(task, service)
+                if service is not None and service.registry_auth:
+                    payload["registry_auth"] = self._open_auth(service)
+                hit = memo[tid] = (key, payload)
             out.append(hit[1])
-        return out, [], []
+        return out, *self._assets_for(node_id)
+
+    def _assets_for(self, node_id: str) -> tuple[list[dict], list[dict]]:
+        """The secrets and configs the node's tasks name, and nothing else (swarm's rule): a
+        secret's value opened with the managers' keyring, to travel inside the TLS session."""
+        cache = self.cache
+        secret_names: set[str] = set()
+        config_names: set[str] = set()
+        for tid in cache.tasks_by_node.get(node_id, ()):
+            task = cache.tasks.get(tid)
+            if task is None or task.desired_state > r.TaskState.RUNNING:
+                continue
+            secret_names.update(ref.secret_name for ref in task.spec.container_spec.secrets)
+            config_names.update(ref.config_name for ref in task.spec.container_spec.configs)
+        secrets = [self._secret_payload(s) for s in cache.secrets.values() if s.spec.name in secret_names]
+        configs = [{"id": c.id, "name": c.spec.name, "data": base64.b64encode(c.spec.data).decode()}
+                   for c in cache.configs.values() if c.spec.name in config_names]
+        return [s for s in secrets if s is not None], configs
+
+    def _open_auth(self, service: r.Service) -> dict | None:
+        """A service's registry credentials (`--with-registry-auth`), for its tasks' nodes."""
+        if self.keyring is None:
+            return None
+        try:
+            return json.loads(self.keyring.open(service.registry_auth, record_id=f"registry-auth/{service.id}"))
+        except (OrchError, ValueError) as err:
+            print(f"manager: registry credentials of service {service.spec.name}: {err}", file=sys.stderr, flush=True)
+            return None
+
+    def _secret_payload(self, secret: r.Secret) -> dict | None:
+        if self.keyring is None:
+            return None
+        hit = self._opened.get(secret.id)
+        if hit is None:
+            try:
+                plain = self.keyring.open(secret.spec.data, record_id=secret.id)
+            except OrchError as err:
+                print(f"manager: secret {secret.spec.name}: {err}", file=sys.stderr, flush=True)
+                return None
+            hit = self._opened[secret.id] = {"id": secret.id, "name": secret.spec.name,
+                                              "data": base64.b64encode(plain).decode()}
+        return hit
 
     def net_entries(self, node_id: str) -> list[dict]:
         """The overlay entries the node needs (orch.cluster.netview), from an index made once
@@ -307,6 +374,11 @@ class Manager:
         cache, dispatcher = self.cache, self.dispatcher
         if not changes:  # the cache was listed again: plan everything
             self._dirty = None
+        if cache is not None:
+            touched, cache.touched_nodes = cache.touched_nodes, set()
+            if dispatcher is not None:
+                for node_id in touched:
+                    dispatcher.node_changed(node_id)
         overlay = not changes  # a change every node with overlay networks may need to hear of
         for c in changes:
             if c.kind is TASKS:
@@ -315,8 +387,6 @@ class Manager:
                 if task is not None:
                     if self._dirty is not None:
                         self._dirty.add(task.service_id)
-                    if dispatcher is not None and task.node_id:
-                        dispatcher.node_changed(task.node_id)
                 else:
                     self._assigned.pop(c.id, None)
                     if self._dirty is not None:

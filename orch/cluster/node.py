@@ -23,9 +23,9 @@ member) back: nothing is left half-joined.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from functools import partial
 import socket
 import sys
 from pathlib import Path
@@ -47,7 +47,7 @@ from orch.cluster.state import CLUSTER, NODES, _RecordKind
 from orch.cluster.store import EtcdStore, Limits
 from orch.cluster.wire import Framed, FrameError
 from orch.cluster.worker import SESSION_ERRORS, Worker, describe_error, first_leaf
-from orch.errors import Conflict, InvalidArgument, NotFound, OrchError, PermissionDenied, SystemFailure, Unavailable
+from orch.errors import Conflict, InvalidArgument, OrchError, PermissionDenied, SystemFailure, Unavailable
 
 NOT_IN_SWARM = "This node is not part of a swarm"
 NOT_MANAGER = ('This node is not a swarm manager. Use "orch swarm init" or "orch swarm join" to connect this node '
@@ -244,6 +244,7 @@ class ClusterNode:
 
                     self.worker = Worker(state.managers or [state.advertise_addr], connect, runtime,
                                          lambda: describe_host(host))
+                    self.worker.on_managers = self._remember_managers
                     await nursery.start(self.worker.run)
                     self._worker_up.set()
                     self.status = "active"
@@ -283,10 +284,19 @@ class ClusterNode:
         client = EtcdClient(endpoints, tls=tls)
         self.store = EtcdStore(client, limits=limits)
         self.control = Control(self.store, self.keyring)
-        self.manager = Manager(self.store, ManagerIdentity(state.node_id, state.advertise_addr))
+        self.manager = Manager(self.store, ManagerIdentity(state.node_id, state.advertise_addr), keyring=self.keyring)
         await nursery.start(self.manager.run)
         await nursery.start(transport.serve, state.listen_addr or state.advertise_addr,
                             self.identity.server_context(), self._handle)
+
+    async def _remember_managers(self, managers: list[str]) -> None:
+        state = self.state
+        if state is not None and managers and set(managers) != set(state.managers):
+            new = state.model_copy(update={"managers": sorted(managers)})
+            if (self.dir / "node.json").exists():
+                await trio.to_thread.run_sync(self._save, new)
+            else:
+                self.state = new
 
     async def _stop_services(self) -> None:
         if self._scope is not None:
@@ -577,12 +587,72 @@ class ClusterNode:
                     return
             if first["op"] == "join":
                 await self._serve_join(framed, first, peer)
+            elif first["op"] == "service_logs":
+                await self._serve_logs(framed, first, peer)
             elif first["op"] == "hello":
                 await self._serve_session(framed, first, peer)
             else:
                 await framed.send({"op": "refused", "message": f"unexpected request {first['op']!r}"})
         except* (*SESSION_ERRORS, FrameError) as group:
             print(f"cluster: connection from {peer.addr}: {describe_error(group)}", file=sys.stderr, flush=True)
+
+    # -- service logs ----------------------------------------------------------------------------
+    async def service_logs(self, service_ref: str, *, follow: bool = False, tail: int | None = None,
+                           since: float | None = None):
+        """(task name, task id, hostname, JSON log line) of every task of a service, from the
+        nodes that run them: through this manager's dispatcher when it leads, else through the
+        leader's (a manager's TLS connection to it, which only a manager certificate opens)."""
+        control = self.require_manager()
+        service = await control.service(service_ref)
+        manager = self.manager
+        if manager is not None and manager.is_leader():
+            send, receive = trio.open_memory_channel(0)
+
+            async def produce() -> None:
+                # In the member's nursery, which holds the agent's cluster services: whatever
+                # goes wrong here ends this reader's stream, never the services.
+                try:
+                    await manager.send_service_logs(service.id, send, follow=follow, tail=tail, since=since)
+                except Exception as err:  # noqa: BLE001 (a bug or a lost leadership: one log line)
+                    print(f"cluster: service logs of {service.id}: {describe_error(err)}", file=sys.stderr, flush=True)
+
+            self._nursery.start_soon(produce)
+            async with receive:
+                async for task, hostname, line in receive:
+                    yield task.name, task.id, hostname, line
+            return
+        leader = manager.leader_addr() if manager is not None else ""
+        if not leader:
+            raise Unavailable("the cluster has no leader right now; try again in a few seconds")
+        stream = await transport.open_connection(leader, self.identity.client_context())
+        framed = Framed(stream)
+        try:
+            await framed.send({"op": "service_logs", "service": service.id, "follow": follow, "tail": tail, "since": since})
+            while (msg := await framed.receive()) is not None:
+                if msg.get("op") == "refused":
+                    raise Unavailable(f"the leader ({leader}) refused: {msg.get('message', '')}")
+                if msg.get("end"):
+                    return
+                for item in msg.get("lines", ()):
+                    yield item["task"], item["task_id"], item["node"], item["line"]
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _serve_logs(self, framed: Framed, req: dict, peer: transport.Peer) -> None:
+        """Another manager asks the leader for a service's logs."""
+        manager = self.manager
+        if peer.role != pki.MANAGER or manager is None or not manager.is_leader():
+            await framed.send({"op": "refused", "message": "only the leader serves logs, to managers"})
+            return
+        send, receive = trio.open_memory_channel(0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(manager.send_service_logs, str(req.get("service", "")), send,
+                                       follow=bool(req.get("follow")), tail=req.get("tail"), since=req.get("since")))
+            async with receive:
+                async for task, hostname, line in receive:
+                    await framed.send({"op": "logs", "lines": [{"task": task.name, "task_id": task.id, "node": hostname,
+                                                                 "line": line}]})
+        await framed.send({"op": "logs", "end": True})
 
     async def _serve_session(self, framed: Framed, hello: dict, peer: transport.Peer) -> None:
         manager, control = self.manager, self.control
@@ -690,6 +760,8 @@ class ClusterNode:
             if state.role == "manager" and self.store is not None:
                 await self._leave_as_manager(state)
             await self._remove_task_containers()
+            if self.node is not None:
+                await trio.to_thread.run_sync(self.node.release_task_files)
             await self._forget()
 
     async def _leave_as_manager(self, state: LocalState) -> None:

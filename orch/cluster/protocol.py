@@ -11,6 +11,8 @@ certificate names its node id and role, so no message carries a claim of identit
     status {updates: [...]}             ──▶  (batched; any time)
     heartbeat {}                        ──▶
                                         ◀──  heartbeat {period}
+                                        ◀──  logs {request, task_id, follow, tail, since} | logs_cancel
+    log {request, lines, end}           ──▶
 
 - `assign` with `full` replaces the worker's whole set (the first one of a session, and after
   the dispatcher lost track); without it, `tasks` are added or changed and `removed` are
@@ -104,8 +106,37 @@ class Heartbeat(Message):
     period: float | None = None
 
 
-TO_MANAGER = {"hello": Hello, "status": Status, "heartbeat": Heartbeat}
-TO_WORKER = {"welcome": Welcome, "redirect": Redirect, "refused": Refused, "assign": Assign, "heartbeat": Heartbeat}
+class LogsRequest(Message):
+    """The manager asks for a task's log (`service logs`): what is there, then, with `follow`,
+    what comes, until `logs_cancel` or the container is gone."""
+
+    op: Literal["logs"] = "logs"
+    request: str
+    task_id: str
+    follow: bool = False
+    tail: int | None = None
+    since: float | None = None
+
+
+class LogsCancel(Message):
+    op: Literal["logs_cancel"] = "logs_cancel"
+    request: str
+
+
+class LogLines(Message):
+    """A batch of a task's log lines: the node's json-file entries ({"log", "stream", "time"}),
+    as JSON text. The last batch of a request has `end` (and `error` when it failed)."""
+
+    op: Literal["log"] = "log"
+    request: str
+    lines: list[str] = Field(default_factory=list)
+    end: bool = False
+    error: str = ""
+
+
+TO_MANAGER = {"hello": Hello, "status": Status, "heartbeat": Heartbeat, "log": LogLines}
+TO_WORKER = {"welcome": Welcome, "redirect": Redirect, "refused": Refused, "assign": Assign, "heartbeat": Heartbeat,
+             "logs": LogsRequest, "logs_cancel": LogsCancel}
 
 
 def parse(msg: dict, table: dict[str, type[Message]]) -> Message:

@@ -467,6 +467,7 @@ class Endpoint(Value):
 
 class Service(Record):
     KIND: ClassVar[str] = "services"
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
 
     spec: ServiceSpec
     spec_version: int = 1  # Bumped by every update; a rollback restores the previous one.
@@ -474,6 +475,10 @@ class Service(Record):
     previous_spec_version: int | None = None
     update_status: UpdateStatus | None = None
     endpoint: Endpoint = Endpoint()
+    # `--with-registry-auth`: the deployer's credentials for the image's registry, JSON
+    # {"username", "password"} sealed with the managers' keyring (secretbox); opened only to
+    # travel to the nodes that run the service's tasks.
+    registry_auth: bytes = b""
 
 
 def compute_spec_digest(spec: ServiceSpec) -> str:

@@ -85,22 +85,26 @@ def _version(request) -> int | None:
         raise InvalidArgument(f"query parameter version={value!r} is not an integer (the object's Version.Index)") from None
 
 
-def _no_registry_auth(request) -> None:
-    """X-Registry-Auth (`--with-registry-auth`): the cluster does not carry credentials to its
-    nodes yet, and a deploy that seemed to pass them would fail later on each node."""
+def _registry_auth(request) -> tuple[str, str] | None:
+    """X-Registry-Auth (`--with-registry-auth`): docker's base64url JSON credentials."""
     import base64
     import json
 
     header = request.headers.get("x-registry-auth")
     if not header:
-        return
+        return None
     try:
         value = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
     except ValueError:
-        value = header
-    if value:
-        raise InvalidArgument("registry credentials (--with-registry-auth) are not carried to the cluster's nodes yet; "
-                              "log in to the registry on each node (orch login), or use a public image")
+        raise InvalidArgument("X-Registry-Auth is not base64-encoded JSON credentials") from None
+    if not isinstance(value, dict) or not value:
+        return None
+    if "identitytoken" in value and "password" not in value:
+        raise InvalidArgument("X-Registry-Auth: identity tokens are not supported; log in with a user name and password")
+    username, password = value.get("username"), value.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise InvalidArgument("X-Registry-Auth: username and password must be strings")
+    return username, password
 
 
 def _json(value, status: int = 200) -> JSONResponse:
@@ -284,9 +288,9 @@ async def service_create(request):
     from orch.cluster import dockerjson as dj
 
     control = await _control(request)
-    _no_registry_auth(request)
+    auth = _registry_auth(request)
     spec = dj.service_spec_from_json(await _body(request))
-    service_id = await control.create_service(spec)
+    service_id = await control.create_service(spec, registry_auth=auth)
     return _json({"ID": service_id, "Warnings": None}, status=201)
 
 
@@ -303,7 +307,7 @@ async def service_update(request):
     from orch.cluster import dockerjson as dj
 
     control = await _control(request)
-    _no_registry_auth(request)
+    auth = _registry_auth(request)
     ref = request.path_params["id"]
     source = request.query_params.get("registryAuthFrom", "spec")
     if source not in ("spec", "previous-spec"):
@@ -316,7 +320,7 @@ async def service_update(request):
     elif rollback:
         raise InvalidArgument(f"query parameter rollback={rollback!r}: the only value is previous")
     else:
-        await control.update_service(ref, _version(request), dj.service_spec_from_json(body))
+        await control.update_service(ref, _version(request), dj.service_spec_from_json(body), registry_auth=auth)
     return _json({"Warnings": None})
 
 
@@ -324,6 +328,50 @@ async def service_remove(request):
     control = await _control(request)
     await control.remove_service(request.path_params["id"])
     return Response(status_code=200)
+
+
+async def service_logs(request):
+    """JSON lines, one log entry each, with its task and node: {"task", "task_id", "node", "log",
+    "stream", "time"}; with follow=1 the stream stays open as the tasks write."""
+    import json
+
+    from starlette.responses import StreamingResponse
+
+    await _control(request)
+    member = await _member(request)
+    follow = _flag(request, "follow")
+    tail = request.query_params.get("tail", "all")
+    if tail != "all" and not tail.isdigit():
+        raise InvalidArgument(f"query parameter tail={tail!r}: a number of lines, or all")
+    since = request.query_params.get("since")
+    try:
+        since_value = float(since) if since not in (None, "", "0") else None
+    except ValueError:
+        raise InvalidArgument(f"query parameter since={since!r}: a UNIX time in seconds") from None
+    lines = member.service_logs(request.path_params["id"], follow=follow, tail=None if tail == "all" else int(tail),
+                                since=since_value)
+    # The first line (or the error that there is none) before the response starts: a service
+    # that does not exist is a 404, not an empty stream.
+    try:
+        first = await anext(lines)
+    except StopAsyncIteration:
+        first = None
+
+    async def body():
+        if first is None:
+            return
+        yield _entry(*first)
+        async for item in lines:
+            yield _entry(*item)
+
+    def _entry(task_name, task_id, node, line):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = {"log": line, "stream": "stdout", "time": ""}
+        return json.dumps({"task": task_name, "task_id": task_id, "node": node, **entry}) + "\n"
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -372,9 +420,8 @@ async def stack_deploy(request):
     from orch.cluster import dockerswarm as ds
 
     control = await _control(request)
-    _no_registry_auth(request)
-    deployment, prune = ds.stack_deploy_from_json(await _body(request))
-    return _json({"Lines": await control.deploy_stack(deployment, prune=prune)})
+    deployment, prune, auths = ds.stack_deploy_from_json(await _body(request))
+    return _json({"Lines": await control.deploy_stack(deployment, prune=prune, registry_auth=auths)})
 
 
 async def stacks_list(request):
@@ -443,6 +490,7 @@ ROUTES = [
     Route("/services/{id}", service_inspect, methods=["GET"]),
     Route("/services/{id}", service_remove, methods=["DELETE"]),
     Route("/services/{id}/update", service_update, methods=["POST"]),
+    Route("/services/{id}/logs", service_logs, methods=["GET"]),
     Route("/tasks", tasks_list, methods=["GET"]),
     Route("/tasks/{id}", task_inspect, methods=["GET"]),
     Route("/stacks", stacks_list, methods=["GET"]),

@@ -16,6 +16,8 @@ new task, as in swarm).
 
 from __future__ import annotations
 
+import base64
+import os
 import sys
 from collections.abc import Callable
 
@@ -96,6 +98,8 @@ class NodeRuntime:
         self.node_id = node_id
         self.vtep = vtep
         self.network_names: dict[str, str] = {}  # overlay network id -> its name
+        self._files: dict[str, list[tuple[str, str]]] = {}  # task id -> (host file, target) to bind at create
+        self._task_of: dict[str, str] = {}  # container id -> task id, for the files a removal deletes
 
     async def sync_networks(self, entries: list[dict]) -> None:
         """The overlay entries of the assignments: the node's networking makes and programs
@@ -122,6 +126,7 @@ class NodeRuntime:
         return out
 
     async def prepare(self, task: dict, secrets, configs) -> None:
+        await self._write_files(task, secrets, configs)
         image = task["spec"]["container_spec"]["image"]
         images = self.node.images
         if await trio.to_thread.run_sync(images.exists, image):
@@ -139,8 +144,52 @@ class NodeRuntime:
         existing = self._by_task(task["id"])
         if existing is not None:
             return _id(existing)  # created before an agent restart: adopt it
-        rec = await self.node.create(create_request(task, self.node_id(), self.network_names))
+        request = create_request(task, self.node_id(), self.network_names)
+        files = self._files.pop(task["id"], [])
+        if files:
+            from orch.api.models import MountRequest
+
+            request = request.model_copy(update={"mounts": [*request.mounts, *(
+                MountRequest(type="bind", source=source, target=target, read_only=True) for source, target in files)]})
+        rec = await self.node.create(request)
+        self._task_of[_id(rec)] = task["id"]
         return _id(rec)
+
+    async def _write_files(self, task: dict, secrets: dict, configs: dict) -> None:
+        """The task's secrets and configs as files on the node's tmpfs, to be bound read-only
+        into its container (docker: secrets under /run/secrets, configs under /)."""
+        c = task["spec"].get("container_spec", {})
+        wanted = [(ref, "secret", "/run/secrets/") for ref in c.get("secrets", [])] + \
+                 [(ref, "config", "/") for ref in c.get("configs", [])]
+        if not wanted:
+            return
+        by_name = {**{("secret", v["name"]): v for v in secrets.values()}, **{("config", v["name"]): v for v in configs.values()}}
+        files: list[tuple[str, str, bytes, dict]] = []
+        for ref, kind, base in wanted:
+            name = ref.get(f"{kind}_name", "")
+            item = by_name.get((kind, name))
+            if item is None:
+                raise NotFound(f"{kind} {name} of task {task['name']} did not reach this node; is it still in the cluster?")
+            target = ref.get("file", {}).get("name") or name
+            target = target if target.startswith("/") else base + target
+            files.append((target, name, base64.b64decode(item["data"]), ref.get("file", {})))
+        directory = await trio.to_thread.run_sync(self.node.task_files, task["id"])
+        out = []
+
+        def write() -> None:
+            for i, (target, name, data, how) in enumerate(files):
+                path = directory / f"{i}-{name}"
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, data)
+                    os.fchown(fd, int(how.get("uid", "0") or 0), int(how.get("gid", "0") or 0))
+                    os.fchmod(fd, int(how.get("mode", 0o444)))
+                finally:
+                    os.close(fd)
+                out.append((str(path), target))
+
+        await trio.to_thread.run_sync(write)
+        self._files[task["id"]] = out
 
     async def start(self, container_id: str) -> None:
         await self.node.start(self.node.get(container_id))
@@ -170,10 +219,24 @@ class NodeRuntime:
             print(f"worker: stopping {container_id[:12]}: {err}", file=sys.stderr, flush=True)
 
     async def remove(self, container_id: str) -> None:
+        task_id = self._task_of.pop(container_id, "")
         try:
-            await self.node.remove(self.node.get(container_id), force=True)
+            rec = self.node.get(container_id)
+            task_id = task_id or _labels(rec).get(TASK_ID, "")
+            await self.node.remove(rec, force=True)
         except NotFound:
             pass
+        finally:
+            if task_id:
+                await trio.to_thread.run_sync(self.node.remove_task_files, task_id)
+
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None, since: float | None):
+        try:
+            rec = self.node.get(container_id)
+        except NotFound:
+            return
+        async for line in self.node.log_lines(rec, follow=follow, tail=tail, since=since):
+            yield line
 
     def _by_task(self, task_id: str):
         for rec in self.node.records.values():

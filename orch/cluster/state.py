@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
+from pydantic import BaseModel, ConfigDict
 
 from orch.cluster import records as r
 from orch.cluster.store import Change, Compacted, Kind, Store
@@ -36,6 +37,22 @@ SECRETS = _RecordKind(f"{r.LAYOUT}/secrets/", r.Secret)
 CONFIGS = _RecordKind(f"{r.LAYOUT}/configs/", r.Config)
 WATCHED = (NODES, SERVICES, TASKS, NETWORKS, SECRETS, CONFIGS, CLUSTER)
 BY_RECORD = {k.model: k for k in WATCHED}
+
+
+class LeaderRecord(BaseModel):
+    """The leader key's value (election.py holds the key with the leader's lease)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = 1
+    node_id: str
+    addr: str  # the leader's dispatcher, host:port
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+LEADER = _RecordKind(f"{r.LAYOUT}/leader", LeaderRecord, singleton=True)
 
 
 def kind_of_key(key: str) -> Kind:
@@ -69,6 +86,9 @@ class Cache:
     # Tasks of a service share one TaskSpec value (records.SpecInterner): memory, and cheap
     # comparisons of what a task runs.
     specs: r.SpecInterner = field(default_factory=r.SpecInterner)
+    # Nodes whose tasks changed since the consumer last took them (a task deleted has no node
+    # to tell any more but this): the dispatcher pushes their assignments.
+    touched_nodes: set[str] = field(default_factory=set)
 
     def table(self, kind: Kind) -> dict:
         return {NODES: self.nodes, SERVICES: self.services, TASKS: self.tasks, NETWORKS: self.networks,
@@ -102,8 +122,10 @@ class Cache:
                     record = self.specs.task(record)
                 if old is not None and old.node_id and (record is None or old.node_id != record.node_id):
                     self.tasks_by_node[old.node_id].discard(record_id)
+                    self.touched_nodes.add(old.node_id)
                 if record is not None and record.node_id:
                     self.tasks_by_node[record.node_id].add(record_id)
+                    self.touched_nodes.add(record.node_id)
             if record is None:
                 table.pop(record_id, None)
             else:

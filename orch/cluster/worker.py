@@ -36,6 +36,7 @@ STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "start
 ORDER = {s: i for i, s in enumerate(STATES)}
 TERMINAL = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
 STATUS_BATCH = 256
+LOG_BATCH = 256
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 # What ends a session without ending the worker: the peer, the network, the framing.
 SESSION_ERRORS = (OSError, OrchError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
@@ -85,6 +86,11 @@ class Runtime(Protocol):
     async def stop(self, container_id: str, timeout: float | None) -> None: ...
 
     async def remove(self, container_id: str) -> None: ...
+
+    def logs(self, container_id: str, *, follow: bool, tail: int | None, since: float | None):
+        """The container's log entries as JSON lines, an async iterator (ends at the end, or,
+        with `follow`, when the container has stopped and its log is drained)."""
+        ...
 
     # Optional (a runtime without them has no overlay networks: hollow and fake runtimes):
     # async def sync_networks(self, entries: list[dict]) -> None: the overlay entries the node
@@ -257,6 +263,13 @@ class TaskSet:
             controller.scope = scope
             await controller.run()
 
+    def container_of(self, task_id: str) -> str:
+        controller = self.controllers.get(task_id)
+        if controller is not None and controller.container_id:
+            return controller.container_id
+        observed = self.observed.get(task_id)
+        return observed.container_id if observed else ""
+
     def _remove(self, tid: str) -> None:
         controller = self.controllers.pop(tid, None)
         observed = self.observed.pop(tid, None)
@@ -291,6 +304,9 @@ class Worker:
         self.tasks = TaskSet(runtime, self._outbox_send.send_nowait)
         self._rng = rng or random.Random()
         self.last_error = ""
+        # Called with the managers' addresses when a welcome changes them (the node keeps them,
+        # so that after a restart it reaches a manager even if the one it joined is gone).
+        self.on_managers: Callable[[list[str]], Awaitable[None]] | None = None
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -341,13 +357,15 @@ class Worker:
                 raise OrchError(f"manager {addr} refused the session: {reply.message}")
             self.session_id = reply.session
             self.period = reply.heartbeat_period
-            if reply.managers:
+            if reply.managers and reply.managers != self.managers:
                 self.managers = reply.managers
+                if self.on_managers is not None:
+                    await self.on_managers(list(reply.managers))
             self.connected.set()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._beat, framed)
                 nursery.start_soon(self._send_status, framed)
-                await self._receive(framed)
+                await self._receive(framed, nursery)
                 nursery.cancel_scope.cancel()
             return ""
         finally:
@@ -358,7 +376,8 @@ class Worker:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
 
-    async def _receive(self, framed: Framed) -> None:
+    async def _receive(self, framed: Framed, nursery: trio.Nursery) -> None:
+        logs: dict[str, trio.CancelScope] = {}
         while True:
             # A manager that says nothing for three periods is gone (we beat every period,
             # and it answers every beat).
@@ -374,6 +393,46 @@ class Worker:
                 self.tasks.apply(parsed)
             elif isinstance(parsed, p.Heartbeat) and parsed.period:
                 self.period = parsed.period
+            elif isinstance(parsed, p.LogsRequest):
+                scope = logs[parsed.request] = trio.CancelScope()
+                nursery.start_soon(self._send_logs, framed, parsed, scope, logs)
+            elif isinstance(parsed, p.LogsCancel) and parsed.request in logs:
+                logs.pop(parsed.request).cancel()
+
+    async def _send_logs(self, framed: Framed, req: p.LogsRequest, scope: trio.CancelScope,
+                         logs: dict[str, trio.CancelScope]) -> None:
+        """A task's log to the manager in batches: each batch is what the log had ready, at most
+        LOG_BATCH lines, so a follow sends lines as they come and a dump goes in few frames."""
+        error = ""
+        with scope:
+            try:
+                cid = self.tasks.container_of(req.task_id)
+                if not cid:
+                    raise OrchError(f"task {req.task_id} has no container on this node (it never started here, "
+                                    f"or it was removed)")
+                lines = self.tasks.runtime.logs(cid, follow=req.follow, tail=req.tail, since=req.since)
+                send_lines, ready = trio.open_memory_channel[str](LOG_BATCH)
+
+                async def read() -> None:
+                    async with send_lines:
+                        async for line in lines:
+                            await send_lines.send(line)
+
+                async with trio.open_nursery() as reading:
+                    reading.start_soon(read)
+                    async for first in ready:
+                        batch = [first]
+                        while len(batch) < LOG_BATCH:
+                            try:
+                                batch.append(ready.receive_nowait())
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                        await framed.send(p.LogLines(request=req.request, lines=batch).model_dump())
+            except* OrchError as group:
+                error = describe_error(group)
+        logs.pop(req.request, None)
+        if not scope.cancelled_caught:
+            await framed.send(p.LogLines(request=req.request, end=True, error=error).model_dump())
 
     async def _beat(self, framed: Framed) -> None:
         while True:

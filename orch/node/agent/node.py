@@ -519,6 +519,82 @@ class Node:
             await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
         return rec["State"].get("ExitCode", 0)
 
+    def task_files(self, task_id: str) -> Path:
+        """A directory for a cluster task's secrets and configs, on a tmpfs of the node's own
+        (ORCH_RUN/task-files, mounted on first use; 0700, no exec, no devices), so that a
+        secret never touches a disk. Blocking: call it from a worker thread."""
+        import os
+
+        base = self.run_dir / "task-files"
+        if not os.path.ismount(base):
+            from orch.node.runtime.kernel import LinuxSyscalls
+
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
+            LinuxSyscalls().mount("tmpfs", str(base), "tmpfs", ("MS_NOSUID", "MS_NODEV", "MS_NOEXEC"), "mode=0700,size=64m")
+        path = base / task_id
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    def remove_task_files(self, task_id: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.run_dir / "task-files" / task_id, ignore_errors=True)
+
+    def release_task_files(self) -> None:
+        """Unmount the tasks' tmpfs (the node left its cluster): what was on it is gone."""
+        import os
+
+        base = self.run_dir / "task-files"
+        if os.path.ismount(base):
+            from orch.node.runtime.kernel import LinuxSyscalls
+
+            LinuxSyscalls().umount2(str(base), 2)  # MNT_DETACH
+        try:
+            base.rmdir()
+        except OSError:
+            pass
+
+    async def log_lines(self, rec, *, follow: bool = False, tail: int | None = None, since: float | None = None):
+        """The container's json-file log as JSON lines ({"log", "stream", "time"}): what is there
+        (the last `tail`, from `since`), then, with `follow`, what is appended until the container
+        is no longer running and the file is drained. The file may rotate: when its inode changes
+        the old one is read to its end first, then the new one from the start."""
+        import json
+        import os
+
+        from orch.node.runtime import containerlog
+
+        path = self.store.log_path(rec["Id"])
+        entries = await trio.to_thread.run_sync(containerlog.read_entries, path)
+        for entry in containerlog.select_entries(entries, tail=tail, since=since):
+            yield json.dumps(entry) + "\n"
+        if not follow:
+            return
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        try:
+            f.seek(0, os.SEEK_END)
+            while True:
+                running = rec["Id"] in self.records and rec["State"]["Status"] in ("running", "paused")
+                chunk = f.read()
+                for line in chunk.splitlines(keepends=True):
+                    yield line.decode("utf-8", "replace")
+                try:
+                    if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                        f.close()
+                        f = open(path, "rb")
+                        continue
+                except FileNotFoundError:
+                    return
+                if not running:
+                    return
+                with trio.move_on_after(0.2):
+                    await self.changed.wait()
+        finally:
+            f.close()
+
     async def top(self, rec: dict, ps_args: str = "-ef") -> dict:
         if rec["State"]["Status"] not in ("running", "paused"):
             raise Conflict(f"container {self.display(rec)} is not running; start it first")

@@ -1,7 +1,6 @@
 """The agent's container API: docker's Engine API paths, JSON bodies, errors as {kind, message}."""
 
 import json
-import os
 import signal
 
 import trio
@@ -11,7 +10,6 @@ from starlette.routing import Route
 from orch.errors import InvalidArgument
 from orch.api.models import CreateRequest, CreateResponse, ExecRequest, ExecResponse, WaitResponse
 from orch.node.agent.views import full_view, inspect_view, summary
-from orch.node.runtime import containerlog
 
 
 def node_of(request):
@@ -210,40 +208,10 @@ async def logs(request):
     node = node_of(request)
     rec = node.get(request.path_params["ref"])
     follow, tail, since = flag(request, "follow"), number(request, "tail"), number(request, "since")
-    path = node.store.log_path(rec["Id"])
 
     async def body():
-        entries = await trio.to_thread.run_sync(containerlog.read_entries, path)
-        for entry in containerlog.select_entries(entries, tail=tail, since=since):
-            yield json.dumps(entry) + "\n"
-        if not follow:
-            return
-        # Follow: read what is appended after the snapshot above. The file may rotate; when its
-        # inode changes the old one is read to its end first, then the new one from the start.
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            return
-        try:
-            f.seek(0, os.SEEK_END)
-            while True:
-                running = rec["Id"] in node.records and rec["State"]["Status"] in ("running", "paused")
-                chunk = f.read()
-                for line in chunk.splitlines(keepends=True):
-                    yield line.decode("utf-8", "replace")
-                try:
-                    if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
-                        f.close()
-                        f = open(path, "rb")
-                        continue
-                except FileNotFoundError:
-                    return
-                if not running:
-                    return
-                with trio.move_on_after(0.2):
-                    await node.changed.wait()
-        finally:
-            f.close()
+        async for line in node.log_lines(rec, follow=follow, tail=tail, since=since):
+            yield line
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
 

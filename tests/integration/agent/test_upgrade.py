@@ -1,8 +1,8 @@
 """A node whose state was written by the orch before typed records restarts on this code and
 keeps everything.
 
-The old orch is the real one: commit BEFORE_RECORDS's tree, taken from this repository's history
-(`git archive`), runs its own CLI, agent and supervisor on a fresh node and makes containers
+The old orch is the real one: commit BEFORE_RECORDS's tree (tests/data/upgrade: its `git archive`,
+kept in the repository so that a shallow checkout runs the test too), runs its own CLI, agent and supervisor on a fresh node and makes containers
 (running, exited, created, stopped by the user), a network, a volume, a published port and a
 project's state. Its agent stops; its supervisor, and the containers under it, go on, as they
 do when orch is upgraded in place. This code's agent then starts on the same ORCH_ROOT: it reads
@@ -34,15 +34,13 @@ REPO = Path(__file__).resolve().parents[3]
 BEFORE_RECORDS = "1fa95f60e7fa3e30449dab550aa28d510d098a8f"
 
 
+ARCHIVE = REPO / "tests" / "data" / "upgrade" / f"orch-{BEFORE_RECORDS[:7]}.tar.gz"
+
+
 def _old_tree(base: Path) -> Path:
     tree = base / "old-orch"
     tree.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_RECORDS, "orch"], capture_output=True)
-    if archive.returncode != 0:
-        pytest.fail(f"this test runs the orch of commit {BEFORE_RECORDS[:12]} from the repository's history, which this "
-                    f"checkout lacks (a shallow clone?): {archive.stderr.decode().strip()}; fetch it with 'git fetch --unshallow'",
-                    pytrace=False)
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    subprocess.run(["tar", "-xzf", str(ARCHIVE), "-C", str(tree)], check=True)
     return tree
 
 

@@ -40,11 +40,11 @@ def _copy_store(seed: Path, root: Path) -> None:
             shutil.copy2(src, root / name)
 
 
-def open_lab(size: int, prefix: str):
+def open_lab(size: int, prefix: str, env: dict[str, str] | None = None):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, cgroups); run as root, as CI does")
     base = Path(tempfile.mkdtemp(prefix=f"orch-{prefix}-"))
-    lab = Lab(base / "hosts", size, prefix=prefix)
+    lab = Lab(base / "hosts", size, prefix=prefix, env=env)
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         seed = _bootstrap_once(base)
@@ -83,6 +83,6 @@ def tasks(host, *args: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def containers(host) -> list[dict]:
-    out = host.orch("ps", "--format", "{{json .}}", "--no-trunc").stdout
+def containers(host, all: bool = False) -> list[dict]:
+    out = host.orch("ps", *(["-a"] if all else []), "--format", "{{json .}}", "--no-trunc").stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -41,10 +41,10 @@ class Agent:
     async def cluster_member(self) -> ClusterNode:
         return self.cluster
 
-    def call(self, method: str, path: str, body=None):
+    def call(self, method: str, path: str, body=None, headers=None):
         """orch.client.Client.call, from the CLI's thread into the test's trio loop."""
         content = None if body is None else json.dumps(body).encode()
-        resp = trio.from_thread.run(partial(self.http.request, method, path, content=content))
+        resp = trio.from_thread.run(partial(self.http.request, method, path, content=content, headers=headers))
         value = resp.json() if resp.content and "json" in resp.headers.get("content-type", "") else None
         if resp.status_code >= 400:
             raise from_kind(value.get("kind", "error"), value["message"])

@@ -116,8 +116,66 @@ def test_stack_spreads_pins_survives_a_host_cut_off_and_leaves_nothing(cluster, 
 
     # stack rm: no container of the stack on any host, and nothing of it in etcd.
     h1.orch("stack", "rm", "demo")
-    wait_for(lambda: all(not any(c["Names"].startswith("demo_") for c in containers(h)) for h in cluster.hosts), 60,
-             "no container of the stack")
+    wait_for(lambda: all(not any(c["Names"].startswith("demo_") for c in containers(h, all=True)) for h in cluster.hosts),
+             60, "no container of the stack, running or not")
     assert h1.orch("stack", "ls").stdout.strip().splitlines()[1:] == []
     assert h1.orch("service", "ls", "-q").stdout.strip() == ""
     assert tasks(h1, "stack", "ps", "demo") == [] if h1.orch("stack", "ps", "demo", check=False).returncode == 0 else True
+
+
+def test_service_logs_come_from_every_node(cluster):
+    h1 = cluster.hosts[0]
+    h1.orch("service", "create", "--name", "talker", "--replicas", "3", "--replicas-max-per-node", "1", "-d",
+            "busybox:latest", "sh", "-c", "echo hello from $(hostname); exec sleep 100000")
+    try:
+        def three_lines():
+            out = h1.orch("service", "logs", "talker").stdout.splitlines()
+            return out if len(out) == 3 else None
+        lines = wait_for(three_lines, 60, "a line from each task")
+        assert sorted(line.split("@", 1)[1].split()[0] for line in lines) == ["h1", "h2", "h3"]
+        assert all(line.split("| ", 1)[1].startswith("hello from ") for line in lines)
+        assert all(line.startswith("talker.") for line in lines)
+        # From a worker: docker's refusal.
+        worker = cluster.hosts[1].orch("service", "logs", "talker", check=False)
+        assert worker.returncode != 0 and "not a swarm manager" in worker.stderr
+    finally:
+        h1.orch("service", "rm", "talker")
+
+
+def test_stack_secrets_and_configs_reach_their_tasks_on_tmpfs_only(cluster, tmp_path):
+    h1 = cluster.hosts[0]
+    (tmp_path / "token.txt").write_text("s3cr3t-value\n")
+    (tmp_path / "app.conf").write_text("level=debug\n")
+    (tmp_path / "stack.yml").write_text("""
+services:
+  reader:
+    image: busybox:latest
+    command: ["sh", "-c", "cat /run/secrets/token /app.conf; exec sleep 100000"]
+    init: true
+    secrets: [token]
+    configs:
+      - source: conf
+        target: /app.conf
+secrets:
+  token: {file: ./token.txt}
+configs:
+  conf: {file: ./app.conf}
+""")
+    h1.orch("stack", "deploy", "-c", str(tmp_path / "stack.yml"), "sec", timeout=180)
+    try:
+        def read():
+            out = h1.orch("service", "logs", "--raw", "sec_reader").stdout
+            return out if "level=debug" in out else None
+        assert wait_for(read, 60, "the task's log") == "s3cr3t-value\nlevel=debug\n"
+        host = next(h for h in cluster.hosts if any(c["Names"].startswith("sec_reader.") for c in containers(h)))
+        mounts = [line.split() for line in open("/proc/self/mounts")]
+        files = [m for m in mounts if m[1] == str(host.run_dir / "task-files")]
+        assert files and files[0][2] == "tmpfs"  # never on a disk
+        others = [h for h in cluster.hosts if h is not host]
+        assert all(not (h.run_dir / "task-files").exists() or not any((h.run_dir / "task-files").iterdir()) for h in others)
+    finally:
+        h1.orch("stack", "rm", "sec")
+    wait_for(lambda: not any((h.run_dir / "task-files").exists() and any((h.run_dir / "task-files").iterdir())
+                             for h in cluster.hosts), 60, "the task's files removed",
+             describe=lambda: [(h.name, [str(p) for p in (h.run_dir / "task-files").rglob("*")]) for h in cluster.hosts
+                               if (h.run_dir / "task-files").exists()])

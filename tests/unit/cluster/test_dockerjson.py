@@ -410,7 +410,7 @@ def test_replicated_example_carries_depends_on_as_orchs_extension():
 def test_stack_deploy_body_round_trips(example):
     stack = _stack(example)
     out = ds.stack_deploy_to_json(stack, prune=True)
-    again, prune = ds.stack_deploy_from_json(json.loads(json.dumps(out)))
+    again, prune, _auths = ds.stack_deploy_from_json(json.loads(json.dumps(out)))
     assert prune is True
     assert again.namespace == stack.namespace and again.networks == stack.networks
     assert (again.secrets, again.configs) == (stack.secrets, stack.configs)

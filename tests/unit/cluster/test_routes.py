@@ -241,7 +241,7 @@ async def test_service_create_refusals_are_one_line(cluster):
     resp = await client.post("/services/create", json=bad)
     assert resp.status_code == 400 and "node.colour" in resp.json()["message"]
     resp = await client.post("/services/create", json=service_body(), headers={"X-Registry-Auth": "eyJ1c2VybmFtZSI6ImEifQ"})
-    await expect_error(resp, 400, "invalid-argument", "registry credentials (--with-registry-auth) are not carried")
+    await expect_error(resp, 400, "invalid-argument", "X-Registry-Auth: username and password must be strings")
     resp = await client.post("/services/create", json=service_body(), headers={"X-Registry-Auth": "e30="})  # {}: none
     assert resp.status_code == 201
     assert (await client.get("/services")).json()[0]["Spec"]["Name"] == "web"

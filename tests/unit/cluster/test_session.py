@@ -210,3 +210,31 @@ async def test_frames_over_the_limit_are_refused_before_they_are_read():
     await c.send_all(b"\x00\x00\x00\x02[]")
     with pytest.raises(FrameError, match="without an"):
         await Framed(d).receive()
+
+
+async def test_a_tasks_log_comes_from_its_node_and_a_follow_ends_with_the_container(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        backend, dispatcher, net, runtime, worker = await start(nursery)
+        backend.assign("node1", {"id": "t1", "desired_state": "running", "spec": {}})
+        runtime.log_lines["t1"] = [f'{{"log": "line {i}\\n", "stream": "stdout", "time": ""}}' for i in range(600)]
+        await nursery.start(worker.run)
+        await backend.wait_for(lambda: backend.last_state("t1") == "running")
+        lines = [line async for line in dispatcher.logs("node1", "t1")]
+        assert len(lines) == 600 and lines[0].startswith('{"log": "line 0')
+        assert [line async for line in dispatcher.logs("node1", "t1", tail=2)] == runtime.log_lines["t1"][-2:]
+        got = []
+
+        async def follow():
+            async for line in dispatcher.logs("node1", "t1", tail=1, follow=True):
+                got.append(line)
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(follow)
+            await trio.sleep(5)
+            assert len(got) == 1  # the follow is open while the container runs
+            cid = next(iter(runtime.containers))
+            runtime.exit(cid, 0)
+        assert got == runtime.log_lines["t1"][-1:]
+        with pytest.raises(Exception, match="not connected"):
+            [line async for line in dispatcher.logs("node9", "t1")]
+        nursery.cancel_scope.cancel()
