@@ -55,6 +55,9 @@ class NetIndex:
     def build(cls, networks: Mapping[str, r.Network], services: Mapping[str, r.Service], tasks: Mapping[str, r.Task],
               nodes: Mapping[str, r.Node]) -> "NetIndex":
         index = cls()
+        if not any(s.spec.task_template.networks or s.endpoint.ports for s in services.values()) and \
+                not any(t.networks for t in tasks.values()):
+            return index  # no service on an overlay network and none published: nothing to tell
         for net in networks.values():
             if not net.allocated:
                 continue
