@@ -213,7 +213,11 @@ class Networks:
                         if self._in_use(state, existing.name):
                             continue
                         state = self._without(state, existing)
-                    state, net = self._create_overlay(state, spec, view.vtep)
+                    try:
+                        state, net = self._create_overlay(state, spec, view.vtep)
+                    except OrchError as err:  # one network that cannot be made (a local subnet in the way)
+                        warnings.append(f"overlay network {spec.name}: {err}")
+                        continue
                     made.append(net)
                 warnings += self._sync(state, start_dns=made)
             except BaseException:
@@ -508,7 +512,10 @@ class Networks:
                     self.warnings.append(f"restore published port of container {pub.container_id}: {err}")
             new_state = NetState(dict(state.networks), alive, pubs, new_ipam, hidden=state.hidden, cluster=state.cluster)
             self._rules = None  # the kernel's table may be anything after a restart: load it
-            self._fabric, self._returns, self._lb = {}, None, {}
+            # Program everything again, the mesh's rules too: a crash may have left rules of an
+            # ingress network the state no longer has (rules outlive the bridge they name).
+            self._fabric, self._lb = {}, {}
+            self._returns = _UNKNOWN if state.cluster.vtep else None
             self.warnings += self._sync(new_state, start_dns=list(state.networks.values()))
             self.state = new_state
         self.warnings += self.prune_overlays()
@@ -619,6 +626,10 @@ class Networks:
         for cid in set(self._lb) - set(wanted):
             del self._lb[cid]
         return warnings
+
+
+# `Networks._returns` when what the kernel holds is not known (after a restart): sync once.
+_UNKNOWN = ("?", frozenset({"?"}))
 
 
 def _capture(failed: list, fn, *args) -> None:

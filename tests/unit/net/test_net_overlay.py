@@ -206,3 +206,15 @@ def test_a_bridge_network_is_stored_as_before_overlays():
     data = Network("b", "1", "orch-b", "10.89.0.0/24", "10.89.0.1").to_json()
     assert "driver" not in data and "vni" not in data
     assert "cluster" not in NetState().to_json()
+
+
+def test_restore_removes_mesh_rules_a_crash_left_when_the_ingress_network_is_gone(tmp_path):
+    without_ingress = [e for e in entries(ports=False) if e.get("network_id") != "ing" and e["kind"] != "node"]
+    first = Networks(RecordingKernel(routes=["10.213.0.0/24"]), run_dir=tmp_path, table="orchT", bridge_prefix="orchT-")
+    first.set_cluster(compute_view(without_ingress, ME))
+    again = Networks(RecordingKernel(routes=["10.213.0.0/24"]), run_dir=tmp_path, table="orchT", bridge_prefix="orchT-")
+    again.kernel.return_rules = frozenset({B})  # left by an agent killed while the mesh was in use
+    again.restore(NetState.from_json(first.state.to_json()))
+    assert again.kernel.return_rules == frozenset()
+    first.close()
+    again.close()
