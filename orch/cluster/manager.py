@@ -35,7 +35,7 @@ from orch.cluster import protocol as p
 from orch.cluster import records as r
 from orch.cluster.dispatcher import Dispatcher
 from orch.cluster.election import Term, open_leadership, open_session
-from orch.cluster.netview import NetIndex
+from orch.cluster.netview import NetIndex, holds_address, on_overlay
 from orch.cluster.state import LEADER, NODES, TASKS, Cache, LeaderRecord, id_of_key, kind_of_key
 from orch.cluster.store import Change, Check, Delete, Put, Store
 from orch.errors import OrchError, Unavailable
@@ -135,6 +135,13 @@ class Manager:
         self.log_plans = bool(os.environ.get("ORCH_LOG_PLANS"))  # one line per plan committed, in the agent's log
         self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
         self._net_index: tuple[int, NetIndex] | None = None  # (cache revision, index): overlay entries
+        # Whether the overlay entries were in use when every node was last told of a change, and
+        # the tasks holding addresses (netview.holds_address), kept as changes come so that the
+        # question costs no pass over every task: a cluster with no service on an overlay
+        # network (swarm init makes the ingress network, so there always is one) pushes nothing
+        # to every node when a service or a node changes.
+        self._overlay_told = False
+        self._net_tasks: set[str] = set()
 
     # -- election -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -312,6 +319,13 @@ class Manager:
                                               "data": base64.b64encode(plain).decode()}
         return hit
 
+    def _overlay_in_use(self, cache: Cache) -> bool:
+        """Whether some node has overlay entries (now, or when every node was last told: then
+        they are told once more, that they have none)."""
+        now = bool(self._net_tasks) or any(on_overlay(s) for s in cache.services.values())
+        was, self._overlay_told = self._overlay_told, now
+        return now or was
+
     def net_entries(self, node_id: str) -> list[dict]:
         """The overlay entries the node needs (orch.cluster.netview), from an index made once
         per revision of the cache."""
@@ -354,6 +368,8 @@ class Manager:
         cache = Cache()
         await cache.load(self.store)
         self.cache = cache
+        self._net_tasks = {t.id for t in cache.tasks.values() if holds_address(t)}
+        self._overlay_told = True  # a new leader's first change is told to every node
         settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
         dispatcher = Dispatcher(self, period=settings.heartbeat_period, misses=settings.heartbeat_misses)
         dispatcher.known_nodes(nid for nid, n in cache.nodes.items() if n.status.state != "down")
@@ -380,10 +396,16 @@ class Manager:
                 for node_id in touched:
                     dispatcher.node_changed(node_id)
         overlay = not changes  # a change every node with overlay networks may need to hear of
+        if not changes and cache is not None:
+            self._net_tasks = {t.id for t in cache.tasks.values() if holds_address(t)}
         for c in changes:
             if c.kind is TASKS:
                 task = c.record or None
                 overlay = overlay or task is None or bool(task.networks)
+                if task is not None and holds_address(task):
+                    self._net_tasks.add(c.id)
+                else:
+                    self._net_tasks.discard(c.id)
                 if task is not None:
                     if self._dirty is not None:
                         self._dirty.add(task.service_id)
@@ -407,7 +429,7 @@ class Manager:
                         self._dirty.add(c.id)
                     else:
                         self._dirty = None
-        if overlay and dispatcher is not None and (cache is None or cache.networks):
+        if overlay and dispatcher is not None and cache is not None and self._overlay_in_use(cache):
             dispatcher.all_changed()
         if dispatcher is not None and cache is not None and cache.cluster is not None:
             period = cache.cluster.settings.heartbeat_period

@@ -40,6 +40,16 @@ def present(task: r.Task) -> bool:
     return bool(task.node_id) and task.status.state >= r.TaskState.ASSIGNED and not task.status.state.terminal
 
 
+def on_overlay(service: r.Service) -> bool:
+    """The service has entries to tell of: it is on an overlay network or publishes a port."""
+    return bool(service.spec.task_template.networks or service.spec.endpoint_spec.ports or service.endpoint.ports)
+
+
+def holds_address(task: r.Task) -> bool:
+    """The task has overlay addresses and its container may exist: its node needs entries."""
+    return bool(task.networks) and present(task)
+
+
 @dataclass
 class NetIndex:
     """Every network's entries, computed once; `entries(node_id)` picks a node's."""
@@ -55,9 +65,10 @@ class NetIndex:
     def build(cls, networks: Mapping[str, r.Network], services: Mapping[str, r.Service], tasks: Mapping[str, r.Task],
               nodes: Mapping[str, r.Node]) -> "NetIndex":
         index = cls()
-        if not any(s.spec.task_template.networks or s.endpoint.ports for s in services.values()) and \
-                not any(t.networks for t in tasks.values()):
-            return index  # no service on an overlay network and none published: nothing to tell
+        if not any(on_overlay(s) for s in services.values()) and not any(holds_address(t) for t in tasks.values()):
+            # No service on an overlay network, none published, no address in use: every node's
+            # entries are empty (the manager relies on it to push nothing then).
+            return index
         for net in networks.values():
             if not net.allocated:
                 continue
@@ -66,7 +77,7 @@ class NetIndex:
                                       "vni": net.vni, "subnet": sub.subnet, "gateway": sub.gateway,
                                       "internal": net.spec.internal, "ingress": net.spec.ingress}
         for task in tasks.values():
-            if not task.networks or not present(task):
+            if not holds_address(task):
                 continue
             node = nodes.get(task.node_id)
             vtep = node.status.addr if node is not None else ""
