@@ -88,6 +88,75 @@ class Client:
             raise Unavailable(f"the node agent answered {status} to {method} {path}")
         return value
 
+    def head(self, method: str, path: str) -> dict:
+        """A request whose answer's headers are what matters (docker's HEAD .../archive):
+        the headers, lower-cased; an error answer is raised."""
+        status, headers, s, rest = self.request(method, path)
+        try:
+            payload = b"" if method == "HEAD" else b"".join(_body(s, headers, rest))
+        finally:
+            s.close()
+        if status >= 400:
+            value = _json_or_none(headers, payload)
+            if isinstance(value, dict) and "message" in value:
+                raise from_kind(value.get("kind", "error"), value["message"])
+            raise _status_error(status, method, path)
+        return headers
+
+    def open_stream(self, method: str, path: str):
+        """(headers, chunks) of a streamed answer; an error answer is raised at once."""
+        status, headers, s, rest = self.request(method, path)
+        if status >= 400:
+            try:
+                value = _json_or_none(headers, b"".join(_body(s, headers, rest)))
+            finally:
+                s.close()
+            if isinstance(value, dict) and "message" in value:
+                raise from_kind(value.get("kind", "error"), value["message"])
+            raise _status_error(status, method, path)
+
+        def chunks():
+            try:
+                yield from _body(s, headers, rest)
+            finally:
+                s.close()
+
+        return headers, chunks()
+
+    def upload(self, method: str, path: str, chunks, content_type: str = "application/x-tar"):
+        """Send a body made of `chunks` (bytes) with chunked transfer encoding, as it is made;
+        return the JSON answer (None for an empty one); an error answer is raised."""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: orch\r\nContent-Type: {content_type}\r\n"
+                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+        s = self.connect()
+        try:
+            s.sendall(head)
+            try:
+                for chunk in chunks:
+                    if chunk:
+                        s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                s.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the agent answered early (an error): read it below
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                more = s.recv(65536)
+                if not more:
+                    raise Unavailable("the node agent closed the connection before answering; see its log")
+                buf += more
+            raw_head, rest = buf.split(b"\r\n\r\n", 1)
+            lines = raw_head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            value = _json_or_none(headers, b"".join(_body(s, headers, rest)))
+        finally:
+            s.close()
+        if status >= 400:
+            if isinstance(value, dict) and "message" in value:
+                raise from_kind(value.get("kind", "error"), value["message"])
+            raise _status_error(status, method, path)
+        return value
+
     def stream(self, method: str, path: str, body=None):
         """Yield the body of a streamed (chunked) answer piece by piece."""
         status, headers, s, rest = self.request(method, path, body)
@@ -100,6 +169,14 @@ class Client:
             yield from _body(s, headers, rest)
         finally:
             s.close()
+
+
+def _status_error(status: int, method: str, path: str):
+    """An error answer without a body (a HEAD's): its category from the status."""
+    from orch.errors import Conflict, InvalidArgument, NotFound
+
+    kind = {400: InvalidArgument, 404: NotFound, 409: Conflict}.get(status, Unavailable)
+    return kind(f"the node agent answered {status} to {method} {path}")
 
 
 def _json_or_none(headers: dict, payload: bytes):

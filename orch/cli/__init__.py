@@ -36,6 +36,12 @@ COMMANDS = {
     "wait": "orch.cli.container:wait",
     "container": "orch.cli.container:container_group",
     "port": "orch.cli.container:port",
+    "rename": "orch.cli.container:rename",
+    "update": "orch.cli.container:update",
+    "stats": "orch.cli.stats:main",
+    "attach": "orch.cli.container:attach",
+    "cp": "orch.cli.cp:cp",
+    "export": "orch.cli.cp:export",
     # networks and volumes
     "network": "orch.cli.network:main",
     "volume": "orch.cli.volume:main",
@@ -61,6 +67,9 @@ COMMANDS = {
     "stack": "orch.cli.stack:main",
     # node
     "system": "orch.cli.system:system_group",
+    "info": "orch.cli.system:info",
+    "version": "orch.cli.system:version",
+    "events": "orch.cli.events:main",
     "agent": "orch.cli.system:agent",
     "bootstrap": "orch.cli.image:bootstrap",
 }
@@ -71,7 +80,8 @@ A declarative multi-container orchestrator on real Linux containers.
 
 Stacks:      compose (config, graph, up, down, ps, logs, ...), up, down
 Containers:  run, create, ps, logs, top, exec, start, stop, restart, kill, pause, unpause,
-             rm, inspect, wait, port, container
+             rm, inspect, wait, port, rename, update, stats, attach, cp, export,
+             container (... prune)
 Networks:    network (create, ls, inspect, rm, prune, connect, disconnect)
 Volumes:     volume (create, ls, inspect, rm, prune)
 Images:      images, image, rmi, load, save, tag, build, history, commit, diff, pull, push,
@@ -79,7 +89,7 @@ Images:      images, image, rmi, load, save, tag, build, history, commit, diff, 
 Cluster:     swarm (init, join, join-token, leave, update), node (ls, inspect, update, promote,
              demote, rm, ps), service (create, ls, ps, inspect, logs, scale, update, rollback,
              rm), stack (deploy, ls, ps, services, rm)
-Node:        system (df, prune), agent, bootstrap
+Node:        info, version, events, system (df, prune, info, events), agent, bootstrap
 
 Run 'orch COMMAND --help' for more on a command."""
 
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
-    if argv[0] in ("-v", "--version", "version"):
+    if argv[0] in ("-v", "--version"):
         from orch import __version__
 
         print(f"orch version {__version__}")

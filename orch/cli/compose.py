@@ -36,6 +36,17 @@ SUBCOMMANDS = {
     "unpause": "orch.cli.compose_ops:unpause",
     "scale": "orch.cli.compose_ops:scale",
     "plan": "orch.cli.compose_up:plan",
+    "ls": "orch.cli.compose_extra:ls",
+    "cp": "orch.cli.compose_extra:cp",
+    "port": "orch.cli.compose_extra:port",
+    "images": "orch.cli.compose_extra:images",
+    "events": "orch.cli.compose_extra:events",
+    "wait": "orch.cli.compose_extra:wait",
+    "create": "orch.cli.compose_extra:create",
+    "attach": "orch.cli.compose_extra:attach",
+    "stats": "orch.cli.compose_extra:stats",
+    "version": "orch.cli.compose_extra:version",
+    "watch": "orch.cli.compose_watch:main",
 }
 
 # The group's options: name -> takes a value.

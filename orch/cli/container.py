@@ -81,6 +81,22 @@ def exec_(prog: str, argv: list[str]) -> int:
     return session({"op": "exec", "ref": a.container, "exec": body})
 
 
+def attach(prog: str, argv: list[str]) -> int:
+    """docker attach: a session on run.sock, as `exec` and `start -a` (the agent joins the
+    running container's stdio with ours; the detach keys end it, the container runs on)."""
+    p = _parser(prog, "Attach local standard input, output, and error streams to a running container")
+    p.add_argument("--detach-keys", help="override the key sequence for detaching a container (default ctrl-p,ctrl-q)")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach STDIN")
+    p.add_argument("--sig-proxy", nargs="?", const="true", default="true", choices=("true", "false"),
+                   help="proxy all received signals to the process (default true)")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    from orch.cli.fastrun import session
+
+    return session({"op": "attach", "ref": a.container, "detach_keys": a.detach_keys or "", "no_stdin": a.no_stdin,
+                    "sig_proxy": a.sig_proxy == "true"})
+
+
 # -- one verb on many containers ---------------------------------------------------------------
 def _each(client, refs, action) -> int:
     """docker's habit: act on each container, print its name, report failures one a line."""
@@ -336,6 +352,89 @@ def port(prog: str, argv: list[str]) -> int:
     return 0
 
 
+# -- rename / update / prune -------------------------------------------------------------------------
+def rename(prog: str, argv: list[str]) -> int:
+    p = _parser(prog, "Rename a container")
+    p.add_argument("container")
+    p.add_argument("new_name")
+    a = p.parse_args(argv)
+    _agent().call("POST", f"/containers/{quoted(a.container)}/rename?name={quoted(a.new_name)}")
+    return 0
+
+
+UPDATE_FLAGS = (("--blkio-weight", "BlkioWeight"), ("--cpu-period", "CpuPeriod"), ("--cpu-quota", "CpuQuota"),
+                ("--cpu-rt-period", "CpuRealtimePeriod"), ("--cpu-rt-runtime", "CpuRealtimeRuntime"),
+                ("--cpu-shares", "CpuShares"), ("--cpuset-cpus", "CpusetCpus"), ("--cpuset-mems", "CpusetMems"),
+                ("--kernel-memory", "KernelMemory"), ("--memory-reservation", "MemoryReservation"))
+
+
+def update(prog: str, argv: list[str]) -> int:
+    """docker update: limits (cgroup writes for a running container) and the restart policy."""
+    from orch.api.runflags import parse_bytes
+    from orch.api.supervisionflags import parse_restart
+
+    p = _parser(prog, "Update configuration of one or more containers")
+    p.add_argument("--cpus")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--memory-swap")
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--restart")
+    for flag, _ in UPDATE_FLAGS:
+        p.add_argument(flag, *(("-c",) if flag == "--cpu-shares" else ()))
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    body: dict = {}
+    if a.cpus is not None:
+        try:
+            body["NanoCpus"] = round(float(a.cpus) * 1e9)
+        except ValueError:
+            raise InvalidArgument(f"invalid argument {a.cpus!r} for \"--cpus\" flag: give a number such as 1.5") from None
+    if a.memory:
+        body["Memory"] = parse_bytes(a.memory, "--memory")
+    if a.memory_swap:
+        body["MemorySwap"] = -1 if a.memory_swap == "-1" else parse_bytes(a.memory_swap, "--memory-swap")
+    if a.pids_limit is not None:
+        body["PidsLimit"] = a.pids_limit
+    if a.restart:
+        policy = parse_restart(a.restart)
+        body["RestartPolicy"] = {"Name": policy["name"], "MaximumRetryCount": policy["maximum_retry_count"]}
+    for flag, field in UPDATE_FLAGS:
+        value = getattr(a, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            body[field] = value  # the agent says, in one line, that orch does not change it
+    if not body:
+        raise InvalidArgument("you must provide one or more flags when using this command")
+    client = _agent()
+    return _each(client, a.containers, lambda c: client.call("POST", f"/containers/{quoted(c)}/update", body))
+
+
+def prune(prog: str, argv: list[str]) -> int:
+    """docker container prune: the stopped containers, with --filter until=/label=."""
+    from orch.cli.events import parse_filter_flags
+    from orch.cli.format import human_size
+
+    p = _parser(prog, "Remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[], help="until=<timestamp or duration>, label=<key>[=<value>], label!=...")
+    a = p.parse_args(argv)
+    filters = parse_filter_flags(a.filter)
+    if not a.force:
+        print("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    path = "/containers/prune"
+    if filters:
+        path += "?filters=" + quoted(json.dumps(filters))
+    result = _agent().call("POST", path)
+    if result.get("ContainersDeleted"):
+        print("Deleted Containers:")
+        for cid in result["ContainersDeleted"]:
+            print(cid)
+        print()
+    print(f"Total reclaimed space: {human_size(result['SpaceReclaimed'], 4)}")
+    return 0
+
+
 # -- the `container` group ---------------------------------------------------------------------------
 def _fast_run(prog: str, argv: list[str]) -> int:
     from orch.cli.fastrun import run
@@ -346,19 +445,26 @@ def _fast_run(prog: str, argv: list[str]) -> int:
 GROUP = {
     "run": _fast_run, "create": create, "start": start, "stop": stop, "restart": restart, "kill": kill, "pause": pause,
     "unpause": unpause, "rm": rm, "remove": rm, "inspect": inspect, "logs": logs, "top": top, "exec": exec_, "wait": wait,
-    "ls": ps, "list": ps, "ps": ps, "diff": diff, "port": port,
+    "ls": ps, "list": ps, "ps": ps, "diff": diff, "port": port, "rename": rename, "update": update, "prune": prune,
+    "attach": attach,
+    "stats": lambda prog, argv: _command("orch.cli.stats", "main", prog, argv),
+    "cp": lambda prog, argv: _command("orch.cli.cp", "cp", prog, argv),
+    "export": lambda prog, argv: _command("orch.cli.cp", "export", prog, argv),
 }
+
+
+def _command(module: str, func: str, prog: str, argv: list[str]) -> int:
+    """A container command whose code lives in a module of its own (imported when it runs)."""
+    import importlib
+
+    return getattr(importlib.import_module(module), func)(prog, argv)
 
 
 def container_group(prog: str, argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {prog} COMMAND\n\nManage containers\n\nCommands: " + ", ".join(sorted(GROUP)) + ", prune")
+        print(f"usage: {prog} COMMAND\n\nManage containers\n\nCommands: " + ", ".join(sorted(GROUP)))
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name == "prune":
-        from orch.cli.system import prune
-
-        return prune(f"{prog} prune", rest, images=False)
     func = GROUP.get(name)
     if func is None:
         raise InvalidArgument(f"unknown command '{prog} {name}'; run '{prog} --help' for the list")

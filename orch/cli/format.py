@@ -59,6 +59,18 @@ def _json_default(value):
     raise TypeError(f"cannot print {type(value).__name__} as JSON")
 
 
+class GoStruct(dict):
+    """A JSON object whose fields a template may also name as the Go struct does, where Go's
+    name differs from the JSON key only in case (`.APIVersion` for "ApiVersion", `.ID` for
+    "Id"): docker's templates run on Go structs, its JSON has the tags' names."""
+
+    def __missing__(self, key):
+        for k in self:
+            if isinstance(k, str) and k.lower() == str(key).lower():
+                return dict.__getitem__(self, k)
+        raise KeyError(key)
+
+
 def _truthy(value) -> bool:
     return bool(value) and value != "<no value>"
 
@@ -359,15 +371,16 @@ def render_rows(fmt: str, rows: list, headers: dict | None = None) -> list[str]:
 # -- docker's human units (github.com/docker/go-units) --------------------------------------
 
 
-def human_size(size: float) -> str:
-    """Decimal units with 3 significant digits, as `docker images` prints sizes: 4.26MB."""
+def human_size(size: float, precision: int = 3) -> str:
+    """Decimal units with 3 significant digits, as `docker images` prints sizes: 4.26MB
+    (go-units' HumanSizeWithPrecision; HumanSize itself, docker's "reclaimed space", is 4)."""
     units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
     i = 0
     size = float(size)
     while size >= 1000 and i < len(units) - 1:
         size /= 1000
         i += 1
-    return f"{size:.3g}{units[i]}"
+    return f"{size:.{precision}g}{units[i]}"
 
 
 def inspect_each(client, paths: list[str], fmt: str | None) -> int:
@@ -388,12 +401,22 @@ def inspect_each(client, paths: list[str], fmt: str | None) -> int:
     return failed
 
 
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def print_inspected(objects: list, fmt: str | None) -> None:
     """What every `inspect` prints: each object through `--format`, or all of them as one JSON
     array, indented as docker prints it."""
     if fmt:
         for obj in objects:
-            print(render(fmt, obj))
+            # docker renders inspect templates on the JSON decoded into Go maps, whose keys
+            # `json` prints sorted ({{json .HostConfig.RestartPolicy}}).
+            print(render(fmt, _sorted(obj)))
     else:
         import json
 

@@ -1,4 +1,4 @@
-"""Node commands: `orch system df|prune|info` and `orch agent [--detach]`."""
+"""Node commands: `orch info`, `orch version`, `orch system df|prune|info|events` and `orch agent [--detach]`."""
 
 import os
 import sys
@@ -77,23 +77,191 @@ def prune(prog: str, argv: list[str], images: bool = True) -> int:
     return 0
 
 
+def bytes_size(n: float) -> str:
+    """docker's units.BytesSize: binary units, four significant digits (23.54GiB, 740KiB)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.4g}{unit}"
+        n /= 1024
+    return f"{n}B"
+
+
 def info(prog: str, argv: list[str]) -> int:
+    """`orch info`: docker info's layout, with the fields that apply to orch."""
+    p = Parser(prog=prog, description="Display system-wide information")
+    p.add_argument("-f", "--format", help="format the output with a Go template, or 'json'")
+    a = p.parse_args(argv)
+    from orch import __version__
+
     data = _agent().call("GET", "/info")
-    for key, value in data.items():
-        print(f" {key}: {value}")
+    client = {"Version": __version__, "Context": "default", "Debug": False, "Plugins": [], "Warnings": None}
+    if a.format:
+        from orch.cli.format import render, to_json, unescape
+
+        value = dict(data, ClientInfo=client)
+        print(to_json(value) if a.format == "json" else render(unescape(a.format), value))
+        return 0
+    for line in info_lines(data, client):
+        print(line)
     return 0
 
 
-GROUP = {"df": df, "prune": prune, "info": info}
+def info_lines(d: dict, client: dict) -> list[str]:
+    """docker's `docker info` text (cli/command/system/info.go prettyPrintServerInfo)."""
+    out = ["Client:", f" Version:    {client['Version']}", f" Context:    {client['Context']}", " Debug Mode: false", "",
+           "Server:",
+           f" Containers: {d['Containers']}", f"  Running: {d['ContainersRunning']}", f"  Paused: {d['ContainersPaused']}",
+           f"  Stopped: {d['ContainersStopped']}", f" Images: {d['Images']}", f" Server Version: {d['ServerVersion']}",
+           f" Storage Driver: {d['Driver']}"]
+    out += [f"  {k}: {v}" for k, v in d.get("DriverStatus") or ()]
+    out += [f" Logging Driver: {d['LoggingDriver']}", f" Cgroup Driver: {d['CgroupDriver']}",
+            f" Cgroup Version: {d['CgroupVersion']}", " Plugins:"]
+    plugins = d.get("Plugins") or {}
+    out += [f"  {kind}: {' '.join(plugins.get(kind) or ())}" for kind in ("Volume", "Network", "Log")]
+    swarm = d.get("Swarm") or {}
+    state = swarm.get("LocalNodeState") or "inactive"
+    out.append(f" Swarm: {state}")
+    if state not in ("inactive", "pending") and swarm.get("NodeID"):
+        out.append(f"  NodeID: {swarm['NodeID']}")
+        if swarm.get("Error"):
+            out.append(f"  Error: {swarm['Error']}")
+        out.append(f"  Is Manager: {str(bool(swarm.get('ControlAvailable'))).lower()}")
+        if swarm.get("Cluster") and swarm["Cluster"].get("ID"):
+            out.append(f"  ClusterID: {swarm['Cluster']['ID']}")
+        if swarm.get("Managers") is not None:
+            out += [f"  Managers: {swarm.get('Managers')}", f"  Nodes: {swarm.get('Nodes')}"]
+        out.append(f"  Node Address: {swarm.get('NodeAddr', '')}")
+        managers = swarm.get("RemoteManagers") or []
+        if managers:
+            out.append("  Manager Addresses:")
+            out += [f"   {m['Addr']}" for m in sorted(managers, key=lambda m: m.get("Addr", ""))]
+    if d.get("InitBinary"):
+        out.append(f" Init Binary: {d['InitBinary']}")
+    options = d.get("SecurityOptions") or []
+    if options:
+        out.append(" Security Options:")
+        for option in options:
+            fields = dict(kv.split("=", 1) for kv in option.split(",") if "=" in kv)
+            out.append(f"  {fields.get('name', option)}")
+            out += [f"   {k.capitalize()}: {v}" for k, v in fields.items() if k != "name"]
+    out += [f" Kernel Version: {d['KernelVersion']}", f" Operating System: {d['OperatingSystem']}", f" OSType: {d['OSType']}",
+            f" Architecture: {d['Architecture']}", f" CPUs: {d['NCPU']}", f" Total Memory: {bytes_size(d['MemTotal'])}",
+            f" Name: {d['Name']}", f" ID: {d['ID']}", f" Docker Root Dir: {d['DockerRootDir']}",
+            f" Debug Mode: {str(d.get('Debug', False)).lower()}"]
+    for key, label in (("HttpProxy", "HTTP Proxy"), ("HttpsProxy", "HTTPS Proxy"), ("NoProxy", "No Proxy")):
+        if d.get(key):
+            out.append(f" {label}: {d[key]}")
+    out.append(f" Experimental: {str(d.get('ExperimentalBuild', False)).lower()}")
+    insecure = (d.get("RegistryConfig") or {}).get("InsecureRegistryCIDRs") or []
+    if insecure:
+        out.append(" Insecure Registries:")
+        out += [f"  {cidr}" for cidr in insecure]
+    out.append(f" Live Restore Enabled: {str(d.get('LiveRestoreEnabled', False)).lower()}")
+    return out
+
+
+def version(prog: str, argv: list[str]) -> int:
+    """`orch version`: docker version's layout (Client, then the Server's components)."""
+    p = Parser(prog=prog, description="Show the orch version information")
+    p.add_argument("-f", "--format", help="format the output with a Go template, or 'json'")
+    a = p.parse_args(argv)
+    from orch.api.engine import API_VERSION, build_facts
+    from orch.errors import OrchError as _Error
+
+    facts = build_facts()
+    client = {"Platform": {"Name": "orch"}, "Version": facts["Version"], "ApiVersion": API_VERSION,
+              "DefaultAPIVersion": API_VERSION, "GitCommit": facts["GitCommit"], "GoVersion": facts["GoVersion"],
+              "Os": facts["Os"], "Arch": facts["Arch"], "BuildTime": ansi_date(facts["BuildTime"]), "Context": "default"}
+    server, error = None, None
+    try:
+        server = _agent().call("GET", "/version")
+    except _Error as err:
+        error = err
+    if a.format:
+        from orch.cli.format import GoStruct, render, to_json, unescape
+
+        value = {"Client": GoStruct(client), "Server": GoStruct(server) if server else None}
+        if server:
+            value["Server"]["Components"] = [dict(c, Details=dict(c.get("Details") or {}, BuildTime=ansi_date(
+                (c.get("Details") or {}).get("BuildTime", "")))) for c in server.get("Components") or ()]
+        print(to_json(value) if a.format == "json" else render(unescape(a.format), value))
+    else:
+        for line in version_lines(client, server):
+            print(line)
+    if error is not None:
+        raise error
+    return 0
+
+
+def ansi_date(text: str) -> str:
+    """docker's reformatDate: an RFC 3339 build time as Go's time.ANSIC ("Thu May  7 21:09:36 2026")."""
+    import time as _time
+
+    from orch.api.times import parse_time
+
+    try:
+        seconds = parse_time(text.replace("+00:00", "Z"))
+    except ValueError:
+        return text
+    if seconds is None:
+        return text
+    t = _time.gmtime(seconds)
+    return _time.strftime("%a %b ", t) + f"{t.tm_mday:2d}" + _time.strftime(" %H:%M:%S %Y", t)
+
+
+def version_lines(client: dict, server: dict | None) -> list[str]:
+    """docker version's default template, aligned as its tabwriter (min width 20, padding 1).
+    The interpreter's line says Python where docker's says Go."""
+    rows = ["Client: " + client["Platform"]["Name"], f" Version:\t{client['Version']}", f" API version:\t{client['ApiVersion']}",
+            f" Python version:\t{client['GoVersion']}", f" Git commit:\t{client['GitCommit']}", f" Built:\t{client['BuildTime']}",
+            f" OS/Arch:\t{client['Os']}/{client['Arch']}", f" Context:\t{client['Context']}"]
+    if server is not None:
+        name = (server.get("Platform") or {}).get("Name") or ""
+        rows += ["", "Server:" + (f" {name}" if name else "")]
+        for component in server.get("Components") or ():
+            details = component.get("Details") or {}
+            rows.append(f" {component['Name']}:")
+            if component["Name"] == "Engine":
+                rows += [f"  Version:\t{component['Version']}",
+                         f"  API version:\t{details.get('ApiVersion', '')} (minimum version {details.get('MinAPIVersion', '')})",
+                         f"  Python version:\t{details.get('GoVersion', '')}", f"  Git commit:\t{details.get('GitCommit', '')}",
+                         f"  Built:\t{ansi_date(details.get('BuildTime', ''))}",
+                         f"  OS/Arch:\t{details.get('Os', '')}/{details.get('Arch', '')}",
+                         f"  Experimental:\t{details.get('Experimental', 'false')}"]
+            else:
+                rows.append(f"  Version:\t{component['Version']}")
+                rows += [f"  {k}:\t{v}" for k, v in sorted(details.items())]
+    from orch.cli.format import tabwrite
+
+    out = []
+    block: list[str] = []
+    for row in rows + [""]:
+        if "\t" in row:
+            block.append(row.replace("\\t", "\t"))
+            continue
+        if block:
+            out += tabwrite(block, minwidth=20, padding=1)
+            block = []
+        out.append(row)
+    return out[:-1]
+
+
+def events(prog: str, argv: list[str]) -> int:
+    from orch.cli.events import main
+
+    return main(prog, argv)
+
+
+GROUP = {"df": df, "prune": prune, "info": info, "events": events}
 
 
 def system_group(prog: str, argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {prog} COMMAND\n\nManage the node\n\nCommands: df, prune, info")
+        print(f"usage: {prog} COMMAND\n\nManage the node\n\nCommands: df, prune, info, events")
         return 0 if argv else 2
     func = GROUP.get(argv[0])
     if func is None:
-        raise InvalidArgument(f"unknown command '{prog} {argv[0]}'; use df, prune or info")
+        raise InvalidArgument(f"unknown command '{prog} {argv[0]}'; use df, prune, info or events")
     return func(f"{prog} {argv[0]}", argv[1:])
 
 
@@ -112,7 +280,7 @@ def agent(prog: str, argv: list[str]) -> int:
             print(f"an agent already serves {sock}")
             return 0
         start_agent(sock)
-        pid = _agent().call("GET", "/info")["AgentPid"]  # asked, not read from the agent's files
+        pid = _agent().call("GET", "/_ping")["pid"]  # asked, not read from the agent's files
         print(f"agent started (pid {pid}); log: {paths.root() / 'agent.log'}")
         return 0
     # The agent is a program of its own (orch.node.agent), never a module of the CLI's.

@@ -20,6 +20,7 @@ NUMBER = "com.docker.compose.container-number"
 ONEOFF = "com.docker.compose.oneoff"
 CONFIG_HASH = "com.docker.compose.config-hash"
 WORKING_DIR = "com.docker.compose.project.working_dir"
+CONFIG_FILES = "com.docker.compose.project.config_files"
 DEPENDS_ON = "com.docker.compose.depends_on"
 NETWORK = "com.docker.compose.network"
 VOLUME = "com.docker.compose.volume"
@@ -52,6 +53,9 @@ def compute_labels(project, name: str, service, number: int, config_hash: str, *
         WORKING_DIR: str(project.project_dir),
         DEPENDS_ON: deps,
     })
+    files = [str(f) for f in getattr(project, "files", None) or ()]
+    if files:
+        labels[CONFIG_FILES] = ",".join(files)  # what `compose ls` shows (not in the config hash)
     return labels
 
 

@@ -421,6 +421,19 @@ class Networks:
 
     # DNS draining.
 
+    def rename(self, container_id: str, old: str, new: str) -> None:
+        """A container renamed: its endpoints answer to `new` where they answered to `old`
+        (its other aliases and its short id stay)."""
+        with self._lock:
+            endpoints = tuple(
+                replace(e, names=tuple(dict.fromkeys(new if n == old else n for n in e.names))) if e.container_id == container_id else e
+                for e in self.state.endpoints)
+            if endpoints == self.state.endpoints:
+                return
+            new_state = replace(self.state, endpoints=endpoints)
+            self._sync(new_state)
+            self.state = new_state
+
     def hide(self, container_id: str) -> None:
         """The DNS stops naming the container (on every network, also ones it joins later);
         it keeps its addresses and its connections. Kept until `show` or `forget`."""

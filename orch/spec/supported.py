@@ -14,7 +14,7 @@ SERVICE_KEYS = frozenset(
         "restart", "deploy", "scale", "hostname", "user", "working_dir", "labels", "stop_signal",
         "stop_grace_period", "init", "read_only", "tmpfs", "cap_add", "cap_drop", "privileged",
         "ulimits", "sysctls", "security_opt", "extra_hosts", "dns", "profiles", "container_name", "pull_policy",
-        "tty", "stdin_open", "secrets", "configs", "extends",
+        "tty", "stdin_open", "secrets", "configs", "extends", "develop",
     }
 )  # fmt: skip
 

@@ -53,7 +53,8 @@ ALLOWED: dict[str, set[str]] = {
     "build": {"node.runtime"},
     "node.agent": {"api", "scheduler", "node.runtime", "net", "registry", "build", "cluster"},
     # Clients of the agent: they reach a node only through its API (orch.client, run.sock).
-    "compose": {"api", "client", "spec", "scheduler", "node.runtime.security"},
+    # compose watch's ignore rules are docker's .dockerignore patterns (build.dockerignore, BORROWED).
+    "compose": {"api", "client", "spec", "scheduler", "node.runtime.security", "build.dockerignore"},
     # The cluster: its worker pulls a task's image with the node's registry client.
     "cluster": {"api", "client", "spec", "scheduler", "registry"},
     "cli": {"api", "client", "spec", "scheduler", "compose", "node.runtime.reference",
@@ -68,6 +69,7 @@ ALLOWED: dict[str, set[str]] = {
 # cycle can run through them) and no library but these and the standard library.
 BORROWED: dict[str, set[str]] = {
     "orch.cluster.records": {"pydantic"},
+    "orch.build.dockerignore": set(),
 }
 
 # Pure modules (values and deciders): nothing they import, directly or through other orch

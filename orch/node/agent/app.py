@@ -23,7 +23,8 @@ from orch.errors import OrchError
 from orch.node.agent import limits
 
 ROUTE_MODULES = ("routes_containers", "routes_system", "routes_images", "routes_build", "routes_registry",
-                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects", "routes_cluster")
+                 "routes_networks", "routes_volumes", "routes_drain", "routes_projects", "routes_cluster", "routes_stats",
+                 "routes_archive")
 
 
 def collect_routes() -> list:
@@ -75,6 +76,8 @@ def open_networks_and_volumes(node, root: Path, run_dir: Path) -> None:
     from orch.node.runtime.volumes import VolumeStore
 
     node.volumes = VolumeStore(root)
+    # docker's volume create and destroy events, wherever a volume is made or removed.
+    node.volumes.listener = lambda action, name: node.events.publish("volume", action, name, {"driver": "local"})
     node.net = NodeNetworking(root, run_dir)
     node.net.open()
 

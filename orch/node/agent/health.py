@@ -18,6 +18,7 @@ log keeps the last five results, as docker's does.
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import time
 
@@ -102,7 +103,7 @@ def apply_probe_result(check: dict, health: dict, result: dict, *, started_at: f
 
 
 # -- drivers ------------------------------------------------------------------------------------
-def run_probe(sup_path: str, cid: str, process: dict, timeout: float) -> dict:
+def run_probe(sup_path: str, cid: str, process: dict, timeout: float, exec_id: str | None = None) -> dict:
     """Run one probe through the supervisor and wait for it (blocking: call it in a thread)."""
     from orch.node.runtime import superproto as proto
 
@@ -111,7 +112,10 @@ def run_probe(sup_path: str, cid: str, process: dict, timeout: float) -> dict:
     sock = None
     try:
         sock = proto.connect(sup_path)
-        proto.send(sock, {"op": "exec", "id": cid, "process": process, "attach": ["stdout", "stderr"]}, [w, w])
+        msg = {"op": "exec", "id": cid, "process": process, "attach": ["stdout", "stderr"]}
+        if exec_id:
+            msg["exec_id"] = exec_id
+        proto.send(sock, msg, [w, w])
         os.close(w)
         w = -1
         answer, _ = proto.recv(sock)
@@ -186,8 +190,18 @@ async def monitor(node, rec: dict, pid: int) -> None:
             process = node.exec_process(rec, ExecRequest(cmd=args))
         except OrchError:
             return
-        result = await trio.to_thread.run_sync(run_probe, node.sup_path, rec["Id"], process, seconds(check, "Timeout"), abandon_on_cancel=True)
+        # docker's events of a probe: exec_create and exec_start here, exec_die from the
+        # supervisor's news of the exit, health_status when the status changes.
+        exec_id = secrets.token_hex(32)
+        command = " ".join(args)
+        node.events.container(rec, f"exec_create: {command}", execID=exec_id)
+        node.events.container(rec, f"exec_start: {command}", execID=exec_id)
+        result = await trio.to_thread.run_sync(run_probe, node.sup_path, rec["Id"], process, seconds(check, "Timeout"), exec_id,
+                                               abandon_on_cancel=True)
         if not alive():
             return
+        before = state["Health"].get("Status")
         state["Health"] = apply_probe_result(check, state["Health"], result, started_at=started_at)
         node.save(rec, durable=False)
+        if state["Health"]["Status"] != before:
+            node.events.container(rec, f"health_status: {state['Health']['Status']}")

@@ -1,9 +1,11 @@
 """What one client can make the agent hold on orch.sock: a request's body and its time.
 
-Every route takes a small JSON body (a create request, a project's state): none streams a
-body, since build contexts, image archives and volumes travel as paths on the node (POST /build
-{"context": PATH}, /images/load {"path": PATH}), read from disk by the worker that needs them.
-So one bound holds for every route: MAX_BODY. A body announced larger (Content-Length) is
+Every route takes a small JSON body (a create request, a project's state), since build
+contexts, image archives and volumes travel as paths on the node (POST /build {"context":
+PATH}, /images/load {"path": PATH}), read from disk by the worker that needs them. So one bound
+holds for every route, MAX_BODY, but one: docker's PUT /containers/{id}/archive (`cp` into a
+container), whose tar body the agent streams to a worker as it comes and never holds
+(`streams_body`). A body announced larger (Content-Length) is
 refused before a byte of it is read; a chunked body is counted as it comes and refused when it
 passes the bound. Either way the answer is 413 with the agent's one-line error, and the
 connection is closed (the rest of the body is never read).
@@ -39,6 +41,13 @@ def _too_large(method: str, path: str, size: str) -> BodyTooLarge:
                         f"{MAX_BODY >> 20} MiB; pass large inputs as paths on the node")
 
 
+def streams_body(method: str, path: str) -> bool:
+    """The one route whose body is streamed on, never held: PUT /containers/{id}/archive (a
+    tar, which the agent hands to a worker chunk by chunk). Only its time is bounded."""
+    parts = path.split("/")
+    return method == "PUT" and len(parts) == 4 and parts[1] == "containers" and parts[3] == "archive"
+
+
 def limit_bodies(app, *, limit: int | None = None, idle: float | None = None):
     """The ASGI app `app`, with request bodies bounded in size and in time between chunks.
     (`limit` and `idle` default to MAX_BODY and BODY_IDLE, read at each request.)"""
@@ -47,6 +56,8 @@ def limit_bodies(app, *, limit: int | None = None, idle: float | None = None):
         if scope["type"] != "http":
             return await app(scope, receive, send)
         max_body = MAX_BODY if limit is None else limit
+        if streams_body(scope["method"], scope["path"]):
+            max_body = float("inf")
         max_idle = BODY_IDLE if idle is None else idle
         method, path = scope["method"], scope["path"]
         length = dict(scope["headers"]).get(b"content-length")

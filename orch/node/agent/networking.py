@@ -315,6 +315,12 @@ class NodeNetworking:
             except (OrchError, OSError) as err:  # the next change, or the next agent, repairs it
                 print(f"agent: reaping released veths: {err}", file=sys.stderr, flush=True)
 
+    def rename(self, cid: str, old: str, new: str) -> None:
+        """`orch rename`: the DNS names the container by its new name."""
+        with self._lock:
+            self.nets.rename(cid, old, new)
+            self._save()
+
     def hide(self, cid: str) -> None:
         """Drain: the DNS stops naming the container (orch.node.agent.routes_drain)."""
         with self._lock:

@@ -45,6 +45,7 @@ class Node:
         self.images = images  # None only in unit tests of the events, which make no containers
         self.records: dict[str, ContainerRecord] = {}
         self.reserved: set[str] = set()  # names of containers being created
+        self.busy: set[str] = set()  # stopped containers whose overlay a file worker has mounted (routes_archive)
         self.sup_path = str(self.run_dir / "supervisor.sock")
         self.changed = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -56,9 +57,11 @@ class Node:
         # Networks (agent/networking.py) and volumes (runtime/volumes.py); set by app.serve.
         self.net = None
         self.volumes = None
+        from orch.node.agent.events import EventBus
         from orch.node.agent.pipes import HeldPipes
 
         self.pipes = HeldPipes()  # copies of the containers' pipes, for a restarted supervisor
+        self.events = EventBus()  # docker's events (events.py), published where things happen
         # Cluster membership (orch.cluster.node.ClusterNode); set by app.serve.
         self.cluster = None
 
@@ -125,6 +128,8 @@ class Node:
         return rec["Name"].lstrip("/")
 
     def change(self, rec: dict, op: str) -> str:
+        if op in ("start", "restart") and rec["Id"] in self.busy:
+            raise Conflict(f"container {self.display(rec)} is being copied to or from; start it when the copy is done")
         return transition(rec["State"]["Status"], op, self.display(rec))
 
     async def cluster_member(self):
@@ -261,6 +266,8 @@ class Node:
             rec.orch.pid_start = ev.get("pid_start")
             state.update(Status="running", Running=True, Paused=False, Pid=ev["pid"], StartedAt=ev["started_at"], ExitCode=0, Error="", OOMKilled=False)
             self._save_event(rec)
+            self._publish_wiring(rec, "connect", "mount")
+            self.events.container(rec, "start")
         elif kind == "exited":
             self.pipes.release(rec["Id"])
             if rec.orch.exited_pid == ev.get("pid") and state["Status"] == "exited":
@@ -272,9 +279,14 @@ class Node:
                 state["Status"] = "exited"
             state.update(Running=False, Paused=False, Pid=0, ExitCode=ev["exit_code"], FinishedAt=ev["finished_at"], OOMKilled=bool(ev.get("oom_killed")), Error=ev.get("error", ""))
             self._save_event(rec)
+            self.events.container(rec, "die", exitCode=ev["exit_code"])
             self._release_network(rec["Id"])
+            self._publish_wiring(rec, "disconnect", "unmount")
             if rec["HostConfig"].get("AutoRemove") and state["Status"] == "exited" and self.nursery is not None:
                 self.nursery.start_soon(self._auto_remove, rec["Id"])
+        elif kind == "exec_exited":
+            self.events.container(rec, "exec_die", execID=ev.get("exec_id", ""), exitCode=ev.get("exit_code", 0))
+            return
         elif kind == "start_failed":
             state.update(ExitCode=ev.get("exit_code", 125), Error=ev.get("message", ""))
             self.save(rec, durable=False)
@@ -319,6 +331,7 @@ class Node:
             self.reserved.discard(name)
         self.records[cid] = rec
         self.notify()
+        self.events.container(rec, "create")
         return rec
 
     def _build(self, cid: str, name: str, req) -> dict:
@@ -368,7 +381,24 @@ class Node:
     async def exec_attached(self, rec: dict, process: dict, roles: list[str], fds: list[int], tty_size=None):
         """Run `process` (exec_process's) in running container `rec` with a client's
         descriptors; return the supervisor connection, on which its exit event comes."""
-        return await self._attach({"op": "exec", "id": rec["Id"], "process": process, "attach": roles}, fds, tty_size, "exec")
+        exec_id = self._exec_events(rec, process)
+        return await self._attach({"op": "exec", "id": rec["Id"], "process": process, "attach": roles, "exec_id": exec_id}, fds,
+                                  tty_size, "exec")
+
+    def _exec_events(self, rec: dict, process: dict) -> str:
+        """A new exec's id and docker's exec_create and exec_start events (exec_die follows
+        from the supervisor's exec_exited)."""
+        exec_id = secrets.token_hex(32)
+        command = " ".join(process.get("args") or ())
+        self.events.container(rec, f"exec_create: {command}", execID=exec_id)
+        self.events.container(rec, f"exec_start: {command}", execID=exec_id)
+        return exec_id
+
+    async def attach_running(self, rec: dict, roles: list[str], fds: list[int], tty_size, detach_keys: bytes):
+        """Join running container `rec`'s stdio with a client's descriptors (docker attach);
+        return the supervisor connection, on which its exit, or "detached", comes."""
+        msg = {"op": "attach", "id": rec["Id"], "attach": roles, "detach_keys": list(detach_keys)}
+        return await self._attach(msg, fds, tty_size, "attach")
 
     async def _attach(self, msg: dict, fds: list[int], tty_size, op: str):
         import array
@@ -388,7 +418,8 @@ class Node:
 
     async def exec_detached(self, rec: dict, process: dict) -> str:
         """`exec -d`: the process runs on its own, its output goes nowhere (as docker's)."""
-        answer = await self.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True})
+        exec_id = self._exec_events(rec, process)
+        answer = await self.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True, "exec_id": exec_id})
         return answer.get("exec_id", "")
 
     async def kill(self, rec: dict, sig: int) -> None:
@@ -403,11 +434,12 @@ class Node:
             await self.call({"op": "kill", "id": rec["Id"], "signal": sig, "config": self.store.config_path(rec["Id"])})
         except OrchError:
             return  # it exited meanwhile
+        self.events.container(rec, "kill", signal=sig)
         if rec["State"]["Status"] == "paused":
             # A frozen process handles no signal, not even SIGKILL, until it is thawed.
             await self._freezer(rec, "thaw")
 
-    async def stop(self, rec: dict, timeout: float | None) -> None:
+    async def stop(self, rec: dict, timeout: float | None, *, event: bool = True) -> None:
         self.change(rec, "stop")
         supervision.cancel_restart(self, rec)
         supervision.on_user_stop(rec)
@@ -423,27 +455,34 @@ class Node:
         if timeout >= 0:
             await self._signal(rec, stop_signal)
             if await self.wait_until(gone, timeout):
+                if event:
+                    self.events.container(rec, "stop")
                 return
         await self._signal(rec, signals.SIGKILL)
         if not await self.wait_until(gone, 30):
             raise SystemFailure(f"container {self.display(rec)} did not exit 30 seconds after SIGKILL")
+        if event:
+            self.events.container(rec, "stop")
 
     async def restart(self, rec: dict, timeout: float | None) -> None:
         self.change(rec, "restart")
         await self.stop(rec, timeout)
         await self.start(rec)
+        self.events.container(rec, "restart")
 
     async def pause(self, rec: dict) -> None:
         rec["State"]["Status"] = self.change(rec, "pause")
         await self._freezer(rec, "freeze")
         rec["State"]["Paused"] = True
         self.save(rec)
+        self.events.container(rec, "pause")
 
     async def unpause(self, rec: dict) -> None:
         rec["State"]["Status"] = self.change(rec, "unpause")
         await self._freezer(rec, "thaw")
         rec["State"]["Paused"] = False
         self.save(rec)
+        self.events.container(rec, "unpause")
 
     async def _freezer(self, rec: dict, what: str) -> None:
         path = rec.orch.cgroup
@@ -461,7 +500,7 @@ class Node:
         snapshot and files are deleted right after, in a worker thread."""
         self.change(rec, "force_remove" if force else "remove")
         if rec["State"]["Status"] in ("running", "paused"):
-            await self.stop(rec, -1)  # straight to SIGKILL, as `docker rm -f`
+            await self.stop(rec, -1, event=False)  # straight to SIGKILL, as `docker rm -f` (a kill, no stop event)
         cid = rec["Id"]
         try:
             self.store.discard(cid)
@@ -472,6 +511,7 @@ class Node:
         self.records.pop(cid, None)
         self.notify()
         self._release_network(cid)
+        self.events.container(rec, "destroy")
         anonymous = []
         if volumes:
             from orch.node.agent.wiring import anonymous_volumes
@@ -487,6 +527,25 @@ class Node:
         from orch.node.agent.drain import drain_container
 
         return await drain_container(self, rec, grace)
+
+    def _publish_wiring(self, rec: dict, network_action: str, volume_action: str) -> None:
+        """docker's network connect/disconnect and volume mount/unmount events of a container
+        that starts or exits (its bridge and overlay networks; orch's none and host are no objects)."""
+        cid = rec["Id"]
+        if self.net is not None and (rec.orch.net or {}).get("mode") == "bridge":
+            for entry in rec.orch.net["networks"]:
+                try:
+                    n = self.net.nets.get(entry["name"])
+                except OrchError:
+                    continue
+                self.events.publish("network", network_action, n.id, {"container": cid, "name": n.name, "type": n.driver})
+        for e in rec.orch.mounts or ():
+            if e.get("type") != "volume" or not e.get("source"):
+                continue
+            attrs = {"container": cid, "driver": "local"}
+            if volume_action == "mount":
+                attrs.update({"destination": e["target"], "propagation": "", "read/write": str(not e.get("read_only")).lower()})
+            self.events.publish("volume", volume_action, e["source"], attrs)
 
     def _release_network(self, cid: str) -> None:
         """Done at once in this thread (~25 ms): a start that follows must find it released."""

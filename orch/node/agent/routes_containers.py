@@ -216,10 +216,45 @@ async def logs(request):
     return StreamingResponse(body(), media_type="application/x-ndjson")
 
 
+async def rename(request):
+    """docker's POST /containers/{id}/rename?name=NEW."""
+    from orch.node.agent.containerops import rename as rename_container
+
+    node = node_of(request)
+    rename_container(node, node.get(request.path_params["ref"]), request.query_params.get("name", ""))
+    return Response(status_code=204)
+
+
+async def update(request):
+    """docker's POST /containers/{id}/update (UpdateConfig): limits and restart policy."""
+    from orch.node.agent.containerops import update as update_container
+
+    node = node_of(request)
+    rec = node.get(request.path_params["ref"])
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise InvalidArgument(f"POST {request.url.path}: the body is not JSON; send docker's UpdateConfig") from None
+    return JSONResponse({"Warnings": await update_container(node, rec, body)})
+
+
+async def prune(request):
+    """docker's POST /containers/prune?filters={"until": [...], "label": [...], "label!": [...]}."""
+    from orch.node.agent.containerops import prune as prune_containers
+
+    try:
+        raw = json.loads(request.query_params.get("filters") or "{}")
+        filters = {k: [str(x) for x in (v.keys() if isinstance(v, dict) else v)] for k, v in raw.items()}
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument("invalid filters: give JSON such as {\"until\": [\"24h\"], \"label\": [\"k=v\"]}") from None
+    return JSONResponse(await prune_containers(node_of(request), filters))
+
+
 ROUTES = [
     Route("/containers/create", create, methods=["POST"]),
     Route("/containers/remove", remove_many, methods=["POST"]),
     Route("/containers/json", list_, methods=["GET"]),
+    Route("/containers/prune", prune, methods=["POST"]),
     Route("/containers/{ref}/json", inspect, methods=["GET"]),
     Route("/containers/{ref}/start", start, methods=["POST"]),
     Route("/containers/{ref}/stop", stop, methods=["POST"]),
@@ -232,5 +267,7 @@ ROUTES = [
     Route("/containers/{ref}/exec", exec_, methods=["POST"]),
     Route("/containers/{ref}/changes", changes, methods=["GET"]),
     Route("/containers/{ref}/logs", logs, methods=["GET"]),
+    Route("/containers/{ref}/rename", rename, methods=["POST"]),
+    Route("/containers/{ref}/update", update, methods=["POST"]),
     Route("/containers/{ref}", remove, methods=["DELETE"]),
 ]

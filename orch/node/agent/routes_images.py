@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from orch.errors import OrchError
 from orch.node.agent.routes_containers import parse
 from orch.node.runtime import imageconfig
 
@@ -69,6 +70,15 @@ def _reply(model: BaseModel, status: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(), status_code=status)
 
 
+def _labels(image) -> dict:
+    return dict(((image.config.get("config") or {}).get("Labels")) or {})
+
+
+def publish_image(request: Request, action: str, image, name: str | None = None) -> None:
+    """docker's image event for `image` (an Image), named `name` (its id by default)."""
+    request.app.state.node.events.image(action, image.id, name or image.id, _labels(image))
+
+
 async def list_images(request: Request) -> JSONResponse:
     store = _store(request)
     found = await trio.to_thread.run_sync(store.list)
@@ -96,7 +106,13 @@ async def remove_image(request: Request) -> JSONResponse:
     force = request.query_params.get("force", "") in ("1", "true", "yes")
     node = request.app.state.node
     in_use = getattr(node, "image_in_use", None)
+    image = await trio.to_thread.run_sync(store.resolve, request.path_params["ref"])
     lines = await trio.to_thread.run_sync(lambda: store.remove(request.path_params["ref"], force=force, in_use=in_use))
+    for line in lines:
+        if line.startswith("Untagged: "):
+            publish_image(request, "untag", image)
+        elif line == f"Deleted: {image.id}":
+            publish_image(request, "delete", image)
     return _reply(Lines(lines=lines))
 
 
@@ -105,6 +121,9 @@ async def tag_image(request: Request) -> JSONResponse:
     store = _store(request)
     await trio.to_thread.run_sync(store.tag, body.source, body.target)
     image = await trio.to_thread.run_sync(store.resolve, body.target)
+    from orch.node.runtime import reference
+
+    publish_image(request, "tag", image, reference.parse(body.target).familiar())
     return _reply(ImageRef(id=image.id, repo_tags=list(image.repo_tags)), 201)
 
 
@@ -113,6 +132,7 @@ async def import_image(request: Request) -> JSONResponse:
     store = _store(request)
     changes = imageconfig.apply_changes({}, body.changes) if isinstance(body.changes, list) else body.changes
     image = await trio.to_thread.run_sync(lambda: store.import_rootfs(body.source, body.ref, changes, comment=body.message))
+    publish_image(request, "import", image)
     return _reply(ImageRef(id=image.id, repo_tags=list(image.repo_tags)), 201)
 
 
@@ -120,6 +140,13 @@ async def load_images(request: Request) -> JSONResponse:
     body = await parse(request, LoadRequest)
     store = _store(request)
     lines = await trio.to_thread.run_sync(store.load, body.path)
+    for line in lines:
+        ref = line.split(": ", 1)[-1] if line.startswith("Loaded image") else None
+        if ref:
+            try:
+                publish_image(request, "load", await trio.to_thread.run_sync(store.resolve, ref))
+            except OrchError:
+                pass
     return _reply(Lines(lines=lines))
 
 
@@ -127,6 +154,8 @@ async def save_images(request: Request) -> JSONResponse:
     body = await parse(request, SaveRequest)
     store = _store(request)
     await trio.to_thread.run_sync(lambda: store.save(body.refs, body.path, body.format))
+    for ref in body.refs:
+        publish_image(request, "save", await trio.to_thread.run_sync(store.resolve, ref))
     return _reply(Lines(lines=[]))
 
 

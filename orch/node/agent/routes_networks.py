@@ -90,6 +90,7 @@ async def create(request):
         raise InvalidArgument(f"network name {req.name!r} is reserved for --network {req.name}; choose another name")
     n = await trio.to_thread.run_sync(lambda: net.create_network(
         req.name, subnet=req.subnet, gateway=req.gateway, internal=req.internal, options=req.options, labels=req.labels))
+    _publish(node, "create", n)
     return JSONResponse({"Id": n.id, "Name": n.name, "Warning": ""}, status_code=201)
 
 
@@ -119,6 +120,15 @@ async def _cluster_networks(request) -> list:
     from orch.cluster.routes import overlay_networks
 
     return await overlay_networks(request)
+
+
+def _publish(node, action: str, n, container: str | None = None) -> None:
+    """docker's network events: the actor is the network's id; `name`, `type` (the driver),
+    and the container's id for connect and disconnect."""
+    attrs = {"name": n.name, "type": n.driver}
+    if container:
+        attrs["container"] = container
+    node.events.publish("network", action, n.id, attrs)
 
 
 async def list_(request):
@@ -177,12 +187,17 @@ async def remove(request):
         await remove_overlay(request, ref)
         return Response(status_code=204)
     await trio.to_thread.run_sync(net.remove_network, n.name, _users(node, net, n.name))
+    _publish(node, "destroy", n)
     return Response(status_code=204)
 
 
 async def prune(request):
     node, net = _networks(request)
+    before = {n.name: n for n in net.nets.list()}
     gone = await trio.to_thread.run_sync(net.prune)
+    for name in gone:
+        if name in before:
+            _publish(node, "destroy", before[name])
     return JSONResponse({"NetworksDeleted": gone})
 
 
@@ -198,6 +213,7 @@ async def connect(request):
     plan = await trio.to_thread.run_sync(net.connect, rec, n.name, req.aliases, req.ipv4_address)
     rec.orch.net = plan
     node.save(rec)
+    _publish(node, "connect", n, rec["Id"])
     return Response(status_code=200)
 
 
@@ -209,6 +225,7 @@ async def disconnect(request):
     plan = await trio.to_thread.run_sync(net.disconnect, rec, n.name)
     rec.orch.net = plan
     node.save(rec)
+    _publish(node, "disconnect", n, rec["Id"])
     return Response(status_code=200)
 
 

@@ -79,8 +79,24 @@ async def pull_image(request: Request) -> StreamingResponse:
     from orch.registry.pull import pull
 
     body = await parse(request, TransferRequest)
-    store = request.app.state.node.images
-    return _stream(lambda events: pull(store, body.ref, events=events, lookup=_lookup(body)))
+    node = request.app.state.node
+
+    def work(events) -> None:
+        pull(node.images, body.ref, events=events, lookup=_lookup(body))
+        _publish(node, "pull", body.ref)
+
+    return _stream(work)
+
+
+def _publish(node, action: str, ref: str) -> None:
+    """docker's pull and push events: the actor is the reference, `name` its repository."""
+    parsed = reference.parse(ref)
+    labels = {}
+    try:
+        labels = (node.images.resolve(ref).config.get("config") or {}).get("Labels") or {}
+    except OrchError:
+        pass
+    node.events.image(action, parsed.familiar(), parsed.familiar_name, labels)
 
 
 async def push_image(request: Request) -> StreamingResponse:
@@ -91,6 +107,7 @@ async def push_image(request: Request) -> StreamingResponse:
 
     def work(events) -> None:
         digest = push(store, body.ref, events=events, lookup=_lookup(body))
+        _publish(request.app.state.node, "push", body.ref)
         events({"progressDetail": {}, "aux": {"Tag": reference.parse(body.ref).tag or "", "Digest": digest}})
 
     return _stream(work)

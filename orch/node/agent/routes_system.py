@@ -1,13 +1,14 @@
 """The agent's node-level API: ping, info, disk usage and prune."""
 
 import os
+import sys
 
 import trio
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from orch import __version__
-from orch.errors import OrchError
+from orch.errors import InvalidArgument, OrchError
 from orch.api.models import PruneRequest
 
 
@@ -27,14 +28,59 @@ async def ping(request):
 
 
 async def info(request):
+    """docker's GET /info (nodeinfo.py)."""
+    from orch.node.agent.nodeinfo import compute_info
+
     node = request.app.state.node
-    states = [r["State"]["Status"] for r in node.records.values()]
-    return JSONResponse({
-        "Containers": len(states), "ContainersRunning": states.count("running"), "ContainersPaused": states.count("paused"),
-        "ContainersStopped": sum(s not in ("running", "paused") for s in states),
-        "Images": len(node.images.list()) if node.images is not None else 0,
-        "OrchRootDir": str(node.root), "Supervisor": node.sup_path, "ServerVersion": __version__, "AgentPid": os.getpid(),
-    })
+    swarm = await _swarm_local(request)
+    return JSONResponse(await trio.to_thread.run_sync(compute_info, node, swarm))
+
+
+async def _swarm_local(request) -> dict | None:
+    """The Swarm part of /info: what GET /swarm/local answers, when this agent has that route
+    (the cluster's); None (inactive) when it has not, or cannot say."""
+    import json
+
+    for route in getattr(request.app, "routes", ()):
+        if getattr(route, "path", None) == "/swarm/local" and "GET" in (getattr(route, "methods", None) or ()):
+            try:
+                answer = await route.endpoint(request)
+                return json.loads(answer.body) if answer.status_code == 200 else None
+            except (OrchError, ValueError):
+                return None
+    return None
+
+
+async def version(request):
+    """docker's GET /version."""
+    from orch.node.agent.nodeinfo import compute_version
+
+    return JSONResponse(await trio.to_thread.run_sync(compute_version))
+
+
+async def events(request):
+    """docker's GET /events?since=&until=&filters=: JSON messages, one a line (events.py).
+    The stream ends at `until`, or when this reader falls too far behind (it is dropped)."""
+    from starlette.responses import StreamingResponse
+
+    from orch.node.agent import events as ev
+
+    node = request.app.state.node
+    since = ev.parse_timestamp(request.query_params.get("since"), "since")
+    until = ev.parse_timestamp(request.query_params.get("until"), "until")
+    filters = ev.parse_filters(request.query_params.get("filters"))
+    if since is not None and until is not None and until < since:
+        raise InvalidArgument(f"`since` time ({request.query_params['since']}) cannot be after `until` time "
+                              f"({request.query_params['until']})")
+
+    async def body():
+        try:
+            async for msg in node.events.stream(since, until, filters):
+                yield ev.encode(msg)
+        except ev.Dropped:
+            print(f"agent: an events reader fell {ev.QUEUE} events behind and was dropped", file=sys.stderr, flush=True)
+
+    return StreamingResponse(body(), media_type="application/json")
 
 
 async def df(request):
@@ -88,6 +134,8 @@ async def prune(request):
 ROUTES = [
     Route("/_ping", ping, methods=["GET"]),
     Route("/info", info, methods=["GET"]),
+    Route("/version", version, methods=["GET"]),
+    Route("/events", events, methods=["GET"]),
     Route("/system/df", df, methods=["GET"]),
     Route("/system/prune", prune, methods=["POST"]),
 ]

@@ -51,7 +51,7 @@ import traceback
 
 import trio
 
-from orch.errors import InvalidArgument, OrchError, Unavailable
+from orch.errors import Conflict, InvalidArgument, OrchError, Unavailable
 from orch.node.runtime import superproto as proto
 
 MAX_MESSAGE = 1 << 20
@@ -181,7 +181,7 @@ class Command:
 class Run(Command):
     """One `orch run`, `orch exec` or `orch start -a`."""
 
-    OPS = ("exec", "start")
+    OPS = ("exec", "start", "attach")
 
     def _check_fds(self) -> None:
         if len(self.fds) != CLIENT_FDS:
@@ -193,6 +193,8 @@ class Run(Command):
 
     async def run(self) -> int:
         op = self.request.get("op", "run")
+        if op == "attach":
+            return await self.attach()
         return await (self.run_container() if op == "run" else self.start() if op == "start" else self.exec())
 
     async def run_container(self) -> int:
@@ -253,6 +255,53 @@ class Run(Command):
         return await self.attached(None, start, tty=req.tty, stdin=req.interactive, sig_proxy=True,
                                    program_holds=("stdin", "stdout", "stderr"))
 
+    async def attach(self) -> int:
+        """`orch attach CONTAINER`: join a running container's stdio (docker's rules: its
+        stdin only if it was made with -i and not --no-stdin; with a tty the client's terminal
+        goes raw; the detach keys, ctrl-p ctrl-q by default, end the session with "read escape
+        sequence" and exit 1, as docker's CLI does, and the container runs on)."""
+        from orch.node.runtime.escape import DEFAULT, BadKeys, parse_detach_keys
+
+        self._check_fds()
+        rec = self.node.get(self.request["ref"])
+        status = rec["State"]["Status"]
+        if status == "paused":
+            raise Conflict("You cannot attach to a paused container, unpause it first")
+        if status != "running":
+            raise Conflict("You cannot attach to a stopped container, start it first")
+        tty = bool(rec["Config"].get("Tty"))
+        stdin = bool(rec["Config"].get("OpenStdin")) and not self.request.get("no_stdin")
+        if tty and stdin and not self._tty_in():
+            raise InvalidArgument("the input device is not a TTY")
+        try:
+            keys = parse_detach_keys(self.request.get("detach_keys") or DEFAULT)
+        except BadKeys as err:
+            raise InvalidArgument(str(err)) from None
+        tty_size = None
+        if tty and stdin:
+            await _send(self.conn, {"attach": "tty"})
+            tty_size = (await self._answer("go")).get("tty_size")
+            roles, fds = ["tty"], [self.fds[0]]
+        elif tty:
+            roles, fds = ["stdout"], [self.fds[1]]
+        else:
+            roles, fds = ["stdout", "stderr"], self.fds[1:]
+            if stdin:
+                roles, fds = ["stdin", *roles], self.fds
+        self.node.events.container(rec, "attach")
+        sup = await self.node.attach_running(rec, roles, fds, tty_size, keys)
+        with sup:
+            for fd in self.fds:
+                _close(fd)
+            self.fds.clear()
+            await _send(self.conn, {"started": True})
+            code = await self._relay_until_exit(sup, tty=tty, sig_proxy=self.request.get("sig_proxy", True) is not False)
+        if code is None:  # detached
+            self.node.events.container(rec, "detach")
+            await _send(self.conn, {"err": "read escape sequence" + ("\r\n" if tty and stdin else "\n")})
+            return 1
+        return code
+
     async def attached(self, rec, start, *, tty: bool, stdin: bool, sig_proxy: bool, program_holds) -> int:
         """Start (or exec) with the client's descriptors; relay until the exit; return its code.
         `rec`: the container whose --rm removal to wait for, if any; `program_holds`: the roles
@@ -269,6 +318,8 @@ class Run(Command):
             if stdin:
                 roles, fds = ["stdin", *roles], self.fds
         auto_remove = rec is not None and rec["HostConfig"].get("AutoRemove")
+        if rec is not None:
+            self.node.events.container(rec, "attach")
         try:
             sup = await start(roles, fds, tty_size)
         except OrchError:
@@ -361,6 +412,9 @@ class Run(Command):
                     code = int(event["exit_code"])
                     nursery.cancel_scope.cancel()
                     break
+                if event.get("event") == "detached":  # an attach session's detach keys
+                    nursery.cancel_scope.cancel()
+                    return None
         if signalled:
             return 128 + signalled[0]
         if code is None:

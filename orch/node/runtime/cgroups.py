@@ -78,6 +78,17 @@ def _mount_options(mountinfo: str) -> dict[str, tuple[str, ...]]:
             options[fields[4]] = tuple(o for o in after[2].split(",") if o not in _NOT_OPTIONS)
     return options
 
+# What `orch stats` reads (cgroup v1: controller, file; v2: files of the one group).
+STAT_FILES_V1 = (
+    ("memory", "memory.usage_in_bytes"), ("memory", "memory.max_usage_in_bytes"), ("memory", "memory.limit_in_bytes"),
+    ("memory", "memory.failcnt"), ("memory", "memory.stat"),
+    ("cpuacct", "cpuacct.usage"), ("cpuacct", "cpuacct.usage_percpu"), ("cpuacct", "cpuacct.stat"), ("cpu", "cpu.stat"),
+    ("pids", "pids.current"), ("pids", "pids.max"),
+    ("blkio", "blkio.io_service_bytes_recursive"), ("blkio", "blkio.io_serviced_recursive"),
+    ("blkio", "blkio.throttle.io_service_bytes_recursive"), ("blkio", "blkio.throttle.io_serviced_recursive"),
+)
+STAT_FILES_V2 = ("cpu.stat", "memory.current", "memory.max", "memory.peak", "memory.stat", "pids.current", "pids.max", "io.stat")
+
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", "cpuset")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 CFS_PERIOD_US = 100_000
@@ -129,6 +140,41 @@ def compute_limits(resources: Resources, version: str) -> list[tuple[str, str, s
             writes.append(("cpu", "cpu.max", f"{int(r.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}"))
         if r.pids and r.pids > 0:
             writes.append(("pids", "pids.max", str(r.pids)))
+    return writes
+
+
+def compute_update(old: Resources, new: Resources, version: str) -> list[tuple[str, str, str]]:
+    """The writes that take a running container's group from `old` to `new` limits (`docker
+    update`): only what changed, an absent limit written as the kernel's "unlimited".
+
+    On v1 the kernel keeps memory.memsw.limit_in_bytes >= memory.limit_in_bytes at every
+    moment, so a memory limit raised above the current memory+swap limit goes after the new
+    memsw, and one lowered goes first."""
+    unlimited = float("inf")
+
+    def total(r: Resources) -> float:
+        if not r.memory or r.memory_swap == -1:
+            return unlimited
+        return r.memory if r.memory_swap is None else r.memory_swap
+
+    writes: list[tuple[str, str, str]] = []
+    if (old.memory, old.memory_swap) != (new.memory, new.memory_swap):
+        if version == "v1":
+            mem = ("memory", "memory.limit_in_bytes", str(new.memory) if new.memory else "-1")
+            memsw = ("memory", "memory.memsw.limit_in_bytes", "-1" if total(new) == unlimited else str(int(total(new))))
+            writes += [memsw, mem] if (new.memory or unlimited) > total(old) else [mem, memsw]
+        else:
+            writes.append(("memory", "memory.max", str(new.memory) if new.memory else "max"))
+            swap = "max" if total(new) == unlimited else str(max(int(total(new)) - new.memory, 0))
+            writes.append(("memory", "memory.swap.max", swap))
+    if old.cpus != new.cpus:
+        if version == "v1":
+            writes.append(("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US)))
+            writes.append(("cpu", "cpu.cfs_quota_us", str(int(new.cpus * CFS_PERIOD_US)) if new.cpus else "-1"))
+        else:
+            writes.append(("cpu", "cpu.max", f"{int(new.cpus * CFS_PERIOD_US) if new.cpus else 'max'} {CFS_PERIOD_US}"))
+    if old.pids != new.pids:
+        writes.append(("pids", "pids.max", str(new.pids) if new.pids and new.pids > 0 else "max"))
     return writes
 
 
@@ -265,6 +311,18 @@ class Cgroups:
                 continue
             _write(directory / name, value)
 
+    def update(self, path: str, old: Resources, new: Resources) -> None:
+        """Change a live group's limits (compute_update's writes). A memory limit below what
+        the group uses now is refused by the kernel (EBUSY), as docker reports it."""
+        rel = path.strip("/")
+        for controller, name, value in compute_update(old, new, self.version):
+            if self.version == "v1" and controller not in self.v1:
+                raise SystemFailure(f"cgroup: the {controller} controller is not mounted under {self.root}; cannot set {name}")
+            probe = self._controller_dir(controller, rel) if self.version == "v2" else self._controller_root(controller)
+            if name.startswith(("memory.memsw.", "memory.swap.")) and not (probe / name).exists():
+                continue
+            _write(self._controller_dir(controller, rel) / name, value)
+
     def _device_rules(self, rel: str) -> None:
         """docker's device allow-list for the group `rel`. A new v1 devices group copies its
         parent's list when it is made, so the rules are written once, on the parent (which
@@ -378,6 +436,28 @@ class Cgroups:
             delay = min(delay * 2, 0.05)
             if self.version == "v1" and frozen:
                 _write(d / "freezer.state", "FROZEN")
+
+    def stat_files(self, path: str) -> dict[str, str]:
+        """The texts of the files a container's resource usage is read from (`orch stats`):
+        file name -> its text ("" when the kernel has no such file); {} when the group does
+        not exist (the container is not running). Parsed by the agent's statsview.py."""
+        rel = path.strip("/")
+        if self.version == "v2":
+            d = self.root / rel
+            if not d.is_dir():
+                return {}
+            return {name: _read(d / name) for name in STAT_FILES_V2}
+        found: dict[str, str] = {}
+        for controller, name in STAT_FILES_V1:
+            base = self.v1.get(controller)
+            if base is None:
+                base = next((h for h, options in self.hierarchies if controller in options), None)
+            if base is None:
+                continue
+            if controller == "memory" and not (base / rel).is_dir():
+                return {}
+            found[name] = _read(base / rel / name)
+        return found
 
     def oom_killed(self, path: str) -> bool:
         rel = path.strip("/")

@@ -69,13 +69,15 @@ class Target:
 
 
 class Conn:
-    __slots__ = ("sock", "fds", "target", "subscribed")
+    __slots__ = ("sock", "fds", "target", "subscribed", "input", "escape")
 
     def __init__(self, sock):
         self.sock = sock
         self.fds: dict[str, int] = {}  # attached client fds by role: stdin/stdout/stderr/tty
         self.target: Target | None = None
         self.subscribed = False
+        self.input: int | None = None  # an `attach` client's input, read and scanned for its detach keys
+        self.escape = None
 
 
 class Supervisor:
@@ -196,6 +198,42 @@ class Supervisor:
             self.stop_tty_in(target)
             return
         _write_all(target.master, data)
+
+    def on_attach_in(self, fd, conn: Conn):
+        """Input of a client attached to a running container (op_attach): to its pty or its
+        held stdin, until the client's detach keys, which detach it (the container runs on)."""
+        target = conn.target
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data or target is None:
+            self.stop_input(conn)
+            return
+        data, detached = conn.escape.feed(data)
+        if data:
+            if target.master is not None:
+                _write_all(target.master, data)
+            elif target.held and not _write_client(target.held[0], data):
+                print(f"supervisor: {target.id[:12]} does not read its stdin; input dropped", file=sys.stderr, flush=True)
+        if detached:
+            self.stop_input(conn)
+            if conn in target.clients:
+                target.clients.remove(conn)
+            for out in conn.fds.values():
+                _close(out)
+            conn.fds, conn.target = {}, None
+            self.reply(conn, {"event": "detached", "id": target.id})
+
+    def stop_input(self, conn: Conn) -> None:
+        if conn.input is None:
+            return
+        try:
+            self.sel.unregister(conn.input)
+        except (KeyError, ValueError):
+            pass
+        _close(conn.input)
+        conn.input = None
 
     def stop_tty_in(self, target: Target) -> None:
         if target.tty_in is None:
@@ -330,6 +368,45 @@ class Supervisor:
         except ProcessLookupError:
             pass
         return {}
+
+    def op_attach(self, conn, msg, fds):
+        """docker attach: a client joins a running container's stdio. Its "stdout"/"stderr"
+        (or "tty") descriptors get the output from now on, as a starting client's do; its
+        input ("tty" or "stdin") goes to the pty or the held stdin, scanned for
+        `detach_keys` (a list of byte values); `tty_size` resizes the pty."""
+        from orch.node.runtime.escape import Escape
+
+        target = self.targets.get(msg["id"])
+        if target is None or target.exec_of is not None:
+            for fd in fds:
+                _close(fd)
+            raise Conflict(f"container {msg['id'][:12]} is not running; start it first")
+        given = self.take_fds(conn, msg.get("attach") or [], fds)
+        conn.target = target
+        target.clients.append(conn)
+        keep, source = {}, None
+        for role, fd in given.items():
+            if role == "tty" and target.master is not None:
+                source = fd
+                keep["tty"] = reopen_nonblocking(os.dup(fd))
+            elif role == "stdin" and target.master is None and target.held:
+                source = fd
+                os.set_blocking(target.held[0], False)  # our end: a container that does not read must not stop this loop
+            elif role in ("stdout", "stderr"):
+                keep[role] = reopen_nonblocking(fd)
+            else:
+                _close(fd)
+        conn.fds = keep
+        if source is not None:
+            conn.input, conn.escape = source, Escape(bytes(msg.get("detach_keys") or (16, 17)))
+            self.sel.register(source, selectors.EVENT_READ, ("attach_in", conn))
+        if msg.get("tty_size") and target.master is not None:
+            # One row and column more, then the size: the program gets a SIGWINCH even when
+            # the size is the one it had, and redraws for the newcomer (docker's CLI does so).
+            rows, cols = msg["tty_size"]
+            _set_winsize(target.master, rows + 1, cols + 1)
+            _set_winsize(target.master, rows, cols)
+        return {"pid": target.pid}
 
     def op_resize(self, conn, msg, fds):
         target = self.targets.get(msg.get("id") or "") or conn.target
@@ -502,8 +579,11 @@ class Supervisor:
             write_json_atomic(os.path.join(target.dir, "exit.json"), event, durable=False)
         else:
             target.exec_of.execs.discard(target.id)
+            # Every exec's end, attached or not, for the agent's events (docker's exec_die).
+            self.broadcast({"event": "exec_exited", "id": target.exec_of.id, "exec_id": target.id, "exit_code": exit_code})
         for conn in target.clients:
             self.reply(conn, event)
+            self.stop_input(conn)
             for fd in conn.fds.values():
                 _close(fd)
             conn.fds, conn.target = {}, None
@@ -531,9 +611,11 @@ class Supervisor:
         if conn in self.subscribers:
             self.subscribers.remove(conn)
         target = conn.target
+        self.stop_input(conn)
         if target is not None and conn in target.clients:
             target.clients.remove(conn)
-            self.stop_tty_in(target)
+            if conn.escape is None:  # a starting client's terminal (an attached one's is its own input)
+                self.stop_tty_in(target)
         for fd in conn.fds.values():
             _close(fd)
         conn.fds = {}

@@ -40,6 +40,13 @@ ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 class VolumeStore:
     def __init__(self, root: Path):
         self.dir = Path(root) / "volumes"
+        # Told of each volume made and removed, as docker's events name them:
+        # listener("create" | "destroy", name). The agent sets it to its event bus.
+        self.listener = None
+
+    def _tell(self, action: str, name: str) -> None:
+        if self.listener is not None:
+            self.listener(action, name)
 
     def _meta_path(self, name: str) -> Path:
         return self.dir / name / META
@@ -62,6 +69,7 @@ class VolumeStore:
         if self._meta_path(name).exists():
             if not exist_ok:
                 raise AlreadyExists(f"volume {name} already exists")
+            self._tell("create", name)  # docker tells of a create that finds the volume made, too
             return self.get(name)
         paths.private_dir(self.dir)  # root only (a volume holds what containers leave): see orch.paths
         # The data directory first and the metadata last: meta.json is the commit point, a
@@ -75,6 +83,7 @@ class VolumeStore:
             CreatedAt=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         write_atomic(self._meta_path(name), record.model_dump_json().encode())
+        self._tell("create", name)
         return record.view()
 
     def get(self, name: str) -> dict:
@@ -117,6 +126,7 @@ class VolumeStore:
         # half volume under its name; then delete the renamed directory.
         trash = self.dir / f".trash-{name}-{os.getpid()}"
         os.rename(self.dir / name, trash)
+        self._tell("destroy", name)
         shutil.rmtree(trash, ignore_errors=True)
 
     def prune(self, in_use: set[str], all_volumes: bool = False) -> tuple[list[str], int]:
