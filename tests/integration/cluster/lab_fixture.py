@@ -5,6 +5,7 @@ containers, agents, supervisors, etcd members, namespaces, links, mounts, cgroup
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -43,6 +44,10 @@ def _copy_store(seed: Path, root: Path) -> None:
 def open_lab(size: int, prefix: str, env: dict[str, str] | None = None):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, cgroups); run as root, as CI does")
+    # A lab's names (namespaces, links) are fixed by its prefix, so that a killed run's are swept
+    # by the next; two suites on one machine (worktrees side by side) take turns per prefix.
+    lock = open(f"/run/lock/orch-lab-{prefix}.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     base = Path(tempfile.mkdtemp(prefix=f"orch-{prefix}-"))
     lab = Lab(base / "hosts", size, prefix=prefix, env=env)
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -61,6 +66,7 @@ def open_lab(size: int, prefix: str, env: dict[str, str] | None = None):
                 remove_node_cgroups(h.root)
             shutil.rmtree(base, ignore_errors=True)
             signal.signal(signal.SIGTERM, previous)
+            lock.close()  # releases the turn
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2, describe=None):

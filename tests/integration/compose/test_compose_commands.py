@@ -167,7 +167,15 @@ services:
     log = open(stack.dir / "watch.log", "w")
     watcher = popen(node, "compose", "-f", str(stack.file), "watch", stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: "Watch enabled" in (stack.dir / "watch.log").read_text(), "watch to start", 120)
+        def started() -> bool:
+            text = (stack.dir / "watch.log").read_text()
+            assert watcher.poll() is None or "Watch enabled" in text, f"watch exited {watcher.returncode}:\n{text}"
+            return "Watch enabled" in text
+
+        try:
+            wait_for(started, "watch to start", 120)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\nwatch's output:\n{(stack.dir / 'watch.log').read_text()}") from None
 
         def inside(cmd: str) -> str:
             return stack.compose("exec", "-T", "web", "sh", "-c", cmd, check=False).stdout

@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 
 from orch.errors import OrchError
+from orch.node.agent.events import EventBus
 
 from orch.node.agent.routes_registry import ROUTES
 
@@ -19,7 +20,7 @@ def _client(store) -> httpx.AsyncClient:
         return JSONResponse({"kind": err.kind, "message": str(err)}, status_code=err.http_status)
 
     app = Starlette(routes=ROUTES, exception_handlers={OrchError: on_error})
-    app.state.node = SimpleNamespace(root=store.root, images=store)
+    app.state.node = SimpleNamespace(root=store.root, images=store, events=EventBus())
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orch")
 
 

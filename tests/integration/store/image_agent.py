@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 
 from orch import paths
 from orch.errors import OrchError
+from orch.node.agent.events import EventBus
 from orch.node.agent.routes_images import ROUTES
 from orch.node.runtime.images import ImageStore
 
@@ -24,7 +25,7 @@ async def on_error(request, err: OrchError):
 
 def main():
     app = Starlette(routes=ROUTES, exception_handlers={OrchError: on_error})
-    app.state.node = SimpleNamespace(root=paths.root(), images=ImageStore(paths.root()))
+    app.state.node = SimpleNamespace(root=paths.root(), images=ImageStore(paths.root()), events=EventBus())
     config = Config()
     sock = paths.agent_socket()
     sock.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 
 from orch.errors import OrchError
+from orch.node.agent.events import EventBus
 from orch.node.agent.routes_images import ROUTES
 
 from .conftest import entry, tar_bytes
@@ -20,7 +21,7 @@ def make_app(store, in_use=None):
         return JSONResponse({"kind": err.kind, "message": str(err)}, status_code=err.http_status)
 
     app = Starlette(routes=ROUTES, exception_handlers={OrchError: on_error})
-    node = SimpleNamespace(root=store.root, images=store)
+    node = SimpleNamespace(root=store.root, images=store, events=EventBus())
     if in_use is not None:
         node.image_in_use = in_use
     app.state.node = node
