@@ -198,6 +198,13 @@ class Networks:
             warnings: list[str] = []
             state = replace(self.state, cluster=view)
             made: list[Network] = []
+            # Overlays the cluster no longer asks for and nothing uses go first: the managers
+            # may have given a removed network's subnet to a new one (a node that was cut off
+            # hears of both at once).
+            wanted = {spec.name for spec in view.networks}
+            for stale in [n for n in state.networks.values() if n.overlay and n.name not in wanted]:
+                if not self._in_use(state, stale.name):
+                    state = self._without(state, stale)
             try:
                 for spec in view.networks:
                     existing = state.networks.get(spec.name)
@@ -240,6 +247,9 @@ class Networks:
                     self.remove_network(name)
                 except OrchError as err:
                     warnings.append(f"remove overlay network {name}: {err}")
+            if gone and not wanted <= set(self.state.networks):
+                # A network that could not be made while one that went held its subnet: now.
+                warnings += self.set_cluster(self.state.cluster)
             return warnings
 
     def _in_use(self, state: NetState, name: str) -> bool:

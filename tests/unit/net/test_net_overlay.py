@@ -218,3 +218,40 @@ def test_restore_removes_mesh_rules_a_crash_left_when_the_ingress_network_is_gon
     assert again.kernel.return_rules == frozenset()
     first.close()
     again.close()
+
+
+def _renamed(old: list[dict]) -> list[dict]:
+    """The same entries with the stack's network removed and another made on its subnet (the
+    managers gave the freed subnet to the next stack's network)."""
+    out = []
+    for e in old:
+        e = dict(e)
+        if e.get("network_id") == "front":
+            e["network_id"] = "back"
+            if e["kind"] == "network":
+                e.update(id="net/back", name="t_default", vni=4099)
+        if e["kind"] == "service":
+            e["networks"] = [dict(n, network_id="back") if n["network_id"] == "front" else n for n in e["networks"]]
+        out.append(e)
+    return out
+
+
+def test_a_stale_overlay_goes_before_a_new_one_takes_its_subnet(nets):
+    nets.set_cluster(compute_view(entries(), ME))
+    old = nets.get("s_default")
+    assert nets.set_cluster(compute_view(_renamed(entries()), ME)) == []
+    new = nets.get("t_default")
+    assert (new.subnet, new.vni) == ("10.0.1.0/24", 4099) and "s_default" not in {n.name for n in nets.list()}
+    assert old.vxlan not in nets.kernel.links and new.vxlan in nets.kernel.links
+
+
+def test_a_new_overlay_waiting_for_a_stale_ones_subnet_is_made_when_that_one_goes(nets):
+    nets.set_cluster(compute_view(entries(), ME))
+    path = nets.create_netns("c")
+    nets.connect("s_default", "c", path, ipv4_address="10.0.1.9")
+    warnings = nets.set_cluster(compute_view(_renamed(entries()), ME))  # the old one's container still runs
+    assert any("overlay network t_default" in w for w in warnings) and "t_default" not in {n.name for n in nets.list()}
+    nets.release_container("c")
+    nets.reap(force=True)
+    nets.prune_overlays()
+    assert {n.name for n in nets.list()} == {"t_default", "ingress"} and nets.get("t_default").subnet == "10.0.1.0/24"
