@@ -127,6 +127,20 @@ class NodeRuntime:
 
     async def prepare(self, task: dict, secrets, configs) -> None:
         await self._write_files(task, secrets, configs)
+        try:
+            await self._pull(task)
+        except BaseException:
+            await self._discard_files(task["id"])
+            raise
+
+    async def _discard_files(self, task_id: str) -> None:
+        """A task that gets no container (its image or its create failed, or it was removed
+        meanwhile) leaves no secret behind: a removal deletes files only with the container."""
+        self._files.pop(task_id, None)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.node.remove_task_files, task_id)
+
+    async def _pull(self, task: dict) -> None:
         image = task["spec"]["container_spec"]["image"]
         images = self.node.images
         if await trio.to_thread.run_sync(images.exists, image):
@@ -151,7 +165,11 @@ class NodeRuntime:
 
             request = request.model_copy(update={"mounts": [*request.mounts, *(
                 MountRequest(type="bind", source=source, target=target, read_only=True) for source, target in files)]})
-        rec = await self.node.create(request)
+        try:
+            rec = await self.node.create(request)
+        except BaseException:
+            await self._discard_files(task["id"])
+            raise
         self._task_of[_id(rec)] = task["id"]
         return _id(rec)
 
