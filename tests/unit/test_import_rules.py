@@ -24,8 +24,8 @@ ROOT = Path(orch.__file__).parent
 
 # A module belongs to the first of these prefixes it starts with (longest first): the units of
 # the table. orch's top-level modules are units of their own.
-UNITS = ("node.agent", "node.runtime", "node", "api", "spec", "scheduler", "compose", "cli", "net", "registry", "build", "cluster",
-         "errors", "paths", "atomic", "client", "__main__", "__init__")
+UNITS = ("node.agent.__main__", "node.agent", "node.runtime", "node", "api", "spec", "scheduler", "compose", "cli", "net", "registry",
+         "build", "cluster", "dockerapi", "errors", "paths", "atomic", "client", "__main__", "__init__")
 
 # The base: errors, where orch's files are, writing a file atomically, and orch's version. Any
 # unit may import these; they import nothing of orch.
@@ -52,6 +52,15 @@ ALLOWED: dict[str, set[str]] = {
     "registry": {"node.runtime"},
     "build": {"node.runtime"},
     "node.agent": {"api", "scheduler", "node.runtime", "net", "registry", "build", "cluster"},
+    # The Docker Engine API (docker.sock): a door onto the agent's own handlers and operations,
+    # in the agent's process. It speaks the supervisor's protocol for attached streams and
+    # reads image configs and references as the agent does; `/auth` checks a login as the CLI's
+    # `login` does.
+    "dockerapi": {"api", "node.agent", "node.runtime.superproto", "node.runtime.imageconfig", "node.runtime.reference",
+                  "registry.names", "registry.client"},
+    # The agent's program: the node's own API and the doors beside it (docker.sock). The one
+    # module of the agent that may import orch.dockerapi, which imports the agent.
+    "node.agent.__main__": {"node.agent", "dockerapi"},
     # Clients of the agent: they reach a node only through its API (orch.client, run.sock).
     # compose watch's ignore rules are docker's .dockerignore patterns (build.dockerignore, BORROWED).
     "compose": {"api", "client", "spec", "scheduler", "node.runtime.security", "build.dockerignore"},
@@ -103,6 +112,9 @@ PURE: dict[str, set[str]] = {
     "orch.node.agent.mountspec": EFFECTFUL,
     "orch.node.agent.securityspec": EFFECTFUL,
     "orch.node.agent.views": EFFECTFUL,
+    "orch.dockerapi.createbody": EFFECTFUL | {"socket"},
+    "orch.dockerapi.inspectview": EFFECTFUL | {"socket"},
+    "orch.dockerapi.versions": EFFECTFUL | {"socket"},
 }
 
 # Cheap to import: what these modules import at module level (not inside functions), and so
@@ -294,3 +306,6 @@ def test_the_table_refuses_what_it_should():
     assert allowed("orch.cli.build", "orch.node.runtime.reference")
     assert allowed("orch.node.agent.node", "orch.node.runtime.superproto")
     assert unit_of("orch.node.agent.app") == "node.agent" and unit_of("orch.errors") == "errors"
+    assert not allowed("orch.node.agent.app", "orch.dockerapi.door")  # only the agent's program composes the doors
+    assert allowed("orch.node.agent.__main__", "orch.dockerapi.door")
+    assert not allowed("orch.dockerapi.images", "orch.cli.image")

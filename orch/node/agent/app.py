@@ -82,7 +82,10 @@ def open_networks_and_volumes(node, root: Path, run_dir: Path) -> None:
     node.net.open()
 
 
-async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def serve(root: Path | None = None, run_dir: Path | None = None, *, doors=(), task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the node: orch.sock, run.sock, build.sock, and each of `doors` (an async function
+    `door(node, run_dir, task_status=...)` that serves another API on the node's operations:
+    the agent's program passes docker.sock's, orch.dockerapi.door.serve)."""
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
@@ -142,6 +145,8 @@ async def serve(root: Path | None = None, run_dir: Path | None = None, *, task_s
                 await node.cluster_member()
             await nursery.start(lambda task_status: hypercorn_serve(app, config, task_status=task_status))
             os.chmod(sock, 0o600)
+            for door in doors:
+                await nursery.start(door, node, run_dir)
             print(f"agent: pid {os.getpid()} serving {sock}", file=sys.stderr, flush=True)
             task_status.started(node)
             nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
@@ -170,9 +175,11 @@ class AgentRunning(OrchError):
     exit_code = 0
 
 
-def main() -> int:
+def main(doors=()) -> int:
+    from functools import partial
+
     try:
-        trio.run(serve)
+        trio.run(partial(serve, doors=doors))
     except KeyboardInterrupt:
         pass
     except AgentRunning as err:

@@ -36,9 +36,12 @@ class BodyTooSlow(InvalidArgument):
     http_status = 408
 
 
-def _too_large(method: str, path: str, size: str) -> BodyTooLarge:
-    return BodyTooLarge(f"{method} {path}: the request body ({size}) is over the agent's limit of "
-                        f"{MAX_BODY >> 20} MiB; pass large inputs as paths on the node")
+def _too_large(method: str, path: str, size: str, limit: int | float) -> BodyTooLarge:
+    if limit == MAX_BODY:
+        return BodyTooLarge(f"{method} {path}: the request body ({size}) is over the agent's limit of "
+                            f"{MAX_BODY >> 20} MiB; pass large inputs as paths on the node")
+    return BodyTooLarge(f"{method} {path}: the request body ({size}) is over the agent's limit of {int(limit) >> 20} MiB "
+                        "for this route")
 
 
 def streams_body(method: str, path: str) -> bool:
@@ -56,13 +59,13 @@ def limit_bodies(app, *, limit: int | None = None, idle: float | None = None):
         if scope["type"] != "http":
             return await app(scope, receive, send)
         max_body = MAX_BODY if limit is None else limit
-        if streams_body(scope["method"], scope["path"]):
-            max_body = float("inf")
+        if limit is None and streams_body(scope["method"], scope["path"]):
+            max_body = float("inf")  # orch.sock's cp: only its time is bounded (a caller's limit holds)
         max_idle = BODY_IDLE if idle is None else idle
         method, path = scope["method"], scope["path"]
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and int(length) > max_body:
-            err = _too_large(method, path, f"{int(length)} bytes")
+            err = _too_large(method, path, f"{int(length)} bytes", max_body)
             return await _reply(send, err)
         received = 0
         done = False
@@ -79,7 +82,7 @@ def limit_bodies(app, *, limit: int | None = None, idle: float | None = None):
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_body:
-                    raise _too_large(method, path, f"over {received} bytes, chunked")
+                    raise _too_large(method, path, f"over {received} bytes, chunked", max_body)
                 done = not message.get("more_body", False)
             else:
                 done = True

@@ -347,8 +347,12 @@ class NodeNetworking:
                 raise Conflict(f"container {rec['Name'].lstrip('/')} is already connected to network {network}")
             entry = {"name": network, "aliases": list(aliases), "ipv4_address": ipv4_address}
             if self.is_set_up(rec["Id"]):
+                # The container's published ports go with it: a container whose ports went with
+                # the network it left (compose v1 disconnects and connects a created container
+                # to set its aliases) publishes them again on the network it joins.
+                publish = [] if self.nets.publications_of(rec["Id"]) else list(plan.get("ports") or [])
                 try:
-                    self._connect(rec, entry)
+                    self._connect(rec, entry, publish)
                     self.write_files(rec)
                 finally:
                     self._save()

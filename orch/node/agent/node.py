@@ -376,19 +376,25 @@ class Node:
         supervision.cancel_restart(self, rec)
         supervision.on_user_start(rec)
         self.change(rec, "start")
-        return await self._attach(dict(self._start_message(rec), attach=roles), fds, tty_size, "start")
+        # A container made with an open stdin that no client feeds keeps it open (a pipe the
+        # supervisor holds), as in `docker start -a` of a container created with -i.
+        msg = dict(self._start_message(rec), attach=roles, open_stdin=bool(rec["Config"].get("OpenStdin")))
+        return await self._attach(msg, fds, tty_size, "start")
 
-    async def exec_attached(self, rec: dict, process: dict, roles: list[str], fds: list[int], tty_size=None):
+    async def exec_attached(self, rec: dict, process: dict, roles: list[str], fds: list[int], tty_size=None, exec_id=None,
+                            answer: dict | None = None):
         """Run `process` (exec_process's) in running container `rec` with a client's
-        descriptors; return the supervisor connection, on which its exit event comes."""
-        exec_id = self._exec_events(rec, process)
-        return await self._attach({"op": "exec", "id": rec["Id"], "process": process, "attach": roles, "exec_id": exec_id}, fds,
-                                  tty_size, "exec")
+        descriptors; return the supervisor connection, on which its exit event comes.
+        `exec_id` names the process (docker's exec id, for a later resize); `answer`, when
+        given, gets the supervisor's answer ({"pid", "exec_id"})."""
+        exec_id = self._exec_events(rec, process, exec_id)
+        msg = {"op": "exec", "id": rec["Id"], "process": process, "attach": roles, "exec_id": exec_id}
+        return await self._attach(msg, fds, tty_size, "exec", answer)
 
-    def _exec_events(self, rec: dict, process: dict) -> str:
-        """A new exec's id and docker's exec_create and exec_start events (exec_die follows
-        from the supervisor's exec_exited)."""
-        exec_id = secrets.token_hex(32)
+    def _exec_events(self, rec: dict, process: dict, exec_id: str | None = None) -> str:
+        """A new exec's id (unless given) and docker's exec_create and exec_start events
+        (exec_die follows from the supervisor's exec_exited)."""
+        exec_id = exec_id or secrets.token_hex(32)
         command = " ".join(process.get("args") or ())
         self.events.container(rec, f"exec_create: {command}", execID=exec_id)
         self.events.container(rec, f"exec_start: {command}", execID=exec_id)
@@ -400,7 +406,7 @@ class Node:
         msg = {"op": "attach", "id": rec["Id"], "attach": roles, "detach_keys": list(detach_keys)}
         return await self._attach(msg, fds, tty_size, "attach")
 
-    async def _attach(self, msg: dict, fds: list[int], tty_size, op: str):
+    async def _attach(self, msg: dict, fds: list[int], tty_size, op: str, answer: dict | None = None):
         import array
 
         if tty_size:
@@ -410,15 +416,18 @@ class Node:
             await sock.connect(self.sup_path)
             await sock.sendmsg([proto.encode(msg)], [(trio.socket.SOL_SOCKET, trio.socket.SCM_RIGHTS, array.array("i", fds))])
             data = await sock.recv(proto.MAX_MESSAGE)
-            proto.raise_for_program(proto.decode(data) if data else None, op)
+            reply = proto.decode(data) if data else None
+            proto.raise_for_program(reply, op)
         except BaseException:
             sock.close()
             raise
+        if answer is not None:
+            answer.update(reply or {})
         return sock
 
-    async def exec_detached(self, rec: dict, process: dict) -> str:
+    async def exec_detached(self, rec: dict, process: dict, exec_id: str | None = None) -> str:
         """`exec -d`: the process runs on its own, its output goes nowhere (as docker's)."""
-        exec_id = self._exec_events(rec, process)
+        exec_id = self._exec_events(rec, process, exec_id)
         answer = await self.call({"op": "exec", "id": rec["Id"], "process": process, "detach": True, "exec_id": exec_id})
         return answer.get("exec_id", "")
 
@@ -569,11 +578,13 @@ class Node:
         self.store.empty_trash()
 
     async def wait(self, rec: dict, condition: str) -> int:
-        cid, pid = rec["Id"], rec["State"].get("Pid")
+        cid, exited = rec["Id"], rec.orch.exited_pid
         if condition == "removed":
             await self.wait_until(lambda: cid not in self.records)
         elif condition == "next-exit":
-            await self.wait_until(lambda: cid not in self.records or (rec.orch.exited_pid is not None and rec["State"]["Status"] == "exited" and rec["State"].get("Pid") != pid))
+            # The next exit applied after this call: of the run going on, or of one not yet
+            # started (docker's client waits so before it starts a container).
+            await self.wait_until(lambda: cid not in self.records or (rec.orch.exited_pid != exited and rec["State"]["Status"] == "exited"))
         else:  # not-running
             await self.wait_until(lambda: cid not in self.records or rec["State"]["Status"] not in ("running", "paused"))
         return rec["State"].get("ExitCode", 0)
@@ -614,45 +625,16 @@ class Node:
             pass
 
     async def log_lines(self, rec, *, follow: bool = False, tail: int | None = None, since: float | None = None):
-        """The container's json-file log as JSON lines ({"log", "stream", "time"}): what is there
-        (the last `tail`, from `since`), then, with `follow`, what is appended until the container
-        is no longer running and the file is drained. The file may rotate: when its inode changes
-        the old one is read to its end first, then the new one from the start."""
+        """The container's json-file log as JSON lines ({"log", "stream", "time"}), for orch.sock's
+        route and the cluster's worker: the entries logstream chooses by docker's rules (the last
+        `tail`, from `since`), then, with `follow`, what is appended until the container is no
+        longer running and the file is drained (across rotations)."""
         import json
-        import os
 
-        from orch.node.runtime import containerlog
+        from orch.node.agent.logstream import entries
 
-        path = self.store.log_path(rec["Id"])
-        entries = await trio.to_thread.run_sync(containerlog.read_entries, path)
-        for entry in containerlog.select_entries(entries, tail=tail, since=since):
+        async for entry in entries(self, rec, follow=follow, tail=tail, since=since):
             yield json.dumps(entry) + "\n"
-        if not follow:
-            return
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            return
-        try:
-            f.seek(0, os.SEEK_END)
-            while True:
-                running = rec["Id"] in self.records and rec["State"]["Status"] in ("running", "paused")
-                chunk = f.read()
-                for line in chunk.splitlines(keepends=True):
-                    yield line.decode("utf-8", "replace")
-                try:
-                    if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
-                        f.close()
-                        f = open(path, "rb")
-                        continue
-                except FileNotFoundError:
-                    return
-                if not running:
-                    return
-                with trio.move_on_after(0.2):
-                    await self.changed.wait()
-        finally:
-            f.close()
 
     async def top(self, rec: dict, ps_args: str = "-ef") -> dict:
         if rec["State"]["Status"] not in ("running", "paused"):

@@ -14,7 +14,7 @@ import trio
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from orch.errors import Conflict, InvalidArgument
+from orch.errors import Conflict, InvalidArgument, OrchError
 
 
 def node_of(request):
@@ -72,14 +72,29 @@ async def commit(request):
         cmd = (rec.get("Config") or {}).get("Cmd") or []
         created_by = " ".join(((rec.get("Config") or {}).get("Entrypoint") or []) + list(cmd))
         cgroups = node.cgroups() if pause else None
+        frozen = False
         if pause:
-            cgroups.freeze(rec.orch.cgroup)
+            try:
+                cgroups.freeze(rec.orch.cgroup)
+                frozen = True
+            except OrchError:
+                # A container that exits between the check above and the freeze takes its
+                # cgroup with it: nothing is left to pause. Any other failure is the error.
+                if cgroups.exists(rec.orch.cgroup):
+                    raise
         try:
             return commit_container(node.images, image, rec["Id"], ref=req.get("repo") or None, comment=req.get("comment") or "",
                                     author=req.get("author") or "", changes=list(req.get("changes") or []), created_by=created_by)
         finally:
-            if pause:
-                cgroups.thaw(rec.orch.cgroup)
+            if frozen:
+                try:
+                    cgroups.thaw(rec.orch.cgroup)
+                except OrchError:
+                    # The same race at the other end: a program that was exiting when the freeze
+                    # landed leaves an empty group, frozen at once, which the supervisor removes
+                    # when it reaps it (docker-py's commit of `touch /test` met it).
+                    if cgroups.exists(rec.orch.cgroup):
+                        raise
 
     image = await trio.to_thread.run_sync(work)
     return JSONResponse({"Id": image.id}, status_code=201)

@@ -406,6 +406,14 @@ class Cgroups:
             d = (self.v1.get("pids") or self.v1.get("memory") or next(iter(self.v1.values()))) / rel
         return [int(line) for line in _read(d / "cgroup.procs").split()]
 
+    def exists(self, path: str) -> bool:
+        """Whether the group at `path` is there (in the freezer's hierarchy, or the v2 one)."""
+        rel = path.strip("/")
+        if self.version == "v2":
+            return (self.root / rel).is_dir()
+        base = self.v1.get("freezer") or next(iter(self.v1.values()), None)
+        return base is not None and (base / rel).is_dir()
+
     def freeze(self, path: str) -> None:
         self._set_frozen(path, True)
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 
 import pytest
@@ -174,8 +175,19 @@ def test_concurrent_imports_from_threads_and_processes_keep_every_name(store, tm
     assert proc.wait(timeout=60) == 0 and errors == []
     names = {tag for im in store.list() for tag in im.repo_tags}
     assert names == {f"t{i}:latest" for i in range(8)} | {f"p{i}:latest" for i in range(8)}
+    layers_by_name = {tag: im.diff_ids for im in store.list() for tag in im.repo_tags}
+    assert len(set(map(tuple, layers_by_name.values()))) == 1, f"one rootfs, more than one layer: {layers_by_name}; {_layer_listing(store, layers_by_name)}"
     assert len(store.snapshots.list_committed()) == 1 and store.snapshots.list_active() == []
     assert list(store.tmp.iterdir()) == [] and list(store.content.ingest_dir.iterdir()) == []
+
+
+def _layer_listing(store, layers_by_name) -> dict:
+    """Each distinct layer's entries, for the message of a failure."""
+    out = {}
+    for diff_ids in {tuple(d) for d in layers_by_name.values()}:
+        with store.content.open(diff_ids[0]) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            out[diff_ids[0][:19]] = [(m.name, m.mode, m.uid, m.gid, m.mtime, m.size, m.pax_headers) for m in tar]
+    return out
 
 
 def mount_with_new_api(m, target):
