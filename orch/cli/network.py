@@ -37,6 +37,8 @@ def create(prog, argv):
     p.add_argument("--subnet")
     p.add_argument("--gateway")
     p.add_argument("--internal", action="store_true")
+    p.add_argument("--attachable", action="store_true")
+    p.add_argument("--ingress", action="store_true")
     p.add_argument("-o", "--opt", action="append", default=[])
     p.add_argument("--label", action="append", default=[])
     p.add_argument("name")
@@ -44,10 +46,14 @@ def create(prog, argv):
     options = {}
     for opt in a.opt:
         key, sep, value = opt.partition("=")
-        if not sep:
+        if not sep and key != "encrypted":  # docker's `--opt encrypted` has no value
             raise InvalidArgument(f"invalid -o {opt!r}: use KEY=VALUE, e.g. com.docker.network.driver.mtu=1400")
         options[key] = value
     body = {"name": a.name, "driver": a.driver, "internal": a.internal, "options": options, "labels": _labels(a.label)}
+    if a.attachable:
+        body["attachable"] = True
+    if a.ingress:
+        body["ingress"] = True
     if a.subnet:
         body["subnet"] = a.subnet
     if a.gateway:

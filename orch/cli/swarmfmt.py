@@ -435,6 +435,9 @@ def service_pretty(service: dict, *, now: float, network_names: dict[str, str] |
             lines += [f" PublishedPort = {p.get('PublishedPort', 0)}", f"  Protocol = {p.get('Protocol', '')}",
                       f"  TargetPort = {p.get('TargetPort', 0)}", f"  PublishMode = {p.get('PublishMode', '')}"]
         lines[-1] += " "
+        mesh = service.get("RoutingMesh")
+        if mesh:
+            lines.append(f"Client Address:\t{mesh.get('ClientAddress', '')} ({mesh.get('How', '')})")
     health = c.get("Healthcheck")
     if health:
         lines += [" Healthcheck:", f"  Interval = {go_duration(health.get('Interval'))}", f"  Retries = {health.get('Retries', 0)}",

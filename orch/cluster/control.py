@@ -263,6 +263,42 @@ class Control:
     async def tasks(self) -> list[Stored[r.Task]]:
         return (await self.store.list(TASKS)).items
 
+    # -- networks -----------------------------------------------------------------------------
+    async def networks(self) -> list[Stored[r.Network]]:
+        return (await self.store.list(NETWORKS)).items
+
+    async def network(self, ref: str) -> Stored[r.Network]:
+        return await self._find(NETWORKS, ref)
+
+    async def create_network(self, spec: r.NetworkSpec) -> str:
+        """`orch network create -d overlay` on a manager: the record; the leader allocates it."""
+        existing = await self.networks()
+        check_network_spec(spec, [n.record for n in existing])
+        if await self.store.get(NETWORK_NAMES, spec.name) is not None:
+            raise AlreadyExists(f"network with name {spec.name} already exists")
+        now = self.clock()
+        net = r.Network(id=self.ids(), spec=spec, created_at=now, updated_at=now)
+        try:
+            await self.store.txn([Put(NETWORK_NAMES, NameEntry(name=spec.name, id=net.id), 0), Put(NETWORKS, net, 0)])
+        except StaleRecords:
+            raise AlreadyExists(f"network with name {spec.name} already exists") from None
+        return net.id
+
+    async def remove_network(self, ref: str) -> str:
+        stored = await self.network(ref)
+        net = stored.record
+        for s in await self.services():
+            spec = s.record.spec
+            uses = any(a.target in (net.id, net.spec.name) for a in spec.task_template.networks)
+            uses = uses or (net.spec.ingress and any(p.publish_mode == "ingress" for p in spec.endpoint_spec.ports))
+            if uses:
+                raise Conflict(f"network {net.spec.name} is in use by service {spec.name}; remove the service first")
+        try:
+            await self.store.txn([Delete(NETWORKS, net.id, stored.mod_revision), Delete(NETWORK_NAMES, net.spec.name)])
+        except StaleRecords:
+            raise _out_of_sequence(f"network {ref}") from None
+        return net.id
+
     # -- stacks -------------------------------------------------------------------------------
     async def deploy_stack(self, deployment: StackDeployment, *, prune: bool = False,
                            registry_auth: dict[str, tuple[str, str]] | None = None) -> list[str]:
@@ -274,6 +310,9 @@ class Control:
         networks = {n.record.spec.name: n for n in (await self.store.list(NETWORKS)).items}
         secrets = {s.record.spec.name: s for s in (await self.store.list(SECRETS)).items}
         configs = {c.record.spec.name: c for c in (await self.store.list(CONFIGS)).items}
+        for spec in deployment.networks:
+            if spec.name not in networks:
+                check_network_spec(spec, [n.record for n in networks.values()])
         for name in deployment.external_networks:
             if name not in networks:
                 raise NotFound(f"stack {ns}: network {name} is declared as external, but could not be found; "
@@ -368,6 +407,60 @@ class Control:
         if result.rejected:
             raise _out_of_sequence(f"stack {ns}")
         return lines
+
+
+# The driver options an overlay network takes (docker's): its MTU. `encrypted` is refused:
+# orch has no IPsec (XFRM) transport for VXLAN yet, and sending in the clear what the user
+# asked to encrypt would be worse than saying no.
+OVERLAY_OPTIONS = ("com.docker.network.driver.mtu",)
+ENCRYPTED = "encrypted"
+
+
+def check_network_spec(spec: r.NetworkSpec, others: list[r.Network]) -> None:
+    """A new overlay network's spec, checked as docker does, in one line each."""
+    import ipaddress
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", spec.name):
+        raise InvalidArgument(f"invalid network name {spec.name!r}: use letters, digits, '_', '.', '-', starting with a letter or digit")
+    if spec.driver != "overlay":
+        raise InvalidArgument(f"network {spec.name}: driver {spec.driver!r} is one node's; a cluster's networks use the "
+                              "overlay driver (-d overlay)")
+    for key in spec.options:
+        if key == ENCRYPTED:
+            raise InvalidArgument(f"network {spec.name}: encrypted overlay networks are not supported: orch has no IPsec for "
+                                  "VXLAN yet; leave out --opt encrypted and keep the underlay trusted")
+        if key not in OVERLAY_OPTIONS:
+            raise InvalidArgument(f"network {spec.name}: unknown driver option {key!r}; the overlay driver takes none")
+    if spec.ingress and any(o.spec.ingress for o in others):
+        other = next(o for o in others if o.spec.ingress)
+        raise Conflict(f"network {spec.name}: the cluster has an ingress network already ({other.spec.name}); remove it first")
+    for ipam in spec.ipam:
+        if not ipam.subnet:
+            continue
+        try:
+            subnet = ipaddress.IPv4Network(ipam.subnet, strict=True)
+        except ValueError as err:
+            raise InvalidArgument(f"network {spec.name}: invalid subnet {ipam.subnet}: {err}") from None
+        if subnet.prefixlen > 29:
+            raise InvalidArgument(f"network {spec.name}: subnet {subnet} is too small for an overlay network (at most /29)")
+        for other in others:
+            for sub in list(other.subnets) + list(other.spec.ipam):
+                if sub.subnet and subnet.overlaps(ipaddress.IPv4Network(sub.subnet, strict=False)):
+                    raise Conflict(f"network {spec.name}: subnet {subnet} overlaps network {other.spec.name} ({sub.subnet})")
+        if ipam.gateway:
+            try:
+                gateway = ipaddress.IPv4Address(ipam.gateway)
+            except ValueError:
+                raise InvalidArgument(f"network {spec.name}: invalid gateway {ipam.gateway}") from None
+            if gateway not in subnet:
+                raise InvalidArgument(f"network {spec.name}: gateway {gateway} is not in subnet {subnet}")
+
+
+def ingress_ops(now: float, ids: Callable[[], str] = r.new_id) -> list:
+    """The records of the routing mesh's network, which `swarm init` writes (docker's `ingress`)."""
+    net = r.Network(id=ids(), spec=r.NetworkSpec(name="ingress", ingress=True), created_at=now, updated_at=now)
+    return [Put(NETWORK_NAMES, NameEntry(name="ingress", id=net.id), 0), Put(NETWORKS, net, 0)]
 
 
 def labelled(items: Iterable[Stored], ns: str) -> list[Stored]:

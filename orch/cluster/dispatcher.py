@@ -57,6 +57,10 @@ class Backend(Protocol):
         """The node's tasks (each with an "id"), and the secrets and configs they need."""
         ...
 
+    def net_entries(self, node_id: str) -> list[dict[str, Any]]:
+        """The overlay networks' entries the node needs (each with an "id"): orch.cluster.netview."""
+        ...
+
     async def report(self, node_id: str, updates: list[p.TaskStatusUpdate]) -> None: ...
 
     async def node_down(self, node_id: str, why: str) -> None: ...
@@ -71,6 +75,7 @@ class _Session:
     sent_tasks: dict[str, dict] = field(default_factory=dict)
     sent_secrets: set[str] = field(default_factory=set)
     sent_configs: set[str] = field(default_factory=set)
+    sent_net: dict[str, dict] = field(default_factory=dict)
     logs: dict[str, trio.MemorySendChannel] = field(default_factory=dict)  # log requests in flight
 
 
@@ -99,6 +104,11 @@ class Dispatcher:
         """The manager's cache saw a task (or secret) of this node change."""
         session = self.sessions.get(node_id)
         if session is not None:
+            session.changed.set()
+
+    def all_changed(self) -> None:
+        """Something every node may be told of changed (an overlay network's entries)."""
+        for session in self.sessions.values():
             session.changed.set()
 
     def forget(self, node_id: str) -> None:
@@ -245,38 +255,48 @@ class Dispatcher:
         while True:
             session.changed = trio.Event()
             tasks, secrets_, configs = self.backend.assignments(session.node_id)
-            for message in compute_assign(session, tasks, secrets_, configs, full=full):
+            net = self.backend.net_entries(session.node_id)
+            for message in compute_assign(session, tasks, secrets_, configs, full=full, net=net):
                 await session.framed.send(message.model_dump())
             full = False
             await session.changed.wait()
             await trio.sleep(PUSH_BATCHING)
 
 
-def compute_assign(session: _Session, tasks, secrets_, configs, *, full: bool) -> list[p.Assign]:
-    """The messages that bring the worker from what it was sent to `tasks`, in frames of at
-    most MAX_TASKS_PER_ASSIGN tasks; the session's memory is updated as if they were sent."""
+def compute_assign(session: _Session, tasks, secrets_, configs, *, full: bool, net=()) -> list[p.Assign]:
+    """The messages that bring the worker from what it was sent to `tasks` (and the overlay
+    entries `net`), in frames of at most MAX_TASKS_PER_ASSIGN tasks; the session's memory is
+    updated as if they were sent. The entries all go in the first frame, which the worker
+    applies before its tasks (an entry is ~200 bytes: 10,000 of them fit a frame twice)."""
     wanted = {t["id"]: t for t in tasks}
+    net_wanted = {e["id"]: e for e in net}
     if full:
         changed = list(wanted.values())
         removed: list[str] = []
         new_secrets = list(secrets_)
         new_configs = list(configs)
+        net_changed = list(net_wanted.values())
+        net_removed: list[str] = []
     else:
         changed = [t for tid, t in wanted.items() if (sent := session.sent_tasks.get(tid)) is not t and sent != t]
         removed = [tid for tid in session.sent_tasks if tid not in wanted]
         new_secrets = [s for s in secrets_ if s["id"] not in session.sent_secrets]
         new_configs = [c for c in configs if c["id"] not in session.sent_configs]
+        net_changed = [e for eid, e in net_wanted.items() if (sent := session.sent_net.get(eid)) is not e and sent != e]
+        net_removed = [eid for eid in session.sent_net if eid not in net_wanted]
     session.sent_tasks = wanted
     session.sent_secrets = {s["id"] for s in secrets_}
     session.sent_configs = {c["id"] for c in configs}
-    if not (full or changed or removed or new_secrets or new_configs):
+    session.sent_net = net_wanted
+    if not (full or changed or removed or new_secrets or new_configs or net_changed or net_removed):
         return []
     messages = []
     for start in range(0, max(len(changed), 1), MAX_TASKS_PER_ASSIGN):
         first = start == 0
         messages.append(p.Assign(full=full and first, tasks=changed[start:start + MAX_TASKS_PER_ASSIGN],
                                  removed=removed if first else [], secrets=new_secrets if first else [],
-                                 configs=new_configs if first else []))
+                                 configs=new_configs if first else [], net=net_changed if first else [],
+                                 net_removed=net_removed if first else []))
     return messages
 
 

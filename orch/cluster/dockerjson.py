@@ -595,6 +595,10 @@ class ServiceStatus:
     completed: int = 0
 
 
+CLIENT_ADDRESS = ("the routing mesh DNATs a connection to a task without SNAT, so the task sees the client's address; "
+                  "its replies go back through the node that received it (marked by that node, routed by the mark)")
+
+
 def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | None = None) -> dict:
     out = {**meta_json(service, index), "Spec": service_spec_to_json(service.spec)}
     if service.previous_spec is not None:
@@ -608,6 +612,9 @@ def service_to_json(service: r.Service, index: int, *, status: ServiceStatus | N
     if service.endpoint.virtual_ips:
         endpoint["VirtualIPs"] = [{"NetworkID": v.network_id, "Addr": v.addr} for v in service.endpoint.virtual_ips]
     out["Endpoint"] = endpoint
+    if any(p.publish_mode == "ingress" for p in ports):
+        # orch's own key, beside docker's (whose mesh hides the client: moby/moby#25526).
+        out["RoutingMesh"] = {"ClientAddress": "preserved", "How": CLIENT_ADDRESS}
     if service.update_status is not None:
         u = service.update_status
         us: dict = {"State": u.state}
@@ -631,6 +638,7 @@ def service_from_json(data: Any, path: str = "Service") -> r.Service:
         raise InvalidArgument(f"{reader.at('Spec')}: required")
     spec = service_spec_from_json(reader.raw("Spec"), reader.at("Spec"))
     previous = service_spec_from_json(reader.raw("PreviousSpec"), reader.at("PreviousSpec")) if reader.has("PreviousSpec") else None
+    reader.raw("RoutingMesh")  # orch's note (service_to_json), derived from the ports
     endpoint = r.Endpoint()
     if (e := reader.obj("Endpoint")) is not None:
         e.raw("Spec")  # the spec's own EndpointSpec, repeated

@@ -37,6 +37,7 @@ class FakeRuntime:
         self._ids = itertools.count(1)
         self.events: list[tuple[str, str]] = []
         self.changed = trio.Event()
+        self.net: dict[str, dict] = {}  # the overlay entries it was given last
         self.log_lines: dict[str, list[str]] = {}  # task id -> its log, as JSON lines
 
     def _record(self, what: str, task_id: str) -> None:
@@ -91,6 +92,13 @@ class FakeRuntime:
         self._record("stop", self.containers[cid].task["id"])
         self.exit(cid, 143)
 
+    async def sync_networks(self, entries) -> None:
+        self.net = {e["id"]: e for e in entries}
+        self._record("net", ",".join(sorted(self.net)))
+
+    async def drain(self, cid, grace) -> None:
+        self._record("drain", self.containers[cid].task["id"])
+
     async def remove(self, cid) -> None:
         c = self.containers.get(cid)
         if c is not None:
@@ -122,6 +130,7 @@ class FakeBackend:
         self._leader_addr = leader_addr
         self.tasks: dict[str, dict[str, dict[str, Any]]] = {}  # node -> task id -> task
         self.secrets: dict[str, list[dict]] = {}
+        self.net: dict[str, list[dict]] = {}  # node -> overlay entries (orch.cluster.netview)
         self.updates: list[tuple[str, p.TaskStatusUpdate]] = []
         self.hellos: list[tuple[str, p.NodeDescription, list[p.TaskStatusUpdate]]] = []
         self.downs: list[tuple[str, str]] = []
@@ -144,6 +153,9 @@ class FakeBackend:
     def assignments(self, node_id):
         return list(self.tasks.get(node_id, {}).values()), self.secrets.get(node_id, []), []
 
+    def net_entries(self, node_id):
+        return list(self.net.get(node_id, ()))
+
     async def report(self, node_id, updates) -> None:
         self.updates.extend((node_id, u) for u in updates)
         self._changed()
@@ -155,6 +167,11 @@ class FakeBackend:
     # -- what tests do ----------------------------------------------------------------------
     def assign(self, node_id: str, task: dict) -> None:
         self.tasks.setdefault(node_id, {})[task["id"]] = task
+        if self.dispatcher is not None:
+            self.dispatcher.node_changed(node_id)
+
+    def set_net(self, node_id: str, entries: list[dict]) -> None:
+        self.net[node_id] = list(entries)
         if self.dispatcher is not None:
             self.dispatcher.node_changed(node_id)
 

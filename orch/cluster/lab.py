@@ -178,6 +178,16 @@ class Lab:
     def __getitem__(self, i: int) -> LabHost:
         return self.hosts[i]
 
+    @property
+    def client_addr(self) -> str:
+        """The switch namespace's own address on the underlay (the subnet's last host address):
+        a client outside every host, as a user's machine on the hosts' network would be."""
+        return str(self.net.broadcast_address - 1)
+
+    def client_argv(self, argv: list[str]) -> list[str]:
+        """`argv` run as that client (in the switch namespace)."""
+        return ["nsenter", f"--net={NETNS_DIR / self.switch_ns}", *argv]
+
     def up(self) -> "Lab":
         self.sweep(self.prefix)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -188,6 +198,7 @@ class Lab:
         _run(sw + ["link", "add", bridge, "type", "bridge"])
         _run(sw + ["link", "set", bridge, "up"])
         _run(sw + ["link", "set", "lo", "up"])
+        _run(sw + ["addr", "add", f"{self.client_addr}/{self.net.prefixlen}", "dev", bridge])
         for h in self.hosts:
             _run(["ip", "netns", "add", h.netns])
             _run(["ip", "link", "add", h.switch_port, "netns", self.switch_ns, "type", "veth",

@@ -36,6 +36,7 @@ from orch.cluster import protocol as p
 from orch.cluster import records as r
 from orch.cluster.dispatcher import Dispatcher
 from orch.cluster.election import Term, open_leadership, open_session
+from orch.cluster.netview import NetIndex, holds_address, on_overlay
 from orch.cluster.state import LEADER, NODES, TASKS, Cache, LeaderRecord, id_of_key, kind_of_key
 from orch.cluster.store import Change, Check, Delete, Put, Store
 from orch.errors import OrchError, Unavailable
@@ -176,6 +177,14 @@ class Manager:
         self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
         self.log_plans = bool(os.environ.get("ORCH_LOG_PLANS"))  # one line per plan committed, in the agent's log
         self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
+        self._net_index: tuple[int, NetIndex] | None = None  # (cache revision, index): overlay entries
+        # Whether the overlay entries were in use when every node was last told of a change, and
+        # the tasks holding addresses (netview.holds_address), kept as changes come so that the
+        # question costs no pass over every task: a cluster with no service on an overlay
+        # network (swarm init makes the ingress network, so there always is one) pushes nothing
+        # to every node when a service or a node changes.
+        self._overlay_told = False
+        self._net_tasks: set[str] = set()
 
     # -- election -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -357,6 +366,23 @@ class Manager:
                                               "data": base64.b64encode(plain).decode()}
         return hit
 
+    def _overlay_in_use(self, cache: Cache) -> bool:
+        """Whether some node has overlay entries (now, or when every node was last told: then
+        they are told once more, that they have none)."""
+        now = bool(self._net_tasks) or any(on_overlay(s) for s in cache.services.values())
+        was, self._overlay_told = self._overlay_told, now
+        return now or was
+
+    def net_entries(self, node_id: str) -> list[dict]:
+        """The overlay entries the node needs (orch.cluster.netview), from an index made once
+        per revision of the cache."""
+        cache = self.cache
+        if cache is None:
+            return []
+        if self._net_index is None or self._net_index[0] != cache.revision:
+            self._net_index = (cache.revision, NetIndex.build(cache.networks, cache.services, cache.tasks, cache.nodes))
+        return self._net_index[1].entries(node_id)
+
     async def report(self, node_id: str, updates) -> None:
         for u in updates:
             self._status[u.task_id] = (node_id, u)
@@ -390,6 +416,8 @@ class Manager:
         await cache.load(self.store)
         lead_gc()
         self.cache = cache
+        self._net_tasks = {t.id for t in cache.tasks.values() if holds_address(t)}
+        self._overlay_told = True  # a new leader's first change is told to every node
         settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
         dispatcher = Dispatcher(self, period=settings.heartbeat_period, misses=settings.heartbeat_misses)
         dispatcher.known_nodes(nid for nid, n in cache.nodes.items() if n.status.state != "down")
@@ -418,11 +446,21 @@ class Manager:
             services, cache.touched_services = cache.touched_services, set()
             if self._dirty is not None:
                 self._dirty |= services
+        overlay = not changes  # a change every node with overlay networks may need to hear of
+        if not changes and cache is not None:
+            self._net_tasks = {t.id for t in cache.tasks.values() if holds_address(t)}
         for c in changes:
             if c.kind is TASKS:
-                if c.record is None:
+                task = c.record or None
+                overlay = overlay or task is None or bool(task.networks)
+                if task is not None and holds_address(task):
+                    self._net_tasks.add(c.id)
+                else:
+                    self._net_tasks.discard(c.id)
+                if task is None:
                     self._assigned.pop(c.id, None)
             elif c.kind is NODES:
+                overlay = True  # its tasks' endpoints serve or not; its underlay address
                 if self._dirty is not None and cache is not None:
                     self._dirty |= services_on_node(cache, c.id)
                 if c.record is None:
@@ -431,11 +469,15 @@ class Manager:
                         dispatcher.forget(c.id)
                 elif dispatcher is not None and c.record.status.state != "down":
                     dispatcher.known_nodes([c.id])
-            elif self._dirty is not None:
-                if c.record is not None and isinstance(c.record, r.Service):
-                    self._dirty.add(c.id)
-                else:
-                    self._dirty = None
+            else:
+                overlay = True  # a service (VIPs, names, ports) or a network
+                if self._dirty is not None:
+                    if c.record is not None and isinstance(c.record, r.Service):
+                        self._dirty.add(c.id)
+                    else:
+                        self._dirty = None
+        if overlay and dispatcher is not None and cache is not None and self._overlay_in_use(cache):
+            dispatcher.all_changed()
         if dispatcher is not None and cache is not None and cache.cluster is not None:
             period = cache.cluster.settings.heartbeat_period
             if period != dispatcher.period:

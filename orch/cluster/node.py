@@ -235,8 +235,8 @@ class ClusterNode:
                         task_status.started()  # init writes the records now, then the worker starts
                         task_status = trio.TASK_STATUS_IGNORED
                         await self._records_ready.wait()
-                    runtime = self._runtime or NodeRuntime(self.node, lambda: state.node_id)
                     host, _ = transport.split_addr(state.advertise_addr)
+                    runtime = self._runtime or NodeRuntime(self.node, lambda: state.node_id, host)
                     client_ctx = self.identity.client_context()
 
                     async def connect(addr: str):
@@ -434,7 +434,9 @@ class ClusterNode:
         if await store.get(CLUSTER) is not None:
             raise Conflict(f"etcd at {', '.join(etcd_endpoints)} already holds a cluster under {store.root}; "
                            f"point at an empty etcd, or leave that cluster first")
-        await store.txn([Put(CLUSTER, cluster, 0), Put(NODES, me, 0), Put(JOIN_TOKENS, sealed, 0)])
+        from orch.cluster.control import ingress_ops
+
+        await store.txn([Put(CLUSTER, cluster, 0), Put(NODES, me, 0), Put(JOIN_TOKENS, sealed, 0), *ingress_ops(now)])
         await trio.to_thread.run_sync(self._save, state)
         self._records_ready.set()
         await self._wait_worker()

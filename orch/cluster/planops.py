@@ -58,8 +58,8 @@ async def read_state(store) -> ClusterState:
     a watch)."""
     found = {}
     revisions: dict[str, int] = {}
-    for name in ("services", "nodes", "tasks"):
+    for name in ("services", "nodes", "tasks", "networks"):
         listing = await store.list(KINDS[name])
         found[name] = {item.id: item.record for item in listing.items}
         revisions.update({item.record.key: item.mod_revision for item in listing.items})
-    return ClusterState(found["services"], found["nodes"], found["tasks"], revisions)
+    return ClusterState(found["services"], found["nodes"], found["tasks"], revisions, networks=found["networks"])

@@ -19,6 +19,10 @@ certificate names its node id and role, so no message carries a claim of identit
   gone. A task carries its desired state: the worker runs it, or stops it when the desired
   state is shutdown, and removes the container when the task leaves its set.
 - Secrets and configs travel only with the assignments that need them.
+- `net` and `net_removed` carry the overlay networks the node needs, every endpoint on them,
+  their services and the nodes' underlay addresses (orch.cluster.netview), as differences like
+  tasks; a worker applies them before the tasks of the same message, so a task's network is
+  there when its container is made.
 - A worker whose heartbeats stop for the grace period (period x misses) is marked Down by
   the dispatcher; the worker, for its part, ends a session that sends it nothing for the
   same time and reconnects (to any manager it knows: a follower redirects to the leader).
@@ -87,6 +91,9 @@ class Assign(Message):
     removed: list[str] = Field(default_factory=list)
     secrets: list[dict[str, Any]] = Field(default_factory=list)
     configs: list[dict[str, Any]] = Field(default_factory=list)
+    # The overlay networks' entries the node needs (orch.cluster.netview), by id like tasks.
+    net: list[dict[str, Any]] = Field(default_factory=list)
+    net_removed: list[str] = Field(default_factory=list)
 
 
 class Status(Message):

@@ -96,6 +96,8 @@ class Record(Value):
             data = step(dict(data))
             version += 1
             data["version"] = version
+        if "version" not in data:  # made in code: the current schema
+            data = {**data, "version": version}
         return data
 
     @property
@@ -679,14 +681,27 @@ class NetworkSpec(Value):
     internal: bool = False
     attachable: bool = False
     ipam: list[IPAMConfig] = Field(default_factory=list)
+    ingress: bool = False  # The routing mesh's network (docker's `ingress`), made by swarm init.
 
 
 class Network(Record):
+    """An overlay network. Version 2 added `spec.ingress` (version 1 records have none: false)."""
+
     KIND: ClassVar[str] = "networks"
+    CURRENT: ClassVar[int] = 2
 
     spec: NetworkSpec
-    vni: int = 0  # The VXLAN id, allocated by the manager.
-    subnets: list[IPAMConfig] = Field(default_factory=list)  # What the manager allocated.
+    vni: int = 0  # The VXLAN id, allocated by the leader.
+    subnets: list[IPAMConfig] = Field(default_factory=list)  # What the leader allocated: subnet and gateway.
+
+    @property
+    def allocated(self) -> bool:
+        return bool(self.vni and self.subnets)
+
+
+@migration(Network, 1)
+def _network_v1(data: dict) -> dict:
+    return data  # `spec.ingress` is new and defaults to false: nothing to change
 
 
 class SecretSpec(Value):

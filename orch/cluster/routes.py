@@ -435,6 +435,45 @@ async def stack_remove(request):
     return _json({"Lines": await control.remove_stack(request.path_params["name"])})
 
 
+# -- overlay networks (served under the agent's /networks: orch/node/agent/routes_networks.py) ---
+
+def overlay_view(net) -> dict:
+    """A cluster network record in docker's network inspect shape (scope swarm)."""
+    config = [{"Subnet": s.subnet, "Gateway": s.gateway} for s in net.subnets] or \
+             [{"Subnet": s.subnet, "Gateway": s.gateway} for s in net.spec.ipam]
+    options = dict(net.spec.options)
+    if net.vni:
+        options["com.docker.network.driver.overlay.vxlanid_list"] = str(net.vni)
+    return {"Name": net.spec.name, "Id": net.id, "Scope": "swarm", "Driver": "overlay", "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": config}, "Internal": net.spec.internal,
+            "Attachable": net.spec.attachable, "Ingress": net.spec.ingress, "Containers": {}, "Options": options,
+            "Labels": dict(net.spec.labels)}
+
+
+async def create_overlay(request, req) -> str:
+    """POST /networks/create with driver overlay: a cluster network, on a manager."""
+    from orch.cluster import records as r
+
+    control = await _control(request)
+    ipam = [r.IPAMConfig(subnet=req.subnet or "", gateway=req.gateway or "")] if (req.subnet or req.gateway) else []
+    spec = r.NetworkSpec(name=req.name, labels=req.labels, driver="overlay", options=req.options, internal=req.internal,
+                         attachable=req.attachable, ingress=req.ingress, ipam=ipam)
+    return await control.create_network(spec)
+
+
+async def overlay_networks(request) -> list:
+    """The cluster's networks when this node is a manager (else none)."""
+    member = request.app.state.node.cluster
+    if member is None or getattr(member, "control", None) is None:
+        return []
+    return [s.record for s in await member.control.networks()]
+
+
+async def remove_overlay(request, ref: str) -> None:
+    control = await _control(request)
+    await control.remove_network(ref)
+
+
 ROUTES = [
     Route("/swarm", swarm_inspect, methods=["GET"]),
     Route("/swarm/init", swarm_init, methods=["POST"]),

@@ -34,9 +34,12 @@ NODE_ID = "com.docker.swarm.node.id"
 STACK = "com.docker.stack.namespace"
 
 
-def create_request(task: dict, node_id: str):
-    """The node's create request for a task (the worker's assignment dict)."""
-    from orch.api.models import CreateRequest, HealthcheckBody, MountRequest, PortBinding, UlimitBody
+def create_request(task: dict, node_id: str, network_names: dict[str, str] | None = None):
+    """The node's create request for a task (the worker's assignment dict). `network_names`:
+    the node's names of the cluster's overlay networks (network id -> name), for a task that
+    has addresses on them: the container joins each with its address, the first one primary
+    (its default route), the ingress network last."""
+    from orch.api.models import CreateRequest, HealthcheckBody, MountRequest, NetworkAttachment, PortBinding, UlimitBody
 
     spec = task.get("spec", {})
     c = spec.get("container_spec", {})
@@ -61,11 +64,17 @@ def create_request(task: dict, node_id: str):
                                    tmpfs_size=(m.get("tmpfs_options") or {}).get("size_bytes")))
     ports = []
     for p in task.get("endpoint", {}).get("ports", []):
-        # Until the routing mesh (overlay networks), a published port answers on the node that
-        # runs the task, in either publish mode.
-        if p.get("published_port"):
-            ports.append(PortBinding(host_port=p["published_port"], container_port=p["target_port"],
+        # Mode host publishes on the node that runs the task (`-p` of this container); ingress
+        # ports are the routing mesh's, on every node (orch.net.overlay), not the container's.
+        if p.get("publish_mode") == "host":
+            ports.append(PortBinding(host_port=p.get("published_port") or "", container_port=p["target_port"],
                                      protocol=p.get("protocol", "tcp")))
+    networks = []
+    for att in task.get("networks", []):
+        name = (network_names or {}).get(att["network_id"])
+        if name is None:
+            raise NotFound(f"task {task['id']}: its network {att['network_id']} is not known on this node yet")
+        networks.append(NetworkAttachment(name=name, ipv4_address=att["addresses"][0].split("/")[0]))
     return CreateRequest(
         image=c["image"], name=task["container_name"], labels=labels,
         entrypoint=c.get("command"), cmd=c.get("args"), env=list(c.get("env", [])),
@@ -74,20 +83,39 @@ def create_request(task: dict, node_id: str):
         read_only=bool(c.get("read_only")), healthcheck=healthcheck,
         stop_signal=c.get("stop_signal") or None, stop_timeout=c.get("stop_grace_period"),
         nano_cpus=limits.get("nano_cpus") or None, memory=limits.get("memory_bytes") or None,
-        mounts=mounts, ports=ports, extra_hosts=list(c.get("hosts", [])),
+        mounts=mounts, ports=ports, networks=networks, extra_hosts=list(c.get("hosts", [])),
         cap_add=list(c.get("cap_add", [])), cap_drop=list(c.get("cap_drop", [])), sysctls=dict(c.get("sysctls", {})),
         ulimits=[UlimitBody(name=u["name"], soft=u["soft"], hard=u["hard"]) for u in c.get("ulimits", [])],
     )
 
 
 class NodeRuntime:
-    """worker.Runtime over the agent's Node (orch.node.agent.node)."""
+    """worker.Runtime over the agent's Node (orch.node.agent.node). `vtep`: the node's underlay
+    address, where its overlay networks' VXLAN devices send from."""
 
-    def __init__(self, node, node_id: Callable[[], str]):
+    def __init__(self, node, node_id: Callable[[], str], vtep: str = ""):
         self.node = node
         self.node_id = node_id
+        self.vtep = vtep
+        self.network_names: dict[str, str] = {}  # overlay network id -> its name
         self._files: dict[str, list[tuple[str, str]]] = {}  # task id -> (host file, target) to bind at create
         self._task_of: dict[str, str] = {}  # container id -> task id, for the files a removal deletes
+
+    async def sync_networks(self, entries: list[dict]) -> None:
+        """The overlay entries of the assignments: the node's networking makes and programs
+        what they say (orch.net.overlay), in a worker thread (netlink, nft)."""
+        self.network_names = {e["network_id"]: e["name"] for e in entries if e.get("kind") == "network"}
+        if self.node.net is None:
+            return
+        for warning in await trio.to_thread.run_sync(self.node.net.set_cluster, entries, self.vtep):
+            print(f"worker: {warning}", file=sys.stderr, flush=True)
+
+    async def drain(self, container_id: str, grace: float | None) -> None:
+        try:
+            rec = self.node.get(container_id)
+        except NotFound:
+            return
+        await self.node.drain(rec, grace)
 
     async def observe(self) -> list[Observed]:
         out = []
@@ -99,6 +127,20 @@ class NodeRuntime:
 
     async def prepare(self, task: dict, secrets, configs) -> None:
         await self._write_files(task, secrets, configs)
+        try:
+            await self._pull(task)
+        except BaseException:
+            await self._discard_files(task["id"])
+            raise
+
+    async def _discard_files(self, task_id: str) -> None:
+        """A task that gets no container (its image or its create failed, or it was removed
+        meanwhile) leaves no secret behind: a removal deletes files only with the container."""
+        self._files.pop(task_id, None)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.node.remove_task_files, task_id)
+
+    async def _pull(self, task: dict) -> None:
         image = task["spec"]["container_spec"]["image"]
         images = self.node.images
         if await trio.to_thread.run_sync(images.exists, image):
@@ -116,14 +158,18 @@ class NodeRuntime:
         existing = self._by_task(task["id"])
         if existing is not None:
             return _id(existing)  # created before an agent restart: adopt it
-        request = create_request(task, self.node_id())
+        request = create_request(task, self.node_id(), self.network_names)
         files = self._files.pop(task["id"], [])
         if files:
             from orch.api.models import MountRequest
 
             request = request.model_copy(update={"mounts": [*request.mounts, *(
                 MountRequest(type="bind", source=source, target=target, read_only=True) for source, target in files)]})
-        rec = await self.node.create(request)
+        try:
+            rec = await self.node.create(request)
+        except BaseException:
+            await self._discard_files(task["id"])
+            raise
         self._task_of[_id(rec)] = task["id"]
         return _id(rec)
 

@@ -113,7 +113,7 @@ class Cache:
         so nothing changes them while it reads (copying 100,000 tasks per pass would cost more
         than the pass)."""
         return ClusterState(services=self.services, nodes=self.nodes, tasks=self.tasks, revisions=self.revisions,
-                            index=self.index)
+                            index=self.index, networks=self.networks)
 
     async def load(self, store: Store) -> None:
         revision = 0

@@ -92,6 +92,12 @@ class Runtime(Protocol):
         with `follow`, when the container has stopped and its log is drained)."""
         ...
 
+    # Optional (a runtime without them has no overlay networks: hollow and fake runtimes):
+    # async def sync_networks(self, entries: list[dict]) -> None: the overlay entries the node
+    #     needs now (orch.cluster.netview), applied before the tasks of the same assignment;
+    # async def drain(self, container_id: str, grace: float | None) -> None: until the task's
+    #     clients are gone (it has already left every balancer and DNS), at most `grace`.
+
 
 Report = Callable[[p.TaskStatusUpdate], None]
 
@@ -174,6 +180,11 @@ class TaskController:
             self.changed = trio.Event()
             await self.changed.wait()
         timeout = self.task.get("spec", {}).get("container_spec", {}).get("stop_grace_period")
+        drain = getattr(self.runtime, "drain", None)
+        if drain is not None and self.task.get("networks"):
+            # The same assignment took the task out of every node's balancer and DNS; its
+            # clients finish before it stops (orch.scheduler.drain's rule, at most its grace).
+            await drain(self.container_id, timeout)
         await self.runtime.stop(self.container_id, timeout)
         # runtime.wait returns when the container is gone; nothing to cancel here
 
@@ -194,6 +205,24 @@ class TaskSet:
         self.assets = Assets({}, {})
         self.observed: dict[str, Observed] = {}
         self.nursery: trio.Nursery | None = None
+        self.net: dict[str, dict] = {}  # the overlay entries the node was told of, by id
+
+    async def apply_net(self, msg: p.Assign) -> None:
+        """The overlay entries of an assignment, handed to the runtime as a whole."""
+        sync = getattr(self.runtime, "sync_networks", None)
+        if not (msg.full or msg.net or msg.net_removed):
+            return
+        if msg.full:
+            self.net = {}
+        for eid in msg.net_removed:
+            self.net.pop(eid, None)
+        for entry in msg.net:
+            self.net[entry["id"]] = entry
+        if sync is not None:
+            try:
+                await sync(list(self.net.values()))
+            except OrchError as err:
+                print(f"worker: programming the overlay networks: {err}", file=sys.stderr, flush=True)
 
     async def observe(self) -> list[p.TaskStatusUpdate]:
         self.observed = {o.task_id: o for o in await self.runtime.observe()}
@@ -360,6 +389,7 @@ class Worker:
                 return
             parsed = p.parse(msg, p.TO_WORKER)
             if isinstance(parsed, p.Assign):
+                await self.tasks.apply_net(parsed)
                 self.tasks.apply(parsed)
             elif isinstance(parsed, p.Heartbeat) and parsed.period:
                 self.period = parsed.period

@@ -19,6 +19,7 @@ from dataclasses import replace
 from orch.errors import Conflict, SystemFailure
 from orch.net.kernel import Kernel
 from orch.net.model import Network, PortMapping, Publication
+from orch.net.overlay import Mesh
 from orch.net.ports import compute_delete, compute_ruleset
 
 _Key = tuple[str, str, int]
@@ -85,13 +86,13 @@ class PortReservations:
 
 
 def apply_rules(kernel: Kernel, networks: list[Network], publications: list[Publication], *, table: str,
-                last: str | None = None) -> str:
+                last: str | None = None, mesh: Mesh = Mesh()) -> str:
     """Load the whole table (with no network left, delete it: nothing of orch stays).
 
     Returns the text loaded; when it equals `last` (what the caller loaded before) nothing is
     loaded again: most connects and disconnects change no rule, and `nft` costs ~15 ms.
     """
-    text = compute_ruleset(networks, publications, table=table) if networks else compute_delete(table)
+    text = compute_ruleset(networks, publications, table=table, mesh=mesh) if networks else compute_delete(table)
     if text == last:
         return text
     if any(not n.internal for n in networks) or publications:

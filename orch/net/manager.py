@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -35,8 +36,22 @@ from orch.net import ipam
 from orch.net.files import ResolvConf, compute_resolv_conf, render_hostname, render_hosts, render_resolv_conf
 from orch.net.firewall import PortReservations, apply_rules
 from orch.net.kernel import Kernel
-from orch.net.model import Endpoint, Network, PortMapping, Publication
+from orch.net.model import IFNAMSIZ, Endpoint, Network, PortMapping, Publication
 from orch.net.names import compute_name_table
+from orch.net.overlay import (
+    VXLAN_OVERHEAD,
+    ClusterView,
+    Fabric,
+    OverlaySpec,
+    compute_cluster_names,
+    compute_fabric,
+    compute_lb_ruleset,
+    compute_mesh,
+    compute_vips,
+    mesh_ports,
+    vxlan_name,
+)
+from orch.net.ports import compute_delete
 
 MTU_OPTION = "com.docker.network.driver.mtu"
 # Docker's rule for object names.
@@ -58,6 +73,9 @@ class NetState:
     retiring: tuple[Endpoint, ...] = ()
     # Containers (ids) the DNS does not name: drained before they stop (`Networks.hide`).
     hidden: frozenset[str] = frozenset()
+    # What the cluster said last about its overlay networks (orch.net.overlay), kept so that
+    # an agent restart programs the same fabric before any manager speaks again.
+    cluster: ClusterView = field(default_factory=ClusterView)
 
     def to_json(self) -> dict:
         return {
@@ -67,6 +85,7 @@ class NetState:
             "ipam": self.ipam.to_json(),
             "retiring": [e.to_json() for e in self.retiring],
             "hidden": sorted(self.hidden),
+            **({"cluster": self.cluster.to_json()} if self.cluster != ClusterView() else {}),
         }
 
     @classmethod
@@ -78,6 +97,7 @@ class NetState:
             ipam.IpamState.from_json(data.get("ipam", {})),
             tuple(Endpoint.from_json(e) for e in data.get("retiring", ())),
             frozenset(data.get("hidden", ())),
+            ClusterView.from_json(data.get("cluster", {})),
         )
 
 
@@ -94,11 +114,18 @@ class Networks:
         self.pools = pools
         self.host_resolv = host_resolv or ResolvConf()
         self.ports = PortReservations()
+        self.underlay_mtu: int | None = None  # of the node's underlay link (overlay MTUs are 50 less)
         self.state = NetState()
         self.warnings: list[str] = []
         self._rules: str | None = None  # the nft text loaded last (None: load on next sync)
         self.retire_wait = RETIRE_WAIT
         self._lock = threading.RLock()
+        # Overlays: what was programmed last (None or missing: program again). The kernel side
+        # reads what is there and changes the difference, so programming again is harmless.
+        self._fabric: dict[str, Fabric] = {}  # overlay network name -> its fabric
+        self._returns: tuple[str, frozenset[str]] | None = None  # the mesh's return rules
+        self._lb: dict[str, str | None] = {}  # container id -> its namespace's VIP table
+        self._mesh_held: set[tuple[str, int]] = set()  # host ports the routing mesh holds
 
     # Networks.
 
@@ -159,11 +186,108 @@ class Networks:
             self._wait_gone([e.host_ifname for e in self.state.retiring if e.network == name], self.retire_wait)
             self.state = new_state
 
+    # Overlay networks (orch.net.overlay).
+
+    def set_cluster(self, view: ClusterView) -> list[str]:
+        """Take what the cluster says now: make the overlay networks this node needs (a bridge
+        and a VXLAN device each), program their forwarding and neighbour entries, the routing
+        mesh, the VIPs inside containers' namespaces and the DNS's service names. Returns
+        warnings (a local network holding an overlay's name, a mesh port held by another
+        program). Overlays no longer needed go with `prune_overlays` once nothing uses them."""
+        with self._lock:
+            warnings: list[str] = []
+            state = replace(self.state, cluster=view)
+            made: list[Network] = []
+            # Overlays the cluster no longer asks for and nothing uses go first: the managers
+            # may have given a removed network's subnet to a new one (a node that was cut off
+            # hears of both at once).
+            wanted = {spec.name for spec in view.networks}
+            for stale in [n for n in state.networks.values() if n.overlay and n.name not in wanted]:
+                if not self._in_use(state, stale.name):
+                    state = self._without(state, stale)
+            try:
+                for spec in view.networks:
+                    existing = state.networks.get(spec.name)
+                    if existing is not None and not existing.overlay:
+                        warnings.append(f"network {spec.name}: a local {existing.driver} network has this name; the cluster's "
+                                        f"overlay network of that name cannot be made on this node (remove the local one)")
+                        continue
+                    if existing is not None and (existing.cluster_id, existing.vni, existing.subnet) == (spec.id, spec.vni, spec.subnet):
+                        continue
+                    if existing is not None:
+                        # Another network of the same name (removed and made again): replaced
+                        # once its endpoints are gone.
+                        if self._in_use(state, existing.name):
+                            continue
+                        state = self._without(state, existing)
+                    try:
+                        state, net = self._create_overlay(state, spec, view.vtep)
+                    except OrchError as err:  # one network that cannot be made (a local subnet in the way)
+                        warnings.append(f"overlay network {spec.name}: {err}")
+                        continue
+                    made.append(net)
+                warnings += self._sync(state, start_dns=made)
+            except BaseException:
+                for net in made:
+                    bridges.remove_bridge(self.kernel, net)
+                raise
+            self.state = state
+        return warnings + self.prune_overlays()
+
+    def prune_overlays(self) -> list[str]:
+        """Remove the overlay networks the cluster no longer asks for and nothing uses (their
+        VXLAN device, bridge and entries go with them)."""
+        with self._lock:
+            wanted = {n.name for n in self.state.cluster.networks}
+            gone = [n.name for n in self.state.networks.values()
+                    if n.overlay and n.name not in wanted and not self._in_use(self.state, n.name)]
+            warnings = []
+            for name in gone:
+                try:
+                    self.remove_network(name)
+                except OrchError as err:
+                    warnings.append(f"remove overlay network {name}: {err}")
+            if gone and not wanted <= set(self.state.networks):
+                # A network that could not be made while one that went held its subnet: now.
+                warnings += self.set_cluster(self.state.cluster)
+            return warnings
+
+    def _in_use(self, state: NetState, name: str) -> bool:
+        return any(e.network == name for e in state.endpoints + state.retiring)
+
+    def _without(self, state: NetState, network: Network) -> NetState:
+        if self.dns is not None:
+            self.dns.stop(network.name)
+        bridges.remove_bridge(self.kernel, network)
+        self._fabric.pop(network.name, None)
+        return replace(state, networks={n: v for n, v in state.networks.items() if n != network.name},
+                       ipam=ipam.release_network(state.ipam, network.name))
+
+    def overlay_bridge_name(self, cluster_id: str) -> str:
+        return f"{self.table}o{cluster_id}"[:IFNAMSIZ]
+
+    def _create_overlay(self, state: NetState, spec: OverlaySpec, vtep: str) -> tuple[NetState, Network]:
+        if not vtep:
+            raise InvalidArgument(f"overlay network {spec.name}: this node has no underlay address (not in a cluster)")
+        if self.underlay_mtu is None:
+            self.underlay_mtu = self.kernel.link_mtu_of(vtep)
+        chosen = ipam.compute_subnet(state.ipam, [], requested=spec.subnet)  # a Conflict if a local network overlaps
+        new_ipam = ipam.allocate_network(state.ipam, spec.name, chosen, spec.gateway)
+        network = Network(spec.name, spec.id, self.overlay_bridge_name(spec.id), spec.subnet, spec.gateway,
+                          self.underlay_mtu - VXLAN_OVERHEAD, spec.internal, {}, driver="overlay", cluster_id=spec.id,
+                          vni=spec.vni, vxlan=vxlan_name(self.table, spec.vni), ingress=spec.ingress)
+        for link in (network.bridge, network.vxlan):
+            if self.kernel.link_exists(link):  # left by a crash: it is ours (the prefix says so)
+                self.kernel.delete_link(link)
+        bridges.create_bridge(self.kernel, network, vtep)
+        return replace(state, networks={**state.networks, spec.name: network}, ipam=new_ipam), network
+
     def prune(self, keep: set[str] = frozenset()) -> list[str]:
-        """Remove every network without endpoints except those in `keep` (the default bridge)."""
+        """Remove every network without endpoints except those in `keep` (the default bridge)
+        and the cluster's overlays (they go when the cluster no longer asks for them)."""
         with self._lock:
             used = {e.network for e in self.state.endpoints}
-            gone = sorted(n for n in self.state.networks if n not in used and n not in keep)
+            gone = sorted(n for n, net in self.state.networks.items() if n not in used and n not in keep and not net.overlay)
             for name in gone:
                 self.remove_network(name)
             return gone
@@ -204,6 +328,9 @@ class Networks:
                 raise AlreadyExists(f"container {container_id} is already connected to network {network!r}")
             if publish and net.internal:
                 raise InvalidArgument(f"network {network!r} is internal: ports of its containers cannot be published")
+            if net.overlay and ipv4_address is None:
+                raise InvalidArgument(f"network {network!r} is a cluster's overlay network: its addresses come from the "
+                                      f"cluster's managers; run the container as a service (orch service create --network {network})")
             self.reap()
             new_ipam, address = ipam.allocate_address(self.state.ipam, network, container_id, ipv4_address)
             held = self.ports.reserve(list(publish))
@@ -392,7 +519,13 @@ class Networks:
             pubs = tuple(p for p in state.publications if any(
                 e.container_id == p.container_id and e.network == p.network for e in alive))
             for net in state.networks.values():
-                bridges.create_bridge(self.kernel, net)
+                bridges.create_bridge(self.kernel, net, state.cluster.vtep)
+            # Overlay links a crash left without a network in the state (they carry this
+            # node's prefix, so they are ours).
+            ours = {link for n in state.networks.values() if n.overlay for link in (n.bridge, n.vxlan)}
+            for link in self.kernel.links_with_prefix(self.table + "o") + self.kernel.links_with_prefix(self.table + "v"):
+                if link not in ours:
+                    self.kernel.delete_link(link)
             for pub in pubs:
                 try:
                     self.ports.reserve([pub.mapping])
@@ -400,10 +533,15 @@ class Networks:
                     # The rule still forwards the port; only the guard against other programs
                     # is missing. Refusing to start the agent would be worse.
                     self.warnings.append(f"restore published port of container {pub.container_id}: {err}")
-            new_state = NetState(dict(state.networks), alive, pubs, new_ipam, hidden=state.hidden)
+            new_state = NetState(dict(state.networks), alive, pubs, new_ipam, hidden=state.hidden, cluster=state.cluster)
             self._rules = None  # the kernel's table may be anything after a restart: load it
-            self._sync(new_state, start_dns=list(state.networks.values()))
+            # Program everything again, the mesh's rules too: a crash may have left rules of an
+            # ingress network the state no longer has (rules outlive the bridge they name).
+            self._fabric, self._lb = {}, {}
+            self._returns = _UNKNOWN if state.cluster.vtep else None
+            self.warnings += self._sync(new_state, start_dns=list(state.networks.values()))
             self.state = new_state
+        self.warnings += self.prune_overlays()
 
     def close(self) -> None:
         """Stop the DNS listeners and release the ports (the kernel state stays, for restore)."""
@@ -419,14 +557,102 @@ class Networks:
         except KeyError:
             raise NotFound(f"no such network: {name}") from None
 
-    def _sync(self, state: NetState, start_dns: list[Network] = ()) -> None:
+    def _sync(self, state: NetState, start_dns: list[Network] = ()) -> list[str]:
+        """Bring rules, DNS and overlays in line with `state`; returns warnings about what
+        could not be done for the overlays (tried again on the next change)."""
         nets = sorted(state.networks.values(), key=lambda n: n.name)
-        self._rules = apply_rules(self.kernel, nets, list(state.publications), table=self.table, last=self._rules)
+        view = state.cluster
+        ingress = next((n for n in nets if n.overlay and n.ingress), None)
+        mesh = compute_mesh(view, ingress.bridge if ingress is not None else None)
+        self._rules = apply_rules(self.kernel, nets, list(state.publications), table=self.table, last=self._rules, mesh=mesh)
+        warnings = self._hold_mesh_ports(mesh_ports(view) if ingress is not None else [])
+        warnings += self._program_fabric(nets, view, ingress)
         if self.dns is not None:
             internal = frozenset(n.name for n in nets if n.internal)
-            self.dns.set_table(compute_name_table(list(state.endpoints), internal, state.hidden))
+            local = {n.cluster_id: n.name for n in nets if n.overlay}
+            self.dns.set_table(compute_name_table(list(state.endpoints), internal, state.hidden,
+                                                  compute_cluster_names(view, local) if local else None))
             for net in start_dns:
                 self.dns.start(net.name, net.gateway)
+        warnings += self._program_lbs(state, nets)
+        for text in warnings:
+            print(f"net: {text}", file=sys.stderr, flush=True)
+        return warnings
+
+    def _hold_mesh_ports(self, wanted: list[tuple[str, int]]) -> list[str]:
+        """The routing mesh's ports are held like published ports (a socket bound on each), so
+        that no program on the node takes one. One already taken is a warning: the node's
+        other traffic there is DNATed anyway, and refusing the cluster would be worse."""
+        warnings = []
+        want = set(wanted)
+        gone = self._mesh_held - want
+        self.ports.release([PortMapping(0, port, proto) for proto, port in gone])
+        self._mesh_held -= gone
+        for proto, port in sorted(want - self._mesh_held):
+            try:
+                self.ports.reserve([PortMapping(0, port, proto)])
+                self._mesh_held.add((proto, port))
+            except OrchError as err:
+                warnings.append(f"routing mesh port {port}/{proto}: {err}")
+        return warnings
+
+    def _program_fabric(self, nets: list[Network], view: ClusterView, ingress: Network | None) -> list[str]:
+        warnings = []
+        overlays = [n for n in nets if n.overlay]
+        for net in overlays:
+            fabric = compute_fabric(view, net.cluster_id)
+            if self._fabric.get(net.name) == fabric:
+                continue
+            try:
+                self.kernel.sync_fdb(net.vxlan, fabric.fdb)
+                self.kernel.sync_neigh(net.vxlan, fabric.neigh)
+                if net.ingress:
+                    self.kernel.sync_neigh(net.bridge, fabric.node_neigh)
+                    self.kernel.sync_routes(net.bridge, fabric.routes)
+                self._fabric[net.name] = fabric
+            except OrchError as err:
+                self._fabric.pop(net.name, None)
+                warnings.append(str(err))
+        for name in set(self._fabric) - {n.name for n in overlays}:
+            del self._fabric[name]
+        returns = (ingress.bridge, compute_fabric(view, ingress.cluster_id).returns) if ingress is not None else ("", frozenset())
+        if self._returns != returns and (returns[1] or self._returns is not None):
+            try:
+                self.kernel.sync_return_rules(*returns)
+                self._returns = returns
+            except OrchError as err:
+                self._returns = None
+                warnings.append(str(err))
+        return warnings
+
+    def _program_lbs(self, state: NetState, nets: list[Network]) -> list[str]:
+        """Each container on overlay networks gets, in its own namespace, the VIPs of the
+        services on those networks (orch.net.overlay.compute_lb_ruleset)."""
+        overlay_ids = {n.name: n.cluster_id for n in nets if n.overlay and not n.ingress}
+        wanted: dict[str, tuple[str, set[str]]] = {}
+        for ep in state.endpoints:
+            if ep.network in overlay_ids:
+                wanted.setdefault(ep.container_id, (ep.netns_path, set()))[1].add(overlay_ids[ep.network])
+        warnings = []
+        for cid, (path, ids) in wanted.items():
+            text = compute_lb_ruleset(compute_vips(state.cluster, ids))
+            last = self._lb.get(cid)
+            if text == last and cid in self._lb:
+                continue
+            try:
+                if text is not None or last is not None:
+                    self.kernel.apply_nft_in(path, text if text is not None else compute_delete("orch"))
+                self._lb[cid] = text
+            except OrchError as err:
+                self._lb.pop(cid, None)
+                warnings.append(f"virtual IPs of container {cid[:12]}: {err}")
+        for cid in set(self._lb) - set(wanted):
+            del self._lb[cid]
+        return warnings
+
+
+# `Networks._returns` when what the kernel holds is not known (after a restart): sync once.
+_UNKNOWN = ("?", frozenset({"?"}))
 
 
 def _capture(failed: list, fn, *args) -> None:

@@ -26,17 +26,36 @@ class Network:
     # DNS server answers only its own names.
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    # An overlay network (orch.net.overlay) is a bridge like the others plus a VXLAN device on
+    # it: `cluster_id` is the cluster's network id, `vni` its VXLAN id; its bridge holds the
+    # gateway address on every node, and it exists on a node while a task there needs it.
+    driver: str = "bridge"
+    cluster_id: str = ""
+    vni: int = 0
+    vxlan: str = ""
+    ingress: bool = False
+
+    @property
+    def overlay(self) -> bool:
+        return self.driver == "overlay"
 
     @property
     def prefixlen(self) -> int:
         return int(self.subnet.split("/")[1])
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not self.overlay:  # a bridge network is stored as it was before overlays existed
+            for key in _OVERLAY_FIELDS:
+                del data[key]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Network":
         return cls(**data)
+
+
+_OVERLAY_FIELDS = ("driver", "cluster_id", "vni", "vxlan", "ingress")
 
 
 @dataclass(frozen=True)

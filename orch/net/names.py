@@ -12,6 +12,10 @@ asks `compute_answer` for every query. The rules, as docker's embedded DNS has t
   which has no way out (the answer is NXDOMAIN).
 - A hidden (drained) container's names are left out, so nobody is sent to it any more; it
   still resolves the others' names (its own addresses still scope its view).
+- On a cluster's overlay network, a service's name (and its stack-local short name) answers
+  its virtual IP, or its tasks' addresses in dnsrr mode; `tasks.NAME` answers the addresses of
+  the tasks that serve. A name known but with no address (a service with no serving task)
+  answers NXDOMAIN, as docker's does.
 """
 
 from __future__ import annotations
@@ -31,8 +35,12 @@ class NameTable:
 
 
 def compute_name_table(endpoints: list[Endpoint], internal: frozenset[str] = frozenset(),
-                       hidden: frozenset[str] = frozenset()) -> NameTable:
-    """The table for `endpoints`; containers in `hidden` (ids) are not named."""
+                       hidden: frozenset[str] = frozenset(),
+                       cluster: dict[str, dict[str, tuple[str, ...]]] | None = None) -> NameTable:
+    """The table for `endpoints`; containers in `hidden` (ids) are not named. `cluster` adds
+    the names a cluster gives on its overlay networks (network -> name -> addresses: services,
+    `tasks.NAME`; orch.net.overlay.compute_cluster_names); they take precedence over a local
+    container's alias of the same name."""
     names: dict[str, dict[str, list[str]]] = {}
     by_container: dict[str, set[str]] = {}
     addresses_of: dict[str, list[str]] = {}
@@ -45,6 +53,10 @@ def compute_name_table(endpoints: list[Endpoint], internal: frozenset[str] = fro
                 table[name].append(ep.address)
         by_container.setdefault(ep.container_id, set()).add(ep.network)
         addresses_of.setdefault(ep.container_id, []).append(ep.address)
+    for net, table in (cluster or {}).items():
+        mine = names.setdefault(net, {})
+        for name, addrs in table.items():
+            mine[name] = list(addrs)
     networks_of = {
         addr: frozenset(by_container[cid]) for cid, addrs in addresses_of.items() for addr in addrs
     }
@@ -65,17 +77,22 @@ def compute_answer(table: NameTable, network: str, client: str, qname: str, rota
     # The network the query came in on first, then the client's others in a stable order.
     order = [network] + sorted(visible - {network}) if network in visible else sorted(visible)
     found: list[str] = []
+    known = False
     for net in order:
         candidates = [name]
         suffix = "." + net.lower()
         if name.endswith(suffix):
             candidates.append(name[: -len(suffix)])
         for cand in candidates:
-            for addr in table.names.get(net, {}).get(cand, ()):
+            addrs = table.names.get(net, {}).get(cand)
+            known = known or addrs is not None
+            for addr in addrs or ():
                 if addr not in found:
                     found.append(addr)
     if found:
         shift = rotation % len(found)
         return Answer(tuple(found[shift:] + found[:shift]), False)
+    if known:
+        return Answer((), False)  # ours, with no address now (a service whose tasks all left)
     # A client with any non-internal network may reach the outside, so its queries may too.
     return Answer((), bool(visible - table.internal))

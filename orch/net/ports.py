@@ -16,6 +16,7 @@ import ipaddress
 
 from orch.errors import InvalidArgument
 from orch.net.model import Network, PortMapping, Publication
+from orch.net.overlay import Mesh, node_mac, node_mark
 
 PROTOS = ("tcp", "udp")
 
@@ -79,7 +80,8 @@ DNS_UDP_RATE = 500
 DNS_TCP_RATE = 50
 
 
-def compute_ruleset(networks: list[Network], publications: list[Publication], *, table: str = "orch") -> str:
+def compute_ruleset(networks: list[Network], publications: list[Publication], *, table: str = "orch",
+                    mesh: Mesh = Mesh()) -> str:
     """The whole `ip <table>` nftables table, as `nft -f` input that replaces it atomically.
 
     Chains:
@@ -96,6 +98,17 @@ def compute_ruleset(networks: list[Network], publications: list[Publication], *,
       (DNS_UDP_RATE datagrams and DNS_TCP_RATE new connections a second, each with as much
       burst), before they reach the agent's socket: a container that floods it fills its own
       budget, not the socket's receive buffer that its neighbours' queries share.
+    - the routing mesh (orch.net.overlay explains it): its published ports DNAT to a serving
+      task's ingress address like a published port, without SNAT; `mesh_mark` (prerouting,
+      before routing) marks a connection that another node sent here over the ingress network
+      with that node's underlay address, and copies the mark onto the replies, which policy
+      routing sends back to that node; in postrouting, a connection this node's mesh DNATed
+      leaves for the ingress network with the node's underlay address when it came from the
+      node itself (its gateway address is every node's, and a reply to 127.0.0.1 could not
+      come back) or from another node's own underlay address (a container there, masqueraded:
+      were the task on that node, the reply would be that node's local traffic and never come
+      back here to be un-NATed); nothing else is NATed there: a client's address reaches the
+      task.
     """
     lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
     lines += ["\tset dns_udp { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s; }",
@@ -109,6 +122,13 @@ def compute_ruleset(networks: list[Network], publications: list[Publication], *,
                      f"{{ ip saddr limit rate over {DNS_TCP_RATE}/second burst {DNS_TCP_RATE} packets }} drop")
     lines.append("\t}")
 
+    if mesh.bridge and mesh.origins:
+        br = _q(mesh.bridge)
+        marks = ", ".join(f"{node_mac(v)} : {node_mark(v):#010x}" for v in mesh.origins)
+        lines += ["\tchain mesh_mark {", "\t\ttype filter hook prerouting priority mangle; policy accept;",
+                  f"\t\tiifname {br} ct state new ct mark set ether saddr map {{ {marks} }}",
+                  f"\t\tiifname {br} ct direction reply ct mark != 0 meta mark set ct mark", "\t}"]
+
     lines += ["\tchain prerouting {", "\t\ttype nat hook prerouting priority dstnat; policy accept;",
               "\t\tfib daddr type local jump publish", "\t}"]
     lines += ["\tchain output {", "\t\ttype nat hook output priority -100; policy accept;",
@@ -119,9 +139,19 @@ def compute_ruleset(networks: list[Network], publications: list[Publication], *,
         m = pub.mapping
         match = f"ip daddr {m.host_ip} " if m.host_ip else ""
         lines.append(f"\t\t{match}{m.proto} dport {m.host_port} dnat to {pub.address}:{m.container_port}")
+    for rule in mesh.rules:
+        if rule.backends:
+            pairs = ", ".join(f"{i} : {a}" for i, a in enumerate(rule.backends))
+            lines.append(f"\t\t{rule.protocol} dport {rule.published} dnat to numgen inc mod {len(rule.backends)} "
+                         f"map {{ {pairs} }} : {rule.target}")
     lines.append("\t}")
 
     lines += ["\tchain postrouting {", "\t\ttype nat hook postrouting priority srcnat; policy accept;"]
+    if mesh.bridge:
+        br = _q(mesh.bridge)
+        sources = ", ".join(["127.0.0.0/8", mesh.gateway, *mesh.origins])
+        lines.append(f"\t\toifname {br} ct status dnat ip saddr {{ {sources} }} snat ip to {mesh.vtep}")
+        lines.append(f"\t\toifname {br} return")
     for net in networks:
         br = _q(net.bridge)
         lines.append(f"\t\toifname {br} ip saddr 127.0.0.0/8 masquerade")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
-from orch.cluster.records import Node, Record, Service, Task
+from orch.cluster.records import Network, Node, Record, Service, Task
 from orch.scheduler.model import Waiting
 from orch.scheduler.taskindex import TaskIndex
 
@@ -34,6 +34,7 @@ class ClusterState:
     # The tasks by service and what else a pass would work out from all of them, kept up to
     # date by the holder of the state (orch.scheduler.taskindex); None: the pass makes one.
     index: TaskIndex | None = None
+    networks: Mapping[str, Network] = field(default_factory=dict)
 
     def revision(self, key: str) -> int | None:
         return self.revisions.get(key)
@@ -57,7 +58,8 @@ class Change:
     base_revision: int | None = None
     reads: tuple[str, ...] = ()
     # What the change does, as a person reads it: create, assign, pending, start (a prepared
-    # task may run), shutdown, remove, delete, or update (a service's UpdateStatus or spec).
+    # task may run), shutdown, remove, delete, update (a service's UpdateStatus, spec or
+    # endpoint), or allocate (a network's VNI and subnet).
     verb: str = ""
 
     @property
@@ -69,7 +71,7 @@ class Change:
         record = self.record
         if isinstance(record, Task):
             return record.name
-        if isinstance(record, Service):
+        if isinstance(record, (Service, Network)):
             return record.spec.name
         return record.id
 

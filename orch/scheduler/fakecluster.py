@@ -23,6 +23,7 @@ from orch.cluster.records import (
     ContainerStatus,
     EndpointSpec,
     HealthConfig,
+    Network,
     Node,
     NodeDescription,
     NodeSpec,
@@ -185,6 +186,7 @@ class FakeCluster:
     services: dict[str, Service] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
+    networks: dict[str, Network] = field(default_factory=dict)
     start_delay: float = 1.0
     health_delay: float = 2.0
     stop_delay: float = 0.5
@@ -199,7 +201,7 @@ class FakeCluster:
     # The user's and the dispatcher's writes.
 
     def put(self, record) -> None:
-        store = {"services": self.services, "nodes": self.nodes, "tasks": self.tasks}[record.KIND]
+        store = {"services": self.services, "nodes": self.nodes, "tasks": self.tasks, "networks": self.networks}[record.KIND]
         store[record.id] = record
         self._bump(record.key)
 
@@ -228,7 +230,7 @@ class FakeCluster:
             self.revisions[key] = self.revision
 
     def state(self) -> ClusterState:
-        return ClusterState(dict(self.services), dict(self.nodes), dict(self.tasks), dict(self.revisions))
+        return ClusterState(dict(self.services), dict(self.nodes), dict(self.tasks), dict(self.revisions), networks=dict(self.networks))
 
     # Committing a plan.
 
@@ -433,7 +435,7 @@ class Incremental:
         if services is not None and not services:
             changes, waiting = [], []  # no pass
         else:
-            indexed = ClusterState(state.services, state.nodes, state.tasks, state.revisions, index=self.index)
+            indexed = ClusterState(state.services, state.nodes, state.tasks, state.revisions, index=self.index, networks=state.networks)
             plan = plan_cluster(indexed, now=now, services=services, **kw)
             self.next_check = plan.next_check_at
             names = {w.service for w in plan.waiting}

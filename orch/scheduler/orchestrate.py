@@ -34,9 +34,15 @@ is the cluster's own, per service, in this order:
    in (rollback_started) and the next passes roll back with rollback_config; a failed
    rollback pauses (swarm never rolls back a rollback).
 7. New and pending tasks are placed (orch.scheduler.placement) in the same pass, so a task is
-   written once, assigned or pending with docker's reason.
+   written once, assigned or pending with docker's reason; a task placed gets its addresses on
+   its service's networks (orch.scheduler.netalloc) in the same change.
 8. Dead tasks beyond the cluster's task history limit are deleted, per slot (per node for
    global services); tasks of removed services are removed.
+
+Networks (orch.scheduler.netalloc): a network not allocated yet gets its VNI and subnet in a
+change of its own, and its services wait for the next pass (a task never holds an address
+in a subnet that was not committed); a service's VIPs and published ports are written into
+its record (`endpoint`) in the same group as its tasks.
 
 Hook: `stop_gate(task, now)` is asked before a task the cluster replaces or scales away is
 told to stop; it returns None to stop it now, or a time to ask again. The connection-drain
@@ -62,6 +68,7 @@ from orch.cluster.records import (
 from orch.errors import InvalidArgument
 from orch.scheduler.clusterplan import Change, ClusterPlan, ClusterState
 from orch.scheduler.depends import DependencyStatus, classify_gate, compute_levels
+from orch.scheduler.netalloc import NetAllocator
 from orch.scheduler.model import (
     STARTING_KINDS,
     WAIT_DEPENDENCY,
@@ -111,6 +118,7 @@ def plan_cluster(
     the rest are planned.
     """
     cp = _Pass(state, now, settings, stop_gate, ids, max_new)
+    cp.allocate_networks()
     chosen = set(state.services if services is None else services) & set(state.services)
     for service in cp.ordered(chosen):
         if max_new is not None and cp.created >= max_new:
@@ -186,6 +194,15 @@ class _Pass:
         self.views = TaskViews(state.services, self.by_service, lambda t: self.live(t) and not self.node_lost(t), self.index.view)
         self.replicas = {name: svc.replicas for name, svc in self.desired.services.items()}
         self.levels: dict[str, int] | None = None
+        self.alloc = NetAllocator(state.networks, state.services, state.tasks, settings)
+        self.network_out: dict[str, tuple] = {}  # network id -> (its allocated record, why)
+
+    def allocate_networks(self) -> None:
+        changed, errors = self.alloc.allocate_networks(self.now)
+        for net in changed:
+            self.network_out[net.id] = (net, f"allocated VXLAN id {net.vni} and subnet {net.subnets[0].subnet}")
+        for net_id, why in errors.items():
+            self.warnings.append(f"network {self.state.networks[net_id].spec.name}: {why}")
 
     # State questions.
 
@@ -352,11 +369,21 @@ class _Pass:
 
     def _apply_placement(self, group: list[Task], result: GroupResult) -> None:
         by_id = {t.id: t for t in group}
+        unplaced = list(result.unplaced)
+        reason = result.reason
         for task_id, node_id in result.assigned:
             task = by_id[task_id]
             node = self.state.nodes[node_id]
-            changed = task.model_copy(update={"node_id": node_id, "status": self.assigned_status, "updated_at": self.now})
+            service = self.state.services.get(task.service_id)
+            attached = self.alloc.attach(task, service) if service is not None else []
+            if isinstance(attached, str):
+                unplaced.append(task_id)
+                reason = attached
+                continue
+            changed = task.model_copy(update={"node_id": node_id, "status": self.assigned_status, "updated_at": self.now,
+                                              "networks": attached})
             self.put(changed, f"assigned to {node.description.hostname or node_id}", "assign", reads=(self.node_keys[node_id],))
+        result = GroupResult(result.demand, result.assigned, tuple(unplaced), reason)
         status = TaskStatus(state=TaskState.PENDING, timestamp=self.now, message="pending task scheduling", err=result.reason)
         for task_id in result.unplaced:
             task = by_id[task_id]
@@ -413,6 +440,8 @@ class _Pass:
     def plan(self) -> ClusterPlan:
         changes = []
         reads: set[str] = set()
+        for net, reason in self.network_out.values():
+            changes.append(Change("update", net, reason, self.state.revision(net.key), verb="allocate"))
         for service, reason in self.service_out.values():
             changes.append(Change("update", service, reason, self.state.revision(service.key), verb="update"))
         for entry in self.out.values():
@@ -520,6 +549,14 @@ class _ServicePlanner:
             except InvalidArgument as err:
                 cp.wait(self.name, str(err), failed=True)
             return
+        nets = cp.alloc.service_networks(service)
+        if nets.failed or nets.waiting:
+            # Its tasks are left as they are until its networks are there.
+            cp.wait(self.name, nets.failed or nets.waiting, failed=bool(nets.failed))
+            return
+        if nets.endpoint != service.endpoint:
+            self.service = service = service.model_copy(update={"endpoint": nets.endpoint, "updated_at": cp.now})
+            cp.service_out[service.id] = (service, "allocated its virtual IPs and published ports")
         status = service.update_status
         rolling_back = status is not None and status.state in ("rollback_started", "rollback_paused")
         paused = status.message or status.state if status is not None and status.state in ("paused", "rollback_paused") else None

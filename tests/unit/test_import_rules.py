@@ -98,6 +98,7 @@ PURE: dict[str, set[str]] = {
     "orch.net.ports": EFFECTFUL | {"socket", "threading"},
     "orch.net.names": EFFECTFUL | {"socket", "threading"},
     "orch.net.model": EFFECTFUL | {"socket", "threading"},
+    "orch.net.overlay": EFFECTFUL | {"socket", "threading"},
     "orch.build.cache": EFFECTFUL,
     "orch.build.steps": EFFECTFUL,
     "orch.registry.manifest": EFFECTFUL | {"httpx"},

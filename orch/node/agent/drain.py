@@ -73,3 +73,34 @@ def connections_now(addresses: list[tuple[str, str]]) -> list:
     from orch.net.conntrack import flows_to
 
     return [flow for address, _ in addresses for flow in flows_to(address)]
+
+
+async def drain_container(node, rec, grace: float | None) -> str:
+    """Wait until the container's clients are gone (the rule above, at most `grace` seconds,
+    the stop timeout when None): a cluster task leaving the balancers before it stops
+    (orch.cluster.worker). Returns the reason it may stop ("idle", "grace", "not running")."""
+    from orch.scheduler.drain import DEFAULT_GRACE, DrainPolicy
+
+    if rec["State"]["Status"] not in ("running", "paused"):
+        return "not running"
+    if grace is None:
+        grace = rec["Config"].get("StopTimeout")
+    policy = DrainPolicy(grace=DEFAULT_GRACE if grace is None else max(float(grace), 0.0))
+    addresses = [] if node.net is None else container_addresses(node.net.nets, rec["Id"])
+    blind = False
+
+    async def look():
+        nonlocal blind
+        if blind or not addresses:
+            return []
+        try:
+            flows = await trio.to_thread.run_sync(connections_now, addresses)
+        except OSError:
+            blind = True  # no ctnetlink: the quiet period only
+            return []
+        return [(f.id, f.open) for f in flows]
+
+    async for step in watch_drain(look, policy):
+        if step.stop:
+            return step.reason
+    return "idle"

@@ -113,6 +113,8 @@ class NodeNetworking:
                     bridge.remove_bridge(self.nets.kernel, net)
                 if self.nets.state.networks:
                     self.nets.kernel.apply_nft(compute_delete(self.nets.table))
+                if any(n.overlay and n.ingress for n in self.nets.state.networks.values()):
+                    self.nets.kernel.sync_return_rules("", frozenset())  # the routing mesh's policy rules
             except OrchError as err:  # the next agent's restore takes it from here
                 print(f"agent: removing idle bridges at stop: {err}", file=sys.stderr, flush=True)
 
@@ -121,6 +123,19 @@ class NodeNetworking:
         from orch.node.agent.records import dump_networks
 
         write_json_atomic(self.state_path, dump_networks(self.nets.state))
+
+    # -- the cluster's overlay networks ----------------------------------------------------------
+    def set_cluster(self, entries: list[dict], vtep: str) -> list[str]:
+        """What the cluster's worker was told (orch.cluster.netview entries): the overlay
+        networks this node needs, their endpoints, services and the nodes; `Networks.set_cluster`
+        makes and programs them. Returns warnings for the worker's log."""
+        from orch.net.overlay import compute_view
+
+        with self._lock:
+            try:
+                return self.nets.set_cluster(compute_view(entries, vtep))
+            finally:
+                self._save()
 
     # -- networks ----------------------------------------------------------------------------
     def ensure(self, name: str) -> None:
@@ -292,6 +307,10 @@ class NodeNetworking:
                 self._reaper = None
             try:
                 self.nets.reap(force=True)
+                # An overlay network whose last container went, and that the cluster no
+                # longer asks for, goes now (its VXLAN device, bridge and entries).
+                for warning in self.nets.prune_overlays():
+                    print(f"agent: {warning}", file=sys.stderr, flush=True)
                 self._save()
             except (OrchError, OSError) as err:  # the next change, or the next agent, repairs it
                 print(f"agent: reaping released veths: {err}", file=sys.stderr, flush=True)

@@ -531,9 +531,15 @@ class Node:
         else:
             await trio.to_thread.run_sync(self._cleanup_removed, cid, anonymous)
 
+    async def drain(self, rec: dict, grace: float | None) -> str:
+        """Until the container's clients are gone (orch.node.agent.drain), at most `grace`."""
+        from orch.node.agent.drain import drain_container
+
+        return await drain_container(self, rec, grace)
+
     def _publish_wiring(self, rec: dict, network_action: str, volume_action: str) -> None:
         """docker's network connect/disconnect and volume mount/unmount events of a container
-        that starts or exits (its bridge networks; orch's none and host are no objects)."""
+        that starts or exits (its bridge and overlay networks; orch's none and host are no objects)."""
         cid = rec["Id"]
         if self.net is not None and (rec.orch.net or {}).get("mode") == "bridge":
             for entry in rec.orch.net["networks"]:
@@ -541,7 +547,7 @@ class Node:
                     n = self.net.nets.get(entry["name"])
                 except OrchError:
                     continue
-                self.events.publish("network", network_action, n.id, {"container": cid, "name": n.name, "type": "bridge"})
+                self.events.publish("network", network_action, n.id, {"container": cid, "name": n.name, "type": n.driver})
         for e in rec.orch.mounts or ():
             if e.get("type") != "volume" or not e.get("source"):
                 continue

@@ -173,6 +173,8 @@ class NetworksFile(BaseModel):
     ipam: IpamState = Field(default_factory=IpamState)
     retiring: list[Endpoint] = Field(default_factory=list)
     hidden: list[str] = Field(default_factory=list)
+    # orch.net.overlay.ClusterView's JSON (absent on a node that was never in a cluster).
+    cluster: dict[str, Any] = Field(default_factory=dict)
 
 
 def load_networks(text: str | bytes, where: str = "networks/state.json"):
@@ -186,7 +188,14 @@ def load_networks(text: str | bytes, where: str = "networks/state.json"):
         f = NetworksFile.model_validate(data)
     except (ValueError, ValidationError) as err:
         raise SystemFailure(f"{where}: not network state orch can read ({_first(err)})") from None
-    return NetState(dict(f.networks), tuple(f.endpoints), tuple(f.publications), f.ipam, tuple(f.retiring), frozenset(f.hidden))
+    from orch.net.overlay import ClusterView
+
+    try:
+        cluster = ClusterView.from_json(f.cluster)
+    except (KeyError, TypeError, ValueError) as err:
+        raise SystemFailure(f"{where}: cluster: not a cluster view orch can read ({err})") from None
+    return NetState(dict(f.networks), tuple(f.endpoints), tuple(f.publications), f.ipam, tuple(f.retiring),
+                    frozenset(f.hidden), cluster)
 
 
 def dump_networks(state) -> dict:

@@ -11,7 +11,8 @@ from orch.cluster.fakes import FakeRuntime
 from orch.cluster.manager import Manager, ManagerIdentity
 from orch.cluster.memstore import open_memory_store
 from orch.cluster import protocol as p
-from orch.cluster.state import CLUSTER, NODES, SERVICES, Cache
+from orch.cluster.state import CLUSTER, NETWORKS, NODES, SERVICES, TASKS, Cache
+from orch.cluster.store import Change
 from orch.cluster.worker import Worker
 from orch.scheduler import fakecluster as fc
 
@@ -176,3 +177,74 @@ async def test_drain_after_a_node_came_back_moves_its_tasks(autojump_clock):
         await c.runtimes["n2"].wait_for(lambda: not any(x.running and x.task["service_name"] == "web"
                                                          for x in c.runtimes["n2"].containers.values()))
         nursery.cancel_scope.cancel()
+
+
+class RecordingDispatcher:
+    """What the manager asks of its dispatcher when the cache changes, counted."""
+
+    period = 5.0
+
+    def __init__(self):
+        self.all_changed_calls = 0
+        self.changed_nodes: list[str] = []
+
+    def all_changed(self):
+        self.all_changed_calls += 1
+
+    def node_changed(self, node_id):
+        self.changed_nodes.append(node_id)
+
+    def known_nodes(self, node_ids):
+        pass
+
+
+async def test_every_node_hears_of_a_change_only_while_some_node_has_overlay_entries():
+    """swarm init makes the ingress network, so a cluster always has one: a service or node
+    change is told to every node only while some service or task is on an overlay network,
+    and once more when the last one goes (so that the nodes drop their entries)."""
+    m = Manager(None, ManagerIdentity("m1", "m1:2377"))
+    m.cache, m.dispatcher = Cache(), RecordingDispatcher()
+    revision = 0
+
+    def change(kind, record_id, record):
+        nonlocal revision
+        revision += 1
+        batch = [Change(kind, record_id, record, revision)]
+        m.cache.apply(batch, revision)
+        before = m.dispatcher.all_changed_calls
+        m._on_changes(batch)
+        return m.dispatcher.all_changed_calls - before
+
+    def entries():
+        return {nid: m.net_entries(nid) for nid in m.cache.nodes}
+
+    ingress = r.Network(id="ing", spec=r.NetworkSpec(name="ingress", ingress=True), vni=4096,
+                        subnets=[r.IPAMConfig(subnet="10.0.0.0/24", gateway="10.0.0.1")])
+    front = r.Network(id="front", spec=r.NetworkSpec(name="front"), vni=4097,
+                      subnets=[r.IPAMConfig(subnet="10.0.1.0/24", gateway="10.0.1.1")])
+    assert change(NETWORKS, ingress.id, ingress) == 0
+    assert change(NODES, "n1", fc.node("n1", addr="10.213.0.1")) == 0
+    assert change(NODES, "n2", fc.node("n2", addr="10.213.0.2")) == 0
+    plain = fc.service("plain", replicas=2)
+    assert change(SERVICES, plain.id, plain) == 0
+    assert change(TASKS, "plain1", fc.task(plain, 1, "n1")) == 0
+    assert m.dispatcher.changed_nodes == ["n1"]  # the node running it still hears of its task
+    assert change(NETWORKS, front.id, front) == 0  # a network no task uses: no entries anywhere
+    assert entries() == {"n1": [], "n2": []}
+
+    web = fc.service("web")
+    web = web.model_copy(update={"spec": web.spec.model_copy(update={"task_template": web.spec.task_template.model_copy(
+        update={"networks": [r.NetworkAttachmentConfig(target="front")]})})})
+    assert change(SERVICES, web.id, web) == 1
+    on_front = fc.task(web, 1, "n2").model_copy(update={
+        "networks": [r.NetworkAttachment(network_id="front", addresses=["10.0.1.5/24"])]})
+    assert change(TASKS, on_front.id, on_front) == 1
+    assert change(NODES, "n1", fc.node("n1", addr="10.213.0.1", state="down")) == 1  # its endpoints stop serving
+    assert [e["kind"] for e in entries()["n2"]] == ["network", "endpoint", "service"]
+
+    # The last service on an overlay network goes: every node is told once more, then no more.
+    assert change(TASKS, on_front.id, None) == 1
+    assert change(SERVICES, web.id, None) == 1
+    assert entries() == {"n1": [], "n2": []}
+    assert change(NODES, "n1", fc.node("n1", addr="10.213.0.1")) == 0
+    assert change(SERVICES, plain.id, fc.service("plain", replicas=3)) == 0

@@ -63,7 +63,7 @@ def examples() -> list[r.Record]:
 def test_records_round_trip_through_json(record):
     raw = record.to_json()
     data = json.loads(raw)
-    assert data["version"] == 1 and data["id"] == record.id
+    assert data["version"] == type(record).CURRENT and data["id"] == record.id
     again = type(record).from_json(raw)
     assert again == record
     assert again.to_json() == raw
@@ -267,3 +267,11 @@ def test_the_interner_shares_one_spec_among_equal_ones():
     assert shared == tasks[0].spec.model_dump(mode="json", exclude_defaults=True) and interner.as_json(tasks[2].spec) is shared
     unshared = r.Task.from_json(raw[0]).spec
     assert interner.as_json(unshared) == shared and interner.as_json(unshared) is not shared
+
+
+def test_a_version_1_network_record_reads_as_version_2_without_ingress():
+    stored = json.dumps({"version": 1, "id": "n1", "spec": {"name": "s_default"}, "vni": 4097,
+                         "subnets": [{"subnet": "10.0.1.0/24", "gateway": "10.0.1.1"}]})
+    net = r.Network.from_json(stored)
+    assert net.version == 2 and net.spec.ingress is False and net.allocated
+    assert json.loads(net.to_json())["version"] == 2

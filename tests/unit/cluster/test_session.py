@@ -151,6 +151,39 @@ async def test_full_assignment_after_reconnect_removes_what_the_cluster_replaced
         nursery.cancel_scope.cancel()
 
 
+async def test_overlay_entries_come_before_the_tasks_that_need_them_and_a_task_drains_before_it_stops(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        backend, dispatcher, net, runtime, worker = await start(nursery)
+        entry = {"id": "net/n1", "kind": "network", "network_id": "n1"}
+        backend.net["node1"] = [entry]
+        on_net = {"id": "t1", "desired_state": "running", "spec": {}, "networks": [{"network_id": "n1", "addresses": ["10.0.0.5/24"]}]}
+        backend.assign("node1", on_net)
+        await nursery.start(worker.run)
+        await backend.wait_for(lambda: backend.last_state("t1") == "running")
+        assert runtime.events[:2] == [("net", "net/n1"), ("create", "t1")]
+        # A change of entries alone reaches the runtime as the whole set.
+        backend.set_net("node1", [entry, {"id": "ep/n1/t9", "kind": "endpoint"}])
+        await runtime.wait_for(lambda: "ep/n1/t9" in runtime.net)
+        assert set(runtime.net) == {"net/n1", "ep/n1/t9"}
+        backend.assign("node1", dict(on_net, desired_state="shutdown"))
+        await backend.wait_for(lambda: backend.last_state("t1") == "shutdown")
+        assert [e for e in runtime.events if e[1] == "t1"][-2:] == [("drain", "t1"), ("stop", "t1")]
+        nursery.cancel_scope.cancel()
+
+
+def test_compute_assign_sends_overlay_entries_by_difference_in_the_first_frame():
+    s = _Session("n", "sid", framed=None)
+    tasks = [{"id": f"t{i}"} for i in range(600)]
+    net = [{"id": "net/a", "vni": 1}, {"id": "ep/a/t1", "serving": True}]
+    first = compute_assign(s, tasks, [], [], full=True, net=net)
+    assert first[0].net == net and first[1].net == []
+    assert compute_assign(s, tasks, [], [], full=False, net=net) == []
+    changed = compute_assign(s, tasks, [], [], full=False, net=[net[0], {"id": "ep/a/t1", "serving": False}])
+    assert len(changed) == 1 and changed[0].net == [{"id": "ep/a/t1", "serving": False}] and changed[0].tasks == []
+    gone = compute_assign(s, tasks, [], [], full=False, net=[net[0]])
+    assert gone[0].net_removed == ["ep/a/t1"] and gone[0].net == []
+
+
 def test_compute_assign_sends_differences_in_bounded_frames():
     s = _Session("n", "sid", framed=None)
     tasks = [{"id": f"t{i}", "desired_state": "running"} for i in range(1200)]

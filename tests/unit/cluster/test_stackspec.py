@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orch.cluster.records import Service, TaskState, new_id
+from orch.cluster.records import Network, NetworkSpec, Service, TaskState, new_id
 from orch.cluster.stackspec import IMAGE, NAMESPACE, translate_stack
 from orch.errors import InvalidArgument
 from orch.scheduler.fakecluster import FakeCluster, node, run_cluster
@@ -241,6 +241,9 @@ def test_the_replicated_example_deploys_on_a_fake_cluster_in_dependency_order():
     fake = FakeCluster(health_delay=3.0)
     for i in range(1, 4):
         fake.put(node(f"n{i}"))
+    for spec in stack.networks:  # as `stack deploy` writes them
+        fake.put(Network(id=new_id(spec.name), spec=spec))
+    fake.put(Network(id="ingress", spec=NetworkSpec(name="ingress", ingress=True)))  # as `swarm init` does
     for spec in stack.services:
         fake.put(Service(id=new_id(spec.name), spec=spec))
     plan, now = run_cluster(fake)
