@@ -190,9 +190,12 @@ class _Builder:
             # file modes are written), 0x1f, 0b101.
             body = text.lstrip("+-").replace("_", "")
             sign = -1 if text.startswith("-") else 1
-            if body[:2] in ("0o", "0x", "0b"):
-                return sign * int(body, 0)
-            return sign * (int(body, 8) if body.startswith("0") and len(body) > 1 else int(body, 10))
+            try:
+                if body[:2] in ("0o", "0x", "0b"):
+                    return sign * int(body, 0)
+                return sign * (int(body, 8) if body.startswith("0") and len(body) > 1 else int(body, 10))
+            except ValueError:  # YAML 1.1's int forms that are no number to Go (`0b_`): a string
+                return text
         if tag == "tag:yaml.org,2002:float":
             low = text.lower()
             if low.endswith(".inf"):

@@ -35,6 +35,8 @@ def parse(text: str):
         ("!!str 42", "42"),
         ("!!int '42'", 42),
         ("1:30", "1:30"),
+        ("0b_", "0b_"),  # an int to YAML 1.1's resolver, no number to Go: a string, not a crash
+        ("0x_", "0x_"),
     ],
 )
 def test_scalars_are_read_as_compose_reads_them(text, value):
