@@ -144,4 +144,4 @@ def stack(node, tmp_path, request):
         yield s
     finally:
         if s.file.exists():
-            s.compose("down", "-v", "--remove-orphans", check=False)
+            s.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)  # a test's sleep ignores SIGTERM: no 10 s wait
