@@ -17,12 +17,24 @@ def stop_process(pid: int | None) -> None:
     except ProcessLookupError:
         return
     for _ in range(250):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             return
         time.sleep(0.02)  # polling a process we signalled: nothing to wait on but its exit
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs. An exited agent (a child of init, which the CLI's double fork
+    makes it) stays a zombie until init reaps it, which this machine's init does about every
+    2 s: a zombie has stopped, so it counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def remove_node_networks(root: Path, net_prefix: str) -> None:

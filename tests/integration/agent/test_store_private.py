@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.processes import stop_process
+from tests.integration.processes import alive, stop_process
 
 from orch import paths
 
@@ -51,12 +51,6 @@ LEAVE = ("cp /bin/busybox /x && chmod 4755 /x && mknod -m 666 /zero c 1 5 && "
          "touch /loot/done && exec sleep 600")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def mode(path) -> int:
@@ -83,7 +77,7 @@ def test_an_older_installs_modes_are_fixed_at_agent_start(node, open_parent):
             os.chmod(root / log, 0o644)
     pid = node.agent_pid()
     stop_process(pid)  # SIGTERM, and SIGKILL after 5 s: wait until it is gone and its lock free
-    node.wait_for(lambda: not _alive(pid), timeout=15, what=f"the agent (pid {pid}) to exit")
+    node.wait_for(lambda: not alive(pid), timeout=15, what=f"the agent (pid {pid}) to exit")
     node.orch("ps")  # starts the agent again
     assert {str(d): oct(mode(d)) for d in loose} == {str(d): "0o700" for d in loose}
     assert {log: oct(mode(root / log)) for log in paths.LOGS} == {log: "0o600" for log in paths.LOGS}
