@@ -288,15 +288,7 @@ class _Connection:
 
 async def serve(app, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on the unix socket `path` (made 0600, root's) until cancelled."""
-    if os.path.exists(path):
-        os.unlink(path)
-    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    old = os.umask(0o077)
-    try:
-        await listener.bind(path)
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+    listener = await limits.bind_private_unix(path)
     listener.listen(128)
     count = [0]
     try:

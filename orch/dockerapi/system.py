@@ -14,6 +14,7 @@ from orch import __version__
 from orch.dockerapi import versions
 from orch.dockerapi.common import answer, json_body, node_of
 from orch.errors import Unavailable
+from orch.node.agent.routes_system import dir_size
 
 OS_TYPE = "linux"
 
@@ -71,17 +72,6 @@ async def auth(request: Request) -> JSONResponse:
     return answer({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
-def _dir_size(path) -> int:
-    total = 0
-    for base, dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(base, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
 async def df(request: Request) -> JSONResponse:
     """GET /system/df in docker's shape, from the agent's own (images, containers) and the
     volume store."""
@@ -114,7 +104,7 @@ async def df(request: Request) -> JSONResponse:
         from orch.node.agent.wiring import volume_users
 
         for meta in await trio.to_thread.run_sync(node.volumes.list):
-            size = await trio.to_thread.run_sync(_dir_size, node.volumes.data_path(meta["Name"]))
+            size = await trio.to_thread.run_sync(dir_size, node.volumes.data_path(meta["Name"]))
             volumes.append(dict(meta, UsageData={"Size": size, "RefCount": len(volume_users(node, meta["Name"]))}))
     layers = sum(i.size for i in images)
     return answer({"LayersSize": layers, "Images": out_images, "Containers": containers, "Volumes": volumes, "BuildCache": []})

@@ -18,6 +18,8 @@ as its work does (a build, `logs -f`, `wait`), so there is no timeout on reading
 hypercorn's read_timeout would cut those off.
 """
 
+import os
+
 import trio
 
 from orch.errors import InvalidArgument
@@ -26,6 +28,21 @@ MAX_BODY = 16 << 20
 BODY_IDLE = 5.0
 KEEP_ALIVE = 5.0
 MAX_HEAD = 16 << 10
+
+
+async def bind_private_unix(path: str, kind: int = trio.socket.SOCK_STREAM):
+    """A unix socket at `path` only root may connect to (0600 from its creation: the umask
+    covers the moment between bind and chmod), replacing a stale one. Not yet listening."""
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = trio.socket.socket(trio.socket.AF_UNIX, kind)
+    old = os.umask(0o077)
+    try:
+        await listener.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return listener
 
 
 class BodyTooLarge(InvalidArgument):

@@ -52,6 +52,7 @@ import traceback
 import trio
 
 from orch.errors import Conflict, InvalidArgument, OrchError, Unavailable
+from orch.node.agent import limits
 from orch.node.runtime import superproto as proto
 
 MAX_MESSAGE = 1 << 20
@@ -70,15 +71,7 @@ MAX_RUNS = 1024
 async def serve(node, path: str, handler=None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve `handler`'s command (Run, or building.BuildCommand on build.sock) on `path`."""
     handler = handler or Run
-    if os.path.exists(path):
-        os.unlink(path)
-    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_SEQPACKET)
-    old = os.umask(0o077)
-    try:
-        await listener.bind(path)
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+    listener = await limits.bind_private_unix(path, trio.socket.SOCK_SEQPACKET)
     listener.listen(64)
     pending: dict[trio.CancelScope, None] = {}  # waiting for their request, oldest first
     runs = [0]
