@@ -25,6 +25,7 @@ from datetime import datetime
 
 from orch.api.times import human_duration
 from orch.cli.format import render_rows, unescape
+from orch.spec.units import format_nanos
 
 NODE_TABLE = "table {{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}"
 NODE_HEADERS = {"ID": "ID", "Self": "", "Hostname": "HOSTNAME", "Status": "STATUS", "Availability": "AVAILABILITY",
@@ -90,27 +91,7 @@ def familiar_image(image: str) -> str:
 
 def go_duration(ns: int | float | None) -> str:
     """Go's time.Duration.String(): 1h2m3s, 1m0s, 1.5s, 500ms, 0s."""
-    ns = int(ns or 0)
-    if ns == 0:
-        return "0s"
-    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return sign + _trim(ns / size) + unit
-    hours, rest = divmod(ns, 3600 * 1_000_000_000)
-    minutes, rest = divmod(rest, 60 * 1_000_000_000)
-    seconds = _trim(rest / 1_000_000_000) + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}"
-    return sign + seconds
-
-
-def _trim(value: float) -> str:
-    text = f"{value:.9f}".rstrip("0").rstrip(".")
-    return text or "0"
+    return format_nanos(int(ns or 0))
 
 
 def bytes_size(size: float) -> str:

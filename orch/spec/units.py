@@ -41,7 +41,11 @@ def parse_duration(value) -> float:
 
 def format_duration(seconds: float) -> str:
     """90.0 -> '1m30s', 0.5 -> '500ms': Go's `Duration.String`, which `compose config` prints."""
-    nanos = round(seconds * 1e9)
+    return format_nanos(round(seconds * 1e9))
+
+
+def format_nanos(nanos: int) -> str:
+    """Go's `Duration.String` of a count of nanoseconds (docker's JSON durations)."""
     if nanos == 0:
         return "0s"
     sign = "-" if nanos < 0 else ""
