@@ -159,6 +159,16 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _wait_for_retired_endpoints(root: Path) -> None:
+    """Until the agent has freed the endpoints of containers and build steps that are gone: it
+    rewrites networks/state.json once the kernel has deleted their veths."""
+    state = root / "networks" / "state.json"
+    deadline = time.monotonic() + 20
+    while state.exists() and json.loads(state.read_text()).get("retiring") and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel's veth cleanup: nothing to wait on from here
+    assert not (state.exists() and json.loads(state.read_text()).get("retiring")), state.read_text()
+
+
 def test_a_cached_rebuild_is_answered_by_the_agent_and_writes_nothing(node):
     ctx = node.base / "cached"
     (ctx / "lib").mkdir(parents=True)
@@ -168,6 +178,7 @@ def test_a_cached_rebuild_is_answered_by_the_agent_and_writes_nothing(node):
     (ctx / "Dockerfile").write_text("FROM busybox\nARG V=1\nCOPY lib/ /lib2/\nRUN echo $V > /v\nCOPY app.txt /\nCMD [\"cat\", \"/app.txt\"]\n")
     first = node.orch("build", "-q", "-t", "cached:1", str(ctx)).stdout.strip()
     root = node.base / "root"
+    _wait_for_retired_endpoints(root)  # the RUN step's (and earlier tests') network release ends with a write
     before = _files(root)
     traced = subprocess.run([sys.executable, "-m", "orch", "build", "-q", "-t", "cached:1", str(ctx)], env=dict(node.env, ORCH_TRACE="1"),
                             capture_output=True, text=True, timeout=120, cwd=node.base)
