@@ -165,10 +165,15 @@ class Dispatcher:
                 return
             await self.backend.session_started(node_id, hello.description, hello.tasks)
             session = _Session(node_id, secrets.token_hex(8), framed)
+            # The node reconnected: its old session is over. The new one is the node's before
+            # the old one is closed (which waits): two sessions of one node that came at once
+            # (a worker that gave up on a slow manager and tried again) then end with the
+            # newest held and every other closed. The other order left a session that was
+            # heartbeating but held by nobody, so nothing was ever pushed to its node again.
             previous = self.sessions.get(node_id)
-            if previous is not None:  # the node reconnected: its old session is over
-                await _close_quietly(previous.framed)
             self.sessions[node_id] = session
+            if previous is not None:
+                await _close_quietly(previous.framed)
             self.last_seen[node_id] = trio.current_time()
             self.down.discard(node_id)
             await framed.send(p.Welcome(session=session.sid, heartbeat_period=self.period,

@@ -238,3 +238,50 @@ async def test_a_tasks_log_comes_from_its_node_and_a_follow_ends_with_the_contai
         with pytest.raises(Exception, match="not connected"):
             [line async for line in dispatcher.logs("node9", "t1")]
         nursery.cancel_scope.cancel()
+
+
+class SlowClose(trio.abc.Stream):
+    """A server side whose close waits for `gate` (a manager too busy to close at once)."""
+
+    def __init__(self, inner: trio.abc.Stream, gate: trio.Event):
+        self.inner, self.gate, self.closed = inner, gate, False
+
+    async def send_all(self, data) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes=None):
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.gate.wait()
+        await self.inner.aclose()
+
+
+async def test_a_node_that_comes_back_twice_at_once_keeps_exactly_one_live_session():
+    # A worker gives up on a slow manager and tries again while the manager is still closing
+    # the session before: whatever order the sessions finish in, the node ends with one live
+    # session, and it is the one the dispatcher pushes to (not one it forgot, heartbeating).
+    backend = FakeBackend(leader=True)
+    dispatcher = Dispatcher(backend, period=60.0, misses=3)
+    hello = p.Hello(description=describe(), tasks=[]).model_dump()
+    gate = trio.Event()
+    servers = {}
+    async with trio.open_nursery() as nursery:
+        for name in "ABC":
+            _client, server = trio.testing.memory_stream_pair()
+            servers[name] = SlowClose(server, gate)
+        nursery.start_soon(dispatcher.serve, servers["A"], "node1", hello)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(dispatcher.serve, servers["B"], "node1", hello)
+        nursery.start_soon(dispatcher.serve, servers["C"], "node1", hello)
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        live = [name for name, s in servers.items() if not s.closed]
+        assert len(live) == 1, f"live sessions: {live}"
+        assert dispatcher.sessions["node1"].framed.stream is servers[live[0]]
+        nursery.cancel_scope.cancel()
