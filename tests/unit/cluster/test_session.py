@@ -134,6 +134,47 @@ async def test_follower_redirects_to_the_leader(autojump_clock):
         nursery.cancel_scope.cancel()
 
 
+async def test_a_manager_that_stops_leading_ends_its_sessions_and_its_nodes_find_the_new_leader(autojump_clock):
+    # The old leader's sessions must not outlive its term: one left open goes on answering
+    # heartbeats, its node never looks for the new leader, and the new leader marks it Down.
+    async with trio.open_nursery() as nursery:
+        old = FakeBackend(leader=True)
+        first = Dispatcher(old, period=1.0, misses=3)
+        old.dispatcher = first
+        net = Net(nursery)
+        net.dispatchers["m1"] = first
+        term = trio.CancelScope()
+
+        async def lead(task_status=trio.TASK_STATUS_IGNORED):
+            with term:
+                await first.run(task_status=task_status)
+
+        await nursery.start(lead)
+        new = FakeBackend(leader=False, leader_addr="m1")
+        second = Dispatcher(new, period=1.0, misses=3)
+        new.dispatcher = second
+        net.dispatchers["m2"] = second
+        runtime = FakeRuntime()
+        worker = Worker(["m1", "m2"], net.connect, runtime, describe)
+        task = {"id": "t1", "desired_state": "running", "spec": {}}
+        old.assign("node1", task)
+        await nursery.start(worker.run)
+        await old.wait_for(lambda: old.last_state("t1") == "running")
+        # m1's term ends and m2 leads.
+        old.leader, old._leader_addr = False, "m2"
+        new.leader = True
+        new.assign("node1", task)
+        await nursery.start(second.run)
+        term.cancel()
+        with trio.fail_after(30):
+            await new.wait_for(lambda: new.hellos)
+        assert first.sessions == {}
+        assert [(u.task_id, u.state) for u in new.hellos[0][2]] == [("t1", "running")]
+        await trio.sleep(10)
+        assert new.downs == [] and "node1" in second.sessions
+        nursery.cancel_scope.cancel()
+
+
 async def test_full_assignment_after_reconnect_removes_what_the_cluster_replaced(autojump_clock):
     async with trio.open_nursery() as nursery:
         backend, dispatcher, net, runtime, worker = await start(nursery)
