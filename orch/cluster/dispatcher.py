@@ -88,6 +88,7 @@ class Dispatcher:
         self.last_seen: dict[str, float] = {}
         self.down: set[str] = set()
         self._started_at = 0.0
+        self.closed = False  # set when `run` ends (the term is over): no session is served after
         self._period_changed = trio.Event()
 
     @property
@@ -129,11 +130,26 @@ class Dispatcher:
 
     # -- the watchdog -----------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Mark nodes Down whose beats stopped. Runs while this manager leads."""
+        """Mark nodes Down whose beats stopped. Runs while this manager leads; its end ends
+        every session."""
         self._started_at = trio.current_time()
         for node_id in self.last_seen:
             self.last_seen[node_id] = self._started_at
         task_status.started()
+        try:
+            await self._watch_beats()
+        finally:
+            # The term is over: every session ends, so that its worker goes to find the new
+            # leader. Sessions run in the listener's tasks, not under this term's: a session
+            # left open kept answering heartbeats for a manager that no longer led, and the new
+            # leader, hearing nothing from those nodes, marked them all Down.
+            self.closed = True
+            with trio.CancelScope(shield=True):
+                async with trio.open_nursery() as nursery:
+                    for session in list(self.sessions.values()):
+                        nursery.start_soon(_close_quietly, session.framed)
+
+    async def _watch_beats(self) -> None:
         while True:
             now = trio.current_time()
             for node_id, seen in list(self.last_seen.items()):
@@ -160,20 +176,27 @@ class Dispatcher:
             if first is None:
                 return
             hello = p.parse(first, {"hello": p.Hello})
-            if not self.backend.is_leader():
+            if self.closed or not self.backend.is_leader():
                 await framed.send(p.Redirect(leader=self.backend.leader_addr()).model_dump())
                 return
             await self.backend.session_started(node_id, hello.description, hello.tasks)
             session = _Session(node_id, secrets.token_hex(8), framed)
+            # The node reconnected: its old session is over. The new one is the node's before
+            # the old one is closed (which waits): two sessions of one node that came at once
+            # (a worker that gave up on a slow manager and tried again) then end with the
+            # newest held and every other closed. The other order left a session that was
+            # heartbeating but held by nobody, so nothing was ever pushed to its node again.
             previous = self.sessions.get(node_id)
-            if previous is not None:  # the node reconnected: its old session is over
-                await _close_quietly(previous.framed)
             self.sessions[node_id] = session
-            self.last_seen[node_id] = trio.current_time()
-            self.down.discard(node_id)
-            await framed.send(p.Welcome(session=session.sid, heartbeat_period=self.period,
-                                        managers=self.backend.managers()).model_dump())
             try:
+                if previous is not None:
+                    await _close_quietly(previous.framed)
+                if self.closed:
+                    return  # the term ended meanwhile (close_all may have come before we were held)
+                self.last_seen[node_id] = trio.current_time()
+                self.down.discard(node_id)
+                await framed.send(p.Welcome(session=session.sid, heartbeat_period=self.period,
+                                            managers=self.backend.managers()).model_dump())
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._push, session, nursery.cancel_scope)
                     await self._receive(session)
@@ -185,7 +208,8 @@ class Dispatcher:
                 if self.sessions.get(node_id) is session:
                     del self.sessions[node_id]
         except* SESSION_ERRORS as group:
-            print(f"dispatcher: session of {node_id}: {describe_error(group)}", file=sys.stderr, flush=True)
+            if not self.closed:  # else: closed with the term, as meant
+                print(f"dispatcher: session of {node_id}: {describe_error(group)}", file=sys.stderr, flush=True)
         finally:
             await _close_quietly(framed)
 

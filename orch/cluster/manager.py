@@ -46,6 +46,9 @@ from orch.scheduler.taskindex import services_near_node
 
 LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
 STATUS_BATCH = 1000
+# How long a worker's hello waits for a manager that just won to load the cluster (under the
+# worker's own 10 s wait for an answer).
+SESSION_WAIT = 8.0
 # At most this many tasks are created by one pass: a pass and its commit then take a fraction
 # of a second (about 30 µs a task to plan, as much to encode and commit), so heartbeats, the
 # lease's keepalives and sessions are served in between, and the first tasks of a large
@@ -232,7 +235,23 @@ class Manager:
     async def serve_session(self, framed, node_id: str, hello: dict) -> None:
         """A worker's session: served by the dispatcher while this manager leads, else
         answered with a redirect to the leader."""
-        dispatcher = self.dispatcher if self.is_leader() else Dispatcher(self)
+        if not self.is_leader() and self.term is not None and not self.term.lost.is_set():
+            # This manager just won and is loading the cluster: the worker waits here rather
+            # than being sent back to this same manager at once (a thousand workers of a dead
+            # leader doing that kept a new leader busy with handshakes while it loaded).
+            with trio.move_on_after(SESSION_WAIT):
+                await self.leading.wait()
+        if not self.is_leader():
+            await Dispatcher(self).serve(framed, node_id, hello)  # a redirect to the leader
+            return
+        dispatcher, cache = self.dispatcher, self.cache
+        # A node removed from the cluster is refused. The leader's cache answers (a thousand
+        # nodes coming back to a new leader read nothing from etcd); a node that joined a moment
+        # ago may be in etcd before the cache has it.
+        if node_id not in cache.nodes and await self.store.get(NODES, node_id) is None:
+            await framed.send(p.Refused(message=f"node {node_id} was removed from the cluster; "
+                                                f"run orch swarm leave on it, then join again").model_dump())
+            return
         await dispatcher.serve(framed, node_id, hello)
 
     async def send_service_logs(self, service_id: str, out: trio.MemorySendChannel, *, follow: bool = False,
@@ -270,7 +289,11 @@ class Manager:
         return self.term is not None and not self.term.lost.is_set() and self.dispatcher is not None
 
     def leader_addr(self) -> str:
-        return self.leader.addr if self.leader else ""
+        """Where to send a worker: the leader's address, or "" (try again later) when there is
+        none or it is this manager, not serving yet."""
+        if self.leader is None or (self.leader.node_id == self.me.node_id and not self.is_leader()):
+            return ""
+        return self.leader.addr
 
     def managers(self) -> list[str]:
         if self.cache is None:

@@ -662,10 +662,6 @@ class ClusterNode:
         if peer.cluster_id != self.state.cluster_id:
             await framed.send({"op": "refused", "message": "the node's certificate is for another cluster"})
             return
-        if await control.store.get(NODES, peer.node_id) is None:
-            await framed.send({"op": "refused", "message": f"node {peer.node_id} was removed from the cluster; "
-                                                           f"run orch swarm leave on it, then join again"})
-            return
         await manager.serve_session(framed, peer.node_id, hello)
 
     async def _serve_join(self, framed: Framed, req: dict, peer: transport.Peer) -> None:

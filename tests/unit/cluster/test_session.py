@@ -134,6 +134,47 @@ async def test_follower_redirects_to_the_leader(autojump_clock):
         nursery.cancel_scope.cancel()
 
 
+async def test_a_manager_that_stops_leading_ends_its_sessions_and_its_nodes_find_the_new_leader(autojump_clock):
+    # The old leader's sessions must not outlive its term: one left open goes on answering
+    # heartbeats, its node never looks for the new leader, and the new leader marks it Down.
+    async with trio.open_nursery() as nursery:
+        old = FakeBackend(leader=True)
+        first = Dispatcher(old, period=1.0, misses=3)
+        old.dispatcher = first
+        net = Net(nursery)
+        net.dispatchers["m1"] = first
+        term = trio.CancelScope()
+
+        async def lead(task_status=trio.TASK_STATUS_IGNORED):
+            with term:
+                await first.run(task_status=task_status)
+
+        await nursery.start(lead)
+        new = FakeBackend(leader=False, leader_addr="m1")
+        second = Dispatcher(new, period=1.0, misses=3)
+        new.dispatcher = second
+        net.dispatchers["m2"] = second
+        runtime = FakeRuntime()
+        worker = Worker(["m1", "m2"], net.connect, runtime, describe)
+        task = {"id": "t1", "desired_state": "running", "spec": {}}
+        old.assign("node1", task)
+        await nursery.start(worker.run)
+        await old.wait_for(lambda: old.last_state("t1") == "running")
+        # m1's term ends and m2 leads.
+        old.leader, old._leader_addr = False, "m2"
+        new.leader = True
+        new.assign("node1", task)
+        await nursery.start(second.run)
+        term.cancel()
+        with trio.fail_after(30):
+            await new.wait_for(lambda: new.hellos)
+        assert first.sessions == {}
+        assert [(u.task_id, u.state) for u in new.hellos[0][2]] == [("t1", "running")]
+        await trio.sleep(10)
+        assert new.downs == [] and "node1" in second.sessions
+        nursery.cancel_scope.cancel()
+
+
 async def test_full_assignment_after_reconnect_removes_what_the_cluster_replaced(autojump_clock):
     async with trio.open_nursery() as nursery:
         backend, dispatcher, net, runtime, worker = await start(nursery)
@@ -237,4 +278,51 @@ async def test_a_tasks_log_comes_from_its_node_and_a_follow_ends_with_the_contai
         assert got == runtime.log_lines["t1"][-1:]
         with pytest.raises(Exception, match="not connected"):
             [line async for line in dispatcher.logs("node9", "t1")]
+        nursery.cancel_scope.cancel()
+
+
+class SlowClose(trio.abc.Stream):
+    """A server side whose close waits for `gate` (a manager too busy to close at once)."""
+
+    def __init__(self, inner: trio.abc.Stream, gate: trio.Event):
+        self.inner, self.gate, self.closed = inner, gate, False
+
+    async def send_all(self, data) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes=None):
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.gate.wait()
+        await self.inner.aclose()
+
+
+async def test_a_node_that_comes_back_twice_at_once_keeps_exactly_one_live_session():
+    # A worker gives up on a slow manager and tries again while the manager is still closing
+    # the session before: whatever order the sessions finish in, the node ends with one live
+    # session, and it is the one the dispatcher pushes to (not one it forgot, heartbeating).
+    backend = FakeBackend(leader=True)
+    dispatcher = Dispatcher(backend, period=60.0, misses=3)
+    hello = p.Hello(description=describe(), tasks=[]).model_dump()
+    gate = trio.Event()
+    servers = {}
+    async with trio.open_nursery() as nursery:
+        for name in "ABC":
+            _client, server = trio.testing.memory_stream_pair()
+            servers[name] = SlowClose(server, gate)
+        nursery.start_soon(dispatcher.serve, servers["A"], "node1", hello)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(dispatcher.serve, servers["B"], "node1", hello)
+        nursery.start_soon(dispatcher.serve, servers["C"], "node1", hello)
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        live = [name for name, s in servers.items() if not s.closed]
+        assert len(live) == 1, f"live sessions: {live}"
+        assert dispatcher.sessions["node1"].framed.stream is servers[live[0]]
         nursery.cancel_scope.cancel()
