@@ -39,6 +39,11 @@ LOG_QUEUE = 64  # log batches a reader may fall behind before its request is end
 # one) go in the same push: swarmkit's dispatcher waits 100 ms too (batchingWaitTime). At
 # 1,000 nodes and 100,000 tasks a push per transaction cost the leader a quarter of its time.
 PUSH_BATCHING = 0.1
+# Full assignments (a session's first push: every task of its node) made at once. A new
+# leader's thousand sessions each turning a hundred tasks into JSON in the same turn of the
+# event loop held it for seconds; a few at a time, the loop turns quickly and the lease's
+# keepalives go out.
+FULL_PUSHES = 8
 
 
 class Backend(Protocol):
@@ -90,6 +95,7 @@ class Dispatcher:
         self._started_at = 0.0
         self.closed = False  # set when `run` ends (the term is over): no session is served after
         self._period_changed = trio.Event()
+        self._full_pushes = trio.CapacityLimiter(FULL_PUSHES)
 
     @property
     def grace(self) -> float:
@@ -275,16 +281,20 @@ class Dispatcher:
                         pass
 
     async def _push(self, session: _Session, scope: trio.CancelScope) -> None:
-        full = True
-        while True:
+        async with self._full_pushes:
             session.changed = trio.Event()
-            tasks, secrets_, configs = self.backend.assignments(session.node_id)
-            net = self.backend.net_entries(session.node_id)
-            for message in compute_assign(session, tasks, secrets_, configs, full=full, net=net):
-                await session.framed.send(message.model_dump())
-            full = False
+            await self._push_once(session, full=True)
+        while True:
             await session.changed.wait()
             await trio.sleep(PUSH_BATCHING)
+            session.changed = trio.Event()
+            await self._push_once(session, full=False)
+
+    async def _push_once(self, session: _Session, *, full: bool) -> None:
+        tasks, secrets_, configs = self.backend.assignments(session.node_id)
+        net = self.backend.net_entries(session.node_id)
+        for message in compute_assign(session, tasks, secrets_, configs, full=full, net=net):
+            await session.framed.send(message.model_dump())
 
 
 def compute_assign(session: _Session, tasks, secrets_, configs, *, full: bool, net=()) -> list[p.Assign]:
