@@ -559,6 +559,7 @@ class Manager:
     async def _reconcile(self, term: Term) -> None:
         cache = self.cache
         assert cache is not None
+        await self.dispatcher.settle()
         next_check: float | None = None
         waiting: set[str] = set()
         while True:

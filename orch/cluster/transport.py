@@ -34,7 +34,9 @@ MAX_CONNECTIONS = 4096
 # seconds, and the leader's lease keepalives waited behind them. Queued ones wait their turn
 # (within the handshake timeout) instead.
 MAX_HANDSHAKES = 16
-CONNECT_TIMEOUT = 5.0
+# A manager that just took over may have a thousand nodes' handshakes queued: one given up
+# on is made again from the start, so a worker waits a while before trying another manager.
+CONNECT_TIMEOUT = 10.0
 
 
 def split_addr(addr: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
