@@ -89,11 +89,16 @@ def merge_status(task: r.Task, update: p.TaskStatusUpdate, now: float) -> r.Task
         return None
     health = "none" if update.healthy is None else ("healthy" if update.healthy else "unhealthy")
     container = r.ContainerStatus(container_id=update.container_id, exit_code=update.exit_code)
-    if (state == old.state and health == old.health and update.message == old.message
+    # A node's hello lists what it runs without messages: in the same state, no message is no
+    # news. (Taken as news, every task's message was cleared in etcd each time its node came
+    # back: a new leader rewrote all 100,000 tasks, and its own work waited behind them.)
+    message = update.message if update.message or state != old.state else old.message
+    err = update.err if update.err or state != old.state else old.err
+    if (state == old.state and health == old.health and message == old.message
             and (old.container_status or r.ContainerStatus()) == container):
         return None
     status = old.model_copy(update={
-        "state": state, "message": update.message, "err": update.err, "container_status": container, "health": health,
+        "state": state, "message": message, "err": err, "container_status": container, "health": health,
         "timestamp": now if state != old.state else old.timestamp,
         "health_changed_at": now if health != old.health else old.health_changed_at,
         "started_at": now if state == r.TaskState.RUNNING and old.started_at is None else old.started_at,

@@ -296,3 +296,20 @@ async def test_a_status_write_rejected_after_the_cache_saw_why_goes_again(autoju
             await wait_until(m, lambda cache: cache.tasks[task.id].status.health == "healthy")
         assert store.conflict is None
         nursery.cancel_scope.cancel()
+
+
+def test_a_hello_that_lists_a_running_task_without_its_message_writes_nothing():
+    # A node's hello says what it runs, without messages: taken as news, it cleared every
+    # task's message in etcd each time a node came back (100,000 writes for a new leader).
+    from orch.cluster.manager import merge_status
+
+    task = fc.task(fc.service("web", replicas=1), 1, "n1")
+    task = task.model_copy(update={"status": task.status.model_copy(update={
+        "message": "started", "container_status": r.ContainerStatus(container_id="c1")})})
+    hello = p.TaskStatusUpdate(task_id=task.id, state="running", container_id="c1")
+    assert merge_status(task, hello, 5.0) is None
+    # A new state still lands, with its own message (none here), and news in the same state too.
+    done = merge_status(task, p.TaskStatusUpdate(task_id=task.id, state="complete", container_id="c1", exit_code=0), 6.0)
+    assert done.status.state == r.TaskState.COMPLETE and done.status.message == "" and done.status.finished_at == 6.0
+    healthy = merge_status(task, p.TaskStatusUpdate(task_id=task.id, state="running", container_id="c1", healthy=True), 7.0)
+    assert healthy.status.health == "healthy" and healthy.status.message == "started"
