@@ -90,10 +90,10 @@ def node():
     n = Node(base)
     try:
         n.root.mkdir()
-        from orch.node.runtime.bootstrap import bootstrap
         from orch.node.runtime.images import ImageStore
+        from tests.integration.build.conftest import cached_base
 
-        bootstrap(ImageStore(n.root), "busybox")
+        ImageStore(n.root).load(cached_base("busybox"))  # the bootstrap's image, made once per machine
         yield n
     finally:
         try:

@@ -21,13 +21,14 @@ from tests.integration.processes import remove_node_cgroups
 
 
 def _bootstrap_once(base: Path) -> Path:
-    """busybox:latest made once, in a root whose image store the hosts copy."""
-    from orch.node.runtime.bootstrap import bootstrap
+    """busybox:latest (the bootstrap's image, made once per machine) loaded once, in a root
+    whose image store the hosts copy."""
     from orch.node.runtime.images import ImageStore
+    from tests.integration.build.conftest import cached_base
 
     root = base / "seed"
     root.mkdir(parents=True)
-    bootstrap(ImageStore(root), "busybox")
+    ImageStore(root).load(cached_base("busybox"))
     return root
 
 
