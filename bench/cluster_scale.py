@@ -72,7 +72,8 @@ def role_manager(args) -> None:
     from orch.cluster.node import ClusterNode
 
     # ORCH_BENCH_GC=1: each manager logs the time its cyclic garbage collector took, by
-    # generation, every 5 s (a collection pauses the whole event loop).
+    # generation, every 5 s (a collection pauses the whole event loop), and each stall of its
+    # event loop over half a second.
     gc_time = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
     gc_began = [0.0]
 
@@ -87,15 +88,25 @@ def role_manager(args) -> None:
     if os.environ.get("ORCH_BENCH_GC"):
         gc.callbacks.append(on_gc)
 
+    async def watch_stalls():
+        # The event loop held for over half a second (the lease's keepalives wait meanwhile).
+        while True:
+            before = time.perf_counter()
+            await trio.sleep(0.05)
+            late = time.perf_counter() - before - 0.05
+            if late > 0.5:
+                print(f"stall: {time.strftime('%H:%M:%S')} the event loop was held {late:.2f} s", file=sys.stderr, flush=True)
+
     async def report_gc():
         while True:
             await trio.sleep(5)
-            print("gc: " + ", ".join(f"gen{g} {n} in {t:.2f} s" for g, (n, t) in gc_time.items())
+            print(f"gc: {time.strftime('%H:%M:%S')} " + ", ".join(f"gen{g} {n} in {t:.2f} s" for g, (n, t) in gc_time.items())
                   + f"; counts {gc.get_count()}, {gc.get_freeze_count()} frozen", file=sys.stderr, flush=True)
 
     async def main() -> None:
         if os.environ.get("ORCH_BENCH_GC"):
             trio.lowlevel.spawn_system_task(report_gc)
+            trio.lowlevel.spawn_system_task(watch_stalls)
         member = ClusterNode(Path(args.dir), node=None, runtime=HollowRuntime(), etcd_ports=(args.etcd_client, args.etcd_peer))
         async with trio.open_nursery() as nursery:
             await nursery.start(member.run)

@@ -39,6 +39,12 @@ LOG_QUEUE = 64  # log batches a reader may fall behind before its request is end
 # one) go in the same push: swarmkit's dispatcher waits 100 ms too (batchingWaitTime). At
 # 1,000 nodes and 100,000 tasks a push per transaction cost the leader a quarter of its time.
 PUSH_BATCHING = 0.1
+# Full assignments (a session's first push: every task of its node) made at once. A new
+# leader's thousand sessions each turning a hundred tasks into JSON in the same turn of the
+# event loop held it for seconds; a few at a time, the loop turns quickly and the lease's
+# keepalives go out.
+FULL_PUSHES = 8
+SETTLE_QUIET = 2.0  # seconds without a new session after which a new leader's nodes are back
 
 
 class Backend(Protocol):
@@ -90,6 +96,8 @@ class Dispatcher:
         self._started_at = 0.0
         self.closed = False  # set when `run` ends (the term is over): no session is served after
         self._period_changed = trio.Event()
+        self._full_pushes = trio.CapacityLimiter(FULL_PUSHES)
+        self._session_added = trio.Event()
 
     @property
     def grace(self) -> float:
@@ -127,6 +135,20 @@ class Dispatcher:
         now = trio.current_time()
         for node_id in node_ids:
             self.last_seen.setdefault(node_id, now)
+
+    async def settle(self, quiet: float = SETTLE_QUIET) -> None:
+        """Until the nodes have come back after this dispatcher started: every node it knows
+        has a session (or is Down), or none came for `quiet` seconds, or the grace period is
+        over. A new leader plans only then: when the old one dies its thousand nodes all come
+        back at once, and passes that held the event loop for seconds meanwhile made their
+        handshakes time out again and again until the grace ran out and every node was Down."""
+        deadline = self._started_at + self.grace
+        while not all(n in self.sessions or n in self.down for n in self.last_seen):
+            with trio.move_on_at(min(deadline, trio.current_time() + quiet)):
+                await self._session_added.wait()
+            if not self._session_added.is_set():
+                return
+            self._session_added = trio.Event()
 
     # -- the watchdog -----------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -188,6 +210,7 @@ class Dispatcher:
             # heartbeating but held by nobody, so nothing was ever pushed to its node again.
             previous = self.sessions.get(node_id)
             self.sessions[node_id] = session
+            self._session_added.set()
             try:
                 if previous is not None:
                     await _close_quietly(previous.framed)
@@ -275,16 +298,20 @@ class Dispatcher:
                         pass
 
     async def _push(self, session: _Session, scope: trio.CancelScope) -> None:
-        full = True
-        while True:
+        async with self._full_pushes:
             session.changed = trio.Event()
-            tasks, secrets_, configs = self.backend.assignments(session.node_id)
-            net = self.backend.net_entries(session.node_id)
-            for message in compute_assign(session, tasks, secrets_, configs, full=full, net=net):
-                await session.framed.send(message.model_dump())
-            full = False
+            await self._push_once(session, full=True)
+        while True:
             await session.changed.wait()
             await trio.sleep(PUSH_BATCHING)
+            session.changed = trio.Event()
+            await self._push_once(session, full=False)
+
+    async def _push_once(self, session: _Session, *, full: bool) -> None:
+        tasks, secrets_, configs = self.backend.assignments(session.node_id)
+        net = self.backend.net_entries(session.node_id)
+        for message in compute_assign(session, tasks, secrets_, configs, full=full, net=net):
+            await session.framed.send(message.model_dump())
 
 
 def compute_assign(session: _Session, tasks, secrets_, configs, *, full: bool, net=()) -> list[p.Assign]:

@@ -16,13 +16,23 @@ The rules, in order of importance:
    revision, which the leader adds to every plan it commits (etcd's election fencing token).
 
 Keepalives go every TTL/3; a failed one is retried every `retry` seconds until the deadline.
+
+A manager's session is *detached* (`open_session(..., detached=True)` on a store that offers
+`detached_keepalive`, the etcd one): its keepalives go from a thread of their own, with their
+own trio loop and etcd client, so a leader whose event loop is busy for seconds (a full pass
+over 100,000 tasks, a thousand nodes reconnecting at once) keeps its lease, as etcd's Go
+clients do with a goroutine. The thread renews only while the owning loop shows life: a loop
+held over `max_stall` seconds (a bug) lets its lease go, as a dead process would.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import pydantic
@@ -36,6 +46,7 @@ R = TypeVar("R", bound=pydantic.BaseModel)
 
 SAFETY = 0.1  # the share of the TTL the session gives up, for clock rate differences and scheduling delays
 RETRY = 0.5
+MAX_STALL_TTLS = 3  # a detached session lets its lease go once its loop was held this many TTLs
 
 
 @dataclass
@@ -81,16 +92,118 @@ class Session:
             next_at = sent + ttl / 3
 
 
+    async def _keep_detached(self, retry: float, open_keepalive, max_stall: float, *,
+                             task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """_keep's rules, kept by a thread of its own (see the module's doc); started once the
+        thread has its client."""
+        token = trio.lowlevel.current_trio_token()
+        offset = trio.current_time() - time.perf_counter()  # this loop's clock, from perf_counter's
+        alive = [time.perf_counter()]
+        there = _Thread()
+        ready = trio.Event()
+
+        def lose(reason: str) -> None:
+            try:
+                token.run_sync_soon(self._lose, reason)
+            except trio.RunFinishedError:
+                pass
+
+        async def keep() -> None:  # in the thread, on its own trio loop
+            with trio.CancelScope() as scope:
+                if there.started(trio.lowlevel.current_trio_token(), scope):
+                    return
+                async with open_keepalive() as keepalive:
+                    token.run_sync_soon(ready.set)
+                    deadline = self.deadline - offset
+                    next_at = time.perf_counter() + self.ttl / 3
+                    while True:
+                        await trio.sleep(max(0.0, min(next_at, deadline) - time.perf_counter()))
+                        now = time.perf_counter()
+                        if now >= deadline:
+                            lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
+                            return
+                        if now - alive[0] > max_stall:
+                            lose(f"lease {self.lease:x} let go: this manager's event loop was held over {max_stall:.0f} s")
+                            return
+                        ttl = None
+                        with trio.move_on_after(deadline - now):  # this loop's clock is its own: relative times only
+                            try:
+                                ttl = await keepalive(self.lease)
+                            except OrchError:
+                                next_at = now + retry
+                                continue
+                        if ttl is None:
+                            lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
+                            return
+                        if ttl <= 0:
+                            lose(f"lease {self.lease:x} expired or was revoked")
+                            return
+                        self.keepalives += 1
+                        deadline = now + ttl * (1 - SAFETY)
+                        self.deadline = deadline + offset
+                        next_at = now + ttl / 3
+
+        async def show_life() -> None:
+            while True:
+                alive[0] = time.perf_counter()
+                await trio.sleep(min(1.0, self.ttl / 6))
+
+        async def run_thread() -> None:
+            try:
+                await trio.to_thread.run_sync(trio.run, keep, abandon_on_cancel=True)
+            finally:
+                there.stop()
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(show_life)
+            nursery.start_soon(run_thread)
+            await ready.wait()
+            task_status.started()
+
+
+class _Thread:
+    """The keeping thread's loop, as the owning loop sees it: stop it from any thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+
+    def started(self, token, scope) -> bool:
+        """The thread's loop runs; whether it was already told to stop."""
+        with self._lock:
+            self._token, self._scope = token, scope
+            return self._stopped
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._token is not None:
+                try:
+                    self._token.run_sync_soon(self._scope.cancel)
+                except trio.RunFinishedError:
+                    pass
+
+
 @asynccontextmanager
-async def open_session(store: Store, ttl: int, *, retry: float = RETRY) -> AsyncIterator[Session]:
+async def open_session(store: Store, ttl: int, *, retry: float = RETRY, detached: bool = False,
+                       max_stall: float | None = None) -> AsyncIterator[Session]:
     """A lease kept alive while the block runs, revoked at the end (best effort: if etcd is
-    unreachable the lease simply expires)."""
+    unreachable the lease simply expires). `detached`: kept from a thread of its own when the
+    store can (the module's doc)."""
     sent = trio.current_time()
     lease, granted = await store.grant(ttl)
     session = Session(store, lease, granted, sent + granted * (1 - SAFETY))
+    open_keepalive = store.detached_keepalive() if detached and hasattr(store, "detached_keepalive") else None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(session._keep, retry)
+            if open_keepalive is not None:
+                await nursery.start(partial(session._keep_detached, retry, open_keepalive,
+                                            max_stall if max_stall is not None else granted * MAX_STALL_TTLS))
+            else:
+                nursery.start_soon(session._keep, retry)
             try:
                 yield session
             finally:

@@ -46,6 +46,8 @@ from orch.scheduler.taskindex import services_near_node
 
 LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
 STATUS_BATCH = 1000
+SLOW_PASS = 1.0  # seconds: a pass that holds the event loop longer is logged
+REPORT_SLICE = 5000  # reports merged between two turns of the event loop
 # How long a worker's hello waits for a manager that just won to load the cluster (under the
 # worker's own 10 s wait for an answer).
 SESSION_WAIT = 8.0
@@ -55,8 +57,10 @@ SESSION_WAIT = 8.0
 # deploy start while the rest are planned. At 100,000 tasks in one pass the leader held the
 # event loop for over 10 s and lost its lease, again and again.
 PASS_NEW_TASKS = 5000
-# Python's cyclic collector, tuned for a leader's heap (lead_gc below).
+# Python's cyclic collector, tuned for a leader's heap (lead_gc, settle_gc, sweep_gc below).
 GC_THRESHOLDS = (50_000, 20, 10)
+SETTLE_AFTER = 2  # young collections since the last settle_gc before the next
+SWEEP_EVERY = 900.0  # seconds
 
 
 
@@ -129,6 +133,27 @@ def lead_gc() -> None:
     gc.freeze()
 
 
+def settle_gc() -> None:
+    """Freeze what has lived through a few young collections, after one collection of the
+    young and middle generations has freed the cycles among it. Called as changes reach the
+    cache, when records become long-lived. Without it the middle generation filled with the
+    tasks a deploy creates, and each of its collections walked a million of them: a second's
+    pause each, 4 s of a 100,000-task deploy, and leases lost to them. This way each object
+    is walked a few times in its life, not again and again."""
+    if gc.get_count()[1] >= SETTLE_AFTER:
+        gc.collect(1)
+        gc.freeze()
+
+
+def sweep_gc() -> None:
+    """A full collection of everything, the frozen objects too: what became cyclic garbage
+    after it was frozen (a session's trio tasks, when it ends) is freed here, not leaked. A
+    pause of about a second per million objects, every SWEEP_EVERY seconds of a term."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def plan_ops(plan: ClusterPlan, max_ops: int) -> list[list]:
     """A plan's batches as store operation groups (the fence is added by the caller)."""
     groups = []
@@ -195,7 +220,7 @@ class Manager:
         task_status.started()
         while True:
             try:
-                async with open_session(self.store, self.lease_ttl) as session:
+                async with open_session(self.store, self.lease_ttl, detached=True) as session:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._follow_leader)
                         while not session.lost.is_set():
@@ -436,8 +461,15 @@ class Manager:
     # -- leading ------------------------------------------------------------------------------
     async def _lead(self, term: Term) -> None:
         cache = Cache()
-        await cache.load(self.store)
-        lead_gc()
+        # The load makes a million objects that all live: young collections would promote and
+        # walk them again and again (seconds of pauses while the lease waits), and they form no
+        # cycles. The collector is off until they are loaded and frozen out of its walks.
+        gc.disable()
+        try:
+            await cache.load(self.store)
+            lead_gc()
+        finally:
+            gc.enable()
         self.cache = cache
         self._net_tasks = {t.id for t in cache.tasks.values() if holds_address(t)}
         self._overlay_told = True  # a new leader's first change is told to every node
@@ -452,12 +484,14 @@ class Manager:
                 self.dispatcher = dispatcher
                 nursery.start_soon(self._reconcile, term)
                 nursery.start_soon(self._write_reports, term)
+                nursery.start_soon(self._sweep_gc)
                 self.leading.set()
                 await trio.sleep_forever()
         finally:
             self.cache = None
 
     def _on_changes(self, changes: list[Change]) -> None:
+        settle_gc()
         cache, dispatcher = self.cache, self.dispatcher
         if not changes:  # the cache was listed again: plan everything
             self._dirty = None
@@ -507,6 +541,11 @@ class Manager:
                 dispatcher.set_period(period)
         self._wake.set()
 
+    async def _sweep_gc(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_EVERY)
+            sweep_gc()
+
     def _push_touched(self) -> None:
         """Tell the dispatcher which nodes' tasks changed since it was last told."""
         cache, dispatcher = self.cache, self.dispatcher
@@ -520,6 +559,7 @@ class Manager:
     async def _reconcile(self, term: Term) -> None:
         cache = self.cache
         assert cache is not None
+        await self.dispatcher.settle()
         next_check: float | None = None
         waiting: set[str] = set()
         while True:
@@ -539,8 +579,13 @@ class Manager:
             services = None if (dirty is None or due) else dirty | waiting
             if services is not None and not services:
                 continue
+            began = time.perf_counter()
             plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services,
                                 max_new=PASS_NEW_TASKS)
+            took = time.perf_counter() - began
+            if took > SLOW_PASS:
+                print(f"manager: a pass over {len(services) if services is not None else 'all'} services of "
+                      f"{len(cache.tasks)} tasks took {took:.1f} s", file=sys.stderr, flush=True)
             self.plans += 1
             next_check = plan.next_check_at
             names = {w.service for w in plan.waiting}
@@ -597,7 +642,9 @@ class Manager:
                 new = fn(node)
                 if new is not None:
                     groups.append([Put(NODES, new, expect=cache.revisions.get(node.key)), term.fence])
-            for task_id, (node_id, update) in pending.items():
+            for i, (task_id, (node_id, update)) in enumerate(pending.items()):
+                if i % REPORT_SLICE == REPORT_SLICE - 1:
+                    await trio.sleep(0)  # a new leader hears of every task at once: others get their turn
                 task = cache.tasks.get(task_id)
                 if task is None or task.node_id != node_id:
                     continue  # not (or no longer) this node's task: the assignment says so

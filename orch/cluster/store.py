@@ -648,5 +648,18 @@ class EtcdStore(Store):
     async def _keepalive(self, lease: int) -> int:
         return await self.client.lease_keepalive(lease)
 
+    def detached_keepalive(self):
+        """What election.open_session(detached=True) keeps a lease alive with from a thread of
+        its own: an async context manager giving a keepalive function on a new client of the
+        same etcd, for that thread's trio loop (a client belongs to the loop it runs in)."""
+        endpoints, tls, timeout = list(self.client.endpoints), self.client.tls, self.client.timeout
+
+        @asynccontextmanager
+        async def open_keepalive():
+            async with etcd.EtcdClient(endpoints, tls=tls, timeout=timeout) as client:
+                yield client.lease_keepalive
+
+        return open_keepalive
+
     async def _revoke(self, lease: int) -> None:
         await self.client.lease_revoke(lease)

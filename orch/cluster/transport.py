@@ -29,7 +29,14 @@ from orch.errors import InvalidArgument, PermissionDenied, Unavailable
 DEFAULT_PORT = 2377
 HANDSHAKE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 4096
-CONNECT_TIMEOUT = 5.0
+# Handshakes under way at once. Each costs the event loop a millisecond or two of CPU: a
+# thousand nodes coming back to a new leader, all at once, made every turn of the loop last
+# seconds, and the leader's lease keepalives waited behind them. Queued ones wait their turn
+# (within the handshake timeout) instead.
+MAX_HANDSHAKES = 16
+# A manager that just took over may have a thousand nodes' handshakes queued: one given up
+# on is made again from the start, so a worker waits a while before trying another manager.
+CONNECT_TIMEOUT = 10.0
 
 
 def split_addr(addr: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
@@ -156,6 +163,7 @@ async def serve(addr: str, ctx: ssl.SSLContext, handler, *, max_connections: int
     except OSError as err:
         raise Unavailable(f"cannot listen on {addr}: {err.strerror or err}") from None
     limit = trio.CapacityLimiter(max_connections)
+    handshakes = trio.CapacityLimiter(MAX_HANDSHAKES)
 
     async def one(tcp: trio.SocketStream) -> None:
         try:
@@ -168,7 +176,8 @@ async def serve(addr: str, ctx: ssl.SSLContext, handler, *, max_connections: int
             remote = _remote(tcp)
             try:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    await stream.do_handshake()
+                    async with handshakes:
+                        await stream.do_handshake()
             except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError):
                 await trio.aclose_forcefully(tcp)
                 return

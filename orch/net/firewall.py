@@ -86,13 +86,13 @@ class PortReservations:
 
 
 def apply_rules(kernel: Kernel, networks: list[Network], publications: list[Publication], *, table: str,
-                last: str | None = None, mesh: Mesh = Mesh()) -> str:
+                last: str | None = None, mesh: Mesh = Mesh(), vtep: str = "") -> str:
     """Load the whole table (with no network left, delete it: nothing of orch stays).
 
     Returns the text loaded; when it equals `last` (what the caller loaded before) nothing is
     loaded again: most connects and disconnects change no rule, and `nft` costs ~15 ms.
     """
-    text = compute_ruleset(networks, publications, table=table, mesh=mesh) if networks else compute_delete(table)
+    text = compute_ruleset(networks, publications, table=table, mesh=mesh, vtep=vtep) if networks else compute_delete(table)
     if text == last:
         return text
     if any(not n.internal for n in networks) or publications:

@@ -564,7 +564,9 @@ class Networks:
         view = state.cluster
         ingress = next((n for n in nets if n.overlay and n.ingress), None)
         mesh = compute_mesh(view, ingress.bridge if ingress is not None else None)
-        self._rules = apply_rules(self.kernel, nets, list(state.publications), table=self.table, last=self._rules, mesh=mesh)
+        vtep = view.vtep if any(n.overlay for n in nets) else ""  # its VXLAN packets skip conntrack
+        self._rules = apply_rules(self.kernel, nets, list(state.publications), table=self.table, last=self._rules,
+                                  mesh=mesh, vtep=vtep)
         warnings = self._hold_mesh_ports(mesh_ports(view) if ingress is not None else [])
         warnings += self._program_fabric(nets, view, ingress)
         if self.dns is not None:

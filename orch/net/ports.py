@@ -16,7 +16,7 @@ import ipaddress
 
 from orch.errors import InvalidArgument
 from orch.net.model import Network, PortMapping, Publication
-from orch.net.overlay import Mesh, node_mac, node_mark
+from orch.net.overlay import VXLAN_PORT, Mesh, node_mac, node_mark
 
 PROTOS = ("tcp", "udp")
 
@@ -81,7 +81,7 @@ DNS_TCP_RATE = 50
 
 
 def compute_ruleset(networks: list[Network], publications: list[Publication], *, table: str = "orch",
-                    mesh: Mesh = Mesh()) -> str:
+                    mesh: Mesh = Mesh(), vtep: str = "") -> str:
     """The whole `ip <table>` nftables table, as `nft -f` input that replaces it atomically.
 
     Chains:
@@ -109,6 +109,16 @@ def compute_ruleset(networks: list[Network], publications: list[Publication], *,
       were the task on that node, the reply would be that node's local traffic and never come
       back here to be un-NATed); nothing else is NATed there: a client's address reaches the
       task.
+    - forward (filter) starts by accepting what a bridge forwards between its own ports
+      (bridged traffic between containers, or between a container and an overlay's VXLAN
+      device, reaches this hook through br_netfilter): no rule below drops it, and one set
+      lookup per packet is cheaper than two interface-name matches per network.
+    - vxlan_in/vxlan_out (raw, before connection tracking): with `vtep` (the node's underlay
+      address, given when it has overlay networks) the VXLAN packets it receives and sends
+      are not tracked. Nothing NATs or filters them by state, a flow of them never ends (the
+      source port follows the inner flow's hash), and tracking each one cost the overlay
+      about 1.5% of its throughput here (bench/overlay.py); the frames inside are tracked as
+      usual once decapsulated, which is what the drain and the routing mesh read.
     """
     lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
     lines += ["\tset dns_udp { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s; }",
@@ -121,6 +131,12 @@ def compute_ruleset(networks: list[Network], publications: list[Publication], *,
         lines.append(f"\t\tiifname {br} tcp dport 53 ct state new update @dns_tcp "
                      f"{{ ip saddr limit rate over {DNS_TCP_RATE}/second burst {DNS_TCP_RATE} packets }} drop")
     lines.append("\t}")
+
+    if vtep:
+        lines += ["\tchain vxlan_in {", "\t\ttype filter hook prerouting priority raw; policy accept;",
+                  f"\t\tip daddr {vtep} udp dport {VXLAN_PORT} notrack", "\t}"]
+        lines += ["\tchain vxlan_out {", "\t\ttype filter hook output priority raw; policy accept;",
+                  f"\t\tip saddr {vtep} udp dport {VXLAN_PORT} notrack", "\t}"]
 
     if mesh.bridge and mesh.origins:
         br = _q(mesh.bridge)
@@ -161,6 +177,9 @@ def compute_ruleset(networks: list[Network], publications: list[Publication], *,
     lines.append("\t}")
 
     lines += ["\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;"]
+    if networks:
+        pairs = ", ".join(f"{_q(n.bridge)} . {_q(n.bridge)}" for n in networks)
+        lines.append(f"\t\tiifname . oifname {{ {pairs} }} accept")
     for net in networks:
         if net.internal:
             br = _q(net.bridge)

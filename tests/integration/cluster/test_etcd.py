@@ -151,3 +151,33 @@ async def test_watch_reports_compaction_when_it_cannot_resume(etcd_server):
                 assert err.value.revision == rev
             await writer.delete_range(prefix, prefix_end(prefix))
         nursery.cancel_scope.cancel()
+
+
+async def test_a_detached_session_keeps_its_lease_while_its_event_loop_is_held(etcd_server):
+    # A leader's event loop may be busy for longer than its lease's TTL (a pass over 100,000
+    # tasks on a loaded machine): its keepalives go from a thread of their own. The same hold
+    # costs a session kept from the loop its lease, and a loop held beyond `max_stall` lets
+    # even a detached session's lease go, as a dead process's would.
+    import time
+    import uuid
+
+    from orch.cluster.election import open_session
+    from orch.cluster.store import EtcdStore
+
+    async with EtcdClient([etcd_server.url], tls=etcd_server.tls) as client:
+        store = EtcdStore(client, root=f"/detached-{uuid.uuid4().hex[:8]}/")
+        async with open_session(store, 2, detached=True) as session:
+            assert session.ttl == 2
+            time.sleep(3.5)  # the event loop held, well past the TTL
+            await trio.sleep(0.1)
+            assert not session.lost.is_set(), session.reason
+            assert session.keepalives >= 2
+            assert await store.keepalive(session.lease) > 0
+        async with open_session(store, 2) as session:
+            time.sleep(3.5)
+            await trio.sleep(0.1)
+            assert session.lost.is_set() and "not renewed within its TTL" in session.reason
+        async with open_session(store, 2, detached=True, max_stall=1.0) as session:
+            time.sleep(3.5)
+            await trio.sleep(0.1)
+            assert session.lost.is_set() and "event loop was held over 1 s" in session.reason

@@ -2,12 +2,14 @@
 its own node agent), with real containers: a client task resolves a service to its VIP and
 reaches replicas on all three hosts, `tasks.NAME` lists them; a published port answers on every
 host's underlay address and the task sees the client's own address (a client outside every
-host: the lab's switch namespace); a host-mode port answers only where its task runs; two
+host: the lab's switch namespace); no host tracks the VXLAN packets, every host the connections
+inside them; a host-mode port answers only where its task runs; two
 overlay networks are isolated and an internal one has no way out; `--opt encrypted` is refused;
 an agent restart rebuilds the fabric; a rolling update under a client loop through the mesh
 loses no request; after `stack rm` nothing of the stack is left on any host or in etcd."""
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -179,6 +181,32 @@ def test_a_client_resolves_the_vip_and_reaches_replicas_on_every_host(stack):
     assert seen == {"h1", "h2", "h3"}
 
 
+def tracked_to(host, address: str) -> list[dict]:
+    """The connections the host's conntrack holds whose replies come from `address`."""
+    code = ("import json, sys\nfrom dataclasses import asdict\nfrom orch.net.conntrack import flows_to\n"
+            "print(json.dumps([asdict(f) for f in flows_to(sys.argv[1])]))")
+    proc = subprocess.run(host.argv([sys.executable, "-c", code, address]), env=host.env, capture_output=True, text=True,
+                          check=True)
+    return json.loads(proc.stdout)
+
+
+def test_vxlan_packets_skip_the_hosts_connection_tracking_and_the_frames_inside_do_not(stack):
+    # After the client's requests to replicas on every host (the test above, and these): no
+    # host tracks the VXLAN packets it receives (orch's raw `notrack` on its underlay address),
+    # and each host with a web task still tracks the connections to it, which the drain reads.
+    for _ in range(6):
+        http_from_task(stack, "ov_client", "web")
+    web = {h.name: addr for h in stack.hosts for c in containers(h) if c["Names"].startswith("ov_web.")
+           for addr in [json.loads(h.orch("inspect", "--format", "{{json .NetworkSettings.Networks}}", c["Names"]).stdout)
+                        ["ov_default"]["IPAddress"]]}
+    for h in stack.hosts:
+        rules = subprocess.run(h.argv(["nft", "list", "ruleset"]), capture_output=True, text=True).stdout
+        assert f"ip daddr {h.addr} udp dport 4789 notrack" in rules and f"ip saddr {h.addr} udp dport 4789 notrack" in rules
+        vxlan = [f for f in tracked_to(h, h.addr) if f["proto"] == socket.IPPROTO_UDP and f["server_port"] == 4789]
+        assert vxlan == [], (h.name, vxlan)
+        assert any(f["proto"] == socket.IPPROTO_TCP and f["server_port"] == 80 for f in tracked_to(h, web[h.name])), h.name
+
+
 def test_a_published_port_answers_on_every_host_and_the_task_sees_the_client(stack):
     where = hostnames(stack, "ov_web")
     for h in stack.hosts:
@@ -318,7 +346,7 @@ def test_stack_rm_leaves_nothing_of_the_stack(stack):
              describe=lambda: "\n".join(f"{h.name}: {fabric(h)}" for h in stack.hosts))
     for h in stack.hosts:
         tables = subprocess.run(h.argv(["nft", "list", "ruleset"]), capture_output=True, text=True).stdout
-        assert "dport 8080" not in tables and "mesh_mark" not in tables
+        assert "dport 8080" not in tables and "mesh_mark" not in tables and "notrack" not in tables
         listed = h.orch("network", "ls", "--format", "{{.Name}}").stdout.split()
         assert not any(name.startswith("ov_") for name in listed), (h.name, listed)
     # In etcd: no service, task or network of the stack (so no address or VIP of it either).

@@ -82,6 +82,7 @@ table ip t {
 	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
+		iifname . oifname { "orch-front" . "orch-front", "orch-secret" . "orch-secret" } accept
 		iifname "orch-secret" oifname != "orch-secret" drop
 		oifname "orch-secret" iifname != "orch-secret" drop
 		ct status dnat accept
@@ -100,6 +101,27 @@ def test_ruleset_isolates_every_non_internal_bridge():
         assert f'oifname "{br}" iifname != "{br}" ct state established,related accept' in text
     # The accept of replies comes before the drop, and published traffic before both.
     assert text.index("ct status dnat accept") < text.index('ct state established,related accept')
+
+
+def test_what_a_bridge_forwards_between_its_own_ports_is_accepted_first():
+    # One set lookup for bridged traffic (br_netfilter hands it to this hook), before any rule
+    # that matches interface names per network; no rule after it would have dropped it.
+    text = compute_ruleset([FRONT, SECRET], [], table="t")
+    forward = text[text.index("chain forward"):]
+    first = forward.splitlines()[2].strip()
+    assert first == 'iifname . oifname { "orch-front" . "orch-front", "orch-secret" . "orch-secret" } accept'
+    for line in forward.splitlines()[3:]:
+        if line.strip().endswith("drop"):
+            assert "!=" in line, line  # every drop is of traffic that crosses bridges
+
+
+def test_vxlan_packets_of_the_node_skip_connection_tracking_only_with_overlays():
+    text = compute_ruleset([FRONT], [], table="t", vtep="192.0.2.7")
+    assert ("\tchain vxlan_in {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
+            "\t\tip daddr 192.0.2.7 udp dport 4789 notrack\n\t}") in text
+    assert ("\tchain vxlan_out {\n\t\ttype filter hook output priority raw; policy accept;\n"
+            "\t\tip saddr 192.0.2.7 udp dport 4789 notrack\n\t}") in text
+    assert "notrack" not in compute_ruleset([FRONT], [], table="t")
 
 
 def test_internal_network_has_no_masquerade_for_egress():
