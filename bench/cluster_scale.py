@@ -75,6 +75,7 @@ def role_manager(args) -> None:
     # generation, every 5 s (a collection pauses the whole event loop), and each stall of its
     # event loop over half a second.
     gc_time = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
+    member_box = []
     gc_began = [0.0]
 
     def on_gc(phase, info):
@@ -100,6 +101,14 @@ def role_manager(args) -> None:
     async def report_gc():
         while True:
             await trio.sleep(5)
+            manager = getattr(member_box[0], "manager", None) if member_box else None
+            dispatcher = manager.dispatcher if manager is not None else None
+            if dispatcher is not None:
+                stats = dispatcher._full_pushes.statistics()
+                pending = sum(1 for s in dispatcher.sessions.values() if s.changed.is_set())
+                print(f"dispatcher: {time.strftime('%H:%M:%S')} {len(dispatcher.sessions)} sessions, "
+                      f"{stats.borrowed_tokens} full pushes under way, {stats.tasks_waiting} waiting, "
+                      f"{pending} with changes not yet pushed, {len(dispatcher.down)} down", file=sys.stderr, flush=True)
             print(f"gc: {time.strftime('%H:%M:%S')} " + ", ".join(f"gen{g} {n} in {t:.2f} s" for g, (n, t) in gc_time.items())
                   + f"; counts {gc.get_count()}, {gc.get_freeze_count()} frozen", file=sys.stderr, flush=True)
 
@@ -108,6 +117,7 @@ def role_manager(args) -> None:
             trio.lowlevel.spawn_system_task(report_gc)
             trio.lowlevel.spawn_system_task(watch_stalls)
         member = ClusterNode(Path(args.dir), node=None, runtime=HollowRuntime(), etcd_ports=(args.etcd_client, args.etcd_peer))
+        member_box.append(member)
         async with trio.open_nursery() as nursery:
             await nursery.start(member.run)
             if args.join:

@@ -626,9 +626,11 @@ class Manager:
             pending, self._status = self._status, {}
             node_writes, self._node_writes = self._node_writes, {}
             now = self.clock()
+            mark = cache.revision  # what the cache had seen when it was read
+            wait_for = 0  # the revision to wait for before what is retried goes again
             groups: list[list] = []
             retry: dict[str, tuple[str, p.TaskStatusUpdate]] = {}
-            requeued = False
+            requeued = failed = False
             for node_id, fn in node_writes.items():
                 node = cache.nodes.get(node_id)
                 if node is None:
@@ -653,7 +655,7 @@ class Manager:
                     groups.append([Put(TASKS, new, expect=cache.revisions.get(task.key)), term.fence])
             if not groups:
                 if requeued:
-                    await cache.changed.wait()
+                    await cache.wait_revision(mark + 1)
                     self._status_ready.set()
                 continue
             for start in range(0, len(groups), STATUS_BATCH):
@@ -663,7 +665,9 @@ class Manager:
                 except OrchError as err:
                     print(f"manager: writing task status: {err}", file=sys.stderr, flush=True)
                     await trio.sleep(0.5)
-                    result = None
+                    result, failed = None, True
+                if result is not None and result.rejected:
+                    wait_for = max(wait_for, result.seen)
                 if result is None or result.rejected:
                     bad = set(range(len(chunk))) if result is None else set(result.rejected)
                     for i in bad:
@@ -680,8 +684,13 @@ class Manager:
             if retry or requeued:
                 for task_id, item in retry.items():
                     self._status.setdefault(task_id, item)
-                # What failed or waits for the cache goes again once the cache has moved.
-                await cache.changed.wait()
+                # What was rejected goes again once the cache has seen what it was rejected on;
+                # a record not in the cache yet, once the cache has moved. (Waiting for the
+                # cache's next change instead could wait forever: what the retry needs may be
+                # in already, and an idle cluster changes nothing more. A status so lost left a
+                # stopped task running in etcd, and a rolling update waiting for it for ever.)
+                if not failed:
+                    await cache.wait_revision(max(wait_for, mark + 1) if requeued else wait_for)
                 self._status_ready.set()
 
 

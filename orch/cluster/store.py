@@ -233,6 +233,9 @@ class CommitResult:
     applied: list[int]  # indices of the groups committed
     rejected: dict[int, list[str]] = field(default_factory=dict)  # group index -> stale keys
     transactions: int = 0
+    # The newest revision any of its transactions answered with: a rejected group's writer
+    # waits for its cache to reach it (what the compare failed on is in by then).
+    seen: int = 0
 
 
 @dataclass(frozen=True)
@@ -392,7 +395,7 @@ class Store:
             self._check_limits(low, f"group {i}")
         applied: list[int] = []
         rejected: dict[int, list[str]] = {}
-        revision = 0
+        revision = seen = 0
         transactions = 0
         for batch in self._pack(lowered):
             pending = batch
@@ -404,6 +407,7 @@ class Store:
                 failure = self._read_back(compares)
                 outcome = await self._txn(compares, requests, failure)
                 transactions += 1
+                seen = max(seen, outcome.revision)
                 if outcome.succeeded:
                     applied.extend(pending)
                     revision = outcome.revision
@@ -423,7 +427,7 @@ class Store:
                 if echo is not None:
                     echo.forget(rec for i in pending if i in rejected for rec in lowered[i].records)
                 pending = still
-        return CommitResult(revision, sorted(applied), rejected, transactions)
+        return CommitResult(revision, sorted(applied), rejected, transactions, seen)
 
     def _pack(self, lowered: list[_Lowered]) -> list[list[int]]:
         limit, budget = self.limits.max_txn_ops, self.limits.budget

@@ -248,3 +248,51 @@ async def test_every_node_hears_of_a_change_only_while_some_node_has_overlay_ent
     assert entries() == {"n1": [], "n2": []}
     assert change(NODES, "n1", fc.node("n1", addr="10.213.0.1")) == 0
     assert change(SERVICES, plain.id, fc.service("plain", replicas=3)) == 0
+
+
+class ConflictOnce:
+    """A store whose next commit, once armed, finds a record changed by another writer, and
+    the leader's cache already past that change when the answer comes."""
+
+    def __init__(self, store):
+        self._store = store
+        self.conflict = None  # async callable, run before the armed commit goes through
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def commit(self, groups, **kw):
+        conflict, self.conflict = self.conflict, None
+        if conflict is not None:
+            await conflict()
+        return await self._store.commit(groups, **kw)
+
+
+async def test_a_status_write_rejected_after_the_cache_saw_why_goes_again(autojump_clock):
+    # The rejected write must be retried once the cache has what it was rejected on, even when
+    # the cache already had it and nothing in the cluster changes afterwards (waiting for the
+    # cache's *next* change waited for ever: a stopped task stayed running in etcd, and a
+    # rolling update waited on it).
+    async with open_memory_store() as base, trio.open_nursery() as nursery:
+        store = ConflictOnce(base)
+        await base.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        m = await c.add_manager("m1")
+        await m.leading.wait()
+        await c.add_worker("n1")
+        await base.put(SERVICES, fc.service("web", replicas=1))
+        await wait_until(m, lambda cache: len(running_tasks(cache, "web")) == 1)
+        task = running_tasks(m.cache, "web")[0]
+
+        async def another_writer():
+            stored = await base.get(TASKS, task.id)
+            revision = await base.put(TASKS, stored.record.model_copy(update={"updated_at": stored.record.updated_at + 1}),
+                                      expect=stored.mod_revision)
+            await m.cache.wait_revision(revision)
+
+        store.conflict = another_writer
+        await m.report("n1", [p.TaskStatusUpdate(task_id=task.id, state="running", container_id="c1", healthy=True)])
+        with trio.fail_after(60):
+            await wait_until(m, lambda cache: cache.tasks[task.id].status.health == "healthy")
+        assert store.conflict is None
+        nursery.cancel_scope.cancel()
