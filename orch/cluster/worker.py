@@ -304,6 +304,7 @@ class Worker:
         self.tasks = TaskSet(runtime, self._outbox_send.send_nowait)
         self._rng = rng or random.Random()
         self.last_error = ""
+        self._welcomed = False  # the last session got as far as a welcome
         # Called with the managers' addresses when a welcome changes them (the node keeps them,
         # so that after a restart it reaches a manager even if the one it joined is gone).
         self.on_managers: Callable[[list[str]], Awaitable[None]] | None = None
@@ -317,9 +318,12 @@ class Worker:
             target = ""
             while True:
                 addr = target or self.managers[i % len(self.managers)]
+                self._welcomed = False
                 target = await self._attempt(addr)
                 if target:
                     continue  # redirected to the leader: go at once
+                if self._welcomed:
+                    delay = BACKOFF_MIN  # a session that was up: back off from the start again
                 i += 1
                 # Jitter, so that a thousand workers of a dead leader do not all come back at once.
                 await trio.sleep(delay * (0.5 + self._rng.random()))
@@ -356,6 +360,7 @@ class Worker:
             if isinstance(reply, p.Refused):
                 raise OrchError(f"manager {addr} refused the session: {reply.message}")
             self.session_id = reply.session
+            self._welcomed = True
             self.period = reply.heartbeat_period
             if reply.managers and reply.managers != self.managers:
                 self.managers = reply.managers
