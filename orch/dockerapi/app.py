@@ -127,7 +127,7 @@ MAX_ARCHIVE = 64 << 30
 
 
 async def on_orch_error(request, err: OrchError) -> JSONResponse:
-    return JSONResponse({"message": docker_message(err)}, status_code=err.http_status)
+    return JSONResponse({"message": docker_message(err)}, status_code=err.http_status, headers=limits.error_headers(err))
 
 
 def docker_message(err: OrchError) -> str:

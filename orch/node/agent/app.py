@@ -32,7 +32,7 @@ def collect_routes() -> list:
 
 
 async def on_orch_error(request, err: OrchError):
-    return JSONResponse({"kind": err.kind, "message": str(err)}, status_code=err.http_status)
+    return JSONResponse({"kind": err.kind, "message": str(err)}, status_code=err.http_status, headers=limits.error_headers(err))
 
 
 async def on_bug(request, err: Exception):

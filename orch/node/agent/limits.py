@@ -13,9 +13,10 @@ connection is closed (the rest of the body is never read).
 Time: hypercorn closes a connection that sends no complete request head within its
 keep-alive timeout (KEEP_ALIVE, from the connection's start and between requests), and bounds
 the head's size (MAX_HEAD). Once the head is in, the body must keep coming: BODY_IDLE seconds
-at most between its chunks, else 408. A request whose body is complete may then take as long
-as its work does (a build, `logs -f`, `wait`), so there is no timeout on reading after that:
-hypercorn's read_timeout would cut those off.
+at most between its chunks, else 408, and the connection closes at once (error_headers). A
+request whose body is complete may then take as long as its work does (a build, `logs -f`,
+`wait`), so there is no timeout on reading after that: hypercorn's read_timeout would cut
+those off.
 """
 
 import os
@@ -51,6 +52,13 @@ class BodyTooLarge(InvalidArgument):
 
 class BodyTooSlow(InvalidArgument):
     http_status = 408
+
+
+def error_headers(err: Exception) -> dict[str, str] | None:
+    """The headers of an error answer: a refused body is never read to its end, so the answer
+    closes the connection (else the server would wait to skip the rest of a body that stopped
+    coming before it closed: BODY_IDLE more seconds held by a slow client)."""
+    return {"connection": "close"} if isinstance(err, (BodyTooLarge, BodyTooSlow)) else None
 
 
 def _too_large(method: str, path: str, size: str, limit: int | float) -> BodyTooLarge:

@@ -1,6 +1,7 @@
 """One node for the agent's privileged tests: ORCH_ROOT and ORCH_RUN in a temporary
-directory, busybox:latest made by the store's bootstrap, and one agent (with its supervisor)
-started through the CLI the way a user's first command starts it.
+directory, busybox:latest made by the store's bootstrap (once per machine: build/conftest.py
+cached_base), and one agent (with its supervisor) started through the CLI the way a user's
+first command starts it.
 
 At the end every container is removed, the agent and supervisor are stopped, and the test
 checks that no process, cgroup, mount or socket of this node is left.
@@ -101,10 +102,10 @@ def node():
     seen_ids: set[str] = set()
     try:
         n.root.mkdir()
-        from orch.node.runtime.bootstrap import bootstrap
         from orch.node.runtime.images import ImageStore
+        from tests.integration.build.conftest import cached_base
 
-        bootstrap(ImageStore(n.root), "busybox")
+        ImageStore(n.root).load(cached_base("busybox"))  # the bootstrap's image, made once per machine
         n.orch("ps")  # the first command starts the agent
         assert n.agent_pid() and n.supervisor_pid()
         n.seen_ids = seen_ids

@@ -25,7 +25,7 @@ import pytest
 
 from orch.client import Client
 from orch.node.runtime import superproto
-from tests.integration.processes import remove_node_networks, stop_process
+from tests.integration.processes import remove_node_cgroups, remove_node_networks, stop_process
 
 pytestmark = pytest.mark.privileged
 
@@ -74,16 +74,26 @@ class Node:
         return Client(str(self.run_dir / "orch.sock"))
 
 
+# The old orch made every node's container groups under one parent, `orch` (the default node's
+# parent now); this code makes them under node_cgroup_parent(ORCH_ROOT).
+OLD_CGROUP_PARENT = "orch"
+
+
+def _old_parents() -> set[Path]:
+    return set(Path("/sys/fs/cgroup").glob(f"*/{OLD_CGROUP_PARENT}"))
+
+
 @pytest.fixture
 def node():
     base = Path(tempfile.mkdtemp(prefix="orch-upgrade-test-"))
+    old_parents_before = _old_parents()
     n = Node(base)
     try:
         n.root.mkdir()
-        from orch.node.runtime.bootstrap import bootstrap
         from orch.node.runtime.images import ImageStore
+        from tests.integration.build.conftest import cached_base
 
-        bootstrap(ImageStore(n.root), "busybox")
+        ImageStore(n.root).load(cached_base("busybox"))  # the bootstrap's image, made once per machine
         yield n
     finally:
         try:
@@ -96,6 +106,13 @@ def node():
             stop_process(n.agent_pid())
             stop_process(sup)
             remove_node_networks(n.root, n.prefix)
+            remove_node_cgroups(n.root)
+            # The old orch's parent, where this test made it (a group still in use stays: rmdir fails).
+            for parent in _old_parents() - old_parents_before:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    pass
             shutil.rmtree(base, ignore_errors=True)
 
 

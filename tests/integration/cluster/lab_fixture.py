@@ -5,6 +5,7 @@ containers, agents, supervisors, etcd members, namespaces, links, mounts, cgroup
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import json
 import os
@@ -21,13 +22,14 @@ from tests.integration.processes import remove_node_cgroups
 
 
 def _bootstrap_once(base: Path) -> Path:
-    """busybox:latest made once, in a root whose image store the hosts copy."""
-    from orch.node.runtime.bootstrap import bootstrap
+    """busybox:latest (the bootstrap's image, made once per machine) loaded once, in a root
+    whose image store the hosts copy."""
     from orch.node.runtime.images import ImageStore
+    from tests.integration.build.conftest import cached_base
 
     root = base / "seed"
     root.mkdir(parents=True)
-    bootstrap(ImageStore(root), "busybox")
+    ImageStore(root).load(cached_base("busybox"))
     return root
 
 
@@ -56,7 +58,9 @@ def open_lab(size: int, prefix: str, env: dict[str, str] | None = None):
         lab.up()
         for h in lab.hosts:
             _copy_store(seed, h.root)
-            h.start_agent()
+        # The agents start side by side: each takes its interpreter's and imports' half second.
+        with concurrent.futures.ThreadPoolExecutor(len(lab.hosts)) as pool:
+            list(pool.map(lambda h: h.start_agent(), lab.hosts))
         yield lab
     finally:
         try:

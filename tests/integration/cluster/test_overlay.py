@@ -35,7 +35,7 @@ services:
     healthcheck: {{test: {HEALTH}, interval: 1s, timeout: 2s, retries: 3}}
     deploy:
       replicas: 3
-      update_config: {{parallelism: 1, order: start-first}}
+      update_config: {{parallelism: 1, order: start-first, monitor: 1s}}
   client:
     image: busybox:latest
     command: ["sleep", "100000"]

@@ -1,5 +1,6 @@
 """One node for the stack tests: ORCH_ROOT and ORCH_RUN in a temporary directory, busybox made
-by the store's bootstrap, and the agent started by the first CLI command, as a user's is.
+by the store's bootstrap (once per machine: build/conftest.py cached_base), and the agent started
+by the first CLI command, as a user's is.
 
 Every test writes its stack into its own directory and gets a unique project name; at the end
 the node's containers are removed, the agent and supervisor stopped, and the test checks that
@@ -73,10 +74,10 @@ def node():
     n = Node(base)
     try:
         n.root.mkdir()
-        from orch.node.runtime.bootstrap import bootstrap
         from orch.node.runtime.images import ImageStore
+        from tests.integration.build.conftest import cached_base
 
-        bootstrap(ImageStore(n.root), "busybox")
+        ImageStore(n.root).load(cached_base("busybox"))  # the bootstrap's image, made once per machine
         n.orch("ps")
         yield n
     finally:

@@ -74,8 +74,9 @@ def test_ls_port_images_cp_stats(node, stack, tmp_path):
     # stats: docker's table for the project's containers.
     out = stack.compose("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}").stdout.split("\n")
     assert sorted(filter(None, out)) == [f"{stack.name}-web-1 1", f"{stack.name}-worker-1 1"]
-    # After a stop: ls hides the project without -a, shows both states with it.
-    stack.compose("stop")
+    # After a stop: ls hides the project without -a, shows both states with it. (-t 0: the
+    # shells, as pid 1, ignore SIGTERM; ten seconds of grace would change nothing here.)
+    stack.compose("stop", "-t", "0")
     assert stack.name not in node.orch("compose", "ls", "-q").stdout.split()
     line = next(line for line in node.orch("compose", "ls", "-a").stdout.splitlines() if line.startswith(stack.name + " "))
     assert re.split(r"\s{2,}", line)[1] == "exited(2)"

@@ -125,6 +125,7 @@ def test_an_archive_that_stops_coming_is_408(orch_engine):
         while chunk := s.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 408") and b"stopped coming" in data, data[:300]
+    assert b"\r\nconnection: close\r\n" in data.lower(), data[:300]  # the rest of the body is never read
     after = set(os.listdir(tmp)) if os.path.isdir(tmp) else set()
     assert after <= before, after - before
 

@@ -106,10 +106,10 @@ def node():
     n = NetNode(base, "orchW" + secrets.token_hex(2))
     try:
         n.root.mkdir()
-        from orch.node.runtime.bootstrap import bootstrap
         from orch.node.runtime.images import ImageStore
+        from tests.integration.build.conftest import cached_base
 
-        bootstrap(ImageStore(n.root), "busybox")
+        ImageStore(n.root).load(cached_base("busybox"))  # the bootstrap's image, made once per machine
         n.orch("ps")  # the first command starts the agent
         yield n
     finally:

@@ -1,7 +1,7 @@
 """Images that crossed a registry run: podman runs what orch pushed; orch's pulled layers,
 mounted as the overlay the store prepares, run a shell in fresh namespaces.
 
-The busybox image comes from `bootstrap` (Debian's busybox-static), made once per session.
+The busybox image comes from `bootstrap` (Debian's busybox-static), made once per machine.
 """
 
 import shutil
@@ -10,20 +10,20 @@ import tempfile
 
 import pytest
 
-from orch.node.runtime.bootstrap import bootstrap
 from orch.node.runtime.images import ImageStore
 from orch.registry.pull import pull
 from orch.registry.push import push
+from tests.integration.build.conftest import cached_base
 
 pytestmark = pytest.mark.privileged
 
 
 @pytest.fixture(scope="session")
 def busybox_archive(tmp_path_factory):
-    """An OCI archive of `orch bootstrap busybox`, built once for the session."""
+    """An OCI archive of `orch bootstrap busybox` (its image made once per machine: cached_base)."""
     base = tmp_path_factory.mktemp("busybox")
     store = ImageStore(base / "store")
-    bootstrap(store, "busybox")
+    store.load(cached_base("busybox"))
     archive = base / "busybox-oci.tar"
     store.save(["busybox:latest"], archive, fmt="oci")
     return archive
