@@ -168,16 +168,16 @@ async def test_a_detached_session_keeps_its_lease_while_its_event_loop_is_held(e
         store = EtcdStore(client, root=f"/detached-{uuid.uuid4().hex[:8]}/")
         async with open_session(store, 2, detached=True) as session:
             assert session.ttl == 2
-            time.sleep(3.5)  # the event loop held, well past the TTL
+            time.sleep(2.5)  # the event loop held, past the TTL
             await trio.sleep(0.1)
             assert not session.lost.is_set(), session.reason
             assert session.keepalives >= 2
             assert await store.keepalive(session.lease) > 0
         async with open_session(store, 2) as session:
-            time.sleep(3.5)
+            time.sleep(2.5)
             await trio.sleep(0.1)
             assert session.lost.is_set() and "not renewed within its TTL" in session.reason
         async with open_session(store, 2, detached=True, max_stall=1.0) as session:
-            time.sleep(3.5)
+            time.sleep(2.5)
             await trio.sleep(0.1)
             assert session.lost.is_set() and "event loop was held over 1 s" in session.reason
