@@ -45,7 +45,8 @@ PUSH_BATCHING = 0.1
 # keepalives go out.
 FULL_PUSHES = 8
 TAKEOVER_GRACE = 2  # graces a node has to come back to a manager that just took over
-SETTLE_QUIET = 2.0  # seconds without a new session after which a new leader's nodes are back
+SETTLE_QUIET = 1.0  # seconds without a new session after which a new leader's nodes are back
+SETTLE_MAX = 4.0  # seconds a new leader waits for its nodes at most before it plans
 
 
 class Backend(Protocol):
@@ -137,13 +138,14 @@ class Dispatcher:
         for node_id in node_ids:
             self.last_seen.setdefault(node_id, now)
 
-    async def settle(self, quiet: float = SETTLE_QUIET) -> None:
+    async def settle(self, quiet: float = SETTLE_QUIET, longest: float = SETTLE_MAX) -> None:
         """Until the nodes have come back after this dispatcher started: every node it knows
-        has a session (or is Down), or none came for `quiet` seconds, or the grace period is
-        over. A new leader plans only then: when the old one dies its thousand nodes all come
-        back at once, and passes that held the event loop for seconds meanwhile made their
-        handshakes time out again and again until the grace ran out and every node was Down."""
-        deadline = self._started_at + self.grace
+        has a session (or is Down), or none came for `quiet` seconds, or `longest` seconds
+        passed. A new leader plans only then: when the old one dies its thousand nodes all
+        come back at once, and a pass holds the event loop for seconds at 100,000 tasks
+        (their handshakes waited behind it). Not longer: the nodes have two graces to come
+        back (TAKEOVER_GRACE), and the cluster's work should not wait for the last of them."""
+        deadline = self._started_at + longest
         while not all(n in self.sessions or n in self.down for n in self.last_seen):
             with trio.move_on_at(min(deadline, trio.current_time() + quiet)):
                 await self._session_added.wait()
