@@ -48,7 +48,7 @@ LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keep
 STATUS_BATCH = 1000
 SLOW_PASS = 1.0  # seconds: a pass that holds the event loop longer is logged
 REPORT_SLICE = 5000  # reports merged between two turns of the event loop
-# How long a worker's hello waits for a manager that just won to load the cluster (under the
+# How long a worker's hello waits for a manager that just won to start serving (under the
 # worker's own 10 s wait for an answer).
 SESSION_WAIT = 8.0
 # At most this many tasks are created by one pass: a pass and its commit then take a fraction
@@ -256,9 +256,10 @@ class Manager:
         """A worker's session: served by the dispatcher while this manager leads, else
         answered with a redirect to the leader."""
         if not self.is_leader() and self.term is not None and not self.term.lost.is_set():
-            # This manager just won and is loading the cluster: the worker waits here rather
-            # than being sent back to this same manager at once (a thousand workers of a dead
-            # leader doing that kept a new leader busy with handshakes while it loaded).
+            # This manager just won and is not serving yet (its followed cache may still be
+            # loading): the worker waits here rather than being sent back to this same manager
+            # at once (a thousand workers of a dead leader doing that kept a new leader busy
+            # with handshakes while it loaded).
             with trio.move_on_after(SESSION_WAIT):
                 await self.leading.wait()
         if not self.is_leader():
