@@ -187,7 +187,7 @@ class Dispatcher:
                     session = self.sessions.get(node_id)
                     if session is not None:
                         await _close_quietly(session.framed)
-                    silent = now - min(seen, self._started_at) if seen > self._started_at else now - seen
+                    silent = now - min(seen, self._started_at)  # a takeover's grace counts from its start
                     await self.backend.node_down(node_id, f"heartbeat failure (none for {silent:.1f} s)")
             next_deadline = min((seen + self.grace for n, seen in self.last_seen.items() if n not in self.down),
                                 default=now + self.grace)
@@ -223,7 +223,7 @@ class Dispatcher:
                 if previous is not None:
                     await _close_quietly(previous.framed)
                 if self.closed:
-                    return  # the term ended meanwhile (close_all may have come before we were held)
+                    return  # the term ended meanwhile (its sessions may have been closed before this one was held)
                 self.last_seen[node_id] = trio.current_time()
                 self.down.discard(node_id)
                 await framed.send(p.Welcome(session=session.sid, heartbeat_period=self.period,
