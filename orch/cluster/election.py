@@ -17,8 +17,8 @@ The rules, in order of importance:
 
 Keepalives go every TTL/3; a failed one is retried every `retry` seconds until the deadline.
 
-A manager's session is *detached* (`open_session(..., detached=True)` on a store that offers
-`detached_keepalive`, the etcd one): its keepalives go from a thread of their own, with their
+A manager's session is *detached* (`open_session(..., detached=True)` on a store whose
+`detached_keepalive` gives one: the etcd one): its keepalives go from a thread of their own, with their
 own trio loop and etcd client, so a leader whose event loop is busy for seconds (a full pass
 over 100,000 tasks, a thousand nodes reconnecting at once) keeps its lease, as etcd's Go
 clients do with a goroutine. The thread renews only while the owning loop shows life: a loop
@@ -67,30 +67,42 @@ class Session:
             self.lost.set()
 
     async def _keep(self, retry: float) -> None:
-        next_at = trio.current_time() + self.ttl / 3
+        await self._renew(self.store.keepalive, retry, clock=trio.current_time, offset=0.0, lose=self._lose)
+
+    async def _renew(self, keepalive, retry: float, *, clock, offset: float, lose, stalled=None) -> None:
+        """The keepalive loop, on `clock` (the session's deadline is on clock() + offset, the
+        owning loop's clock), reporting a loss through `lose`. `stalled(now)`: why to let the
+        lease go anyway, or "". Only relative times reach trio: the loop this runs in may keep
+        a clock of its own."""
+        deadline = self.deadline - offset
+        next_at = clock() + self.ttl / 3
         while True:
-            await trio.sleep_until(min(next_at, self.deadline))
-            if trio.current_time() >= self.deadline:
-                self._lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
+            await trio.sleep(max(0.0, min(next_at, deadline) - clock()))
+            now = clock()
+            if now >= deadline:
+                lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
                 return
-            sent = trio.current_time()
+            why = stalled(now) if stalled is not None else ""
+            if why:
+                lose(why)
+                return
             ttl = None
-            with trio.move_on_at(self.deadline):
+            with trio.move_on_after(deadline - now):
                 try:
-                    ttl = await self.store.keepalive(self.lease)
+                    ttl = await keepalive(self.lease)
                 except OrchError:
-                    next_at = sent + retry
+                    next_at = now + retry
                     continue
             if ttl is None:
-                self._lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
+                lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
                 return
             if ttl <= 0:
-                self._lose(f"lease {self.lease:x} expired or was revoked")
+                lose(f"lease {self.lease:x} expired or was revoked")
                 return
             self.keepalives += 1
-            self.deadline = sent + ttl * (1 - SAFETY)
-            next_at = sent + ttl / 3
-
+            deadline = now + ttl * (1 - SAFETY)
+            self.deadline = deadline + offset
+            next_at = now + ttl / 3
 
     async def _keep_detached(self, retry: float, open_keepalive, max_stall: float, *,
                              task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -108,40 +120,19 @@ class Session:
             except trio.RunFinishedError:
                 pass
 
+        def stalled(now: float) -> str:
+            if now - alive[0] > max_stall:
+                return f"lease {self.lease:x} let go: this manager's event loop was held over {max_stall:.0f} s"
+            return ""
+
         async def keep() -> None:  # in the thread, on its own trio loop
             with trio.CancelScope() as scope:
                 if there.started(trio.lowlevel.current_trio_token(), scope):
                     return
                 async with open_keepalive() as keepalive:
                     token.run_sync_soon(ready.set)
-                    deadline = self.deadline - offset
-                    next_at = time.perf_counter() + self.ttl / 3
-                    while True:
-                        await trio.sleep(max(0.0, min(next_at, deadline) - time.perf_counter()))
-                        now = time.perf_counter()
-                        if now >= deadline:
-                            lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
-                            return
-                        if now - alive[0] > max_stall:
-                            lose(f"lease {self.lease:x} let go: this manager's event loop was held over {max_stall:.0f} s")
-                            return
-                        ttl = None
-                        with trio.move_on_after(deadline - now):  # this loop's clock is its own: relative times only
-                            try:
-                                ttl = await keepalive(self.lease)
-                            except OrchError:
-                                next_at = now + retry
-                                continue
-                        if ttl is None:
-                            lose(f"lease {self.lease:x} not renewed within its TTL ({self.ttl}s)")
-                            return
-                        if ttl <= 0:
-                            lose(f"lease {self.lease:x} expired or was revoked")
-                            return
-                        self.keepalives += 1
-                        deadline = now + ttl * (1 - SAFETY)
-                        self.deadline = deadline + offset
-                        next_at = now + ttl / 3
+                    await self._renew(keepalive, retry, clock=time.perf_counter, offset=offset, lose=lose,
+                                      stalled=stalled)
 
         async def show_life() -> None:
             while True:
@@ -196,7 +187,7 @@ async def open_session(store: Store, ttl: int, *, retry: float = RETRY, detached
     sent = trio.current_time()
     lease, granted = await store.grant(ttl)
     session = Session(store, lease, granted, sent + granted * (1 - SAFETY))
-    open_keepalive = store.detached_keepalive() if detached and hasattr(store, "detached_keepalive") else None
+    open_keepalive = store.detached_keepalive() if detached else None
     try:
         async with trio.open_nursery() as nursery:
             if open_keepalive is not None:

@@ -490,6 +490,11 @@ class Store:
         """Refresh a lease: its TTL, or 0 when it has expired or was revoked."""
         return await self._keepalive(lease)
 
+    def detached_keepalive(self):
+        """What a session can keep its lease with from another thread's trio loop (an async
+        context manager giving a keepalive function), or None: this store lives in one loop."""
+        return None
+
     async def revoke(self, lease: int) -> None:
         """Revoke a lease and delete every key attached to it."""
         await self._revoke(lease)

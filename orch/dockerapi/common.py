@@ -31,23 +31,21 @@ def boolean(request: Request, name: str, default: bool = False) -> bool:
 
 
 def integer(request: Request, name: str, default: int | None = None) -> int | None:
-    value = request.query_params.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {name}: {value!r} is not an integer") from None
+    return _query(request, name, default, int, "an integer")
 
 
 def number(request: Request, name: str, default: float | None = None) -> float | None:
+    return _query(request, name, default, float, "a number")
+
+
+def _query(request: Request, name: str, default, kind, what: str):
     value = request.query_params.get(name)
     if value in (None, ""):
         return default
     try:
-        return float(value)
+        return kind(value)
     except ValueError:
-        raise InvalidArgument(f"invalid value for {name}: {value!r} is not a number") from None
+        raise InvalidArgument(f"invalid value for {name}: {value!r} is not {what}") from None
 
 
 async def json_body(request: Request, what: str, *, default=None):

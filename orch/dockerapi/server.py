@@ -23,7 +23,6 @@ is answered 503 and closed.
 
 from __future__ import annotations
 
-import os
 
 import h11
 import trio
@@ -288,21 +287,12 @@ class _Connection:
 
 async def serve(app, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` on the unix socket `path` (made 0600, root's) until cancelled."""
-    listener = await limits.bind_private_unix(path)
-    listener.listen(128)
     count = [0]
-    try:
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            while True:
-                sock, _ = await listener.accept()
-                nursery.start_soon(_handle, trio.SocketStream(sock), app, count)
-    finally:
-        listener.close()
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    async with limits.private_unix_listener(path, 128) as listener, trio.open_nursery() as nursery:
+        task_status.started()
+        while True:
+            sock, _ = await listener.accept()
+            nursery.start_soon(_handle, trio.SocketStream(sock), app, count)
 
 
 async def _handle(stream: trio.SocketStream, app, count: list[int]) -> None:

@@ -20,6 +20,7 @@ those off.
 """
 
 import os
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -31,19 +32,29 @@ KEEP_ALIVE = 5.0
 MAX_HEAD = 16 << 10
 
 
-async def bind_private_unix(path: str, kind: int = trio.socket.SOCK_STREAM):
-    """A unix socket at `path` only root may connect to (0600 from its creation: the umask
-    covers the moment between bind and chmod), replacing a stale one. Not yet listening."""
+@asynccontextmanager
+async def private_unix_listener(path: str, backlog: int, kind: int = trio.socket.SOCK_STREAM):
+    """A listening unix socket at `path` only root may connect to (0600 from its creation: the
+    umask covers the moment between bind and chmod), replacing a stale one; closed and removed
+    when the block ends."""
     if os.path.exists(path):
         os.unlink(path)
     listener = trio.socket.socket(trio.socket.AF_UNIX, kind)
-    old = os.umask(0o077)
     try:
-        await listener.bind(path)
+        old = os.umask(0o077)
+        try:
+            await listener.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        listener.listen(backlog)
+        yield listener
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    return listener
+        listener.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 class BodyTooLarge(InvalidArgument):

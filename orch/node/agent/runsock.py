@@ -71,28 +71,20 @@ MAX_RUNS = 1024
 async def serve(node, path: str, handler=None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve `handler`'s command (Run, or building.BuildCommand on build.sock) on `path`."""
     handler = handler or Run
-    listener = await limits.bind_private_unix(path, trio.socket.SOCK_SEQPACKET)
-    listener.listen(64)
     pending: dict[trio.CancelScope, None] = {}  # waiting for their request, oldest first
     runs = [0]
-    try:
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            while True:
-                conn, _ = await listener.accept()
-                if len(pending) >= MAX_PENDING:
-                    oldest = next(iter(pending))
-                    oldest.cancel()
-                    del pending[oldest]
-                waiting = trio.CancelScope(deadline=trio.current_time() + FIRST_MESSAGE)
-                pending[waiting] = None
-                nursery.start_soon(_handle, node, conn, handler, waiting, pending, runs)
-    finally:
-        listener.close()
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    async with (limits.private_unix_listener(path, 64, trio.socket.SOCK_SEQPACKET) as listener,
+                trio.open_nursery() as nursery):
+        task_status.started()
+        while True:
+            conn, _ = await listener.accept()
+            if len(pending) >= MAX_PENDING:
+                oldest = next(iter(pending))
+                oldest.cancel()
+                del pending[oldest]
+            waiting = trio.CancelScope(deadline=trio.current_time() + FIRST_MESSAGE)
+            pending[waiting] = None
+            nursery.start_soon(_handle, node, conn, handler, waiting, pending, runs)
 
 
 async def _handle(node, conn, handler, waiting: trio.CancelScope, pending: dict, runs: list[int]) -> None:
