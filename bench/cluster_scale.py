@@ -112,10 +112,23 @@ def role_manager(args) -> None:
             print(f"gc: {time.strftime('%H:%M:%S')} " + ", ".join(f"gen{g} {n} in {t:.2f} s" for g, (n, t) in gc_time.items())
                   + f"; counts {gc.get_count()}, {gc.get_freeze_count()} frozen", file=sys.stderr, flush=True)
 
+    async def report_sessions():
+        # While nodes come to this manager (after it took over), how many it serves, each half second.
+        last = -1
+        while True:
+            await trio.sleep(0.5)
+            manager = getattr(member_box[0], "manager", None) if member_box else None
+            dispatcher = manager.dispatcher if manager is not None else None
+            count = len(dispatcher.sessions) if dispatcher is not None else -1
+            if count != last and dispatcher is not None:
+                print(f"sessions: {time.strftime('%H:%M:%S')}.{int(time.time() * 10) % 10} {count}", file=sys.stderr, flush=True)
+            last = count
+
     async def main() -> None:
         if os.environ.get("ORCH_BENCH_GC"):
             trio.lowlevel.spawn_system_task(report_gc)
             trio.lowlevel.spawn_system_task(watch_stalls)
+            trio.lowlevel.spawn_system_task(report_sessions)
         member = ClusterNode(Path(args.dir), node=None, runtime=HollowRuntime(), etcd_ports=(args.etcd_client, args.etcd_peer))
         member_box.append(member)
         async with trio.open_nursery() as nursery:
@@ -472,6 +485,11 @@ async def run_bench(args, nursery) -> None:
         metrics_before = await trio.to_thread.run_sync(etcd_metrics, etcd_urls[0], tls)
         watched = {"leader": managers[0][0].p.pid, "fleet": fleet.p.pid,
                    "etcd": pid_of(f"--data-dir={managers[0][1]}/cluster/etcd"), "bench": os.getpid()}
+        # The other managers (hot standbys following every change) and their etcd members share
+        # the same two cores.
+        for k, (proc, d, _, _) in enumerate(managers[1:], start=2):
+            watched[f"m{k}"] = proc.p.pid
+            watched[f"etcd{k}"] = pid_of(f"--data-dir={d}/cluster/etcd")
         cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
         load_before = os.getloadavg()[0]
         began = time.monotonic()
@@ -481,7 +499,7 @@ async def run_bench(args, nursery) -> None:
         stop_profiles(spies)
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
         row("stack deploy until all running", f"{took:.1f} s, {args.tasks / took:,.0f} tasks/s", ANCHORS["deploy"])
-        row("  CPU used meanwhile (s)", ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()),
+        row("  CPU used meanwhile (s)", ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f"; all {sum(cpu.values()):.1f}",
             f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores, shared)")
         row("  leader CPU per task", f"{cpu['leader'] / args.tasks * 1e6:.0f} µs")
 
@@ -511,6 +529,7 @@ async def run_bench(args, nursery) -> None:
             row("leader killed", "skipped: two etcd members lose quorum with one gone; use --managers 3")
         if args.managers > 2:
             began = time.monotonic()
+            print(f"bench: {time.strftime('%H:%M:%S')}.{int(time.time() * 10) % 10} killing the leader", file=sys.stderr, flush=True)
             os.kill(leader_proc.p.pid, signal.SIGKILL)
             while True:
                 stored = await store.get(LEADER)
