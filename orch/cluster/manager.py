@@ -528,8 +528,9 @@ class Manager:
         while self._standby is None:
             await self._standby_ready.wait()
         cache = self._standby
-        # What the cache noted while this manager followed: the first pass plans everything,
-        # and every node gets a full push when its session starts.
+        # What the cache noted while this manager followed: every service is planned once the
+        # nodes are back (_sweep_when_settled), and every node gets a full push when its
+        # session starts.
         cache.touched_nodes, cache.touched_services = set(), set()
         self.cache = cache
         self._net_tasks = {t.id for t in cache.tasks.values() if holds_address(t)}
@@ -537,13 +538,14 @@ class Manager:
         settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
         dispatcher = Dispatcher(self, period=settings.heartbeat_period, misses=settings.heartbeat_misses)
         dispatcher.known_nodes(nid for nid, n in cache.nodes.items() if n.status.state != "down")
-        self._dirty = None
+        self._dirty = set()  # what changes from now on is planned at once
         try:
             async with trio.open_nursery() as nursery:
                 self._term_scope = nursery.cancel_scope
                 await nursery.start(dispatcher.run)
                 self.dispatcher = dispatcher
                 nursery.start_soon(self._reconcile, term)
+                nursery.start_soon(self._sweep_when_settled, dispatcher)
                 nursery.start_soon(self._write_reports, term)
                 self.leading.set()
                 self._tell_leader_changed()
@@ -551,6 +553,14 @@ class Manager:
         finally:
             self.cache = None
             self._term_scope = None
+
+    async def _sweep_when_settled(self, dispatcher: Dispatcher) -> None:
+        """Plan every service once the nodes are back with a new leader (Dispatcher.settle):
+        what the old one left undone. Meanwhile what changes is planned (a service updated
+        now is not held up by 100,000 tasks that are not)."""
+        await dispatcher.settle()
+        self._dirty = None
+        self._wake.set()
 
     def _on_changes(self, changes: list[Change]) -> None:
         cache, dispatcher = self.cache, self.dispatcher
