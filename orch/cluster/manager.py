@@ -198,6 +198,7 @@ class Manager:
         self.commits = 0
         self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
         self.log_plans = bool(os.environ.get("ORCH_LOG_PLANS"))  # one line per plan committed, in the agent's log
+        self._commit_seconds = 0.0  # how long the last plan's transactions took (ORCH_LOG_PLANS)
         self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
         self._net_index: tuple[int, NetIndex] | None = None  # (cache revision, index): overlay entries
         # Whether the overlay entries were in use when every node was last told of a change, and
@@ -672,8 +673,9 @@ class Manager:
             committing = time.perf_counter()
             await self._commit(term, plan, settings)
             if self.log_plans:
-                print(f"manager: {time.strftime('%H:%M:%S')} {plan.summary()} (planned in {took:.2f} s, committed and "
-                      f"seen in {time.perf_counter() - committing:.2f} s)", file=sys.stderr, flush=True)
+                print(f"manager: {time.strftime('%H:%M:%S')} {plan.summary()} (planned in {took:.2f} s, committed in "
+                      f"{self._commit_seconds:.2f} s, seen {time.perf_counter() - committing:.2f} s after it began)",
+                      file=sys.stderr, flush=True)
 
     @staticmethod
     def _sweep_slice(cache: Cache, sweep: list[str]) -> set[str]:
@@ -692,6 +694,7 @@ class Manager:
         cache = self.cache
         groups = [[*ops, term.fence] for ops in plan_ops(plan, max(2, settings.max_txn_ops - 1))]
         self._committing = True
+        began = time.perf_counter()
         try:
             try:
                 result = await self.store.commit(groups, echo=cache.echo)
@@ -701,6 +704,7 @@ class Manager:
                 await trio.sleep(0.5)
                 return
             self.commits += result.transactions
+            self._commit_seconds = time.perf_counter() - began
             if result.revision:
                 await cache.wait_revision(result.revision)
         finally:
