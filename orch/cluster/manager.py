@@ -53,12 +53,12 @@ REPORT_SLICE = 5000  # reports merged between two turns of the event loop
 # replaced, a manager that just won to start serving (under the worker's own 10 s wait for an
 # answer).
 SESSION_WAIT = 8.0
-# At most this many tasks are created by one pass: a pass and its commit then take a fraction
-# of a second (about 30 µs a task to plan, as much to encode and commit), so heartbeats, the
-# lease's keepalives and sessions are served in between, and the first tasks of a large
-# deploy start while the rest are planned. At 100,000 tasks in one pass the leader held the
-# event loop for over 10 s and lost its lease, again and again.
-PASS_NEW_TASKS = 5000
+# At most this many tasks are created by one pass: a pass takes a fraction of a second (0.3
+# to 0.6 s here at 10,000), so heartbeats and sessions are served in between, and the first
+# tasks of a large deploy start while the rest are planned. At 100,000 tasks in one pass the
+# leader held the event loop for over 10 s and lost its lease, again and again; at 5,000 a
+# pass a 100,000-task deploy took twenty passes, each with its own fixed costs.
+PASS_NEW_TASKS = 10_000
 # A plan over every service goes this many tasks a pass (about 0.15 s of planning here).
 SWEEP_TASKS = 10_000
 # Python's cyclic collector, tuned for a manager's heap (hold_gc below).
@@ -648,7 +648,9 @@ class Manager:
             dirty, self._dirty = self._dirty, set()
             if dirty is None:
                 sweep = list(reversed(cache.services))
-                dirty = set()
+                # And the services removed whose tasks are left: any pass reaps those, but with
+                # no service left to sweep no pass ran, and a removed stack's tasks stayed.
+                dirty = {sid for sid in cache.index.by_service if sid not in cache.services}
             settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
             # A pass covers the services whose records changed, and every service that waited
             # in the last pass: what it waits for (another service's tasks, a node, a slot on
@@ -754,6 +756,7 @@ class Manager:
                     await cache.wait_revision(mark + 1)
                     self._status_ready.set()
                 continue
+            written = 0
             for start in range(0, len(groups), STATUS_BATCH):
                 chunk = groups[start:start + STATUS_BATCH]
                 try:
@@ -775,8 +778,12 @@ class Manager:
                             requeued = True
                 if result is not None:
                     self.commits += result.transactions
-                    if result.revision:
-                        await cache.wait_revision(result.revision)
+                    written = max(written, result.revision)
+            # The next round merges what comes against the cache: it must hold this round's
+            # writes by then (not after each chunk: the chunks are other tasks, and waiting for
+            # each one's echo left a deploy's last statuses 15 to 20 s behind its last plan).
+            if written:
+                await cache.wait_revision(written)
             if retry or requeued:
                 for task_id, item in retry.items():
                     self._status.setdefault(task_id, item)

@@ -320,6 +320,24 @@ async def test_a_new_leader_plans_everything_a_slice_at_a_time(autojump_clock, m
         nursery.cancel_scope.cancel()
 
 
+async def test_the_last_service_removed_takes_its_tasks_with_it(autojump_clock):
+    # Removing a service plans everything; with no service left the sweep had nothing to plan,
+    # no pass ran, and the removed service's tasks (and containers) stayed.
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        m = await c.add_manager("m1")
+        await m.leading.wait()
+        await c.add_worker("n1")
+        await store.put(SERVICES, fc.service("web", replicas=2))
+        await wait_until(m, lambda cache: len(running_tasks(cache, "web")) == 2)
+        await store.delete(SERVICES, "web")
+        with trio.fail_after(60):
+            await wait_until(m, lambda cache: not any(t.service_id == "web" for t in cache.tasks.values()))
+            await c.runtimes["n1"].wait_for(lambda: not c.runtimes["n1"].running_tasks())
+        nursery.cancel_scope.cancel()
+
+
 async def test_drain_after_a_node_came_back_moves_its_tasks(autojump_clock):
     async with open_memory_store() as store, trio.open_nursery() as nursery:
         await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
