@@ -162,43 +162,40 @@ class TaskController:
             # Removed before its trio task began (two frames read at once): not one step. The
             # runtime's first await may not be a checkpoint, so the cancel would come too late.
             await trio.lowlevel.checkpoint_if_cancelled()
-            await self._run()
-
-    async def _run(self) -> None:
-        try:
-            if self.state in TERMINAL:
-                self.report(self.state, "finished while no manager watched")
-                return
-            if self.state != "running":
-                if self.wants_shutdown:
-                    self.report("shutdown", "shut down before it started")
-                    return
-                self.report("accepted")
-                self.report("preparing")
-                await self.runtime.prepare(self.task, self.assets.secrets, self.assets.configs)
-                self.report("starting")
-                self.container_id = await self.runtime.create(self.task)
-                await self.runtime.start(self.container_id)
-            self.report("running", "started")
-            self._waiting = True
             try:
-                if self.wants_shutdown:  # asked while it was starting
-                    self._begin_stop()
-                code = await self.runtime.wait(self.container_id, self._on_health)
-            finally:
-                self._waiting = False
-                if self._stopping is not None:
-                    self._stopping.cancel()  # the container is gone: nothing left to stop
-            self.exit_code = code
-            if self.wants_shutdown:
-                self.report("shutdown", "shut down")
-            elif code == 0:
-                self.report("complete", "finished")
-            else:
-                self.report("failed", "task: non-zero exit", err=f"task: non-zero exit ({code})")
-        except OrchError as err:
-            state = "rejected" if self.state in ("accepted", "preparing") else "failed"
-            self.report(state, str(err), err=str(err))
+                if self.state in TERMINAL:
+                    self.report(self.state, "finished while no manager watched")
+                    return
+                if self.state != "running":
+                    if self.wants_shutdown:
+                        self.report("shutdown", "shut down before it started")
+                        return
+                    self.report("accepted")
+                    self.report("preparing")
+                    await self.runtime.prepare(self.task, self.assets.secrets, self.assets.configs)
+                    self.report("starting")
+                    self.container_id = await self.runtime.create(self.task)
+                    await self.runtime.start(self.container_id)
+                self.report("running", "started")
+                self._waiting = True
+                try:
+                    if self.wants_shutdown:  # asked while it was starting
+                        self._begin_stop()
+                    code = await self.runtime.wait(self.container_id, self._on_health)
+                finally:
+                    self._waiting = False
+                    if self._stopping is not None:
+                        self._stopping.cancel()  # the container is gone: nothing left to stop
+                self.exit_code = code
+                if self.wants_shutdown:
+                    self.report("shutdown", "shut down")
+                elif code == 0:
+                    self.report("complete", "finished")
+                else:
+                    self.report("failed", "task: non-zero exit", err=f"task: non-zero exit ({code})")
+            except OrchError as err:
+                state = "rejected" if self.state in ("accepted", "preparing") else "failed"
+                self.report(state, str(err), err=str(err))
 
     def _on_health(self, healthy: bool) -> None:
         if healthy != self.healthy:
