@@ -95,7 +95,11 @@ class _Lines:
 
     def __init__(self, conn: _Conn):
         self.conn = conn
-        self.pending = b""
+        # The pieces of the line being read, joined once its end comes: a watch message of a
+        # few hundred kilobytes arrives in many reads, and adding each to the bytes before it
+        # copied the message over and over (5% of a leader's CPU during a large deploy).
+        self.pending: list[bytes] = []
+        self.pending_size = 0
         self.ready: deque[bytes] = deque()
         self.ended = False
 
@@ -111,17 +115,33 @@ class _Lines:
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, ssl.SSLError) as err:
                 raise TransportError(_reason(err) or "connection closed", sent=True) from None
             if isinstance(event, h11.Data):
-                *complete, self.pending = (self.pending + event.data).split(b"\n")
-                self.ready.extend(line for line in complete if line.strip())
-                if len(self.pending) > MAX_LINE:
-                    raise TransportError(f"a streamed message is larger than {MAX_LINE} bytes", sent=True)
+                self._add(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 self.ended = True
-                if self.pending.strip():
-                    self.ready.append(self.pending)
+                self._end_line(b"")
             else:
                 raise TransportError(f"unexpected {type(event).__name__} in a streamed response", sent=True)
         return self.ready.popleft()
+
+    def _add(self, data: bytes) -> None:
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            self._end_line(data[start:end])
+            start = end + 1
+        if start < len(data):
+            rest = data[start:] if start else data
+            self.pending.append(rest)
+            self.pending_size += len(rest)
+            if self.pending_size > MAX_LINE:
+                raise TransportError(f"a streamed message is larger than {MAX_LINE} bytes", sent=True)
+
+    def _end_line(self, last: bytes) -> None:
+        if self.pending:
+            self.pending.append(last)
+            last = b"".join(self.pending)
+            self.pending, self.pending_size = [], 0
+        if last.strip():
+            self.ready.append(last)
 
 
 class Endpoint:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import math
 import os
 import sys
 import time
@@ -44,12 +45,13 @@ from orch.scheduler.clusterplan import ClusterPlan
 from orch.scheduler.orchestrate import plan_cluster
 from orch.scheduler.taskindex import services_near_node
 
-LEASE_TTL = 6  # seconds: a dead leader is replaced within about this long (keepalives every 2 s)
+LEASE_TTL = 5  # seconds: a dead leader is replaced within about this long (keepalives every TTL/3, from their own thread)
 STATUS_BATCH = 1000
 SLOW_PASS = 1.0  # seconds: a pass that holds the event loop longer is logged
 REPORT_SLICE = 5000  # reports merged between two turns of the event loop
-# How long a worker's hello waits for a manager that just won to start serving (under the
-# worker's own 10 s wait for an answer).
+# How long a worker's hello waits at most for a leader to serve it: one that likely died to be
+# replaced, a manager that just won to start serving (under the worker's own 10 s wait for an
+# answer).
 SESSION_WAIT = 8.0
 # At most this many tasks are created by one pass: a pass and its commit then take a fraction
 # of a second (about 30 µs a task to plan, as much to encode and commit), so heartbeats, the
@@ -57,6 +59,8 @@ SESSION_WAIT = 8.0
 # deploy start while the rest are planned. At 100,000 tasks in one pass the leader held the
 # event loop for over 10 s and lost its lease, again and again.
 PASS_NEW_TASKS = 5000
+# A plan over every service goes this many tasks a pass (about 0.15 s of planning here).
+SWEEP_TASKS = 10_000
 # Python's cyclic collector, tuned for a manager's heap (hold_gc below).
 GC_THRESHOLDS = (50_000, 20, 10)
 
@@ -177,6 +181,7 @@ class Manager:
         self.cache: Cache | None = None
         self.dispatcher: Dispatcher | None = None
         self.leader: LeaderRecord | None = None
+        self._leader_changed = trio.Event()
         self.leading = trio.Event()  # set while this manager leads (tests wait on it)
         self._wake = trio.Event()
         self._dirty: set[str] | None = set()  # services to plan; None: all
@@ -236,6 +241,7 @@ class Manager:
             self.leading = trio.Event()
         self.term = None
         self.dispatcher = None
+        self._tell_leader_changed()
 
     async def _follow_leader(self) -> None:
         """Know who leads, to redirect workers to it."""
@@ -249,19 +255,14 @@ class Manager:
                     async for batch in batches:
                         for change in batch.changes:
                             self.leader = change.record
+                        self._tell_leader_changed()
             except OrchError:
                 await trio.sleep(1)
 
     async def serve_session(self, framed, node_id: str, hello: dict) -> None:
         """A worker's session: served by the dispatcher while this manager leads, else
         answered with a redirect to the leader."""
-        if not self.is_leader() and self.term is not None and not self.term.lost.is_set():
-            # This manager just won and is not serving yet (its followed cache may still be
-            # loading): the worker waits here rather than being sent back to this same manager
-            # at once (a thousand workers of a dead leader doing that kept a new leader busy
-            # with handshakes while it loaded).
-            with trio.move_on_after(SESSION_WAIT):
-                await self.leading.wait()
+        await self._wait_for_a_leader(hello.get("lost"))
         if not self.is_leader():
             await Dispatcher(self).serve(framed, node_id, hello)  # a redirect to the leader
             return
@@ -274,6 +275,35 @@ class Manager:
                                                 f"run orch swarm leave on it, then join again").model_dump())
             return
         await dispatcher.serve(framed, node_id, hello)
+
+    async def _wait_for_a_leader(self, lost) -> None:
+        """Hold a worker's hello while a leader is on its way (at most SESSION_WAIT):
+        - this manager won and is not serving yet: sent back to this same manager at once, a
+          thousand workers of a dead leader kept a new leader busy with handshakes;
+        - the worker lost its session with (or could not reach) `lost`, the manager this one
+          knows as the leader: that one likely died, and its lease runs out within a TTL.
+          Sent back to it, a thousand nodes backed off for seconds each and came to the new
+          leader over 5 to 10 s; held, each goes to the new leader the moment it leads. If the
+          leader lives on (the node's trouble was its own), the node goes back to it once a
+          TTL has passed."""
+        now = trio.current_time()
+        deadline = now + SESSION_WAIT
+        lost = lost if isinstance(lost, str) and lost != self.me.addr else ""
+        held_until = min(deadline, now + self.lease_ttl + 1) if lost else now
+        while not self.is_leader():
+            leader = self.leader
+            starting = ((self.term is not None and not self.term.lost.is_set())
+                        or (leader is not None and leader.node_id == self.me.node_id))
+            held = lost and (leader is None or leader.addr == lost)
+            until = deadline if starting else held_until if held else now
+            if trio.current_time() >= until:
+                return
+            with trio.move_on_at(until):
+                await self._leader_changed.wait()
+
+    def _tell_leader_changed(self) -> None:
+        self._leader_changed.set()
+        self._leader_changed = trio.Event()
 
     async def send_service_logs(self, service_id: str, out: trio.MemorySendChannel, *, follow: bool = False,
                                 tail: int | None = None, since: float | None = None) -> None:
@@ -424,7 +454,11 @@ class Manager:
         if cache is None:
             return []
         if self._net_index is None or self._net_index[0] != cache.revision:
-            self._net_index = (cache.revision, NetIndex.build(cache.networks, cache.services, cache.tasks, cache.nodes))
+            # Only the tasks that hold addresses make entries (kept as changes come: a scan of
+            # 100,000 tasks for none, per revision, was 4% of a new leader's time while its
+            # nodes came back).
+            tasks = {tid: cache.tasks[tid] for tid in self._net_tasks if tid in cache.tasks}
+            self._net_index = (cache.revision, NetIndex.build(cache.networks, cache.services, tasks, cache.nodes))
         return self._net_index[1].entries(node_id)
 
     async def report(self, node_id: str, updates) -> None:
@@ -512,6 +546,7 @@ class Manager:
                 nursery.start_soon(self._reconcile, term)
                 nursery.start_soon(self._write_reports, term)
                 self.leading.set()
+                self._tell_leader_changed()
                 await trio.sleep_forever()
         finally:
             self.cache = None
@@ -580,33 +615,42 @@ class Manager:
     async def _reconcile(self, term: Term) -> None:
         cache = self.cache
         assert cache is not None
-        await self.dispatcher.settle()
         next_check: float | None = None
         waiting: set[str] = set()
+        # The services a plan over everything (a new term's first, or after a rejected commit)
+        # has yet to cover: a slice of them each pass (_sweep_slice). One pass over 100,000
+        # tasks held the event loop 1.3 to 1.8 s while a new leader's thousand nodes came back
+        # to it, and a change (a service update) waited behind it.
+        sweep: list[str] = []
+        last_pass = 0.0
         while True:
-            if self._dirty is not None and not self._dirty and next_check is None:
+            if self._dirty is not None and not self._dirty and not sweep:
                 self._wake = trio.Event()
-                await self._wake.wait()
-            elif self._dirty is not None and not self._dirty:
-                self._wake = trio.Event()
-                with trio.move_on_after(max(0.0, next_check - self.clock())):
+                with trio.move_on_after(math.inf if next_check is None else max(0.0, next_check - self.clock())):
                     await self._wake.wait()
+            elif sweep:
+                # Sessions and reports get as long as the last slice took: a sweep takes at most
+                # half of the event loop (a new leader's nodes are all coming back meanwhile).
+                await trio.sleep(last_pass)
             dirty, self._dirty = self._dirty, set()
-            due = next_check is not None and self.clock() >= next_check
+            if dirty is None:
+                sweep = list(reversed(cache.services))
+                dirty = set()
             settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
             # A pass covers the services whose records changed, and every service that waited
             # in the last pass: what it waits for (another service's tasks, a node, a slot on
-            # one) may be what changed. No such service, no pass.
-            services = None if (dirty is None or due) else dirty | waiting
-            if services is not None and not services:
+            # one, a time: every check a pass asks for comes with a wait) may be what changed;
+            # and the next slice of a sweep. No such service, no pass.
+            services = dirty | waiting | self._sweep_slice(cache, sweep)
+            if not services:
                 continue
             began = time.perf_counter()
             plan = plan_cluster(cache.state(), now=self.clock(), settings=settings, services=services,
                                 max_new=PASS_NEW_TASKS)
-            took = time.perf_counter() - began
+            took = last_pass = time.perf_counter() - began
             if took > SLOW_PASS:
-                print(f"manager: a pass over {len(services) if services is not None else 'all'} services of "
-                      f"{len(cache.tasks)} tasks took {took:.1f} s", file=sys.stderr, flush=True)
+                print(f"manager: a pass over {len(services)} services of {len(cache.tasks)} tasks took {took:.1f} s",
+                      file=sys.stderr, flush=True)
             self.plans += 1
             next_check = plan.next_check_at
             names = {w.service for w in plan.waiting}
@@ -616,6 +660,19 @@ class Manager:
             if self.log_plans:
                 print(f"manager: {time.strftime('%H:%M:%S')} {plan.summary()}", file=sys.stderr, flush=True)
             await self._commit(term, plan, settings)
+
+    @staticmethod
+    def _sweep_slice(cache: Cache, sweep: list[str]) -> set[str]:
+        """The next services of a sweep, about SWEEP_TASKS tasks (a service's tasks are never
+        split). Tasks of services removed meanwhile are reaped by any pass."""
+        out: set[str] = set()
+        count = 0
+        while sweep and count < SWEEP_TASKS:
+            sid = sweep.pop()
+            if sid in cache.services:
+                out.add(sid)
+                count += len(cache.index.by_service.get(sid, ())) + 1
+        return out
 
     async def _commit(self, term: Term, plan: ClusterPlan, settings: r.ClusterSettings) -> None:
         cache = self.cache

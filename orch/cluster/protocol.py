@@ -87,6 +87,10 @@ class Hello(Message):
     op: Literal["hello"] = "hello"
     description: NodeDescription
     tasks: list[TaskStatusUpdate] = Field(default_factory=list)  # what it runs now
+    # The manager this node's last session was with, or the last it could not reach: a manager
+    # that knows that one as the leader holds the session until another leads (the leader
+    # likely died) rather than sending the node back to it.
+    lost: str = ""
 
 
 class Welcome(Message):

@@ -334,6 +334,7 @@ class Worker:
         self._rng = rng or random.Random()
         self.last_error = ""
         self._welcomed = False  # the last session got as far as a welcome
+        self._lost = ""  # the manager the last session was with, or the last that could not be reached (Hello.lost)
         # Called with the managers' addresses when a welcome changes them (the node keeps them,
         # so that after a restart it reaches a manager even if the one it joined is gone).
         self.on_managers: Callable[[list[str]], Awaitable[None]] | None = None
@@ -351,6 +352,7 @@ class Worker:
                 target = await self._attempt(addr)
                 if target:
                     continue  # redirected to the leader: go at once
+                self._lost = addr
                 if self._welcomed:
                     delay = BACKOFF_MIN  # a session that was up: back off from the start again
                 i += 1
@@ -378,7 +380,7 @@ class Worker:
         framed = Framed(stream)
         try:
             running = await self.tasks.observe()
-            await framed.send(p.Hello(description=self.describe(), tasks=running).model_dump())
+            await framed.send(p.Hello(description=self.describe(), tasks=running, lost=self._lost).model_dump())
             with trio.fail_after(10):
                 first = await framed.receive()
             if first is None:
@@ -390,6 +392,7 @@ class Worker:
                 raise OrchError(f"manager {addr} refused the session: {reply.message}")
             self.session_id = reply.session
             self._welcomed = True
+            self._lost = ""
             self.period = reply.heartbeat_period
             if reply.managers and reply.managers != self.managers:
                 self.managers = reply.managers

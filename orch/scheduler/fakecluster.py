@@ -396,7 +396,6 @@ class Incremental:
         self.index = TaskIndex()
         self.seen: ClusterState | None = None
         self.waiting: set[str] = set()
-        self.next_check: float | None = None
 
     def dirty(self, state: ClusterState) -> set[str] | None:
         """The services the leader would plan for `state` (None: all), the index brought up to date."""
@@ -430,14 +429,14 @@ class Incremental:
         from orch.scheduler.orchestrate import plan_cluster
 
         dirty = self.dirty(state)
-        due = self.next_check is not None and now >= self.next_check
-        services = None if (dirty is None or due) else dirty | self.waiting
+        # A check that falls due concerns services that wait (every check comes with a wait):
+        # the pass over those covers it.
+        services = None if dirty is None else dirty | self.waiting
         if services is not None and not services:
             changes, waiting = [], []  # no pass
         else:
             indexed = ClusterState(state.services, state.nodes, state.tasks, state.revisions, index=self.index, networks=state.networks)
             plan = plan_cluster(indexed, now=now, services=services, **kw)
-            self.next_check = plan.next_check_at
             names = {w.service for w in plan.waiting}
             self.waiting = {sid for sid, s in state.services.items() if s.spec.name in names}
             changes, waiting = [render_change(c) for c in plan.changes], render_waiting(plan)

@@ -13,6 +13,7 @@ from orch.cluster.memstore import open_memory_store
 from orch.cluster import protocol as p
 from orch.cluster.state import CLUSTER, NETWORKS, NODES, SERVICES, TASKS, Cache
 from orch.cluster.store import Change
+from orch.cluster.wire import Framed
 from orch.cluster.worker import Worker
 from orch.scheduler import fakecluster as fc
 
@@ -30,6 +31,7 @@ class Cluster:
         self.runtimes: dict[str, FakeRuntime] = {}
         self.workers: dict[str, Worker] = {}
         self.cut: set[str] = set()
+        self.dead: set[str] = set()  # managers' addresses that refuse connections (their process died)
         self.streams: dict[str, list] = {}
 
     async def add_manager(self, node_id):
@@ -45,15 +47,28 @@ class Cluster:
         async def connect(addr):
             if node_id in self.cut:
                 raise OSError("network is unreachable")
+            if addr in self.dead:
+                raise OSError("connection refused")
             client, server = trio.testing.memory_stream_pair()
             self.streams.setdefault(node_id, []).append((client, server))
-            self.nursery.start_soon(self.managers[addr].serve_session, server, node_id, None)
+            self.nursery.start_soon(self._serve, self.managers[addr], server, node_id)
             return client
 
         worker = Worker(list(self.managers), connect, runtime, lambda: p.NodeDescription(hostname=node_id))
         self.runtimes[node_id] = runtime
         self.workers[node_id] = worker
         await self.nursery.start(worker.run)
+
+    @staticmethod
+    async def _serve(manager, stream, node_id):
+        # As the node's listener does: the hello is read first, to route the connection.
+        framed = Framed(stream)
+        try:
+            hello = await framed.receive()
+        except trio.BrokenResourceError:
+            return
+        if hello is not None:
+            await manager.serve_session(framed, node_id, hello)
 
     async def cut_node(self, node_id):
         self.cut.add(node_id)
@@ -151,6 +166,118 @@ async def test_a_second_manager_takes_over_when_the_leader_dies(autojump_clock):
         await wait_until(m2, lambda cache: len([t for t in running_tasks(cache, "web")
                                                 if t.spec.container_spec.image == "busybox:2"]) == 2)
         assert sum(len(rt.running_tasks()) for rt in c.runtimes.values()) == 2
+        nursery.cancel_scope.cancel()
+
+
+class Crashing:
+    """A manager's store that says nothing more once the manager is `dead`: its lease is not
+    revoked nor its leader key deleted, as when its process is killed (the lease runs out)."""
+
+    def __init__(self, store):
+        self._store = store
+        self.dead = False
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if name not in ("revoke", "_txn"):
+            return attr
+
+        async def unless_dead(*args, **kwargs):
+            return None if self.dead else await attr(*args, **kwargs)
+        return unless_dead
+
+
+async def test_nodes_that_lost_the_leader_wait_at_a_follower_and_come_to_the_next_at_once(autojump_clock):
+    # Sent back to the dead leader, a node backed off for seconds each time (and a thousand
+    # nodes came to the new leader over 5 to 10 s); held by the follower, it is served the
+    # moment the follower leads.
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        crashing = Crashing(store)
+        m1 = Manager(crashing, ManagerIdentity("m1", "m1:2377"), clock=trio.current_time, lease_ttl=5)
+        m2 = Manager(store, ManagerIdentity("m2", "m2:2377"), clock=trio.current_time, lease_ttl=5)
+        c.managers = {"m1:2377": m1, "m2:2377": m2}
+        m1_scope = trio.CancelScope()
+
+        async def run_m1(task_status=trio.TASK_STATUS_IGNORED):
+            with m1_scope:
+                await m1.run(task_status=task_status)
+
+        await nursery.start(run_m1)
+        await m1.leading.wait()
+        await nursery.start(m2.run)
+        for nid in ("n1", "n2", "n3"):
+            await c.add_worker(nid)
+        for worker in c.workers.values():
+            await worker.connected.wait()
+
+        crashing.dead = True
+        m1_scope.cancel()
+        c.dead.add("m1:2377")
+        died = trio.current_time()
+        for nid in list(c.streams):
+            await c.cut_node(nid)
+            c.cut.discard(nid)
+        await m2.leading.wait()
+        led = trio.current_time()
+        assert 4 <= led - died <= 6  # the dead leader's lease ran out
+        for nid, worker in c.workers.items():
+            while not worker.connected.is_set():
+                await trio.sleep(0.01)
+            assert trio.current_time() - led < 0.5, f"{nid} came {trio.current_time() - led:.1f} s after m2 led"
+            assert nid in m2.dispatcher.sessions
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_node_held_by_a_follower_goes_back_to_a_leader_that_lives(autojump_clock):
+    # A node whose own trouble made it leave a leader that is alive is not held for ever.
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        m1 = await c.add_manager("m1")
+        await m1.leading.wait()
+        m2 = await c.add_manager("m2")
+        client, server = trio.testing.memory_stream_pair()
+        worker_side = Framed(client)
+        hello = p.Hello(description=p.NodeDescription(hostname="n1"), lost="m1:2377").model_dump()
+        began = trio.current_time()
+        nursery.start_soon(m2.serve_session, Framed(server), "n1", hello)
+        reply = p.parse(await worker_side.receive(), {"redirect": p.Redirect})
+        assert reply.leader == "m1:2377"
+        assert 5 <= trio.current_time() - began <= 6.5  # held a TTL and a second, then sent back
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_new_leader_plans_everything_a_slice_at_a_time(autojump_clock, monkeypatch):
+    # A pass over every service held a new leader's event loop for seconds at 100,000 tasks;
+    # the sweep plans about SWEEP_TASKS tasks' services a pass, and reaches every service.
+    import orch.cluster.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "SWEEP_TASKS", 2)
+    planned: list[set[str]] = []
+    real = manager_module.plan_cluster
+
+    def recording(state, **kw):
+        planned.append(set(kw["services"]))
+        return real(state, **kw)
+
+    monkeypatch.setattr(manager_module, "plan_cluster", recording)
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        names = [f"s{i}" for i in range(6)]
+        for name in names:
+            await store.put(SERVICES, fc.service(name, replicas=3))
+        c = Cluster(store, nursery)
+        for nid in ("n1", "n2"):
+            await store.put(NODES, fc.node(nid))
+        m = await c.add_manager("m1")
+        await m.leading.wait()
+        for nid in ("n1", "n2"):
+            await c.add_worker(nid)
+        await wait_until(m, lambda cache: all(len(running_tasks(cache, n)) == 3 for n in names))
+        assert len(planned[0]) == 2  # no tasks yet: a service counts one
+        assert set().union(*planned) == set(names)
         nursery.cancel_scope.cancel()
 
 

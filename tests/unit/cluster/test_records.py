@@ -275,3 +275,12 @@ def test_a_version_1_network_record_reads_as_version_2_without_ingress():
     net = r.Network.from_json(stored)
     assert net.version == 2 and net.spec.ingress is False and net.allocated
     assert json.loads(net.to_json())["version"] == 2
+
+
+def test_tasks_sharing_a_spec_encode_it_once_and_as_a_whole_record_would():
+    web, other = service("web"), service("other", image="busybox:2")
+    a, b, c = task(web, 1, "n1"), task(web, 2, "n2", "failed", exit_code=1), task(other, 1, "n1")
+    b.__dict__["spec"] = a.spec  # shared, as SpecInterner does
+    for t in (a, b, c, a, c):
+        assert json.loads(t.to_json()) == json.loads(r.Record.to_json(t))
+    assert json.loads(c.to_json())["spec"]["container_spec"]["image"] == "busybox:2"
