@@ -45,6 +45,8 @@ PUSH_BATCHING = 0.1
 # keepalives go out.
 FULL_PUSHES = 8
 TAKEOVER_GRACE = 2  # graces a node has to come back to a manager that just took over
+SETTLE_QUIET = 1.0  # seconds without a new session after which a new leader's nodes are back
+SETTLE_MAX = 5.0  # seconds a new leader waits for its nodes at most before it plans every service
 
 
 class Backend(Protocol):
@@ -97,6 +99,7 @@ class Dispatcher:
         self.closed = False  # set when `run` ends (the term is over): no session is served after
         self._period_changed = trio.Event()
         self._full_pushes = trio.CapacityLimiter(FULL_PUSHES)
+        self._session_added = trio.Event()
 
     @property
     def grace(self) -> float:
@@ -134,6 +137,22 @@ class Dispatcher:
         now = trio.current_time()
         for node_id in node_ids:
             self.last_seen.setdefault(node_id, now)
+
+    async def settle(self, quiet: float = SETTLE_QUIET, longest: float = SETTLE_MAX) -> None:
+        """Until the nodes have come back after this dispatcher started: every node it knows
+        has a session (or is Down), or none came for `quiet` seconds, or `longest` seconds
+        passed. A new leader plans every service only then (it plans what changes meanwhile):
+        when the old one dies its thousand nodes all come back at once, and planning 100,000
+        tasks took half of the new leader's time while they did. Not longer: the nodes have
+        two graces to come back (TAKEOVER_GRACE), and work the old leader left undone should
+        not wait for the last of them."""
+        deadline = self._started_at + longest
+        while not all(n in self.sessions or n in self.down for n in self.last_seen):
+            with trio.move_on_at(min(deadline, trio.current_time() + quiet)):
+                await self._session_added.wait()
+            if not self._session_added.is_set():
+                return
+            self._session_added = trio.Event()
 
     # -- the watchdog -----------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -200,6 +219,7 @@ class Dispatcher:
             # heartbeating but held by nobody, so nothing was ever pushed to its node again.
             previous = self.sessions.get(node_id)
             self.sessions[node_id] = session
+            self._session_added.set()
             try:
                 if previous is not None:
                     await _close_quietly(previous.framed)

@@ -62,7 +62,7 @@ PASS_NEW_TASKS = 5000
 # A plan over every service goes this many tasks a pass (about 0.15 s of planning here).
 SWEEP_TASKS = 10_000
 # Python's cyclic collector, tuned for a manager's heap (hold_gc below).
-GC_THRESHOLDS = (50_000, 20, 10)
+GC_THRESHOLDS = (200_000, 10, 10)
 
 
 
@@ -127,8 +127,10 @@ def tune_gc() -> None:
     temporaries added a quarter to it: 69 s of a 100,000-task deploy, pauses of a second that
     cost the leader its lease; a manager taking over spent 17 to 24 s in 29 full collections
     while loading the cache, lost its lease, and leadership went back and forth. So: young
-    collections every 50,000 net allocations, not 700 (a pass's temporaries die young instead
-    of being promoted), on every manager from its start."""
+    collections every 200,000 net allocations, not 700 (a pass's temporaries and a round of
+    status reports die young instead of being walked again and promoted; at 50,000 the leader
+    spent 7.4 to 9.9 s of a 100,000-task deploy in the collector, at 200,000 4.5 s), middle
+    ones every 10 young ones, on every manager from its start."""
     if gc.get_threshold() != GC_THRESHOLDS:
         gc.set_threshold(*GC_THRESHOLDS)
 
@@ -196,6 +198,7 @@ class Manager:
         self.commits = 0
         self._assigned: dict[str, tuple] = {}  # task id -> (what the payload is made of, payload)
         self.log_plans = bool(os.environ.get("ORCH_LOG_PLANS"))  # one line per plan committed, in the agent's log
+        self._commit_seconds = 0.0  # how long the last plan's transactions took (ORCH_LOG_PLANS)
         self._doomed: set[str] = set()  # nodes removed from the cluster: nothing more is written of them
         self._net_index: tuple[int, NetIndex] | None = None  # (cache revision, index): overlay entries
         # Whether the overlay entries were in use when every node was last told of a change, and
@@ -528,8 +531,9 @@ class Manager:
         while self._standby is None:
             await self._standby_ready.wait()
         cache = self._standby
-        # What the cache noted while this manager followed: the first pass plans everything,
-        # and every node gets a full push when its session starts.
+        # What the cache noted while this manager followed: every service is planned once the
+        # nodes are back (_sweep_when_settled), and every node gets a full push when its
+        # session starts.
         cache.touched_nodes, cache.touched_services = set(), set()
         self.cache = cache
         self._net_tasks = {t.id for t in cache.tasks.values() if holds_address(t)}
@@ -537,13 +541,14 @@ class Manager:
         settings = cache.cluster.settings if cache.cluster else r.ClusterSettings()
         dispatcher = Dispatcher(self, period=settings.heartbeat_period, misses=settings.heartbeat_misses)
         dispatcher.known_nodes(nid for nid, n in cache.nodes.items() if n.status.state != "down")
-        self._dirty = None
+        self._dirty = set()  # what changes from now on is planned at once
         try:
             async with trio.open_nursery() as nursery:
                 self._term_scope = nursery.cancel_scope
                 await nursery.start(dispatcher.run)
                 self.dispatcher = dispatcher
                 nursery.start_soon(self._reconcile, term)
+                nursery.start_soon(self._sweep_when_settled, dispatcher)
                 nursery.start_soon(self._write_reports, term)
                 self.leading.set()
                 self._tell_leader_changed()
@@ -551,6 +556,14 @@ class Manager:
         finally:
             self.cache = None
             self._term_scope = None
+
+    async def _sweep_when_settled(self, dispatcher: Dispatcher) -> None:
+        """Plan every service once the nodes are back with a new leader (Dispatcher.settle):
+        what the old one left undone. Meanwhile what changes is planned (a service updated
+        now is not held up by 100,000 tasks that are not)."""
+        await dispatcher.settle()
+        self._dirty = None
+        self._wake.set()
 
     def _on_changes(self, changes: list[Change]) -> None:
         cache, dispatcher = self.cache, self.dispatcher
@@ -657,9 +670,12 @@ class Manager:
             waiting = {sid for sid, svc in cache.services.items() if svc.spec.name in names} if names else set()
             if not plan.changes:
                 continue
-            if self.log_plans:
-                print(f"manager: {time.strftime('%H:%M:%S')} {plan.summary()}", file=sys.stderr, flush=True)
+            committing = time.perf_counter()
             await self._commit(term, plan, settings)
+            if self.log_plans:
+                print(f"manager: {time.strftime('%H:%M:%S')} {plan.summary()} (planned in {took:.2f} s, committed in "
+                      f"{self._commit_seconds:.2f} s, seen {time.perf_counter() - committing:.2f} s after it began)",
+                      file=sys.stderr, flush=True)
 
     @staticmethod
     def _sweep_slice(cache: Cache, sweep: list[str]) -> set[str]:
@@ -678,6 +694,7 @@ class Manager:
         cache = self.cache
         groups = [[*ops, term.fence] for ops in plan_ops(plan, max(2, settings.max_txn_ops - 1))]
         self._committing = True
+        began = time.perf_counter()
         try:
             try:
                 result = await self.store.commit(groups, echo=cache.echo)
@@ -687,6 +704,7 @@ class Manager:
                 await trio.sleep(0.5)
                 return
             self.commits += result.transactions
+            self._commit_seconds = time.perf_counter() - began
             if result.revision:
                 await cache.wait_revision(result.revision)
         finally:

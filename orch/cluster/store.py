@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pydantic
+import trio
 
 from orch.cluster import etcd
 from orch.cluster.etcd import Compacted, Compare, Event, KeyValue, WatchResponse, prefix_end
-from orch.errors import AlreadyExists, Conflict, InvalidArgument, SystemFailure
+from orch.errors import AlreadyExists, Conflict, InvalidArgument, OrchError, SystemFailure
 
 __all__ = ["Kind", "Stored", "Listing", "Change", "WatchBatch", "Put", "Delete", "Check", "Fence", "Op", "CommitResult", "Echo",
            "StaleRecords", "Compacted", "Store", "EtcdStore", "Limits"]
@@ -164,6 +165,8 @@ class _Lowered:
     records: list[tuple[bytes, bytes, Any]]  # (key, value, record) of each Put
 
 
+COMMIT_WINDOW = 4  # transactions of one commit in flight at once (Store.commit)
+
 # Per-op overheads in etcd's protobuf encoding, rounded up; the request budget below leaves room.
 _OP_OVERHEAD = 32
 _REQUEST_OVERHEAD = 4096
@@ -235,6 +238,17 @@ class CommitResult:
     transactions: int = 0
     # The newest revision any of its transactions answered with: a rejected group's writer
     # waits for its cache to reach it (what the compare failed on is in by then).
+    seen: int = 0
+
+
+@dataclass
+class _Tally:
+    """A CommitResult as its transactions come back."""
+
+    revision: int = 0
+    applied: list[int] = field(default_factory=list)
+    rejected: dict[int, list[str]] = field(default_factory=dict)
+    transactions: int = 0
     seen: int = 0
 
 
@@ -393,11 +407,26 @@ class Store:
             echo.expect(rec for low in lowered for rec in low.records)
         for i, low in enumerate(lowered):
             self._check_limits(low, f"group {i}")
-        applied: list[int] = []
-        rejected: dict[int, list[str]] = {}
-        revision = seen = 0
-        transactions = 0
-        for batch in self._pack(lowered):
+        result = _Tally()
+        errors: list[OrchError] = []
+        # Transactions that touch no key an earlier one writes, and write none an earlier one
+        # compares or writes, go COMMIT_WINDOW at a time (etcd applies them in one raft batch
+        # and one fsync): a plan of 5,000 new tasks waited 2 to 3.7 s for 17 transactions one
+        # after the other. One that depends on an earlier one waits for all before it (a plan
+        # writes a service's own record last: the tasks' transactions compare it).
+        for run in self._runs(lowered, self._pack(lowered)):
+            window = trio.Semaphore(COMMIT_WINDOW)
+            async with trio.open_nursery() as nursery:
+                for batch in run:
+                    await window.acquire()
+                    nursery.start_soon(self._commit_batch, lowered, batch, echo, result, errors, window, nursery.cancel_scope)
+            if errors:
+                raise errors[0]
+        return CommitResult(result.revision, sorted(result.applied), result.rejected, result.transactions, result.seen)
+
+    async def _commit_batch(self, lowered: list[_Lowered], batch: list[int], echo: Echo | None, result: _Tally,
+                            errors: list[OrchError], window: trio.Semaphore, scope: trio.CancelScope) -> None:
+        try:
             pending = batch
             while pending:
                 # Groups of one plan compare the same records (the tasks of a service its
@@ -406,18 +435,18 @@ class Store:
                 requests = [r for i in pending for r in lowered[i].requests]
                 failure = self._read_back(compares)
                 outcome = await self._txn(compares, requests, failure)
-                transactions += 1
-                seen = max(seen, outcome.revision)
+                result.transactions += 1
+                result.seen = max(result.seen, outcome.revision)
                 if outcome.succeeded:
-                    applied.extend(pending)
-                    revision = outcome.revision
-                    break
+                    result.applied.extend(pending)
+                    result.revision = max(result.revision, outcome.revision)
+                    return
                 current = self._current(failure, outcome)
                 still = []
                 for i in pending:
                     bad = sorted({self._name(c.key) for c in lowered[i].compares if not compare_holds(c, current.get(c.key))})
                     if bad:
-                        rejected[i] = bad
+                        result.rejected[i] = bad
                     else:
                         still.append(i)
                 if len(still) == len(pending):
@@ -425,9 +454,32 @@ class Store:
                     # same transaction, so some group is always to blame.
                     raise SystemFailure("etcd failed a transaction whose compares all hold when read back")
                 if echo is not None:
-                    echo.forget(rec for i in pending if i in rejected for rec in lowered[i].records)
+                    echo.forget(rec for i in pending if i in result.rejected for rec in lowered[i].records)
                 pending = still
-        return CommitResult(revision, sorted(applied), rejected, transactions, seen)
+        except OrchError as err:
+            errors.append(err)
+            scope.cancel()
+        finally:
+            window.release()
+
+    @staticmethod
+    def _runs(lowered: list[_Lowered], batches: list[list[int]]) -> list[list[list[int]]]:
+        """The transactions cut where one depends on an earlier one: it compares a key an
+        earlier one writes, or writes a key an earlier one compares or writes. Those of a run
+        may be applied in any order."""
+        runs: list[list[list[int]]] = []
+        written: set[bytes] = set()
+        compared: set[bytes] = set()
+        for batch in batches:
+            writes = set().union(*(lowered[i].write_keys for i in batch))
+            reads = {c.key for i in batch for c in lowered[i].compares}
+            if not runs or writes & (written | compared) or reads & written:
+                runs.append([])
+                written, compared = set(), set()
+            runs[-1].append(batch)
+            written |= writes
+            compared |= reads
+        return runs
 
     def _pack(self, lowered: list[_Lowered]) -> list[list[int]]:
         limit, budget = self.limits.max_txn_ops, self.limits.budget

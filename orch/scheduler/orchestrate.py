@@ -345,8 +345,10 @@ class _Pass:
                 todo.setdefault((service.id, task.spec_digest, pinned), []).append(task)
         if not todo:
             return
-        tasks = [self.current(t) for t in self.state.tasks.values()]
-        placer = Placer(self.state.nodes.values(), tasks)
+        # The nodes' usage as the index keeps it, and the tasks this pass changed so far.
+        tasks = self.state.tasks
+        changed = [(tasks[tid], entry.task) for tid, entry in self.out.items() if tid in tasks and tasks[tid] is not entry.task]
+        placer = Placer(self.state.nodes.values(), usage=self.index.usage, changed=changed)
         for (service_id, _, pinned), group in todo.items():
             first = group[0]
             ports = tuple((p.protocol, p.published_port) for p in first.endpoint.ports if p.publish_mode == "host" and p.published_port)

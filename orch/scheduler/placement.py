@@ -221,6 +221,57 @@ class _Load:
         self.ports: set[tuple[str, int]] = set()
 
 
+class NodeUsage:
+    """What a node's tasks hold of it, as a Placer counts it (its resources held by tasks that
+    have not ended, the host ports they publish, its live tasks of each service): kept task by
+    task (`add`, with -1 to take a task away) by whoever holds the tasks (TaskIndex), so that a
+    Placer needs no walk over every task of the cluster (half a second at 100,000 tasks, on
+    every pass that places a task)."""
+
+    __slots__ = ("cpus", "memory", "ports", "tasks", "by_service")
+
+    def __init__(self):
+        self.cpus = 0
+        self.memory = 0
+        self.ports: dict[tuple[str, int], int] = {}
+        self.tasks = 0
+        self.by_service: dict[str, int] = {}
+
+    def copy(self) -> NodeUsage:
+        other = NodeUsage()
+        other.cpus, other.memory, other.tasks = self.cpus, self.memory, self.tasks
+        other.ports, other.by_service = dict(self.ports), dict(self.by_service)
+        return other
+
+    def add(self, task: Task, sign: int = 1) -> None:
+        if _holds_resources(task):
+            reserved = task.spec.resources.reservations
+            self.cpus += sign * reserved.nano_cpus
+            self.memory += sign * reserved.memory_bytes
+            for port in _host_ports(task):
+                left = self.ports.get(port, 0) + sign
+                if left:
+                    self.ports[port] = left
+                else:
+                    del self.ports[port]
+        if _counts(task):
+            self.tasks += sign
+            left = self.by_service.get(task.service_id, 0) + sign
+            if left:
+                self.by_service[task.service_id] = left
+            else:
+                del self.by_service[task.service_id]
+
+
+def node_usage(tasks: Iterable[Task]) -> dict[str, NodeUsage]:
+    """Each node's usage by `tasks` (those with a node)."""
+    usage: dict[str, NodeUsage] = {}
+    for t in tasks:
+        if t.node_id:
+            usage.setdefault(t.node_id, NodeUsage()).add(t)
+    return usage
+
+
 def _holds_resources(task: Task) -> bool:
     return bool(task.node_id) and not task.status.state.terminal
 
@@ -238,7 +289,8 @@ class Placer:
     away. The records given are not changed.
     """
 
-    def __init__(self, nodes: Iterable[Node], tasks: Iterable[Task] = (), *, shared_order: bool = True):
+    def __init__(self, nodes: Iterable[Node], tasks: Iterable[Task] = (), *, shared_order: bool = True,
+                 usage: dict[str, NodeUsage] | None = None, changed: Iterable[tuple[Task | None, Task | None]] = ()):
         self.loads: dict[str, _Load] = {n.id: _Load(n) for n in sorted(nodes, key=lambda n: n.id)}
         # A service that no node runs yet ranks the nodes of a branch by their task count
         # alone, the same order for every such service: one heap per branch, kept across
@@ -263,6 +315,29 @@ class Placer:
                 load.ports.update(_host_ports(t))
             if _counts(t):
                 self.add_count(load, t.service_id)
+        # What the nodes' tasks hold, counted beforehand (node_usage), instead of or besides
+        # `tasks`; with `changed`, tasks as they were counted there and as they are now.
+        usage = usage or {}
+        mine: dict[str, NodeUsage] = {}
+        for before, now in changed:
+            for task, sign in ((before, -1), (now, 1)):
+                if task is not None and task.node_id:
+                    used = mine.get(task.node_id)
+                    if used is None:
+                        base = usage.get(task.node_id)
+                        used = mine[task.node_id] = base.copy() if base is not None else NodeUsage()
+                    used.add(task, sign)
+        for node_id, used in (usage | mine).items():
+            load = self.loads.get(node_id)
+            if load is None:
+                continue
+            load.free_cpus -= used.cpus
+            load.free_memory -= used.memory
+            load.ports.update(used.ports)
+            load.tasks += used.tasks
+            for service_id, count in used.by_service.items():
+                load.by_service[service_id] = load.by_service.get(service_id, 0) + count
+                self.holders.setdefault(service_id, {})[load] = None
 
     def add_count(self, load: _Load, service_id: str) -> None:
         load.tasks += 1
@@ -531,6 +606,6 @@ def compute_placements(nodes: Iterable[Node], tasks: Iterable[Task], demands: Se
 
 
 __all__ = [
-    "Constraint", "Demand", "GroupResult", "Placer", "compute_placements", "explain_filter", "node_matches",
+    "Constraint", "Demand", "GroupResult", "NodeUsage", "Placer", "compute_placements", "node_usage", "explain_filter", "node_matches",
     "parse_constraint", "parse_constraints", "parse_preference", "platform_matches",
 ]  # fmt: skip

@@ -28,6 +28,7 @@ from typing import Literal
 
 from orch.cluster.records import Service, Task, TaskState, compute_spec_digest
 from orch.scheduler.model import ObservedContainer
+from orch.scheduler.placement import NodeUsage
 from orch.scheduler.taskview import task_view
 
 UNPLACED = frozenset({TaskState.NEW, TaskState.ALLOCATED, TaskState.PENDING})
@@ -46,7 +47,8 @@ def _reports_health(task: Task) -> bool:
 class TaskIndex:
     """Tasks by service; each service's unplaced tasks; how many live tasks of a service
     report a health status, and how many were told to stop; each service's spec digest,
-    worked out once per spec; each task's view as a replica, made once per record."""
+    worked out once per spec; each task's view as a replica, made once per record; what each
+    node's tasks hold of it, as placement counts it."""
 
     def __init__(self, tasks: Iterable[Task] = ()):
         self.by_service: dict[str, dict[str, Task]] = {}
@@ -55,6 +57,7 @@ class TaskIndex:
         self.stopping: dict[str, int] = {}  # service id -> its tasks with a desired state past running
         self._digests: dict[str, tuple[object, str]] = {}  # service id -> (its spec, digest)
         self._views: dict[str, tuple[Task, int, str, ObservedContainer]] = {}
+        self.usage: dict[str, NodeUsage] = {}  # node id -> what its tasks hold, as placement counts it
         for task in tasks:
             self.put(None, task)
 
@@ -78,7 +81,16 @@ class TaskIndex:
             if old.desired_state > TaskState.RUNNING:
                 _decrement(self.stopping, sid)
             self._views.pop(old.id, None)
+            if old.node_id:
+                used = self.usage.get(old.node_id)
+                if used is not None:
+                    used.add(old, -1)
         if new is not None:
+            if new.node_id:
+                used = self.usage.get(new.node_id)
+                if used is None:
+                    used = self.usage[new.node_id] = NodeUsage()
+                used.add(new)
             sid = new.service_id
             self.by_service.setdefault(sid, {})[new.id] = new
             if _unplaced(new):

@@ -163,6 +163,51 @@ async def test_commit_packs_groups_within_max_txn_ops(store_factory, clock):
         assert len(listing.items) == 50 and listing.revision == before + 7 == result.revision
 
 
+def slowed(store):
+    """The store's transactions each take a while, the earlier ones longer (so that any sent
+    together finish in the other order); the most in flight at once is counted."""
+    real, seen = store._txn, {"in_flight": 0, "most": 0, "calls": 0}
+
+    async def txn(*args):
+        seen["calls"] += 1
+        seen["in_flight"] += 1
+        seen["most"] = max(seen["most"], seen["in_flight"])
+        try:
+            await trio.sleep(0.05 / seen["calls"])
+            return await real(*args)
+        finally:
+            seen["in_flight"] -= 1
+
+    store._txn = txn
+    return seen
+
+
+async def test_commit_sends_independent_transactions_together(store_factory, clock):
+    from orch.cluster.store import COMMIT_WINDOW
+
+    async with store_factory(limits=Limits(max_txn_ops=8)) as store:
+        seen = slowed(store)
+        result = await store.commit([[Put(ITEMS, Item(id=f"i{i:02d}", value=i), expect=0)] for i in range(50)])
+        assert result.applied == list(range(50)) and result.transactions == 7 and not result.rejected
+        assert seen["most"] == COMMIT_WINDOW
+        listing = await store.list(ITEMS)
+        assert len(listing.items) == 50 and listing.revision == result.revision
+
+
+async def test_commit_writes_a_record_the_others_compare_after_them(store_factory, clock):
+    # A plan writes a service's own record last; its tasks' transactions compare it. Sent
+    # together, the record's write could land first and every other transaction fail.
+    async with store_factory(limits=Limits(max_txn_ops=8)) as store:
+        rev = await store.create(OTHERS, Other(id="svc"))
+        seen = slowed(store)
+        groups = [[Check(OTHERS, "svc", rev), Put(ITEMS, Item(id=f"t{i:02d}"), expect=0)] for i in range(20)]
+        groups.append([Put(OTHERS, Other(id="svc", size=1), expect=rev)])
+        result = await store.commit(groups)
+        assert not result.rejected and result.applied == list(range(21))
+        assert seen["most"] > 1  # the tasks' transactions still went together
+        assert (await store.get(OTHERS, "svc")).record.size == 1
+
+
 async def test_commit_packs_groups_within_max_request_bytes(store_factory, clock):
     async with store_factory(limits=Limits(max_request_bytes=16384)) as store:
         result = await store.commit([[Put(ITEMS, Item(id=f"i{i:02d}", note="x" * 1000))] for i in range(40)])

@@ -230,6 +230,45 @@ async def test_nodes_that_lost_the_leader_wait_at_a_follower_and_come_to_the_nex
         nursery.cancel_scope.cancel()
 
 
+async def test_a_new_leader_plans_a_change_at_once_while_its_nodes_come_back(autojump_clock):
+    # Every service waits for the nodes to be back (Dispatcher.settle, up to 5 s with a node
+    # that never comes); an update issued meanwhile does not.
+    async with open_memory_store() as store, trio.open_nursery() as nursery:
+        await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
+        c = Cluster(store, nursery)
+        crashing = Crashing(store)
+        m1 = Manager(crashing, ManagerIdentity("m1", "m1:2377"), clock=trio.current_time, lease_ttl=5)
+        m2 = Manager(store, ManagerIdentity("m2", "m2:2377"), clock=trio.current_time, lease_ttl=5)
+        c.managers = {"m1:2377": m1, "m2:2377": m2}
+        m1_scope = trio.CancelScope()
+
+        async def run_m1(task_status=trio.TASK_STATUS_IGNORED):
+            with m1_scope:
+                await m1.run(task_status=task_status)
+
+        await nursery.start(run_m1)
+        await m1.leading.wait()
+        await nursery.start(m2.run)
+        for nid in ("n1", "n2"):
+            await c.add_worker(nid)
+        await store.put(SERVICES, fc.service("web", replicas=2))
+        await wait_until(m1, lambda cache: len(running_tasks(cache, "web")) == 2)
+
+        crashing.dead = True
+        m1_scope.cancel()
+        c.dead.add("m1:2377")
+        await c.cut_node("n2")  # n2 does not come back
+        await c.cut_node("n1")
+        c.cut.discard("n1")
+        await m2.leading.wait()
+        led = trio.current_time()
+        svc = await store.get(SERVICES, "web")
+        await store.put(SERVICES, fc.updated(svc.record, "busybox:2"), expect=svc.mod_revision)
+        await wait_until(m2, lambda cache: any(t.spec.container_spec.image == "busybox:2" for t in cache.tasks.values()))
+        assert trio.current_time() - led < 1
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_node_held_by_a_follower_goes_back_to_a_leader_that_lives(autojump_clock):
     # A node whose own trouble made it leave a leader that is alive is not held for ever.
     async with open_memory_store() as store, trio.open_nursery() as nursery:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orch.cluster.records import Placement, PlacementPreference, Platform, Resources
+from orch.cluster.records import Placement, PlacementPreference, Platform, Resources, TaskState
 from orch.errors import InvalidArgument
 from orch.scheduler.fakecluster import CPU, GIB, node, service, task
 from orch.scheduler.placement import Demand, Placer, compute_placements, node_matches, parse_constraint, parse_constraints
@@ -307,3 +307,40 @@ def test_the_shared_order_for_new_services_decides_as_ranking_from_scratch(data)
     fast = [(r.assigned, r.unplaced, r.reason) for r in map(Placer(nodes, existing).place, demands)]
     slow = [(r.assigned, r.unplaced, r.reason) for r in map(Placer(nodes, existing, shared_order=False).place, demands)]
     assert fast == slow
+
+
+def _loads(placer):
+    return {nid: (load.free_cpus, load.free_memory, sorted(load.ports), load.tasks, dict(load.by_service))
+            for nid, load in placer.loads.items()}, {sid: sorted(l.node.id for l in loads) for sid, loads in placer.holders.items()}
+
+
+@settings(max_examples=200, deadline=None)
+@given(clusters(), st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["shutdown", "failed", "moved", "ports"])), max_size=4))
+def test_a_placer_from_counted_usage_and_a_pass_s_changes_decides_as_one_from_every_task(data, edits):
+    # The leader's pass builds its Placer from what its index counted (node_usage, kept task
+    # by task) and the tasks the pass changed, not from a walk over every task.
+    from orch.scheduler.placement import node_usage
+
+    nodes, existing, demands = data
+    existing = [t if i % 2 else task(service(t.service_id, host_ports=(80,)), t.slot, t.node_id, task_id=t.id)
+                for i, t in enumerate(existing)]
+    now = {t.id: t for t in existing}
+    for i, how in edits:
+        if not existing:
+            break
+        old = existing[i % len(existing)]
+        if how == "shutdown":
+            now[old.id] = old.model_copy(update={"desired_state": TaskState.SHUTDOWN})
+        elif how == "failed":
+            now[old.id] = old.model_copy(update={"status": old.status.model_copy(update={"state": TaskState.FAILED})})
+        elif how == "moved":
+            now[old.id] = old.model_copy(update={"node_id": nodes[i % len(nodes)].id})
+        else:
+            now[old.id] = task(service(old.service_id, host_ports=(8080,)), old.slot, old.node_id, task_id=old.id)
+    changed = [(t, now[t.id]) for t in existing if now[t.id] is not t]
+    whole = Placer(nodes, list(now.values()))
+    counted = Placer(nodes, usage=node_usage(existing), changed=changed)
+    assert _loads(counted) == _loads(whole)
+    again = Placer(nodes, usage=node_usage(existing), changed=changed)
+    assert [(r.assigned, r.unplaced, r.reason) for r in map(again.place, demands)] == \
+        [(r.assigned, r.unplaced, r.reason) for r in map(Placer(nodes, list(now.values())).place, demands)]

@@ -84,3 +84,30 @@ def test_a_pass_creates_at_most_max_new_tasks_and_the_rest_follow():
     assert max(creates.values()) == 3 and sum(creates.values()) == 13
     for sid, n in (("web", 8), ("db", 5)):
         assert sorted(t.slot for t in fake.running(sid)) == list(range(1, n + 1))
+
+
+def test_the_index_counts_each_nodes_usage_as_its_tasks_change():
+    from orch.scheduler.placement import node_usage
+
+    def as_dict(usage):
+        return {nid: (u.cpus, u.memory, u.ports, u.tasks, u.by_service) for nid, u in usage.items()
+                if u.cpus or u.memory or u.ports or u.tasks or u.by_service}
+
+    big = service("big", replicas=2, reserve_cpus=1, reserve_memory=1 << 30, host_ports=(80,))
+    a, b, c = task(big, 1, "n1"), task(big, 2, "n2"), task(WEB, 1, "n1")
+    index = TaskIndex([a, b, c])
+    assert as_dict(index.usage) == as_dict(node_usage([a, b, c]))
+    steps = [
+        (a, a.model_copy(update={"desired_state": TaskState.SHUTDOWN})),  # still holds, no longer counts
+        (b, moved(b, state=TaskState.FAILED)),  # holds nothing any more
+        (c, None),  # deleted
+        (None, task(WEB, 2, "n2")),
+    ]
+    tasks = {t.id: t for t in (a, b, c)}
+    for old, new in steps:
+        index.put(old, new)
+        if old is not None:
+            del tasks[old.id]
+        if new is not None:
+            tasks[new.id] = new
+        assert as_dict(index.usage) == as_dict(node_usage(tasks.values()))
