@@ -508,6 +508,8 @@ async def run_bench(args, nursery) -> None:
         row("  CPU used meanwhile (s)", ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f"; all {sum(cpu.values()):.1f}",
             f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores, shared)")
         row("  leader CPU per task", f"{cpu['leader'] / args.tasks * 1e6:.0f} µs")
+        row("  fleet CPU per task", f"{cpu['fleet'] / args.tasks * 1e6:.0f} µs",
+            "the worker's side: sessions, assignments, controllers, status reports")
 
         status = await client.status()
         leader = (await store.get(LEADER)).record

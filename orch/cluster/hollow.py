@@ -25,12 +25,19 @@ from orch.cluster.worker import Observed, Worker
 from orch.errors import PermissionDenied, Unavailable
 
 
-@dataclass
+@dataclass(slots=True)
 class _Hollow:
     task_id: str
     running: bool = False
     exit_code: int | None = None
-    stopped: trio.Event = field(default_factory=trio.Event)
+    stopped: bool = False
+    waiter: trio.lowlevel.Task | None = None  # the controller in wait()
+
+    def stop(self, exit_code: int) -> None:
+        self.running, self.exit_code, self.stopped = False, exit_code, True
+        if self.waiter is not None:
+            trio.lowlevel.reschedule(self.waiter)
+            self.waiter = None
 
 
 class HollowRuntime:
@@ -62,20 +69,28 @@ class HollowRuntime:
         c = self.containers.get(cid)
         if c is None:
             return 137
-        await c.stopped.wait()
+        if c.stopped:
+            await trio.lowlevel.checkpoint()
+        else:
+            # What trio.Event does, without an event (and its set of waiters) per container:
+            # a container has one waiter, its task's controller.
+            def abort(_raise_cancel) -> trio.lowlevel.Abort:
+                c.waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            c.waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(abort)
         return c.exit_code or 0
 
     async def stop(self, cid: str, timeout) -> None:
         c = self.containers.get(cid)
         if c is not None and c.running:
-            c.running, c.exit_code = False, 0
-            c.stopped.set()
+            c.stop(0)
 
     async def remove(self, cid: str) -> None:
         c = self.containers.pop(cid, None)
-        if c is not None and not c.stopped.is_set():
-            c.running, c.exit_code = False, 137
-            c.stopped.set()
+        if c is not None and not c.stopped:
+            c.stop(137)
 
     async def logs(self, cid, *, follow, tail, since):
         """A hollow task writes nothing."""

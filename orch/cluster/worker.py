@@ -18,7 +18,6 @@ creates nothing (hollow.py, for scale tests), many nodes to a process.
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 from dataclasses import dataclass
@@ -99,26 +98,34 @@ class Runtime(Protocol):
     #     clients are gone (it has already left every balancer and DNS), at most `grace`.
 
 
-Report = Callable[[p.TaskStatusUpdate], None]
+# Takes a task status update in its wire form (protocol.status_update).
+Report = Callable[[dict[str, Any]], None]
 
 
 class TaskController:
-    """Brings one task to its desired state and reports every state it passes."""
+    """Brings one task to its desired state and reports every state it passes.
+
+    A node runs a controller per task, so what each costs counts (a hollow fleet runs 100,000):
+    one trio task and one cancel scope each. A stop is a task of its own, started only when the
+    desired state asks for it (`update`), not a second task per controller waiting for that."""
 
     def __init__(self, task: dict, runtime: Runtime, report: Report, assets: "Assets",
-                 observed: Observed | None = None):
+                 nursery: trio.Nursery, observed: Observed | None = None):
         self.task = task
         self.runtime = runtime
         self._report = report
         self.assets = assets
+        self.nursery = nursery  # where a stop runs
         self.container_id = observed.container_id if observed else ""
         self.state = "running" if observed and observed.running else "assigned"
         if observed and not observed.running:
             self.state = "complete" if observed.exit_code == 0 else "failed"
         self.exit_code = observed.exit_code if observed else None
         self.healthy = observed.healthy if observed else None
-        self.changed = trio.Event()
-        self.scope: trio.CancelScope | None = None
+        # Made here, not when its trio task starts, so that a removal that comes first cancels it.
+        self.scope = trio.CancelScope()
+        self._waiting = False  # the container runs and run() waits for it to exit
+        self._stopping: trio.CancelScope | None = None
 
     @property
     def task_id(self) -> str:
@@ -129,64 +136,87 @@ class TaskController:
         return ORDER.get(self.task.get("desired_state", "running"), 0) > ORDER["running"]
 
     def update(self, task: dict) -> None:
+        """The task as the assignments say now. The same task again (a full assignment after a
+        reconnect repeats every task) changes nothing."""
+        if task == self.task:
+            return
         self.task = task
-        self.changed.set()
+        if self._waiting and self.wants_shutdown:
+            self._begin_stop()
+
+    def cancel(self) -> None:
+        """The task left the assignments: whatever its controller does ends."""
+        self.scope.cancel()
+        if self._stopping is not None:
+            self._stopping.cancel()
 
     def report(self, state: str, message: str = "", err: str = "") -> None:
         if state != self.state or state == "running":
             self.state = state
-        self._report(p.TaskStatusUpdate(task_id=self.task_id, state=state, message=message, err=err,
-                                        exit_code=self.exit_code, container_id=self.container_id,
-                                        healthy=self.healthy, timestamp=trio.current_time()))
+        self._report(p.status_update(self.task["id"], state, message=message, err=err, exit_code=self.exit_code,
+                                     container_id=self.container_id, healthy=self.healthy,
+                                     timestamp=trio.current_time()))
 
     async def run(self) -> None:
-        try:
-            if self.state in TERMINAL:
-                self.report(self.state, "finished while no manager watched")
-                return
-            if self.state != "running":
-                if self.wants_shutdown:
-                    self.report("shutdown", "shut down before it started")
+        with self.scope:
+            # Removed before its trio task began (two frames read at once): not one step. The
+            # runtime's first await may not be a checkpoint, so the cancel would come too late.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                if self.state in TERMINAL:
+                    self.report(self.state, "finished while no manager watched")
                     return
-                self.report("accepted")
-                self.report("preparing")
-                await self.runtime.prepare(self.task, self.assets.secrets, self.assets.configs)
-                self.report("starting")
-                self.container_id = await self.runtime.create(self.task)
-                await self.runtime.start(self.container_id)
-            self.report("running", "started")
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._stop_when_asked, nursery.cancel_scope)
-                code = await self.runtime.wait(self.container_id, self._on_health)
-                nursery.cancel_scope.cancel()
-            self.exit_code = code
-            if self.wants_shutdown:
-                self.report("shutdown", "shut down")
-            elif code == 0:
-                self.report("complete", "finished")
-            else:
-                self.report("failed", "task: non-zero exit", err=f"task: non-zero exit ({code})")
-        except OrchError as err:
-            state = "rejected" if self.state in ("accepted", "preparing") else "failed"
-            self.report(state, str(err), err=str(err))
+                if self.state != "running":
+                    if self.wants_shutdown:
+                        self.report("shutdown", "shut down before it started")
+                        return
+                    self.report("accepted")
+                    self.report("preparing")
+                    await self.runtime.prepare(self.task, self.assets.secrets, self.assets.configs)
+                    self.report("starting")
+                    self.container_id = await self.runtime.create(self.task)
+                    await self.runtime.start(self.container_id)
+                self.report("running", "started")
+                self._waiting = True
+                try:
+                    if self.wants_shutdown:  # asked while it was starting
+                        self._begin_stop()
+                    code = await self.runtime.wait(self.container_id, self._on_health)
+                finally:
+                    self._waiting = False
+                    if self._stopping is not None:
+                        self._stopping.cancel()  # the container is gone: nothing left to stop
+                self.exit_code = code
+                if self.wants_shutdown:
+                    self.report("shutdown", "shut down")
+                elif code == 0:
+                    self.report("complete", "finished")
+                else:
+                    self.report("failed", "task: non-zero exit", err=f"task: non-zero exit ({code})")
+            except OrchError as err:
+                state = "rejected" if self.state in ("accepted", "preparing") else "failed"
+                self.report(state, str(err), err=str(err))
 
     def _on_health(self, healthy: bool) -> None:
         if healthy != self.healthy:
             self.healthy = healthy
             self.report("running", "healthy" if healthy else "unhealthy")
 
-    async def _stop_when_asked(self, scope: trio.CancelScope) -> None:
-        while not self.wants_shutdown:
-            self.changed = trio.Event()
-            await self.changed.wait()
-        timeout = self.task.get("spec", {}).get("container_spec", {}).get("stop_grace_period")
-        drain = getattr(self.runtime, "drain", None)
-        if drain is not None and self.task.get("networks"):
-            # The same assignment took the task out of every node's balancer and DNS; its
-            # clients finish before it stops (orch.scheduler.drain's rule, at most its grace).
-            await drain(self.container_id, timeout)
-        await self.runtime.stop(self.container_id, timeout)
-        # runtime.wait returns when the container is gone; nothing to cancel here
+    def _begin_stop(self) -> None:
+        if self._stopping is None:
+            self._stopping = trio.CancelScope()
+            self.nursery.start_soon(self._stop, self._stopping)
+
+    async def _stop(self, scope: trio.CancelScope) -> None:
+        with scope:
+            timeout = self.task.get("spec", {}).get("container_spec", {}).get("stop_grace_period")
+            drain = getattr(self.runtime, "drain", None)
+            if drain is not None and self.task.get("networks"):
+                # The same assignment took the task out of every node's balancer and DNS; its
+                # clients finish before it stops (orch.scheduler.drain's rule, at most its grace).
+                await drain(self.container_id, timeout)
+            await self.runtime.stop(self.container_id, timeout)
+            # runtime.wait returns when the container is gone, and run() goes on from there
 
 
 @dataclass
@@ -254,14 +284,10 @@ class TaskSet:
             if controller is not None:
                 controller.update(task)
                 continue
-            controller = TaskController(task, self.runtime, self.report, self.assets, self.observed.pop(tid, None))
+            controller = TaskController(task, self.runtime, self.report, self.assets, self.nursery,
+                                        self.observed.pop(tid, None))
             self.controllers[tid] = controller
-            self.nursery.start_soon(self._run_controller, controller)
-
-    async def _run_controller(self, controller: TaskController) -> None:
-        with trio.CancelScope() as scope:
-            controller.scope = scope
-            await controller.run()
+            self.nursery.start_soon(controller.run)
 
     def container_of(self, task_id: str) -> str:
         controller = self.controllers.get(task_id)
@@ -274,8 +300,8 @@ class TaskSet:
         controller = self.controllers.pop(tid, None)
         observed = self.observed.pop(tid, None)
         cid = controller.container_id if controller else observed.container_id if observed else ""
-        if controller is not None and controller.scope is not None:
-            controller.scope.cancel()
+        if controller is not None:
+            controller.cancel()
         if cid and self.nursery is not None:
             self.nursery.start_soon(self._remove_container, tid, cid)
 
@@ -300,8 +326,11 @@ class Worker:
         self.period = 5.0
         self.connected = trio.Event()  # set while a session is up (tests and `swarm join` wait on it)
         self.session_id = ""
-        self._outbox_send, self._outbox = trio.open_memory_channel[p.TaskStatusUpdate](math.inf)
-        self.tasks = TaskSet(runtime, self._outbox_send.send_nowait)
+        # Status updates (their wire form) not sent yet, kept across sessions; one event for
+        # the sender, not a channel operation per update.
+        self._outbox: list[dict[str, Any]] = []
+        self._outbox_ready = trio.Event()
+        self.tasks = TaskSet(runtime, self._queue_status)
         self._rng = rng or random.Random()
         self.last_error = ""
         self._welcomed = False  # the last session got as far as a welcome
@@ -447,16 +476,21 @@ class Worker:
             await framed.send(p.Heartbeat().model_dump())
             await trio.sleep(self.period)
 
+    def _queue_status(self, update: dict[str, Any]) -> None:
+        self._outbox.append(update)
+        self._outbox_ready.set()
+
     async def _send_status(self, framed: Framed) -> None:
+        """What the tasks report, in frames of up to STATUS_BATCH updates: each frame takes what
+        is waiting when the last one has gone."""
         while True:
-            first = await self._outbox.receive()
-            batch = [first]
-            while len(batch) < STATUS_BATCH:
-                try:
-                    batch.append(self._outbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            await framed.send(p.Status(updates=batch).model_dump())
+            await self._outbox_ready.wait()
+            batch = self._outbox[:STATUS_BATCH]
+            del self._outbox[:STATUS_BATCH]
+            if not self._outbox:
+                self._outbox_ready = trio.Event()
+            # A Status message, its updates already in their wire form.
+            await framed.send({"op": "status", "updates": batch})
 
 
 def task_summary(task: dict[str, Any]) -> str:
