@@ -18,6 +18,7 @@ creates nothing (hollow.py, for scale tests), many nodes to a process.
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 from dataclasses import dataclass
@@ -326,9 +327,12 @@ class Worker:
         self.period = 5.0
         self.connected = trio.Event()  # set while a session is up (tests and `swarm join` wait on it)
         self.session_id = ""
-        # Status updates (their wire form) not sent yet, kept across sessions; one event for
-        # the sender, not a channel operation per update.
-        self._outbox: list[dict[str, Any]] = []
+        # Each task's latest status update (its wire form) not sent yet, kept across sessions,
+        # in the order the tasks first reported; one event for the sender, not a channel
+        # operation per update. A task passes four states or more in a moment, and the manager
+        # keeps only the latest of those it reads together anyway (swarmkit's reporter sends
+        # the latest likewise): the leader read four times the updates in a deploy.
+        self._outbox: dict[str, dict[str, Any]] = {}
         self._outbox_ready = trio.Event()
         self.tasks = TaskSet(runtime, self._queue_status)
         self._rng = rng or random.Random()
@@ -477,7 +481,7 @@ class Worker:
             await trio.sleep(self.period)
 
     def _queue_status(self, update: dict[str, Any]) -> None:
-        self._outbox.append(update)
+        self._outbox[update["task_id"]] = update
         self._outbox_ready.set()
 
     async def _send_status(self, framed: Framed) -> None:
@@ -485,8 +489,7 @@ class Worker:
         is waiting when the last one has gone."""
         while True:
             await self._outbox_ready.wait()
-            batch = self._outbox[:STATUS_BATCH]
-            del self._outbox[:STATUS_BATCH]
+            batch = [self._outbox.pop(tid) for tid in list(itertools.islice(self._outbox, STATUS_BATCH))]
             if not self._outbox:
                 self._outbox_ready = trio.Event()
             # A Status message, its updates already in their wire form.

@@ -128,3 +128,29 @@ def test_a_status_update_on_the_wire_is_the_models_dump_without_defaults(fields)
     model = p.TaskStatusUpdate(task_id="t1", state="running", **fields)
     assert wire == model.model_dump(exclude_defaults=True)
     assert p.parse({"op": "status", "updates": [wire]}, p.TO_MANAGER) == p.Status(updates=[model])
+
+
+async def test_a_task_s_updates_that_wait_together_go_as_its_latest():
+    # A task passes four states or more in a moment: the manager reads its latest.
+    from orch.cluster.worker import Worker
+
+    worker = Worker(["m:1"], None, None, lambda: None)
+    worker._queue_status(p.status_update("t1", "accepted"))
+    worker._queue_status(p.status_update("t2", "accepted"))
+    worker._queue_status(p.status_update("t1", "starting"))
+    worker._queue_status(p.status_update("t1", "running", message="started"))
+    sent = []
+
+    class Sent(Exception):
+        pass
+
+    class Frames:
+        async def send(self, msg):
+            sent.append(msg)
+            raise Sent  # one frame is enough here
+
+    with pytest.raises(Sent):
+        await worker._send_status(Frames())
+    assert sent == [{"op": "status", "updates": [{"task_id": "t1", "state": "running", "message": "started"},
+                                                 {"task_id": "t2", "state": "accepted"}]}]
+    assert not worker._outbox_ready.is_set()
