@@ -515,6 +515,9 @@ async def run_bench(args, nursery) -> None:
         leader = (await store.get(LEADER)).record
         leader_proc = next(p for p, _, nid, _ in managers if nid == leader.node_id)
         row("leader manager RSS", f"{rss_mb(leader_proc.p.pid):.0f} MB")
+        standbys = [p for p, _, nid, _ in managers if nid != leader.node_id]
+        if standbys:
+            row("  the standby managers' RSS", ", ".join(f"{rss_mb(p.p.pid):.0f} MB" for p in standbys))
         row("etcd database size", f"{status.db_size / 1e6:.1f} MB")
         used = etcd_requests(metrics_before, await trio.to_thread.run_sync(etcd_metrics, etcd_urls[0], tls))
         row("etcd requests per 1,000 tasks (deploy)", f"{sum(v for k, v in used.items() if k[0].isupper()) * 1000 / args.tasks:.1f}"

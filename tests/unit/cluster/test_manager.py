@@ -497,3 +497,26 @@ def test_a_hello_that_lists_a_running_task_without_its_message_writes_nothing():
     assert done.status.state == r.TaskState.COMPLETE and done.status.message == "" and done.status.finished_at == 6.0
     healthy = merge_status(task, p.TaskStatusUpdate(task_id=task.id, state="running", container_id="c1", healthy=True), 7.0)
     assert healthy.status.health == "healthy" and healthy.status.message == "started"
+
+
+def test_a_standby_freezes_what_it_follows_and_a_leader_does_not(monkeypatch):
+    # A standby's young collections walked every record it followed twice; a leader makes
+    # cyclic garbage (sessions, scopes) that must stay collectable.
+    import gc
+
+    import orch.cluster.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "STANDBY_FREEZE", -1)
+    m = Manager(None, ManagerIdentity("m1", "m1:2377"))
+    try:
+        held = [[i] for i in range(1000)]  # young objects
+        before = gc.get_freeze_count()
+        m._on_standby_changes([])
+        assert gc.get_freeze_count() >= before + len(held)
+        gc.unfreeze()
+        m.cache, m.dispatcher = Cache(), RecordingDispatcher()
+        before = gc.get_freeze_count()
+        m._on_standby_changes([])
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
