@@ -59,6 +59,30 @@ class Cluster:
         self.workers[node_id] = worker
         await self.nursery.start(worker.run)
 
+    async def two_managers(self):
+        """m1 leading, m2 standing by, and a function that kills m1 as a process killed dies:
+        no resign, its lease not revoked (it runs out), its address refusing connections."""
+        crashing = Crashing(self.store)
+        m1 = Manager(crashing, ManagerIdentity("m1", "m1:2377"), clock=trio.current_time, lease_ttl=5)
+        m2 = Manager(self.store, ManagerIdentity("m2", "m2:2377"), clock=trio.current_time, lease_ttl=5)
+        self.managers = {"m1:2377": m1, "m2:2377": m2}
+        scope = trio.CancelScope()
+
+        async def run_m1(task_status=trio.TASK_STATUS_IGNORED):
+            with scope:
+                await m1.run(task_status=task_status)
+
+        await self.nursery.start(run_m1)
+        await m1.leading.wait()
+        await self.nursery.start(m2.run)
+
+        def kill_m1():
+            crashing.dead = True
+            scope.cancel()
+            self.dead.add("m1:2377")
+
+        return m1, m2, kill_m1
+
     @staticmethod
     async def _serve(manager, stream, node_id):
         # As the node's listener does: the hello is read first, to route the connection.
@@ -194,27 +218,13 @@ async def test_nodes_that_lost_the_leader_wait_at_a_follower_and_come_to_the_nex
     async with open_memory_store() as store, trio.open_nursery() as nursery:
         await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
         c = Cluster(store, nursery)
-        crashing = Crashing(store)
-        m1 = Manager(crashing, ManagerIdentity("m1", "m1:2377"), clock=trio.current_time, lease_ttl=5)
-        m2 = Manager(store, ManagerIdentity("m2", "m2:2377"), clock=trio.current_time, lease_ttl=5)
-        c.managers = {"m1:2377": m1, "m2:2377": m2}
-        m1_scope = trio.CancelScope()
-
-        async def run_m1(task_status=trio.TASK_STATUS_IGNORED):
-            with m1_scope:
-                await m1.run(task_status=task_status)
-
-        await nursery.start(run_m1)
-        await m1.leading.wait()
-        await nursery.start(m2.run)
+        m1, m2, kill_m1 = await c.two_managers()
         for nid in ("n1", "n2", "n3"):
             await c.add_worker(nid)
         for worker in c.workers.values():
             await worker.connected.wait()
 
-        crashing.dead = True
-        m1_scope.cancel()
-        c.dead.add("m1:2377")
+        kill_m1()
         died = trio.current_time()
         for nid in list(c.streams):
             await c.cut_node(nid)
@@ -236,27 +246,13 @@ async def test_a_new_leader_plans_a_change_at_once_while_its_nodes_come_back(aut
     async with open_memory_store() as store, trio.open_nursery() as nursery:
         await store.put(CLUSTER, r.Cluster(id="c1", settings=r.ClusterSettings(heartbeat_period=1.0)))
         c = Cluster(store, nursery)
-        crashing = Crashing(store)
-        m1 = Manager(crashing, ManagerIdentity("m1", "m1:2377"), clock=trio.current_time, lease_ttl=5)
-        m2 = Manager(store, ManagerIdentity("m2", "m2:2377"), clock=trio.current_time, lease_ttl=5)
-        c.managers = {"m1:2377": m1, "m2:2377": m2}
-        m1_scope = trio.CancelScope()
-
-        async def run_m1(task_status=trio.TASK_STATUS_IGNORED):
-            with m1_scope:
-                await m1.run(task_status=task_status)
-
-        await nursery.start(run_m1)
-        await m1.leading.wait()
-        await nursery.start(m2.run)
+        m1, m2, kill_m1 = await c.two_managers()
         for nid in ("n1", "n2"):
             await c.add_worker(nid)
         await store.put(SERVICES, fc.service("web", replicas=2))
         await wait_until(m1, lambda cache: len(running_tasks(cache, "web")) == 2)
 
-        crashing.dead = True
-        m1_scope.cancel()
-        c.dead.add("m1:2377")
+        kill_m1()
         await c.cut_node("n2")  # n2 does not come back
         await c.cut_node("n1")
         c.cut.discard("n1")
